@@ -1,0 +1,196 @@
+"""The functional core: which parameters a posterior owns, and sampled forward passes.
+
+Data flow (see docs/architecture.md)::
+
+    flat weights [S, D] --ParamSpec.unflatten--> {name: [S, *shape]}
+    {name: [S, *shape]} + x [B, ...] --sampled_forward--> outputs [S, B, ...]
+
+Primary networks stay ordinary ``nn.Module`` objects; posteriors act on them from outside through
+``torch.func.functional_call``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+ParamPredicate = Callable[[str, nn.Parameter], bool]
+
+
+class ForwardMode(str, Enum):
+    """How ``sampled_forward`` runs S weight samples through a network."""
+
+    AUTO = "auto"  # vmap unless the net has BatchNorm with running statistics, then loop
+    VMAP = "vmap"  # torch.func.vmap over the sample axis
+    LOOP = "loop"  # a Python loop over samples (works for every module)
+
+
+@dataclass(frozen=True)
+class ParamEntry:
+    """One generated parameter tensor: its name in ``named_parameters``, shape and flat slice."""
+
+    name: str
+    shape: tuple[int, ...]
+    offset: int
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+class ParamSpec:
+    """The parameters of a module that a posterior generates, and the flat layout ``[S, D]``.
+
+    The flat vector concatenates the generated tensors in ``named_parameters`` order, each
+    flattened in row-major order.
+    """
+
+    def __init__(self, entries: list[ParamEntry]):
+        if not entries:
+            raise ValueError("ParamSpec needs at least one parameter tensor; got none")
+        self.entries: tuple[ParamEntry, ...] = tuple(entries)
+        self._by_name = {e.name: e for e in self.entries}
+
+    @classmethod
+    def from_module(cls, module: nn.Module, include: ParamPredicate | None = None) -> ParamSpec:
+        """Build the spec of ``module``: every trainable parameter, or those ``include`` keeps.
+
+        ``include(name, param)`` returns True for parameters the posterior should generate;
+        the others stay deterministic parameters of the module (e.g. BatchNorm affine weights).
+        """
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")
+        entries: list[ParamEntry] = []
+        offset = 0
+        for name, param in module.named_parameters():
+            if not param.requires_grad or (include is not None and not include(name, param)):
+                continue
+            entry = ParamEntry(name, tuple(param.shape), offset)
+            entries.append(entry)
+            offset += entry.numel
+        if not entries:
+            raise ValueError(
+                f"module {type(module).__name__} has no parameters for the posterior to generate"
+                + (" (the include predicate rejected all of them)" if include else "")
+            )
+        return cls(entries)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(e.name for e in self.entries)
+
+    @property
+    def dim(self) -> int:
+        """D, the total number of generated scalars."""
+        last = self.entries[-1]
+        return last.offset + last.numel
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[ParamEntry]:
+        return iter(self.entries)
+
+    def __getitem__(self, name: str) -> ParamEntry:
+        return self._by_name[name]
+
+    def __repr__(self) -> str:
+        return f"ParamSpec({len(self)} tensors, D={self.dim})"
+
+    def unflatten(self, flat: Tensor) -> dict[str, Tensor]:
+        """``[S, D]`` -> ``{name: [S, *shape]}`` (views, no copies)."""
+        if flat.dim() != 2 or flat.shape[1] != self.dim:
+            raise ValueError(f"flat weights must have shape [S, {self.dim}], got {list(flat.shape)}")
+        s = flat.shape[0]
+        return {
+            e.name: flat[:, e.offset : e.offset + e.numel].reshape(s, *e.shape) for e in self.entries
+        }
+
+    def flatten(self, params: Mapping[str, Tensor]) -> Tensor:
+        """``{name: [S, *shape]}`` -> ``[S, D]``; every name of the spec must be present."""
+        missing = [n for n in self.names if n not in params]
+        if missing:
+            raise KeyError(f"parameters missing from the dict: {missing}")
+        sizes = {params[n].shape[0] for n in self.names}
+        if len(sizes) != 1:
+            raise ValueError(f"parameters disagree on the sample count S: {sorted(sizes)}")
+        s = sizes.pop()
+        parts = []
+        for e in self.entries:
+            p = params[e.name]
+            if tuple(p.shape[1:]) != e.shape:
+                raise ValueError(
+                    f"parameter {e.name!r} has shape {list(p.shape)}, expected [S, *{list(e.shape)}]"
+                )
+            parts.append(p.reshape(s, e.numel))
+        return torch.cat(parts, dim=1)
+
+    def from_module_values(self, module: nn.Module) -> Tensor:
+        """The module's current values of the generated parameters as ``[1, D]``."""
+        named = dict(module.named_parameters())
+        return self.flatten({n: named[n].detach().unsqueeze(0) for n in self.names})
+
+
+def has_running_stats(net: nn.Module) -> bool:
+    """True if ``net`` has a normalisation layer that updates running statistics in training."""
+    return any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats and m.training
+        for m in net.modules()
+    )
+
+
+def sampled_forward(
+    net: nn.Module,
+    params: Mapping[str, Tensor],
+    x: Tensor,
+    *,
+    x_per_sample: bool = False,
+    mode: ForwardMode | str = ForwardMode.AUTO,
+) -> Tensor:
+    """Run ``net`` once per weight sample: ``{name: [S, *shape]}`` and x -> outputs ``[S, B, ...]``.
+
+    Parameters not in ``params`` (deterministic ones) and buffers come from ``net`` itself.
+    With ``x_per_sample`` the input is ``[S, B, ...]`` and sample s sees ``x[s]`` (used to split a
+    batch between samples); otherwise every sample sees the same ``x`` ``[B, ...]``.
+    """
+    mode = _parse_mode(mode)
+    if not params:
+        raise ValueError("params is empty: nothing to sample")
+    sizes = {p.shape[0] for p in params.values()}
+    if len(sizes) != 1:
+        raise ValueError(f"parameters disagree on the sample count S: {sorted(sizes)}")
+    s = sizes.pop()
+    if x_per_sample and x.shape[0] != s:
+        raise ValueError(f"x_per_sample needs x of shape [S={s}, B, ...], got {list(x.shape)}")
+    if mode is ForwardMode.AUTO:
+        mode = ForwardMode.LOOP if (has_running_stats(net) or s == 1) else ForwardMode.VMAP
+
+    if mode is ForwardMode.LOOP:
+        outs = [
+            functional_call(
+                net, {k: v[i] for k, v in params.items()}, (x[i] if x_per_sample else x,)
+            )
+            for i in range(s)
+        ]
+        return torch.stack(outs)
+
+    def one(p: dict[str, Tensor], xi: Tensor) -> Tensor:
+        return functional_call(net, p, (xi,))
+
+    return vmap(one, in_dims=(0, 0 if x_per_sample else None), randomness="different")(
+        dict(params), x
+    )
+
+
+def _parse_mode(mode: ForwardMode | str) -> ForwardMode:
+    try:
+        return ForwardMode(mode)
+    except ValueError:
+        allowed = [m.value for m in ForwardMode]
+        raise ValueError(f"unknown forward mode {mode!r}; allowed: {allowed}") from None
