@@ -1,0 +1,47 @@
+"""The registry of methods: ``build(name, net, **options)`` wraps any unmodified ``nn.Module``.
+
+This is the only place that knows the method names; everything else speaks the ``Method``
+interface (``bbh.methods.base``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from bbh.methods.base import Method
+
+MethodFactory = Callable[..., Method]
+
+#: name -> factory(net, **options). Filled in by ``bbh.methods.__init__``.
+METHODS: dict[str, MethodFactory] = {}
+
+
+def register(name: str, factory: MethodFactory) -> None:
+    if name in METHODS:
+        raise ValueError(f"method {name!r} is registered twice")
+    METHODS[name] = factory
+
+
+def available() -> list[str]:
+    return sorted(METHODS)
+
+
+def build(name: str, net: nn.Module, **options: Any) -> Method:
+    """Build method ``name`` around ``net``; unknown names and options raise a clear error."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; available: {available()}")
+    factory = METHODS[name]
+    params = inspect.signature(factory).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        allowed = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY or (
+            p.kind is p.POSITIONAL_OR_KEYWORD and n != "net")]
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"unknown option(s) {unknown} for method {name!r}; allowed: {sorted(allowed)}"
+            )
+    return factory(net, **options)
