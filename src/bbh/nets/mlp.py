@@ -1,0 +1,29 @@
+"""Plain multilayer perceptrons (primary networks know nothing about Bayes)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+
+class MLP(nn.Module):
+    """``in -> hidden... -> out`` with ReLU between layers; inputs are flattened from dim 1."""
+
+    def __init__(self, in_features: int, hidden: Sequence[int], out_features: int):
+        super().__init__()
+        sizes = [in_features, *hidden, out_features]
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(sizes) - 2:
+                layers.append(nn.ReLU())
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x.flatten(1))
+
+
+def toy_regression_net(hidden: int = 100) -> MLP:
+    """The paper's toy-regression network 1 -> 100 (ReLU) -> 1 (PAPER.md section 10)."""
+    return MLP(1, [hidden], 1)
