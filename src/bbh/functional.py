@@ -106,10 +106,13 @@ class ParamSpec:
     def unflatten(self, flat: Tensor) -> dict[str, Tensor]:
         """``[S, D]`` -> ``{name: [S, *shape]}`` (views, no copies)."""
         if flat.dim() != 2 or flat.shape[1] != self.dim:
-            raise ValueError(f"flat weights must have shape [S, {self.dim}], got {list(flat.shape)}")
+            raise ValueError(
+                f"flat weights must have shape [S, {self.dim}], got {list(flat.shape)}"
+            )
         s = flat.shape[0]
         return {
-            e.name: flat[:, e.offset : e.offset + e.numel].reshape(s, *e.shape) for e in self.entries
+            e.name: flat[:, e.offset : e.offset + e.numel].reshape(s, *e.shape)
+            for e in self.entries
         }
 
     def flatten(self, params: Mapping[str, Tensor]) -> Tensor:
@@ -126,7 +129,8 @@ class ParamSpec:
             p = params[e.name]
             if tuple(p.shape[1:]) != e.shape:
                 raise ValueError(
-                    f"parameter {e.name!r} has shape {list(p.shape)}, expected [S, *{list(e.shape)}]"
+                    f"parameter {e.name!r} has shape {list(p.shape)}, "
+                    f"expected [S, *{list(e.shape)}]"
                 )
             parts.append(p.reshape(s, e.numel))
         return torch.cat(parts, dim=1)

@@ -1,0 +1,61 @@
+"""A chunked generator: one shared MLP emits the weights chunk by chunk (our scalable variant).
+
+The flat vector ``[D]`` is cut into ``C`` chunks of ``chunk_size``; chunk ``c`` is
+``MLP(concat(z, e_c))`` with a learned embedding ``e_c``. With ``C <= hidden[-1] + 1`` the
+chunk matrix ``[C, chunk_size]`` can take any value, so by default ``chunk_size =
+ceil(D / hidden[-1])``: the generator then has about ``D`` parameters, against ``hidden[-1] * D``
+for the layer-wise generator (PAPER.md 2.2 describes the paper's one-hot variant).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from bbh.functional import ParamSpec
+from bbh.hypernets.common import NoiseMode, check_generator_args, mlp, parse_noise_mode
+
+
+class ChunkedGenerator(nn.Module):
+    """Noise ``z [S, k]`` -> flat weights ``[S, D]`` through one MLP shared by all chunks."""
+
+    def __init__(
+        self,
+        spec: ParamSpec,
+        noise_dim: int = 8,
+        hidden: Sequence[int] = (64, 256, 512),
+        noise: NoiseMode | str = NoiseMode.ALIGNED,
+        chunk_size: int | None = None,
+        embedding_dim: int = 64,
+        negative_slope: float = 0.1,
+    ):
+        super().__init__()
+        self.hidden = check_generator_args(noise_dim, hidden)
+        if chunk_size is None:
+            chunk_size = math.ceil(spec.dim / self.hidden[-1])
+        if not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
+        if not isinstance(embedding_dim, int) or embedding_dim < 1:
+            raise ValueError(f"embedding_dim must be an int >= 1, got {embedding_dim!r}")
+        self.spec = spec
+        self.noise_dim = noise_dim
+        self.noise = parse_noise_mode(noise)
+        self.chunk_size = chunk_size
+        self.num_chunks = math.ceil(spec.dim / chunk_size)
+        self.embeddings = nn.Parameter(torch.randn(self.num_chunks, embedding_dim))
+        self.net = mlp(noise_dim + embedding_dim, self.hidden, chunk_size, negative_slope)
+
+    def forward(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
+        """Draw ``num_samples`` joint weight samples ``[S, D]`` with fresh noise."""
+        emb = self.embeddings
+        n_noise = self.num_chunks if self.noise is NoiseMode.INDEPENDENT else 1
+        z = torch.randn(
+            num_samples, n_noise, self.noise_dim, generator=generator, device=emb.device
+        ).to(emb.dtype)
+        z = z.expand(num_samples, self.num_chunks, self.noise_dim)
+        e = emb.unsqueeze(0).expand(num_samples, -1, -1)
+        chunks = self.net(torch.cat([z, e], dim=-1))  # [S, C, chunk_size]
+        return chunks.reshape(num_samples, -1)[:, : self.spec.dim]
