@@ -1,1 +1,82 @@
-"""divergences."""
+"""KL estimators ``KL(q || p)`` from weight samples ``[S, D]``, as plug-ins of BbH.
+
+Each estimator is an ``nn.Module`` with ``forward(samples [S, D], prior) -> scalar``. Stateful
+ones (the discriminator) may also define ``auxiliary_loss(samples_detached, prior)``, which the
+method adds to its loss, and ``pretrain(sample_fn, prior, steps)``.
+
+Names (``BayesByHypernet(kl=...)``):
+
+- ``nn_full``: nearest-neighbour estimator over full vectors (the paper's ``--full_kernel``);
+- ``nn_coordinate``: per-weight nearest-neighbour estimator (the paper's v2 default);
+- ``entropy``: ours, exact prior cross term minus a Kozachenko-Leonenko entropy in R^D;
+- ``entropy_coordinate``: ours, per-weight entropies (ignores correlations, like ``nn_coordinate``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import Tensor, nn
+
+from bbh.divergences.entropy import entropy_kl_coordinate, entropy_kl_full
+from bbh.divergences.nearest_neighbour import nn_kl_coordinate, nn_kl_full
+from bbh.priors import GaussianPrior
+
+
+class NearestNeighbourKL(nn.Module):
+    """The paper's estimator; draws ``num_prior_samples`` fresh prior samples per call."""
+
+    def __init__(self, form: str = "full", num_prior_samples: int | None = None):
+        super().__init__()
+        if form not in ("full", "coordinate"):
+            raise ValueError(f"unknown form {form!r}; allowed: ['coordinate', 'full']")
+        self.form = form
+        self.num_prior_samples = num_prior_samples
+        self._estimate = nn_kl_full if form == "full" else nn_kl_coordinate
+
+    def forward(self, samples: Tensor, prior: GaussianPrior) -> Tensor:
+        m = self.num_prior_samples or samples.shape[0]
+        p = prior.sample(m, samples.shape[1], device=samples.device, dtype=samples.dtype)
+        return self._estimate(samples, p)
+
+
+class EntropyKL(nn.Module):
+    """Ours: exact ``E_q[-log p]`` minus a Kozachenko-Leonenko entropy estimate."""
+
+    def __init__(self, form: str = "full"):
+        super().__init__()
+        if form not in ("full", "coordinate"):
+            raise ValueError(f"unknown form {form!r}; allowed: ['coordinate', 'full']")
+        self.form = form
+        self._estimate = entropy_kl_full if form == "full" else entropy_kl_coordinate
+
+    def forward(self, samples: Tensor, prior: GaussianPrior) -> Tensor:
+        return self._estimate(samples, prior)
+
+
+KLFactory = Callable[[], nn.Module]
+
+KL_ESTIMATORS: dict[str, KLFactory] = {
+    "nn_full": lambda: NearestNeighbourKL("full"),
+    "nn_coordinate": lambda: NearestNeighbourKL("coordinate"),
+    "entropy": lambda: EntropyKL("full"),
+    "entropy_coordinate": lambda: EntropyKL("coordinate"),
+    # --- discriminator (issue 3) ---
+    # --- end discriminator ---
+}
+
+
+def make_kl_estimator(name: str) -> nn.Module:
+    if name not in KL_ESTIMATORS:
+        raise ValueError(f"unknown kl estimator {name!r}; allowed: {sorted(KL_ESTIMATORS)}")
+    return KL_ESTIMATORS[name]()
+
+
+__all__ = [
+    "KL_ESTIMATORS",
+    "EntropyKL",
+    "NearestNeighbourKL",
+    "make_kl_estimator",
+    "nn_kl_coordinate",
+    "nn_kl_full",
+]
