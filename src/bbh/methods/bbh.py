@@ -1,0 +1,170 @@
+"""Bayes by Hypernet (Pawlowski et al., arXiv 1711.01297): an implicit posterior for any module.
+
+A generator maps noise to the weights of the primary network, ``w = G(z)``, which makes
+``q(w)`` an implicit distribution trained on the negative ELBO per example::
+
+    loss = mean NLL + kl_weight * KL_hat(q || p) / num_data
+
+with ``KL_hat`` a sample-based estimate from the S generated weight samples (``bbh.divergences``).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from enum import Enum
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from bbh.divergences import make_kl_estimator
+from bbh.functional import ForwardMode, ParamPredicate, ParamSpec, sampled_forward
+from bbh.hypernets import GENERATORS, GeneratorName, NoiseMode
+from bbh.likelihoods import log_mean_exp, make_likelihood
+from bbh.methods.base import Method, check_num_data, check_num_samples
+from bbh.priors import GaussianPrior
+
+
+class NLLMode(str, Enum):
+    """Which weight samples the likelihood sees in one step (PAPER.md section 2.3)."""
+
+    FIRST = "first"  # the paper's default: sample 0 sees the whole batch
+    MEAN = "mean"  # every sample sees the whole batch; mean of the per-sample NLLs
+    SPLIT = "split"  # the batch is split between the S samples (B/S examples each)
+    PREDICTIVE = "predictive"  # NLL of the S-averaged predictive (the paper's ``-m``)
+
+
+class BayesByHypernet(Method):
+    """The BbH posterior around an unmodified ``net`` (which is copied, not changed).
+
+    Args:
+        net: any ``nn.Module``; its generated parameters are replaced by hypernet samples.
+        noise_dim: k, the size of the noise z (the paper: 1, 8 or 64).
+        num_samples: S, weight samples per training step (the paper: 5; >= 2 for the KL).
+        generator: ``layerwise`` (the paper's, one MLP per tensor) or ``chunked`` (ours).
+        hidden: generator hidden sizes (the paper: 64, 256, 512).
+        noise: ``aligned`` (one z for every generator) or ``independent``.
+        kl: ``nn_full``, ``nn_coordinate``, ``entropy``, ``entropy_coordinate`` (see
+            ``bbh.divergences``).
+        prior_scale: s of the prior ``N(0, s^2 I)``.
+        nll: ``first``, ``mean``, ``split`` or ``predictive`` (see ``NLLMode``).
+        likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
+        include: predicate ``(name, param) -> bool`` choosing generated parameters (default all);
+            the others stay ordinary deterministic parameters, trained by point estimate.
+        forward_mode: ``auto``, ``vmap`` or ``loop`` (see ``bbh.functional.sampled_forward``).
+        chunk_size, embedding_dim: options of the chunked generator.
+        sample_batch: how many weight samples ``predict_logits`` runs at once.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        noise_dim: int = 8,
+        num_samples: int = 5,
+        *,
+        generator: GeneratorName | str = GeneratorName.LAYERWISE,
+        hidden: Sequence[int] = (64, 256, 512),
+        noise: NoiseMode | str = NoiseMode.ALIGNED,
+        kl: str = "nn_full",
+        prior_scale: float = 1.0,
+        nll: NLLMode | str = NLLMode.FIRST,
+        likelihood: str = "categorical",
+        noise_scale: float | None = None,
+        include: ParamPredicate | None = None,
+        forward_mode: ForwardMode | str = ForwardMode.AUTO,
+        chunk_size: int | None = None,
+        embedding_dim: int = 64,
+        sample_batch: int = 25,
+    ):
+        super().__init__()
+        check_num_samples(num_samples, minimum=2)
+        check_num_samples(sample_batch, name="sample_batch")
+        self.nll_mode = _enum(NLLMode, nll, "nll")
+        self.forward_mode = _enum(ForwardMode, forward_mode, "forward_mode")
+        gen_name = _enum(GeneratorName, generator, "generator")
+        self.likelihood = make_likelihood(likelihood, noise_scale)
+        self.prior = GaussianPrior(prior_scale)
+        self.kl_estimator = make_kl_estimator(kl)
+        self.num_samples = num_samples
+        self.sample_batch = sample_batch
+
+        self.net = copy.deepcopy(net)
+        self.spec = ParamSpec.from_module(self.net, include)
+        generated = set(self.spec.names)
+        for name, p in self.net.named_parameters():
+            if name in generated:
+                p.requires_grad_(False)  # replaced by samples in every forward pass
+        gen_options: dict[str, Any] = {"noise_dim": noise_dim, "hidden": hidden, "noise": noise}
+        if gen_name is GeneratorName.CHUNKED:
+            gen_options.update(chunk_size=chunk_size, embedding_dim=embedding_dim)
+        elif chunk_size is not None:
+            raise ValueError("chunk_size applies only to generator='chunked'")
+        self.hypernet = GENERATORS[gen_name.value](self.spec, **gen_options)
+
+    def sample_weights(self, num_samples: int) -> Tensor:
+        """``num_samples`` joint weight samples ``[S, D]`` (fresh noise each call)."""
+        check_num_samples(num_samples)
+        return self.hypernet(num_samples)
+
+    def forward_samples(self, flat: Tensor, x: Tensor) -> Tensor:
+        """Outputs ``[S, B, C]`` of the primary net for given flat weights ``[S, D]``."""
+        return sampled_forward(self.net, self.spec.unflatten(flat), x, mode=self.forward_mode)
+
+    def loss(
+        self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        check_num_data(num_data)
+        flat = self.sample_weights(self.num_samples)
+        nll = self._nll(flat, x, y)
+        kl = self.kl_estimator(flat, self.prior)
+        loss = nll + kl_weight * kl / num_data
+        logs = {"nll": nll.detach(), "kl": kl.detach()}
+        aux = getattr(self.kl_estimator, "auxiliary_loss", None)
+        if aux is not None:
+            aux_loss = aux(flat.detach(), self.prior)
+            loss = loss + aux_loss
+            logs["kl_aux_loss"] = aux_loss.detach()
+        logs["loss"] = loss.detach()
+        return loss, logs
+
+    def predict_logits(self, x: Tensor, num_samples: int = 100) -> Tensor:
+        """Outputs ``[S, B, C]`` for S fresh weight samples, run ``sample_batch`` at a time."""
+        check_num_samples(num_samples)
+        outs = []
+        for start in range(0, num_samples, self.sample_batch):
+            n = min(self.sample_batch, num_samples - start)
+            outs.append(self.forward_samples(self.sample_weights(n), x))
+        return torch.cat(outs)
+
+    def _nll(self, flat: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        mode, s, b = self.nll_mode, flat.shape[0], x.shape[0]
+        if mode is NLLMode.FIRST:
+            return -self.likelihood.log_prob(self.forward_samples(flat[:1], x), y).mean()
+        if mode is NLLMode.SPLIT:
+            if b < s:
+                raise ValueError(f"nll='split' needs a batch of at least S={s} examples, got {b}")
+            if b % s == 0:
+                params = self.spec.unflatten(flat)
+                xs = x.reshape(s, b // s, *x.shape[1:])
+                out = sampled_forward(
+                    self.net, params, xs, x_per_sample=True, mode=self.forward_mode
+                )
+                return -self.likelihood.log_prob(out.reshape(b, *out.shape[2:]), y).mean()
+            parts = zip(flat.split(1), x.tensor_split(s), y.tensor_split(s), strict=True)
+            lls = [
+                self.likelihood.log_prob(self.forward_samples(w, xi)[0], yi) for w, xi, yi in parts
+            ]
+            return -torch.cat(lls).mean()
+        loglik = self.likelihood.log_prob(self.forward_samples(flat, x), y)  # [S, B]
+        if mode is NLLMode.MEAN:
+            return -loglik.mean()
+        return -log_mean_exp(loglik, dim=0).mean()
+
+
+def _enum(cls: type[Enum], value: object, name: str) -> Any:
+    try:
+        return cls(value)
+    except ValueError:
+        allowed = [m.value for m in cls]
+        raise ValueError(f"unknown {name} {value!r}; allowed: {allowed}") from None
