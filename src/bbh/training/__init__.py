@@ -1,1 +1,14 @@
-"""training."""
+"""Training: one loop for every method, KL schedules."""
+
+from bbh.training.loop import FitResult, fit, make_optimizer
+from bbh.training.schedules import annealing, constant, kl_annealing, paper_toy_schedule
+
+__all__ = [
+    "FitResult",
+    "annealing",
+    "constant",
+    "fit",
+    "kl_annealing",
+    "make_optimizer",
+    "paper_toy_schedule",
+]
