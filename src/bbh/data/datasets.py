@@ -1,0 +1,387 @@
+"""The paper's data sets (PAPER.md section 7) as in-memory tensors with class names.
+
+- :func:`load_mnist`: train 55,000 / validation 5,000 / test 10,000, float32 ``[N, 1, 28, 28]``
+  in [0, 1] (TF ``read_data_sets(validation_size=5000)``: the validation set is the *first*
+  5,000 training images, not shuffled).
+- :func:`load_notmnist`: the notMNIST test split (10,000 letters A-J), the OOD set for MNIST.
+- :func:`load_cifar10`, :func:`load_cifar5`: uint8 ``[N, 3, 32, 32]``; CIFAR-5 = classes 0-4 in
+  (train 25,000, test 5,000) and the test images of classes 5-9 as OOD (5,000).
+
+Each function reads from the data root (``root`` > ``$BBH_DATA`` > user cache, see
+:mod:`bbh.data.paths`), downloads missing files unless offline, and caches decoded CIFAR arrays.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from bbh.data.cache import cached_arrays
+from bbh.data.download import REMOTE_FILES, fetch
+from bbh.data.errors import DataError, MissingDataError
+from bbh.data.paths import resolve_data_root, resolve_offline
+from bbh.data.readers import read_cifar10_python, read_idx_pair, read_image_folders
+
+PathLike = str | os.PathLike[str]
+
+MNIST_CLASSES = tuple(str(i) for i in range(10))
+NOTMNIST_CLASSES = tuple("ABCDEFGHIJ")
+CIFAR10_CLASSES = (
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
+CIFAR5_CLASSES = CIFAR10_CLASSES[:5]
+CIFAR5_OOD_CLASSES = CIFAR10_CLASSES[5:]
+MNIST_VALIDATION_SIZE = 5000
+
+
+@dataclass(frozen=True, eq=False)
+class LabeledData(Dataset[tuple[Tensor, Tensor]]):
+    """Images ``[N, C, H, W]`` (uint8 0..255 or float32 0..1), labels int64 ``[N]``, class names.
+
+    A map-style ``Dataset``; for training, iterate whole batches with
+    :class:`bbh.data.loader.TensorLoader` instead of a per-item ``DataLoader``.
+    """
+
+    images: Tensor
+    labels: Tensor
+    class_names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4:
+            raise ValueError(f"images must be [N, C, H, W], got {list(self.images.shape)}")
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return self.images[index], self.labels[index]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def class_counts(self) -> list[int]:
+        """Number of examples per class, in class order."""
+        return torch.bincount(self.labels, minlength=self.num_classes).tolist()
+
+    def subset(self, index: Tensor | slice) -> LabeledData:
+        """The examples at ``index`` (indices, a boolean mask or a slice)."""
+        return replace(self, images=self.images[index], labels=self.labels[index])
+
+    def to_float(self) -> LabeledData:
+        """uint8 images as float32 in [0, 1]; float images are returned unchanged."""
+        if self.images.is_floating_point():
+            return self
+        return replace(self, images=self.images.float().div_(255.0))
+
+    def to(self, device: torch.device | str) -> LabeledData:
+        return replace(self, images=self.images.to(device), labels=self.labels.to(device))
+
+
+@dataclass(frozen=True, eq=False)
+class DatasetSplits:
+    """A data set's splits. ``val`` and ``ood`` are ``None`` where there are none.
+
+    ``source`` says which files the data came from (e.g. "CIFAR-10 (JPEG copy): <path>").
+    """
+
+    name: str
+    train: LabeledData
+    test: LabeledData
+    val: LabeledData | None = None
+    ood: LabeledData | None = None
+    source: str = ""
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.train.class_names
+
+    @property
+    def num_classes(self) -> int:
+        return self.train.num_classes
+
+    def to_float(self) -> DatasetSplits:
+        """Every split as float32 in [0, 1]."""
+        return replace(
+            self,
+            train=self.train.to_float(),
+            test=self.test.to_float(),
+            val=None if self.val is None else self.val.to_float(),
+            ood=None if self.ood is None else self.ood.to_float(),
+        )
+
+
+# ----------------------------------------------------------------------------------- MNIST
+
+
+def load_mnist(
+    root: PathLike | None = None,
+    *,
+    offline: bool | None = None,
+    validation_size: int = MNIST_VALIDATION_SIZE,
+    seed: int | None = None,
+    as_float: bool = True,
+    with_ood: bool = False,
+) -> DatasetSplits:
+    """MNIST as in the paper: train 55,000, val 5,000, test 10,000.
+
+    With ``seed=None`` (the paper's split, as TF's ``read_data_sets``) the validation set is the
+    first ``validation_size`` training images; an integer seed draws it at random instead.
+    Images are float32 ``[N, 1, 28, 28]`` in [0, 1] (``as_float=False``: uint8). With
+    ``with_ood=True`` the notMNIST test set is attached as ``ood``.
+    """
+    root = resolve_data_root(root)
+    train_x, train_y = _read_idx_dataset(root, "mnist", "train", offline)
+    test_x, test_y = _read_idx_dataset(root, "mnist", "t10k", offline)
+    train = LabeledData(torch.from_numpy(train_x), torch.from_numpy(train_y), MNIST_CLASSES)
+    test = LabeledData(torch.from_numpy(test_x), torch.from_numpy(test_y), MNIST_CLASSES)
+    train, val = split_validation(train, validation_size, seed)
+    ood = load_notmnist(root, offline=offline, as_float=False) if with_ood else None
+    splits = DatasetSplits("mnist", train, test, val, ood, source=f"MNIST: {root / 'mnist'}")
+    return splits.to_float() if as_float else splits
+
+
+def load_notmnist(
+    root: PathLike | None = None, *, offline: bool | None = None, as_float: bool = True
+) -> LabeledData:
+    """notMNIST test split in MNIST format: 10,000 letters A-J (labels 0-9), ``[N, 1, 28, 28]``."""
+    root = resolve_data_root(root)
+    x, y = _read_idx_dataset(root, "notmnist", "t10k", offline)
+    data = LabeledData(torch.from_numpy(x), torch.from_numpy(y), NOTMNIST_CLASSES)
+    return data.to_float() if as_float else data
+
+
+def _read_idx_dataset(
+    root: Path, subdir: str, prefix: str, offline: bool | None
+) -> tuple[np.ndarray, np.ndarray]:
+    images = _find_idx(root, subdir, f"{prefix}-images-idx3-ubyte", offline)
+    labels = _find_idx(root, subdir, f"{prefix}-labels-idx1-ubyte", offline)
+    return read_idx_pair(images, labels)
+
+
+def _find_idx(root: Path, subdir: str, stem: str, offline: bool | None) -> Path:
+    """``<root>/<subdir>/<stem>.gz`` or the uncompressed ``<stem>``; else download the ``.gz``."""
+    for candidate in (root / subdir / f"{stem}.gz", root / subdir / stem):
+        if candidate.is_file():
+            return candidate
+    return fetch(REMOTE_FILES[f"{subdir}/{stem}.gz"], root, offline=offline)
+
+
+# ----------------------------------------------------------------------------------- CIFAR
+
+CIFAR_SOURCES = ("auto", "python", "jpeg")
+
+
+def load_cifar10(
+    root: PathLike | None = None,
+    *,
+    offline: bool | None = None,
+    source: str = "auto",
+    validation_size: int = 0,
+    seed: int | None = 0,
+    cache_dir: PathLike | None = None,
+    use_cache: bool = True,
+) -> DatasetSplits:
+    """CIFAR-10: train 50,000, test 10,000, uint8 ``[N, 3, 32, 32]``, canonical class order.
+
+    ``source``: ``"python"`` (canonical ``cifar-10-batches-py/`` or ``cifar-10-python.tar.gz``,
+    downloaded if missing), ``"jpeg"`` (``cifar10-jpeg/cifar10-jpeg.tar.gz`` or its unpacked
+    folder, the project's JPEG copy) or ``"auto"`` (the first present, canonical first). Decoded
+    arrays are cached in ``cache_dir`` (> ``$BBH_CACHE`` > user cache). ``validation_size``
+    training images, drawn with ``seed`` (``None``: the first ones), form ``val``.
+    """
+    arrays, description = _cifar10_arrays(
+        resolve_data_root(root), offline, source, cache_dir, use_cache
+    )
+    train = _labeled(arrays["train_images"], arrays["train_labels"], CIFAR10_CLASSES)
+    test = _labeled(arrays["test_images"], arrays["test_labels"], CIFAR10_CLASSES)
+    train, val = split_validation(train, validation_size, seed)
+    return DatasetSplits("cifar10", train, test, val, None, source=description)
+
+
+def load_cifar5(
+    root: PathLike | None = None,
+    *,
+    offline: bool | None = None,
+    source: str = "auto",
+    validation_size: int = 0,
+    seed: int | None = 0,
+    cache_dir: PathLike | None = None,
+    use_cache: bool = True,
+) -> DatasetSplits:
+    """CIFAR-5 (the paper's CIFAR5): classes 0-4 in, the test images of classes 5-9 as OOD.
+
+    ``train`` 25,000 and ``test`` 5,000 images of airplane, automobile, bird, cat, deer (labels
+    0-4); ``ood`` 5,000 test images of dog, frog, horse, ship, truck, relabelled 0-4 in that order
+    (their ``class_names``). uint8 ``[N, 3, 32, 32]``; see :func:`load_cifar10` for the arguments.
+    """
+    full = load_cifar10(
+        root,
+        offline=offline,
+        source=source,
+        validation_size=0,
+        cache_dir=cache_dir,
+        use_cache=use_cache,
+    )
+    inside = full.train.labels < 5
+    train = LabeledData(full.train.images[inside], full.train.labels[inside], CIFAR5_CLASSES)
+    test_in = full.test.labels < 5
+    test = LabeledData(full.test.images[test_in], full.test.labels[test_in], CIFAR5_CLASSES)
+    ood = LabeledData(
+        full.test.images[~test_in], full.test.labels[~test_in] - 5, CIFAR5_OOD_CLASSES
+    )
+    train, val = split_validation(train, validation_size, seed)
+    return DatasetSplits("cifar5", train, test, val, ood, source=full.source)
+
+
+def _labeled(images: np.ndarray, labels: np.ndarray, names: tuple[str, ...]) -> LabeledData:
+    return LabeledData(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)), names)
+
+
+def _cifar10_arrays(
+    root: Path,
+    offline: bool | None,
+    source: str,
+    cache_dir: PathLike | None,
+    use_cache: bool,
+) -> tuple[dict[str, np.ndarray], str]:
+    if source not in CIFAR_SOURCES:
+        raise ValueError(f"unknown CIFAR source {source!r}; choose one of {CIFAR_SOURCES}")
+    batches_dir = root / "cifar-10-batches-py"
+    python_tar = REMOTE_FILES["cifar-10-python.tar.gz"].path(root)
+    jpeg_tar = root / "cifar10-jpeg" / "cifar10-jpeg.tar.gz"
+    jpeg_dirs = [root / "cifar10-jpeg" / "cifar10-jpeg", root / "cifar10-jpeg"]
+    if source in ("auto", "python"):
+        if batches_dir.is_dir():
+            files = sorted(p for p in batches_dir.iterdir() if p.is_file())
+            return _cached("cifar10-python", files, batches_dir, cache_dir, use_cache), (
+                f"CIFAR-10 (canonical python batches): {batches_dir}"
+            )
+        if python_tar.is_file() or source == "python":
+            return _python_tar(root, offline, cache_dir, use_cache)
+    if jpeg_tar.is_file():
+        return _cached_jpeg(jpeg_tar, [jpeg_tar], cache_dir, use_cache), (
+            f"CIFAR-10 (JPEG copy): {jpeg_tar}"
+        )
+    for folder in jpeg_dirs:
+        if (folder / "train").is_dir() and (folder / "test").is_dir():
+            files = sorted(p for p in folder.rglob("*") if p.is_file())
+            return _cached_jpeg(folder, files, cache_dir, use_cache), (
+                f"CIFAR-10 (JPEG copy): {folder}"
+            )
+    if source == "jpeg":
+        raise MissingDataError(
+            f"the CIFAR-10 JPEG copy is not at {jpeg_tar} (nor unpacked in {jpeg_dirs[1]}/); "
+            "put cifar10-jpeg.tar.gz there or use source='python'"
+        )
+    if resolve_offline(offline):
+        raise MissingDataError(
+            f"CIFAR-10 not found under {root} and offline mode is on. Download "
+            f"{REMOTE_FILES['cifar-10-python.tar.gz'].urls[0]} and put it at {python_tar} (or "
+            f"unpack it to {batches_dir}/), or put the JPEG copy at {jpeg_tar}."
+        )
+    return _python_tar(root, offline, cache_dir, use_cache)
+
+
+def _python_tar(
+    root: Path, offline: bool | None, cache_dir: PathLike | None, use_cache: bool
+) -> tuple[dict[str, np.ndarray], str]:
+    tar = fetch(REMOTE_FILES["cifar-10-python.tar.gz"], root, offline=offline)
+    arrays = _cached("cifar10-python", [tar], tar, cache_dir, use_cache)
+    return arrays, f"CIFAR-10 (canonical python batches): {tar}"
+
+
+def _cached(
+    tag: str, files: list[Path], path: Path, cache_dir: PathLike | None, use_cache: bool
+) -> dict[str, np.ndarray]:
+    return cached_arrays(
+        tag,
+        files,
+        lambda: _check_cifar(read_cifar10_python(path), path),
+        cache_dir=cache_dir,
+        use_cache=use_cache,
+    )
+
+
+def _cached_jpeg(
+    path: Path, files: list[Path], cache_dir: PathLike | None, use_cache: bool
+) -> dict[str, np.ndarray]:
+    def build() -> dict[str, np.ndarray]:
+        splits = read_image_folders(path, ["train", "test"], class_names=CIFAR10_CLASSES)
+        arrays = {
+            "train_images": splits["train"][0],
+            "train_labels": splits["train"][1],
+            "test_images": splits["test"][0],
+            "test_labels": splits["test"][1],
+        }
+        return _check_cifar(arrays, path)
+
+    return cached_arrays("cifar10-jpeg", files, build, cache_dir=cache_dir, use_cache=use_cache)
+
+
+def _check_cifar(arrays: dict[str, np.ndarray], path: Path) -> dict[str, np.ndarray]:
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.shape[1:] != (3, 32, 32):
+            raise DataError(f"{path}: CIFAR {split} images are {images.shape[1:]}, not 3x32x32")
+        if labels.size and (labels.min() < 0 or labels.max() > 9):
+            raise DataError(f"{path}: CIFAR {split} labels outside 0..9")
+    return arrays
+
+
+# ----------------------------------------------------------------------------------- shared
+
+
+def split_validation(
+    data: LabeledData, size: int, seed: int | None
+) -> tuple[LabeledData, LabeledData | None]:
+    """Split ``size`` examples off ``data`` as a validation set: ``(train, val)``.
+
+    ``seed=None``: the first ``size`` examples (TF ``read_data_sets`` behaviour, used for MNIST);
+    an integer: a random subset drawn with ``torch.Generator().manual_seed(seed)``, both parts
+    kept in their original order.
+    """
+    if size <= 0:
+        return data, None
+    if size >= len(data):
+        raise ValueError(f"validation_size {size} must be smaller than the {len(data)} examples")
+    if seed is None:
+        return data.subset(slice(size, None)), data.subset(slice(0, size))
+    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    val_idx, _ = perm[:size].sort()
+    train_idx, _ = perm[size:].sort()
+    return data.subset(train_idx), data.subset(val_idx)
+
+
+#: The in-distribution data sets by name (``notmnist`` is the OOD set of ``mnist``).
+DATASETS: dict[str, Callable[..., DatasetSplits]] = {
+    "mnist": load_mnist,
+    "cifar5": load_cifar5,
+    "cifar10": load_cifar10,
+}
+
+
+def load_dataset(name: str, root: PathLike | None = None, **options: Any) -> DatasetSplits:
+    """Load a data set by name (``"mnist"``, ``"cifar5"``, ``"cifar10"``)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; available: {sorted(DATASETS)}")
+    return DATASETS[name](root, **options)
