@@ -1,0 +1,240 @@
+"""Gradient attacks on any method through ``Method.predict_logits`` (PAPER.md §9, §12.11).
+
+- ``fgsm_paper``: the paper's FGSM for stochastic models, ``x + eps * mean_r sign(g_r)`` with one
+  gradient per fresh weight draw (``predict_logits(x, 1)``), no clipping.
+- ``fgsm`` and ``pgd`` (L-infinity): the attacks a reviewer trusts for stochastic models, on the
+  expected predictive (expectation over weight samples, EOT): the loss is the NLL of the S-sample
+  predictive, ``-log mean_s softmax(logits_s)[y]``, and the result is clipped to ``clip``.
+
+``eps`` is in the units of ``x``. ``input_transform`` (e.g. CIFAR standardisation) is applied to
+the attacked input before the model, so the attack happens in pixel space. Gradients are taken
+with ``torch.autograd.grad`` with respect to the input only: parameters never accumulate
+``.grad``. The returned tensors are detached.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from bbh.metrics._validation import check_labels
+
+__all__ = [
+    "InputTransform",
+    "eot_gradient_sign",
+    "eot_nll",
+    "fgsm",
+    "fgsm_paper",
+    "fgsm_paper_direction",
+    "pgd",
+]
+
+#: Maps the attacked input (pixel space) to what the model sees, e.g. standardisation.
+InputTransform = Callable[[Tensor], Tensor]
+
+
+def eot_nll(
+    method: Any,
+    x: Tensor,
+    y: Tensor,
+    *,
+    num_samples: int,
+    input_transform: InputTransform | None = None,
+) -> Tensor:
+    """Summed NLL of the expected predictive: ``-sum_i log mean_s softmax(f_s(t(x_i)))[y_i]``."""
+    logits = _logits(method, x, num_samples, input_transform)
+    y = check_labels(y, logits.shape[1], logits.shape[2], "y")
+    log_p = torch.logsumexp(logits.log_softmax(dim=-1), dim=0) - math.log(logits.shape[0])
+    return -log_p.gather(1, y[:, None].to(log_p.device)).sum()
+
+
+def eot_gradient_sign(
+    method: Any,
+    x: Tensor,
+    y: Tensor,
+    *,
+    num_samples: int = 10,
+    input_transform: InputTransform | None = None,
+) -> Tensor:
+    """``sign(grad_x eot_nll)``: the FGSM direction on the expected predictive."""
+    x = _check_x(x)
+    g = _input_grad(
+        lambda xr: eot_nll(method, xr, y, num_samples=num_samples, input_transform=input_transform),
+        x,
+    )
+    return g.sign()
+
+
+def fgsm_paper_direction(
+    method: Any,
+    x: Tensor,
+    y: Tensor,
+    *,
+    num_grad_samples: int = 100,
+    input_transform: InputTransform | None = None,
+) -> Tensor:
+    """``mean_r sign(grad_x CE(f_r(x), y))`` over R weight draws (one per gradient).
+
+    A deterministic method (``stochastic = False``) needs one gradient: all R are equal.
+    """
+    x = _check_x(x)
+    _check_int(num_grad_samples, "num_grad_samples")
+    reps = num_grad_samples if getattr(method, "stochastic", True) else 1
+    total = torch.zeros_like(x)
+    for _ in range(reps):
+        g = _input_grad(
+            lambda xr: eot_nll(method, xr, y, num_samples=1, input_transform=input_transform), x
+        )
+        total += g.sign()
+    return total / reps
+
+
+def fgsm_paper(
+    method: Any,
+    x: Tensor,
+    y: Tensor,
+    eps: float,
+    *,
+    num_grad_samples: int = 100,
+    input_transform: InputTransform | None = None,
+) -> Tensor:
+    """The paper's FGSM (PAPER.md §9): ``x + eps * mean_r sign(g_r)``, **not clipped**."""
+    eps = _check_eps(eps)
+    direction = fgsm_paper_direction(
+        method, x, y, num_grad_samples=num_grad_samples, input_transform=input_transform
+    )
+    return (x.detach() + eps * direction).detach()
+
+
+def fgsm(
+    method: Any,
+    x: Tensor,
+    y: Tensor,
+    eps: float,
+    *,
+    num_samples: int = 10,
+    clip: tuple[float, float] | None = (0.0, 1.0),
+    input_transform: InputTransform | None = None,
+) -> Tensor:
+    """FGSM on the expected predictive (EOT over ``num_samples`` weight draws), clipped."""
+    eps = _check_eps(eps)
+    x = _check_x(x, clip)
+    direction = eot_gradient_sign(
+        method, x, y, num_samples=num_samples, input_transform=input_transform
+    )
+    return _clip(x + eps * direction, clip).detach()
+
+
+def pgd(
+    method: Any,
+    x: Tensor,
+    y: Tensor,
+    eps: float,
+    *,
+    steps: int = 10,
+    step_size: float | None = None,
+    num_samples: int = 10,
+    clip: tuple[float, float] | None = (0.0, 1.0),
+    random_start: bool = True,
+    generator: torch.Generator | None = None,
+    input_transform: InputTransform | None = None,
+) -> Tensor:
+    """L-infinity PGD (Madry et al. 2018) on the expected predictive (EOT), clipped.
+
+    Each step draws fresh weight samples, moves ``step_size`` (default ``2.5 * eps / steps``)
+    along the gradient sign, then projects onto the ``eps``-ball around ``x`` and into ``clip``.
+    ``random_start`` starts from a uniform point of the ball (drawn with ``generator``).
+    """
+    eps = _check_eps(eps)
+    x = _check_x(x, clip)
+    _check_int(steps, "steps")
+    step = 2.5 * eps / steps if step_size is None else float(step_size)
+    if not math.isfinite(step) or step < 0:
+        raise ValueError(f"step_size must be a finite number >= 0, got {step_size!r}")
+    if eps == 0.0:
+        return x.clone()
+    x_adv = x.clone()
+    if random_start:
+        noise = torch.rand(x.shape, generator=generator, dtype=x.dtype, device="cpu")
+        x_adv = _clip(x + eps * (2 * noise.to(x.device) - 1), clip)
+    for _ in range(steps):
+        g = _input_grad(
+            lambda xr: eot_nll(
+                method, xr, y, num_samples=num_samples, input_transform=input_transform
+            ),
+            x_adv,
+        )
+        x_adv = x_adv + step * g.sign()
+        x_adv = _clip(torch.minimum(torch.maximum(x_adv, x - eps), x + eps), clip)
+    return x_adv.detach()
+
+
+def _logits(
+    method: Any, x: Tensor, num_samples: int, input_transform: InputTransform | None
+) -> Tensor:
+    _check_int(num_samples, "num_samples")
+    inp = input_transform(x) if input_transform is not None else x
+    logits = method.predict_logits(inp, num_samples)
+    if not isinstance(logits, Tensor) or logits.dim() != 3 or logits.shape[1] != x.shape[0]:
+        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ValueError(
+            f"method.predict_logits must return [S, B, C] with B = {x.shape[0]}, got {shape}"
+        )
+    return logits
+
+
+def _input_grad(loss_fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    with torch.enable_grad():
+        xr = x.detach().clone().requires_grad_(True)
+        loss = loss_fn(xr)
+        if not loss.requires_grad:
+            raise RuntimeError(
+                "the loss does not depend on the input through a gradient: "
+                "method.predict_logits must be differentiable in x (no torch.no_grad inside)"
+            )
+        (g,) = torch.autograd.grad(loss, xr)
+    if not bool(torch.isfinite(g).all()):
+        raise FloatingPointError("the input gradient contains NaN or infinite values")
+    return g
+
+
+def _check_eps(eps: float) -> float:
+    try:
+        value = float(eps)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"eps must be a number, got {type(eps).__name__}") from err
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+    return value
+
+
+def _check_int(value: int, name: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+
+def _check_x(x: Tensor, clip: tuple[float, float] | None = None) -> Tensor:
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise TypeError("x must be a floating tensor [B, ...]")
+    if x.dim() < 1 or x.shape[0] < 1:
+        raise ValueError(f"x must have a non-empty batch dimension, got {tuple(x.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("x contains NaN or infinite values")
+    if clip is not None:
+        lo, hi = clip
+        if not lo < hi:
+            raise ValueError(f"clip must be (low, high) with low < high, got {clip!r}")
+        if bool((x < lo - 1e-6).any()) or bool((x > hi + 1e-6).any()):
+            raise ValueError(
+                f"x must lie in the clip range [{lo}, {hi}] (attack in pixel space and pass "
+                "standardisation as input_transform), or pass clip=None"
+            )
+    return x.detach()
+
+
+def _clip(x: Tensor, clip: tuple[float, float] | None) -> Tensor:
+    return x if clip is None else x.clamp(clip[0], clip[1])

@@ -1,0 +1,60 @@
+"""A one-line progress report on stderr for long evaluations (no tqdm dependency)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+class Progress:
+    """``Progress(total, "label")``; call ``update(n)`` as work is done and ``close()`` at the end.
+
+    Rewrites one stderr line (``label: done/total (pct) elapsed``) at most every
+    ``min_interval`` seconds. ``enabled=False`` makes every call a no-op.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        label: str,
+        *,
+        enabled: bool = True,
+        stream: TextIO | None = None,
+        min_interval: float = 0.5,
+    ) -> None:
+        self.total = max(int(total), 0)
+        self.label = label
+        self.enabled = enabled
+        self.stream = stream if stream is not None else sys.stderr
+        self.min_interval = min_interval
+        self.done = 0
+        self._start = time.monotonic()
+        self._last = -float("inf")
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._last >= self.min_interval or self.done >= self.total:
+            self._last = now
+            self._write(now)
+
+    def close(self) -> None:
+        if self.enabled:
+            self._write(time.monotonic())
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _write(self, now: float) -> None:
+        pct = 100.0 * self.done / self.total if self.total else 100.0
+        msg = f"\r{self.label}: {self.done}/{self.total} ({pct:.0f}%) {now - self._start:.1f}s"
+        self.stream.write(msg)
+        self.stream.flush()
