@@ -186,6 +186,7 @@ class _SafeUnpickler(pickle.Unpickler):
             ("numpy", "dtype"),
             ("builtins", "list"),
             ("builtins", "dict"),
+            ("_codecs", "encode"),
         }
     )
 
