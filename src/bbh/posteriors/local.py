@@ -1,0 +1,111 @@
+"""Per-example weight noise for linear and conv layers under a mean-field Gaussian.
+
+- Local reparameterisation (Kingma, Salimans and Welling 2015): sample the pre-activations,
+  ``N(x W_mu^T + b_mu, x^2 sigma_W^2 + sigma_b^2)``, with independent noise per example and unit.
+- Flipout (Wen et al. 2018): one shared perturbation ``dW = sigma_W * E``, decorrelated between
+  examples by random signs: ``x W_mu^T + ((x * s_in) dW^T) * s_out``.
+
+The internal copy of the net has its ``nn.Linear``/``nn.Conv2d`` layers switched to the subclasses
+below (same parameter names, so ``state_dict`` keys do not change). Their ``weight``/``bias`` are
+the posterior means and ``weight_log_var``/``bias_log_var`` (non-persistent buffers) the
+log-variances; both are supplied per call through ``torch.func.functional_call``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class WeightNoise(str, Enum):
+    """How Bayes by Backprop turns the weight posterior into output noise."""
+
+    SAMPLE = "sample"  # one weight sample shared by the batch (Blundell et al.; the paper's code)
+    LOCAL = "local"  # local reparameterisation trick
+    FLIPOUT = "flipout"
+
+
+class _LocalMixin:
+    estimator: str
+    _channel_axis: int
+    weight: Tensor
+    bias: Tensor | None
+    weight_log_var: Tensor
+    bias_log_var: Tensor
+
+    def _init_local(self, estimator: WeightNoise) -> None:
+        self.estimator = estimator.value
+        w = self.weight
+        self.register_buffer("weight_log_var", torch.zeros_like(w), persistent=False)  # type: ignore[attr-defined]
+        if self.bias is not None:
+            self.register_buffer(  # type: ignore[attr-defined]
+                "bias_log_var", torch.zeros_like(self.bias), persistent=False
+            )
+
+    def _noisy(self, x: Tensor, op: Callable[..., Tensor]) -> Tensor:
+        """``op(x, weight, bias)`` is the layer's linear map; returns sampled outputs."""
+        mean = op(x, self.weight, self.bias)
+        w_var = self.weight_log_var.exp()
+        axis = self._channel_axis
+        if self.estimator == WeightNoise.LOCAL.value:
+            var = op(x.pow(2), w_var, None)
+            if self.bias is not None:
+                var = var + _per_channel(self.bias_log_var.exp(), var, axis)
+            return mean + var.clamp_min(1e-16).sqrt() * torch.randn_like(mean)
+        # flipout: one shared weight perturbation, random signs per example
+        delta_w = w_var.sqrt() * torch.randn_like(w_var)
+        delta = op(x * _signs(x, axis), delta_w, None)
+        if self.bias is not None:
+            sd_b = (0.5 * self.bias_log_var).exp()
+            delta = delta + _per_channel(sd_b * torch.randn_like(sd_b), delta, axis)
+        return mean + delta * _signs(mean, axis)
+
+
+class LocalLinear(_LocalMixin, nn.Linear):
+    """``nn.Linear`` with per-example Gaussian weight noise (see the module docstring)."""
+
+    _channel_axis = -1
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._noisy(x, F.linear)
+
+
+class LocalConv2d(_LocalMixin, nn.Conv2d):
+    """``nn.Conv2d`` with per-example Gaussian weight noise (see the module docstring)."""
+
+    _channel_axis = 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._noisy(x, self._conv_forward)
+
+
+def make_local(module: nn.Module, estimator: WeightNoise) -> None:
+    """Switch an ``nn.Linear``/``nn.Conv2d`` (exact type) in place to its local-noise version."""
+    kinds = {nn.Linear: LocalLinear, nn.Conv2d: LocalConv2d}
+    if type(module) not in kinds:
+        raise TypeError(f"no local-noise version of {type(module).__name__}")
+    module.__class__ = kinds[type(module)]
+    module._init_local(estimator)  # type: ignore[attr-defined]
+
+
+def _per_channel(v: Tensor, out: Tensor, axis: int) -> Tensor:
+    """A per-channel vector ``[C]`` shaped to broadcast over ``out`` along ``axis``."""
+    if axis == -1 or out.dim() == 2:
+        return v
+    return v.reshape(1, -1, *([1] * (out.dim() - 2)))
+
+
+def _signs(like: Tensor, axis: int) -> Tensor:
+    """Random +-1 per example and channel (``axis``), shared over every other dimension.
+
+    For an input ``[B, ..., C]`` with ``axis=-1`` the signs are per example and feature and
+    broadcast over the middle dims; for ``[B, C, H, W]`` with ``axis=1`` over H and W.
+    """
+    shape = [1] * like.dim()
+    shape[0] = like.shape[0]
+    shape[axis] = like.shape[axis]
+    return torch.randint(0, 2, shape, device=like.device, dtype=like.dtype) * 2 - 1

@@ -1,0 +1,149 @@
+"""Multiplicative normalising flow layers (Louizos and Welling 2017, "MNF").
+
+A layer's weights are ``W | z ~ N(z * M, sigma^2)`` with a multiplicative latent ``z`` per input
+unit (``nn.Linear``) or per output channel (``nn.Conv2d``), ``z_0 ~ N(mu_z, sigma_z^2)`` pushed
+through a masked RealNVP flow ``q(z_T)``. Training uses the local reparameterisation trick with
+one ``z`` per example. The KL bound of one layer, from one sample ``z_T ~ q``, ``W ~ q(W | z_T)``::
+
+    KL(q(W | z_T) || p(W)) + log q(z_T) - log r(z_T | W)
+
+with the auxiliary reverse model ``r(z_T | W) = N(f_r(z_T); mu_r(W), sigma_r^2(W)) |det df_r/dz|``,
+``mu_r = b1 * mean(tanh(c^T W))`` and ``log sigma_r^2 = b2 * mean(tanh(c^T W))`` (eq. 10-13),
+``c^T W`` sampled by local reparameterisation. Biases are point estimates (no KL), as in the
+authors' code. The weight variance is parameterised by its log (``weight_log_var``), and the
+standard deviation clipped to ``max_std`` (the paper's ``thres_var``).
+
+Layers are switched in place (on the method's own copy of the net) to the subclasses below, so
+the weight and bias keep their names; the extra parameters sit on the layer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bbh.posteriors.flows import MaskedRealNVP
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+class _MNFMixin:
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+    z_axis: int  # the weight axis that z scales: 1 (Linear inputs) or 0 (conv outputs)
+
+    def _init_mnf(
+        self,
+        *,
+        prior_scale: float,
+        init_log_var: float,
+        init_log_var_std: float,
+        max_std: float,
+        flow_steps: int,
+        flow_hidden: int,
+        aux_flow_steps: int,
+        aux_flow_hidden: int,
+        q0_init_log_var: float,
+    ) -> None:
+        w = self.weight
+        n_z = w.shape[self.z_axis]
+        self.prior_scale = prior_scale
+        self.max_std = max_std
+        jitter = torch.randn_like(w).clamp_(-2, 2)
+        self.weight_log_var = nn.Parameter(init_log_var + init_log_var_std * jitter)
+        like = {"device": w.device, "dtype": w.dtype}
+        self.q0_mean = nn.Parameter(1 + 0.01 * torch.randn(n_z, **like))
+        self.q0_log_var = nn.Parameter(q0_init_log_var + 0.01 * torch.randn(n_z, **like))
+        self.flow_q = MaskedRealNVP(n_z, flow_steps, flow_hidden).to(**like)
+        self.flow_r = MaskedRealNVP(n_z, aux_flow_steps, aux_flow_hidden).to(**like)
+        self.r_c = nn.Parameter(torch.randn(n_z, **like) / math.sqrt(n_z))
+        self.r_b1 = nn.Parameter(torch.randn(n_z, **like) / math.sqrt(n_z))
+        self.r_b2 = nn.Parameter(torch.randn(n_z, **like) / math.sqrt(n_z))
+
+    @property
+    def weight_var(self) -> Tensor:
+        return self.weight_log_var.exp().clamp(max=self.max_std**2)
+
+    def sample_z(self, n: int) -> tuple[Tensor, Tensor]:
+        """``n`` draws ``z_T [n, n_z]`` from the flow posterior and their ``log q(z_T) [n]``."""
+        eps = torch.randn(
+            n, self.q0_mean.shape[0], device=self.weight.device, dtype=self.weight.dtype
+        )
+        z0 = self.q0_mean + (0.5 * self.q0_log_var).exp() * eps
+        log_q0 = -0.5 * (_LOG_2PI + self.q0_log_var + eps.pow(2)).sum(-1)
+        z, logdet = self.flow_q(z0)
+        return z, log_q0 - logdet
+
+    def scaled_mean(self, z: Tensor) -> Tensor:
+        """``z * M``: the weight means for one ``z [n_z]``."""
+        shape = [1] * self.weight.dim()
+        shape[self.z_axis] = -1
+        return self.weight * z.reshape(shape)
+
+    def kl(self) -> Tensor:
+        """One-sample estimate of this layer's KL bound (scalar; see the module docstring)."""
+        z_all, log_q = self.sample_z(1)
+        z = z_all[0]
+        mean = self.scaled_mean(z)
+        var = self.weight_var
+        s2 = self.prior_scale**2
+        kl_w = 0.5 * (math.log(s2) - var.log() + (var + mean.pow(2)) / s2 - 1).sum()
+        # rows indexed by z: [n_z, m]
+        mean_rows = mean.movedim(self.z_axis, 0).reshape(z.shape[0], -1)
+        var_rows = var.movedim(self.z_axis, 0).reshape(z.shape[0], -1)
+        a_mean = self.r_c @ mean_rows
+        a_var = self.r_c.pow(2) @ var_rows
+        a = torch.tanh(a_mean + a_var.clamp_min(1e-16).sqrt() * torch.randn_like(a_mean)).mean()
+        mu_r = self.r_b1 * a
+        log_var_r = self.r_b2 * a
+        z_b, logdet_r = self.flow_r(z)
+        log_r = (
+            -0.5 * (_LOG_2PI + log_var_r + (z_b - mu_r).pow(2) / log_var_r.exp()).sum() + logdet_r
+        )
+        return kl_w + log_q[0] - log_r
+
+    @torch.no_grad()
+    def sample_weight(self, num_samples: int) -> Tensor:
+        """Weight samples ``[S, *weight.shape]`` (each with its own z)."""
+        z, _ = self.sample_z(num_samples)
+        means = torch.stack([self.scaled_mean(zi) for zi in z])
+        return means + self.weight_var.sqrt() * torch.randn_like(means)
+
+
+class MNFLinear(_MNFMixin, nn.Linear):
+    """``nn.Linear`` with MNF weights: z per input unit, one z per example."""
+
+    z_axis = 1
+
+    def forward(self, x: Tensor) -> Tensor:
+        z, _ = self.sample_z(x.shape[0])
+        z = z.reshape(x.shape[0], *([1] * (x.dim() - 2)), -1)
+        mean = F.linear(x * z, self.weight, self.bias)
+        var = F.linear(x.pow(2), self.weight_var)
+        return mean + var.clamp_min(1e-16).sqrt() * torch.randn_like(mean)
+
+
+class MNFConv2d(_MNFMixin, nn.Conv2d):
+    """``nn.Conv2d`` with MNF weights: z per output channel, one z per example."""
+
+    z_axis = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        z, _ = self.sample_z(x.shape[0])
+        mean = self._conv_forward(x, self.weight, None) * z[:, :, None, None]
+        if self.bias is not None:
+            mean = mean + self.bias[:, None, None]
+        var = self._conv_forward(x.pow(2), self.weight_var, None)
+        return mean + var.clamp_min(1e-16).sqrt() * torch.randn_like(mean)
+
+
+def make_mnf(module: nn.Module, **options: float | int) -> None:
+    """Switch an ``nn.Linear``/``nn.Conv2d`` (exact type) in place to its MNF version."""
+    kinds = {nn.Linear: MNFLinear, nn.Conv2d: MNFConv2d}
+    if type(module) not in kinds:
+        raise TypeError(f"no MNF version of {type(module).__name__}")
+    module.__class__ = kinds[type(module)]
+    module._init_mnf(**options)  # type: ignore[attr-defined]
