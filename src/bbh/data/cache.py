@@ -53,7 +53,7 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
 def save_arrays(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` atomically as an uncompressed ``.npz`` (fast to read back)."""
     with atomic_write(path) as handle:
-        np.savez(handle, **arrays)
+        np.savez(handle, **arrays)  # type: ignore[arg-type]
 
 
 def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:

@@ -53,7 +53,7 @@ def _labeled(images: np.ndarray, labels: np.ndarray, names: tuple[str, ...]) -> 
 
 
 def _load(name: str) -> dict[str, np.ndarray]:
-    ref = resources.files("bbh.data").joinpath("embedded", name)
+    ref = resources.files("bbh.data") / "embedded" / name
     try:
         with ref.open("rb") as handle, np.load(handle, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}

@@ -32,7 +32,7 @@ PathLike = str | os.PathLike[str]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 # IDX type codes (third magic byte) -> big-endian numpy dtype.
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype[Any]] = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
     0x0B: np.dtype(">i2"),
@@ -235,8 +235,9 @@ def read_image_folders(
     if not path.exists():
         raise DataError(f"{path}: no such folder or archive")
     found: dict[str, dict[str, list[tuple[str, bytes | Path]]]] = {s: {} for s in subfolders}
-    entries = _iter_dir_files(path) if path.is_dir() else _iter_tar_files(path)
-    all_entries = list(entries)
+    all_entries: list[tuple[str, bytes | Path]] = list(
+        _iter_dir_files(path) if path.is_dir() else _iter_tar_files(path)
+    )
     parts_list = [PurePosixPath(name).parts for name, _ in all_entries]
     strip = _common_top(parts_list, subfolders)
     for (name, data), parts in zip(all_entries, parts_list, strict=True):
