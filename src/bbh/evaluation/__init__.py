@@ -1,5 +1,50 @@
-"""Evaluation: result dicts, qualitative studies and figures (PAPER.md §9)."""
+"""Evaluation (PAPER.md §9): ``evaluate`` builds one JSON-ready dict with the paper's protocol and
+the extended suite; ``studies`` holds the qualitative MNIST studies; ``figures`` writes PNGs
+(matplotlib, the ``plot`` extra, imported lazily).
+"""
 
+from bbh.evaluation.evaluate import (
+    AttackConfig,
+    Predictions,
+    evaluate,
+    predict_batched,
+    to_jsonable,
+    write_json,
+)
 from bbh.evaluation.progress import Progress
+from bbh.evaluation.studies import (
+    PAPER_MIXUP,
+    PAPER_MIXUP_LAMBDAS,
+    PAPER_ROTATIONS,
+    Study,
+    WeightStatistics,
+    mixup_images,
+    mixup_study,
+    per_class_spread,
+    rotate_images,
+    rotation_study,
+    sample_probs,
+    weight_statistics,
+)
 
-__all__ = ["Progress"]
+__all__ = [
+    "PAPER_MIXUP",
+    "PAPER_MIXUP_LAMBDAS",
+    "PAPER_ROTATIONS",
+    "AttackConfig",
+    "Predictions",
+    "Progress",
+    "Study",
+    "WeightStatistics",
+    "evaluate",
+    "mixup_images",
+    "mixup_study",
+    "per_class_spread",
+    "predict_batched",
+    "rotate_images",
+    "rotation_study",
+    "sample_probs",
+    "to_jsonable",
+    "weight_statistics",
+    "write_json",
+]

@@ -1,0 +1,388 @@
+"""``evaluate``: every number of the paper's protocol (PAPER.md §9) and the extended suite, for
+any method, as one plain JSON-ready dict.
+
+``result["paper_protocol"]`` holds what the authors computed: accuracy of the mean of the
+softmaxes, mean predictive entropy in the authors' form, the entropy-CDF area ("entropy AUC") in
+and out of distribution, their degenerate calibration output, and the sign-averaged, unclipped
+FGSM curve on the first 100 test images. ``result["extended"]`` holds what a reviewer adds: NLL,
+Brier, ECE with reliability bins, entropy and mutual information, OOD AUROC/AUPR/FPR95 per score,
+and EOT FGSM/PGD curves clipped to the input range.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from bbh.attacks.curve import PAPER_EPSILONS, robustness_curve
+from bbh.attacks.gradient import InputTransform
+from bbh.evaluation.progress import Progress
+from bbh.metrics._validation import check_labels
+from bbh.metrics.classification import (
+    accuracy,
+    brier_score,
+    nll,
+    reliability_bins,
+    true_class_confidence_bins,
+)
+from bbh.metrics.ood import ood_detection
+from bbh.metrics.uncertainty import EntropyForm, entropy_cdf_area, predictive_entropy
+
+__all__ = [
+    "AttackConfig",
+    "Predictions",
+    "evaluate",
+    "predict_batched",
+    "to_jsonable",
+    "write_json",
+]
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """Which attacks ``evaluate`` runs, on the first ``num_images`` test inputs.
+
+    The paper's FGSM uses ``num_grad_samples`` single-draw gradients (R = 100 in the paper);
+    EOT FGSM and PGD use ``attack_samples`` weight draws per gradient and clip to ``clip``.
+    ``eval_samples`` (default: ``evaluate``'s ``num_samples``) is the number of draws used to
+    evaluate the attacked inputs.
+    """
+
+    num_images: int = 100
+    epsilons: tuple[float, ...] = PAPER_EPSILONS
+    paper_fgsm: bool = True
+    num_grad_samples: int = 100
+    eot_fgsm: bool = True
+    eot_pgd: bool = True
+    attack_samples: int = 10
+    pgd_steps: int = 10
+    pgd_step_size: float | None = None
+    random_start: bool = True
+    clip: tuple[float, float] | None = (0.0, 1.0)
+    eval_samples: int | None = None
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Predictive probabilities ``[N, C]`` and the mean per-sample entropy ``[N]`` (float64)."""
+
+    probs: Tensor
+    expected_entropy: Tensor
+    num_samples: int
+
+    @property
+    def entropy(self) -> Tensor:
+        return predictive_entropy(self.probs)
+
+    @property
+    def mutual_information(self) -> Tensor:
+        return (self.entropy - self.expected_entropy).clamp_min(0.0)
+
+
+def predict_batched(
+    method: Any,
+    x: Tensor,
+    *,
+    num_samples: int = 100,
+    batch_size: int = 500,
+    input_transform: InputTransform | None = None,
+    progress: Progress | None = None,
+) -> Predictions:
+    """Run ``method.predict_logits`` over ``x`` in batches without keeping ``[S, N, C]``.
+
+    A deterministic method (``stochastic = False``) is run with one sample (PAPER.md §9: MAP
+    uses one pass). Each batch draws fresh weight samples.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    s = num_samples if getattr(method, "stochastic", True) else 1
+    probs, exp_ent = [], []
+    with torch.no_grad():
+        for start in range(0, x.shape[0], batch_size):
+            xb = x[start : start + batch_size]
+            inp = input_transform(xb) if input_transform is not None else xb
+            logits = method.predict_logits(inp, s)
+            if logits.dim() != 3 or logits.shape[1] != xb.shape[0]:
+                raise ValueError(
+                    f"method.predict_logits must return [S, B, C] with B = {xb.shape[0]}, "
+                    f"got {tuple(logits.shape)}"
+                )
+            if not bool(torch.isfinite(logits).all()):
+                raise ValueError("method.predict_logits returned NaN or infinite logits")
+            log_p = logits.double().log_softmax(dim=-1)
+            p = log_p.exp()
+            probs.append(p.mean(0).cpu())
+            exp_ent.append((-(p * log_p).sum(-1)).mean(0).cpu())
+            if progress is not None:
+                progress.update(xb.shape[0])
+    return Predictions(torch.cat(probs), torch.cat(exp_ent), s)
+
+
+def evaluate(
+    method: Any,
+    test_x: Tensor,
+    test_y: Tensor,
+    *,
+    ood_x: Tensor | None = None,
+    num_samples: int = 100,
+    batch_size: int = 500,
+    attacks: AttackConfig | None = AttackConfig(),
+    input_transform: InputTransform | None = None,
+    ece_bins: int = 15,
+    flag_quantile: float = 0.95,
+    histogram_bins: int = 50,
+    weight_samples: int = 0,
+    weight_chunk: int = 100,
+    kernel_size: int = 500,
+    generator: torch.Generator | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate ``method`` on ``(test_x, test_y)`` (and ``ood_x``); returns a JSON-ready dict.
+
+    ``num_samples`` weight draws per input (100 in the paper; 1 for deterministic methods),
+    ``batch_size`` inputs per ``predict_logits`` call. ``input_transform`` maps pixel-space inputs
+    to the model's (e.g. CIFAR standardisation), so attacks and clipping act in pixel space.
+    ``flag_quantile`` sets the "uncertain" threshold of the attack curves to that quantile of
+    the clean in-distribution entropies. ``weight_samples > 0`` and a method with
+    ``sample_weights(n) -> [n, D]`` add weight statistics (drawn ``weight_chunk`` at a time;
+    the paper used 1000, the correlation covers the first ``kernel_size`` coordinates).
+    ``histogram_bins`` equal-width bins on ``[0, ln C]`` for the entropy histograms.
+    """
+    t0 = time.monotonic()
+    if not isinstance(test_x, Tensor) or test_x.dim() < 2 or test_x.shape[0] == 0:
+        raise ValueError("test_x must be a non-empty tensor [N, ...]")
+    if ood_x is not None and (not isinstance(ood_x, Tensor) or ood_x.shape[0] == 0):
+        raise ValueError("ood_x is empty; pass None to skip the OOD evaluation")
+    if not 0.0 < flag_quantile < 1.0:
+        raise ValueError(f"flag_quantile must be in (0, 1), got {flag_quantile!r}")
+    total = test_x.shape[0] + (0 if ood_x is None else ood_x.shape[0])
+    timing: dict[str, float] = {}
+
+    bar = Progress(total, "predict", enabled=progress)
+    pred_in = predict_batched(
+        method,
+        test_x,
+        num_samples=num_samples,
+        batch_size=batch_size,
+        input_transform=input_transform,
+        progress=bar,
+    )
+    pred_out = None
+    if ood_x is not None:
+        pred_out = predict_batched(
+            method,
+            ood_x,
+            num_samples=num_samples,
+            batch_size=batch_size,
+            input_transform=input_transform,
+            progress=bar,
+        )
+    bar.close()
+    timing["predict"] = time.monotonic() - t0
+    num_classes = pred_in.probs.shape[1]
+    y = check_labels(test_y, test_x.shape[0], num_classes, "test_y")
+
+    ent_in = pred_in.entropy
+    ent_in_paper = predictive_entropy(pred_in.probs, form=EntropyForm.PAPER)
+    paper: dict[str, Any] = {
+        "accuracy": accuracy(pred_in.probs, y),
+        "mean_entropy_in": float(ent_in_paper.mean()),
+        "entropy_cdf_area_in": entropy_cdf_area(ent_in_paper, num_classes),
+        "calibration_true_class_confidence": true_class_confidence_bins(pred_in.probs, y),
+    }
+    bins = reliability_bins(pred_in.probs, y, num_bins=ece_bins)
+    ext: dict[str, Any] = {
+        "accuracy": paper["accuracy"],
+        "nll": nll(pred_in.probs, y),
+        "brier": brier_score(pred_in.probs, y),
+        "ece": bins.ece,
+        "ece_bins": ece_bins,
+        "reliability": bins.to_dict(),
+        "mean_entropy_in": float(ent_in.mean()),
+        "mean_mutual_information_in": float(pred_in.mutual_information.mean()),
+        "mean_max_probability_in": float(pred_in.probs.max(-1).values.mean()),
+    }
+    hist_edges = np.linspace(0.0, math.log(num_classes), histogram_bins + 1)
+    hist = {
+        "edges": hist_edges.tolist(),
+        "in": np.histogram(ent_in.clamp(0, math.log(num_classes)).numpy(), hist_edges)[0].tolist(),
+        "out": None,
+    }
+    if pred_out is not None:
+        ent_out_paper = predictive_entropy(pred_out.probs, form=EntropyForm.PAPER)
+        paper["mean_entropy_out"] = float(ent_out_paper.mean())
+        paper["entropy_cdf_area_out"] = entropy_cdf_area(ent_out_paper, num_classes)
+        ent_out = pred_out.entropy
+        ext["mean_entropy_out"] = float(ent_out.mean())
+        ext["mean_mutual_information_out"] = float(pred_out.mutual_information.mean())
+        ext["mean_max_probability_out"] = float(pred_out.probs.max(-1).values.mean())
+        hist["out"] = np.histogram(ent_out.clamp(0, math.log(num_classes)).numpy(), hist_edges)[
+            0
+        ].tolist()
+        ext["ood"] = ood_detection(_scores(pred_in), _scores(pred_out))
+    ext["entropy_histogram"] = hist
+
+    if attacks is not None:
+        t1 = time.monotonic()
+        _run_attacks(
+            method, test_x, y, attacks, paper, ext,
+            num_samples=num_samples,
+            thresholds=(
+                float(torch.quantile(ent_in_paper, flag_quantile)),
+                float(torch.quantile(ent_in, flag_quantile)),
+            ),
+            flag_quantile=flag_quantile,
+            input_transform=input_transform,
+            generator=generator,
+            progress=progress,
+        )  # fmt: skip
+        timing["attacks"] = time.monotonic() - t1
+
+    weights = None
+    sampler = getattr(method, "sample_weights", None)
+    if weight_samples > 0 and callable(sampler):
+        from bbh.evaluation.studies import weight_statistics
+
+        t2 = time.monotonic()
+        weights = weight_statistics(
+            _weight_chunks(sampler, weight_samples, weight_chunk), kernel_size=kernel_size
+        ).to_dict()
+        timing["weights"] = time.monotonic() - t2
+    timing["total"] = time.monotonic() - t0
+
+    return {
+        "meta": {
+            "method": type(method).__name__,
+            "stochastic": bool(getattr(method, "stochastic", True)),
+            "num_samples": pred_in.num_samples,
+            "num_test": int(test_x.shape[0]),
+            "num_ood": None if ood_x is None else int(ood_x.shape[0]),
+            "num_classes": int(num_classes),
+            "attacks": None if attacks is None else asdict(attacks),
+        },
+        "paper_protocol": paper,
+        "extended": ext,
+        "weights": weights,
+        "timing_s": timing,
+    }
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Tensors, numpy values, enums, paths and tuples as plain JSON types; NaN/inf as None."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Tensor):
+        return to_jsonable(obj.detach().cpu().tolist())
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return to_jsonable(obj.item())
+    if isinstance(obj, Enum):
+        return to_jsonable(obj.value)
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write ``result`` as indented JSON atomically (a temporary file, then ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(to_jsonable(result), indent=2, allow_nan=False)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _scores(pred: Predictions) -> dict[str, Tensor]:
+    return {
+        "entropy": pred.entropy,
+        "mutual_information": pred.mutual_information,
+        "max_probability": 1.0 - pred.probs.max(-1).values,
+    }
+
+
+def _weight_chunks(sampler: Any, total: int, chunk: int) -> Any:
+    done = 0
+    while done < total:
+        n = min(chunk, total - done)
+        with torch.no_grad():
+            yield sampler(n).detach()
+        done += n
+
+
+def _run_attacks(
+    method: Any,
+    test_x: Tensor,
+    y: Tensor,
+    cfg: AttackConfig,
+    paper: dict[str, Any],
+    ext: dict[str, Any],
+    *,
+    num_samples: int,
+    thresholds: tuple[float, float],
+    flag_quantile: float,
+    input_transform: InputTransform | None,
+    generator: torch.Generator | None,
+    progress: bool,
+) -> None:
+    xa, ya = test_x[: cfg.num_images], y[: cfg.num_images]
+    common = {
+        "epsilons": cfg.epsilons,
+        "num_samples": cfg.eval_samples or num_samples,
+        "input_transform": input_transform,
+        "batch_size": cfg.num_images,
+        "progress": progress,
+    }
+    note = f"entropy above the {flag_quantile:.0%} quantile of clean test entropies"
+    if cfg.paper_fgsm:
+        paper["fgsm"] = robustness_curve(
+            method, xa, ya,
+            attack="fgsm_paper",
+            num_grad_samples=cfg.num_grad_samples,
+            uncertainty_threshold=thresholds[0],
+            entropy_form=EntropyForm.PAPER,
+            **common,
+        )  # fmt: skip
+        paper["fgsm"]["flagged_means"] = note
+    eot = {
+        "attack_samples": cfg.attack_samples,
+        "clip": cfg.clip,
+        "uncertainty_threshold": thresholds[1],
+    }
+    if cfg.eot_fgsm:
+        ext["fgsm_eot"] = robustness_curve(method, xa, ya, attack="fgsm", **eot, **common)
+        ext["fgsm_eot"]["flagged_means"] = note
+    if cfg.eot_pgd:
+        ext["pgd_eot"] = robustness_curve(
+            method, xa, ya,
+            attack="pgd",
+            steps=cfg.pgd_steps,
+            step_size=cfg.pgd_step_size,
+            random_start=cfg.random_start,
+            generator=generator,
+            **eot,
+            **common,
+        )  # fmt: skip
+        ext["pgd_eot"]["flagged_means"] = note

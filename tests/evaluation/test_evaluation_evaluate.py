@@ -1,0 +1,102 @@
+"""``evaluate`` builds a JSON-ready dict with the paper's protocol and the extended suite."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import pytest
+import torch
+from eval_toys import CLASSES, images
+
+from bbh.evaluation import AttackConfig, Progress, evaluate, predict_batched, write_json
+from bbh.metrics import accuracy, mutual_information, nll
+
+FAST = AttackConfig(
+    num_images=12, epsilons=(0.0, 0.1, 0.3), num_grad_samples=3, attack_samples=2, pgd_steps=2
+)
+
+
+def test_evaluate_stochastic_method(sto, tmp_path) -> None:
+    x, y = images(30)
+    ood = images(20, seed=1)[0] * 0.2
+    res = evaluate(
+        sto, x, y, ood_x=ood, num_samples=6, batch_size=7, attacks=FAST, weight_samples=30,
+        weight_chunk=8, kernel_size=10, progress=False,
+    )  # fmt: skip
+    paper, ext = res["paper_protocol"], res["extended"]
+    assert res["meta"]["num_samples"] == 6 and res["meta"]["num_classes"] == CLASSES
+    for key in ("accuracy", "entropy_cdf_area_in", "entropy_cdf_area_out", "fgsm"):
+        assert key in paper
+    for key in ("nll", "brier", "ece", "reliability", "ood", "fgsm_eot", "pgd_eot"):
+        assert key in ext
+    assert set(ext["ood"]) == {"entropy", "mutual_information", "max_probability"}
+    assert paper["fgsm"]["epsilons"] == [0.0, 0.1, 0.3]
+    assert ext["pgd_eot"]["clip"] == [0.0, 1.0] and paper["fgsm"]["clip"] is None
+    assert res["weights"]["num_samples"] == 30 and res["weights"]["kernel_size"] == 10
+    assert res["weights"]["std_mean"] == pytest.approx(0.5, rel=0.3)
+    assert sum(ext["entropy_histogram"]["in"]) == 30
+    assert sum(ext["entropy_histogram"]["out"]) == 20
+    path = write_json(res, tmp_path / "out" / "result.json")
+    assert json.loads(path.read_text())["extended"]["nll"] == pytest.approx(ext["nll"])
+    assert [p.name for p in path.parent.iterdir()] == ["result.json"]
+
+
+def test_evaluate_deterministic_method_matches_metrics(det) -> None:
+    x, y = images(25)
+    res = evaluate(det, x, y, num_samples=50, attacks=None, weight_samples=10, progress=False)
+    logits = det.predict_logits(x, 1)
+    assert res["meta"]["num_samples"] == 1  # one pass for a deterministic method
+    assert res["extended"]["accuracy"] == pytest.approx(accuracy(logits, y))
+    assert res["extended"]["nll"] == pytest.approx(nll(logits, y), rel=1e-6)
+    assert res["extended"]["mean_mutual_information_in"] == pytest.approx(0.0, abs=1e-9)
+    assert "ood" not in res["extended"] and res["extended"]["entropy_histogram"]["out"] is None
+    assert res["weights"] is None  # no sample_weights on this method
+    json.dumps(res, allow_nan=False)
+
+
+def test_predict_batched_matches_one_batch(sto) -> None:
+    x, _ = images(9)
+    sto.gen.manual_seed(3)
+    full = sto.predict_logits(x, 4)
+    sto.gen.manual_seed(3)
+    pred = predict_batched(sto, x, num_samples=4, batch_size=9)
+    assert torch.allclose(pred.probs, full.double().softmax(-1).mean(0))
+    assert torch.allclose(pred.mutual_information, mutual_information(full), atol=1e-6)
+
+
+def test_bad_input(det) -> None:
+    x, y = images(10)
+    with pytest.raises(ValueError, match="ood_x is empty"):
+        evaluate(det, x, y, ood_x=x[:0], attacks=None, progress=False)
+    with pytest.raises(ValueError, match=r"test_y must lie in \[0, 4\)"):
+        evaluate(det, x, y + CLASSES, attacks=None, progress=False)
+    with pytest.raises(ValueError, match="test_x must be a non-empty"):
+        evaluate(det, x[:0], y[:0], attacks=None, progress=False)
+
+    class NaNMethod(type(det)):
+        def predict_logits(self, x, num_samples=100):
+            return super().predict_logits(x, num_samples) * math.nan
+
+    with pytest.raises(ValueError, match="NaN"):
+        evaluate(NaNMethod(), x, y, attacks=None, progress=False)
+
+
+def test_write_json_turns_nan_into_null(tmp_path) -> None:
+    path = write_json(
+        {"a": float("nan"), "b": torch.tensor([1.0, 2.0]), "c": (1, 2)}, tmp_path / "r.json"
+    )
+    assert json.loads(path.read_text()) == {"a": None, "b": [1.0, 2.0], "c": [1, 2]}
+
+
+def test_progress_line() -> None:
+    buf = io.StringIO()
+    with Progress(4, "predict", stream=buf, min_interval=0.0) as bar:
+        bar.update(2)
+        bar.update(2)
+    assert "predict: 4/4 (100%)" in buf.getvalue()
+    quiet = io.StringIO()
+    with Progress(4, "x", stream=quiet, enabled=False) as bar:
+        bar.update(4)
+    assert quiet.getvalue() == ""
