@@ -1,0 +1,132 @@
+"""Trusted references for the toy posterior: HMC on the exact BNN and its Gaussian-process limit.
+
+The model: ``f(x) = b2 + sum_j v_j relu(w_j x + b_j)`` with ``H`` hidden units, every weight and
+bias ``~ N(0, s^2)``, and ``y ~ N(f(x), sigma^2)``. Both references return the predictive mean of
+``f`` and its standard deviation (weight uncertainty only) on a grid.
+
+- ``hmc_reference``: Hamiltonian Monte Carlo on the exact posterior of the finite network, several
+  chains run as one batch, step size adapted during warm-up to an acceptance rate near 0.75.
+- ``gp_reference``: the GP with the network's prior covariance ``s^2 + H s^2 E[relu(u) relu(u')]``
+  (the arc-cosine kernel of order 1); exact for infinitely many units, close for H = 100.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Reference:
+    mean: Tensor  # [G], predictive mean of f
+    std: Tensor  # [G], standard deviation of f (weight uncertainty, no noise)
+    info: dict[str, float]
+
+
+def _relu_net(w: Tensor, x: Tensor, hidden: int) -> Tensor:
+    """Batched 1-H-1 ReLU net: ``w [C, 3H + 1]``, ``x [N]`` -> ``[C, N]``."""
+    w1, b1, w2 = w[:, :hidden], w[:, hidden : 2 * hidden], w[:, 2 * hidden : 3 * hidden]
+    b2 = w[:, 3 * hidden]
+    h = torch.relu(x[None, :, None] * w1[:, None, :] + b1[:, None, :])
+    return (h * w2[:, None, :]).sum(-1) + b2[:, None]
+
+
+def hmc_reference(
+    x: Tensor,
+    y: Tensor,
+    grid: Tensor,
+    *,
+    hidden: int = 100,
+    prior_scale: float = 1.0,
+    noise_std: float = 9.0,
+    chains: int = 16,
+    warmup: int = 1500,
+    samples: int = 1500,
+    leapfrog_steps: int = 25,
+    seed: int = 0,
+) -> Reference:
+    """HMC over the ``3H + 1`` weights; keeps every sample after warm-up from every chain."""
+    gen = torch.Generator().manual_seed(seed)
+    x64, y64, g64 = (t.reshape(-1).double() for t in (x, y, grid))
+    dim = 3 * hidden + 1
+
+    def log_post(w: Tensor) -> Tensor:
+        resid = (y64[None] - _relu_net(w, x64, hidden)) / noise_std
+        return -0.5 * resid.pow(2).sum(-1) - 0.5 * w.pow(2).sum(-1) / prior_scale**2
+
+    def grad(w: Tensor) -> tuple[Tensor, Tensor]:
+        w = w.detach().requires_grad_(True)
+        lp = log_post(w)
+        (g,) = torch.autograd.grad(lp.sum(), w)
+        return lp.detach(), g
+
+    w = prior_scale * torch.randn(chains, dim, generator=gen, dtype=torch.float64)
+    lp, g = grad(w)
+    step = torch.full((chains, 1), 0.01, dtype=torch.float64)
+    kept, accepted = [], 0.0
+    for it in range(warmup + samples):
+        p0 = torch.randn(chains, dim, generator=gen, dtype=torch.float64)
+        jitter = torch.empty(chains, 1, dtype=torch.float64).uniform_(0.8, 1.2, generator=gen)
+        eps = step * jitter
+        wn, gn, p = w, g, p0 + 0.5 * eps * g
+        for i in range(leapfrog_steps):
+            wn = wn + eps * p
+            lpn, gn = grad(wn)
+            if i < leapfrog_steps - 1:
+                p = p + eps * gn
+        p = p + 0.5 * eps * gn
+        log_accept = lpn - lp - 0.5 * (p.pow(2).sum(-1) - p0.pow(2).sum(-1))
+        log_accept = torch.nan_to_num(log_accept, nan=-math.inf)
+        accept_prob = log_accept.clamp(max=0).exp()
+        accept = torch.rand(chains, generator=gen, dtype=torch.float64) < accept_prob
+        w = torch.where(accept[:, None], wn, w)
+        lp = torch.where(accept, lpn, lp)
+        g = torch.where(accept[:, None], gn, g)
+        if it < warmup:  # Robbins-Monro adaptation of the per-chain step size
+            step = step * torch.exp(0.05 * (accept_prob[:, None] - 0.75))
+        else:
+            accepted += accept.double().mean().item()
+            kept.append(_relu_net(w, g64, hidden))
+    f = torch.cat(kept)  # [samples * chains, G]
+    return Reference(
+        f.mean(0).float(),
+        f.std(0).float(),
+        {"acceptance": accepted / samples, "step_size": step.mean().item(), "draws": len(f)},
+    )
+
+
+def arccos_kernel(a: Tensor, b: Tensor, *, hidden: int, prior_scale: float) -> Tensor:
+    """Prior covariance of the 1-H-1 ReLU net with ``N(0, s^2)`` weights: ``[N], [M] -> [N, M]``."""
+    s2 = prior_scale**2
+    va, vb = s2 * (a.pow(2) + 1), s2 * (b.pow(2) + 1)
+    cov = s2 * (a[:, None] * b[None, :] + 1)
+    norm = (va[:, None] * vb[None, :]).sqrt()
+    theta = torch.acos((cov / norm).clamp(-1.0, 1.0))
+    relu_cov = norm / (2 * math.pi) * (torch.sin(theta) + (math.pi - theta) * torch.cos(theta))
+    return s2 + hidden * s2 * relu_cov
+
+
+def gp_reference(
+    x: Tensor,
+    y: Tensor,
+    grid: Tensor,
+    *,
+    hidden: int = 100,
+    prior_scale: float = 1.0,
+    noise_std: float = 9.0,
+) -> Reference:
+    """Exact GP regression with ``arccos_kernel`` and noise ``noise_std``."""
+    x64, y64, g64 = (t.reshape(-1).double() for t in (x, y, grid))
+    k = dict(hidden=hidden, prior_scale=prior_scale)
+    kxx = arccos_kernel(x64, x64, **k) + noise_std**2 * torch.eye(len(x64), dtype=torch.float64)
+    kgx = arccos_kernel(g64, x64, **k)
+    kgg_diag = arccos_kernel(g64, g64, **k).diagonal()
+    chol = torch.linalg.cholesky(kxx)
+    alpha = torch.cholesky_solve(y64[:, None], chol)
+    mean = (kgx @ alpha).squeeze(1)
+    v = torch.linalg.solve_triangular(chol, kgx.t(), upper=False)
+    var = (kgg_diag - v.pow(2).sum(0)).clamp_min(0)
+    return Reference(mean.float(), var.sqrt().float(), {})
