@@ -1,0 +1,51 @@
+import pytest
+import torch
+from torch import nn
+
+from bbh.methods import BayesByHypernet
+from bbh.training import annealing, fit, kl_annealing, paper_toy_schedule
+
+
+def test_kl_annealing():
+    assert kl_annealing(0, 10, 20) == 0.0
+    assert kl_annealing(9, 10, 20) == 0.0
+    assert kl_annealing(20, 10, 20) == 0.5
+    assert kl_annealing(30, 10, 20) == 1.0
+    assert kl_annealing(10_000, 10, 20) == 1.0
+    assert kl_annealing(3, 0, 0) == 1.0
+    assert annealing(2750, 8250)(2750 + 8250 // 2) == pytest.approx(0.5, abs=1e-3)
+    with pytest.raises(ValueError):
+        kl_annealing(0, -1, 5)
+
+
+def test_paper_toy_schedule_goes_to_zero():
+    assert [paper_toy_schedule(i) for i in range(4)] == [1.0, 1.0, 1.0, 1.0]
+    assert paper_toy_schedule(5) == pytest.approx(10 / 6 - 1)
+    assert all(paper_toy_schedule(i) == 0.0 for i in range(9, 50))
+
+
+def test_fit_learns_a_separable_task():
+    torch.manual_seed(0)
+    x = torch.randn(400, 2)
+    y = (x[:, 0] + x[:, 1] > 0).long()
+    net = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 2))
+    m = BayesByHypernet(net, hidden=(16, 32), num_samples=4, kl="entropy")
+    result = fit(m, x, y, steps=300, batch_size=50, lr=3e-3, log_every=100)
+    assert len(result.logs) == 3 and result.logs[-1]["step"] == 300
+    acc = (m.predict(x, 20).argmax(-1) == y).float().mean().item()
+    assert acc > 0.9
+
+
+def test_fit_rejects_mismatched_data():
+    m = BayesByHypernet(nn.Linear(2, 2), hidden=(4,))
+    with pytest.raises(ValueError, match="disagree"):
+        fit(m, torch.randn(5, 2), torch.zeros(4, dtype=torch.long), steps=1, batch_size=2)
+    with pytest.raises(ValueError, match="optimizer"):
+        fit(
+            m,
+            torch.randn(5, 2),
+            torch.zeros(5, dtype=torch.long),
+            steps=1,
+            batch_size=2,
+            optimizer="sgd",
+        )

@@ -1,0 +1,151 @@
+import pytest
+import torch
+from torch import nn
+
+import bbh
+from bbh.methods import BayesByHypernet
+
+NLL_MODES = ["first", "mean", "split", "predictive"]
+
+
+def tiny_net() -> nn.Module:
+    return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+def batch(b: int = 12):
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(b, 6, generator=g), torch.randint(0, 3, (b,), generator=g)
+
+
+@pytest.mark.parametrize("nll", NLL_MODES)
+@pytest.mark.parametrize("generator", ["layerwise", "chunked"])
+def test_loss_and_gradients(nll, generator):
+    torch.manual_seed(0)
+    m = BayesByHypernet(
+        tiny_net(),
+        noise_dim=2,
+        num_samples=4,
+        hidden=(8, 16),
+        nll=nll,
+        generator=generator,
+        kl="entropy",
+    )
+    x, y = batch()
+    loss, logs = m.loss(x, y, num_data=100, kl_weight=0.5)
+    assert torch.isfinite(loss) and set(logs) >= {"nll", "kl", "loss"}
+    torch.testing.assert_close(logs["loss"], logs["nll"] + 0.5 * logs["kl"] / 100)
+    loss.backward()
+    trainable = [(n, p) for n, p in m.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith("hypernet.") for n, _ in trainable)
+    for name, p in trainable:
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_split_with_uneven_batch_matches_manual_split():
+    torch.manual_seed(0)
+    m = BayesByHypernet(tiny_net(), num_samples=3, hidden=(8,), nll="split")
+    x, y = batch(10)  # 10 = 4 + 3 + 3
+    torch.manual_seed(1)
+    _, logs = m.loss(x, y, num_data=10, kl_weight=0.0)
+    torch.manual_seed(1)
+    w = m.sample_weights(3)
+    out = [m.forward_samples(w[i : i + 1], xi)[0] for i, xi in enumerate(x.tensor_split(3))]
+    ce = nn.functional.cross_entropy(torch.cat(out), y)
+    torch.testing.assert_close(logs["nll"], ce)
+
+
+def test_first_mode_uses_sample_zero_only():
+    torch.manual_seed(0)
+    m = BayesByHypernet(tiny_net(), num_samples=3, hidden=(8,), nll="first")
+    x, y = batch()
+    torch.manual_seed(2)
+    _, logs = m.loss(x, y, num_data=10, kl_weight=0.0)
+    torch.manual_seed(2)
+    w = m.sample_weights(3)
+    ce = nn.functional.cross_entropy(m.forward_samples(w[:1], x)[0], y)
+    torch.testing.assert_close(logs["nll"], ce)
+
+
+def test_predict_shapes_and_batching():
+    m = BayesByHypernet(tiny_net(), hidden=(8,), sample_batch=4)
+    x, _ = batch(5)
+    assert m.predict_logits(x, 10).shape == (10, 5, 3)
+    probs = m.predict(x, 7)
+    assert probs.shape == (5, 3)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(5))
+
+
+def test_user_net_is_not_modified():
+    net = tiny_net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    m = BayesByHypernet(net, hidden=(8,))
+    m.loss(*batch(), num_data=10)[0].backward()
+    assert all(p.requires_grad for p in net.parameters())
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_seeded_determinism_and_state_dict_roundtrip():
+    torch.manual_seed(3)
+    a = BayesByHypernet(tiny_net(), hidden=(8,))
+    b = BayesByHypernet(tiny_net(), hidden=(8,))
+    b.load_state_dict(a.state_dict())
+    x, _ = batch()
+    torch.manual_seed(4)
+    pa = a.predict_logits(x, 3)
+    torch.manual_seed(4)
+    pb = b.predict_logits(x, 3)
+    assert torch.equal(pa, pb)
+
+
+def test_deterministic_parameters_train_by_point_estimate():
+    net = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    m = BayesByHypernet(net, hidden=(8,), include=lambda n, p: not n.startswith("1."))
+    assert m.net[1].weight.requires_grad and not m.net[0].weight.requires_grad
+    loss, _ = m.loss(*batch(), num_data=10)
+    loss.backward()
+    assert m.net[1].weight.grad is not None
+
+
+def test_regression_likelihood():
+    m = BayesByHypernet(nn.Linear(1, 1), hidden=(4,), likelihood="gaussian", noise_scale=2.0)
+    loss, _ = m.loss(torch.randn(8, 1), torch.randn(8), num_data=8)
+    assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"num_samples": 1}, "num_samples must be an int >= 2"),
+        ({"noise_dim": 0}, "noise_dim"),
+        ({"nll": "sum"}, "unknown nll 'sum'; allowed"),
+        ({"kl": "kde"}, "unknown kl estimator 'kde'"),
+        ({"generator": "big"}, "unknown generator 'big'"),
+        ({"likelihood": "poisson"}, "unknown likelihood 'poisson'"),
+        ({"likelihood": "gaussian"}, "needs noise_scale"),
+        ({"chunk_size": 4}, "chunk_size applies only"),
+        ({"prior_scale": -1.0}, "prior_scale"),
+    ],
+)
+def test_bad_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        BayesByHypernet(tiny_net(), hidden=(8,), **kwargs)
+
+
+def test_bad_inputs_at_call_time():
+    m = BayesByHypernet(tiny_net(), hidden=(8,), nll="split", num_samples=5)
+    x, y = batch(3)
+    with pytest.raises(ValueError, match="at least S=5"):
+        m.loss(x, y, num_data=3)
+    with pytest.raises(ValueError, match="num_data"):
+        m.loss(*batch(), num_data=0)
+    with pytest.raises(ValueError, match="no parameters"):
+        BayesByHypernet(nn.ReLU())
+
+
+def test_registry_builds_bbh_and_rejects_unknown_options():
+    m = bbh.build("bbh", tiny_net(), noise_dim=2, hidden=(8,))
+    assert isinstance(m, BayesByHypernet)
+    with pytest.raises(ValueError, match="unknown option"):
+        bbh.build("bbh", tiny_net(), noise_dims=2)
+    with pytest.raises(ValueError, match="unknown method"):
+        bbh.build("laplace", tiny_net())
