@@ -40,7 +40,9 @@ class Method(nn.Module):
 
 def check_num_data(num_data: int) -> None:
     if not isinstance(num_data, int) or num_data < 1:
-        raise ValueError(f"num_data must be a positive int (the training-set size), got {num_data!r}")
+        raise ValueError(
+            f"num_data must be a positive int (the training-set size), got {num_data!r}"
+        )
 
 
 def check_num_samples(num_samples: int, *, minimum: int = 1, name: str = "num_samples") -> None:

@@ -37,8 +37,11 @@ def build(name: str, net: nn.Module, **options: Any) -> Method:
     factory = METHODS[name]
     params = inspect.signature(factory).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        allowed = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY or (
-            p.kind is p.POSITIONAL_OR_KEYWORD and n != "net")]
+        allowed = [
+            n
+            for n, p in params.items()
+            if p.kind is p.KEYWORD_ONLY or (p.kind is p.POSITIONAL_OR_KEYWORD and n != "net")
+        ]
         unknown = sorted(set(options) - set(allowed))
         if unknown:
             raise ValueError(
