@@ -120,8 +120,10 @@ def study_strip(
     mean = probs.mean(1)
     lo, hi = probs.quantile(0.05, dim=1), probs.quantile(0.95, dim=1)
     top = mean.max(0).values.argsort(descending=True)[:max_classes].tolist()
-    fig = plt.figure(figsize=(max(6.0, 0.7 * a), 4.5))
-    grid = fig.add_gridspec(2, a, height_ratios=[1, 2.2], hspace=0.35)
+    width = max(6.0, 0.7 * a)
+    strip = 1.25 * width / a  # inches for the image row (square images plus their labels)
+    fig = plt.figure(figsize=(width, strip + 3.0))
+    grid = fig.add_gridspec(2, a, height_ratios=[strip, 3.0], hspace=0.25)
     for i in range(a):
         ax = fig.add_subplot(grid[0, i])
         ax.imshow(imgs[i].numpy(), cmap="gray" if imgs.dim() == 3 else None)
@@ -141,10 +143,15 @@ def study_strip(
 
 
 def class_spread_plot(
-    sample_probs: Tensor, path: PathLike, *, title: str | None = None, max_inputs: int = 4
+    sample_probs: Tensor,
+    path: PathLike,
+    *,
+    title: str | None = None,
+    input_labels: list[str] | None = None,
+    max_inputs: int = 4,
 ) -> Path:
-    """Box plots of each class probability across weight samples, for up to ``max_inputs``
-    inputs (``sample_probs`` ``[S, B, C]``, e.g. from ``studies.sample_probs``)."""
+    """Box plots (5-95% whiskers) of each class probability across weight samples, for up to
+    ``max_inputs`` inputs (``sample_probs`` ``[S, B, C]``, e.g. from ``studies.sample_probs``)."""
     plt = _pyplot()
     p = torch.as_tensor(sample_probs).detach().cpu()
     if p.dim() != 3:
@@ -155,10 +162,11 @@ def class_spread_plot(
         ax = axes[0, i]
         ax.boxplot([p[:, i, c].numpy() for c in range(p.shape[2])], whis=(5, 95), showfliers=False)
         ax.set_xticks(range(1, p.shape[2] + 1), [str(c) for c in range(p.shape[2])])
-        ax.set(xlabel="class", ylim=(-0.02, 1.02), title=f"input {i}")
+        label = input_labels[i] if input_labels and i < len(input_labels) else f"input {i}"
+        ax.set(xlabel="class", ylim=(-0.02, 1.02), title=label)
     axes[0, 0].set_ylabel("probability across samples")
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, y=1.04)
     return _save(fig, path)
 
 
@@ -174,7 +182,7 @@ def weight_correlation_map(
     fig.colorbar(im, ax=ax, label="correlation")
     n = "" if not isinstance(stats, WeightStatistics) else f", {stats.num_samples} samples"
     ax.set(xlabel="parameter", ylabel="parameter")
-    ax.set_title(title or f"Weight correlations, first {corr.shape[0]} parameters{n}")
+    ax.set_title(title or f"Weight correlations (first {corr.shape[0]} parameters{n})", fontsize=10)
     return _save(fig, path)
 
 

@@ -31,6 +31,7 @@ class Progress:
         self.done = 0
         self._start = time.monotonic()
         self._last = -float("inf")
+        self._shown = -1
 
     def update(self, n: int = 1) -> None:
         self.done += n
@@ -43,7 +44,8 @@ class Progress:
 
     def close(self) -> None:
         if self.enabled:
-            self._write(time.monotonic())
+            if self._shown != self.done:
+                self._write(time.monotonic())
             self.stream.write("\n")
             self.stream.flush()
 
@@ -54,6 +56,7 @@ class Progress:
         self.close()
 
     def _write(self, now: float) -> None:
+        self._shown = self.done
         pct = 100.0 * self.done / self.total if self.total else 100.0
         msg = f"\r{self.label}: {self.done}/{self.total} ({pct:.0f}%) {now - self._start:.1f}s"
         self.stream.write(msg)
