@@ -141,3 +141,30 @@ def test_no_grad_predict_logits_is_a_clear_error(data) -> None:
 
     with pytest.raises(RuntimeError, match="differentiable in x"):
         fgsm(NoGrad(), x, y, 0.1)
+
+
+class _Members(torch.nn.Module):
+    """Ensemble-like: ``predict_logits`` always returns its M members, whatever S is."""
+
+    stochastic = True
+
+    def __init__(self, m: int = 3) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.members = torch.nn.ModuleList(torch.nn.Linear(12, 3).double() for _ in range(m))
+
+    def predict_logits(self, x, num_samples=100):
+        return torch.stack([f(x) for f in self.members])
+
+
+def test_paper_fgsm_on_an_ensemble_averages_member_signs(data) -> None:
+    x, y = data
+    ens = _Members()
+    signs = []
+    for f in ens.members:
+        xr = x.clone().requires_grad_(True)
+        g = torch.autograd.grad(F.cross_entropy(f(xr), y, reduction="sum"), xr)[0]
+        signs.append(g.sign())
+    expected = torch.stack(signs).mean(0)
+    assert torch.allclose(fgsm_paper_direction(ens, x, y, num_grad_samples=50), expected)
+    assert all(p.grad is None for p in ens.parameters())

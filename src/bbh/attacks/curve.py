@@ -137,6 +137,7 @@ def robustness_curve(
                 correct[k, start : start + len(yb)] = probs.argmax(-1).cpu() == labels.cpu()
                 entropy[k, start : start + len(yb)] = predictive_entropy(probs, form=form).cpu()
                 num_classes = logits.shape[2]
+                drawn = logits.shape[0]
             bar.update()
     bar.close()
     result: dict[str, Any] = {
@@ -153,7 +154,7 @@ def robustness_curve(
         else float(uncertainty_threshold),
         "entropy_form": form.value,
         "num_inputs": n,
-        "num_samples": eval_samples,
+        "num_samples": drawn,  # as returned (an ensemble returns its M members)
     }
     if attack is AttackName.FGSM_PAPER:
         result.update(num_grad_samples=num_grad_samples, clip=None)

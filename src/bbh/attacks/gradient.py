@@ -79,18 +79,45 @@ def fgsm_paper_direction(
 ) -> Tensor:
     """``mean_r sign(grad_x CE(f_r(x), y))`` over R weight draws (one per gradient).
 
-    A deterministic method (``stochastic = False``) needs one gradient: all R are equal.
+    A deterministic method (``stochastic = False``) needs one gradient: all R are equal. A
+    method whose ``predict_logits(x, 1)`` still returns M > 1 outputs (a deep ensemble: the
+    members) gets the paper's ensemble form instead, the mean of the M members' signs, each
+    member's gradient taken on its own copy of ``x`` in a single call.
     """
     x = _check_x(x)
     _check_int(num_grad_samples, "num_grad_samples")
     reps = num_grad_samples if getattr(method, "stochastic", True) else 1
     total = torch.zeros_like(x)
     for _ in range(reps):
-        g = _input_grad(
-            lambda xr: eot_nll(method, xr, y, num_samples=1, input_transform=input_transform), x
-        )
+        with torch.enable_grad():
+            xr = x.clone().requires_grad_(True)
+            logits = _logits(method, xr, 1, input_transform)
+            m = logits.shape[0]
+            if m > 1:
+                return _members_direction(method, x, y, m, input_transform)
+            yy = check_labels(y, logits.shape[1], logits.shape[2], "y").to(logits.device)
+            loss = torch.nn.functional.cross_entropy(logits[0], yy, reduction="sum")
+            g = _grad_of(loss, xr)
         total += g.sign()
     return total / reps
+
+
+def _members_direction(
+    method: Any, x: Tensor, y: Tensor, m: int, input_transform: InputTransform | None
+) -> Tensor:
+    """``mean_m sign(grad_x CE(f_m(x), y))`` for a method that always returns M outputs."""
+    b = x.shape[0]
+    with torch.enable_grad():
+        xr = x.repeat(m, *([1] * (x.dim() - 1))).requires_grad_(True)  # [M * B, ...]
+        logits = _logits(method, xr, 1, input_transform)  # [M, M * B, C]
+        if logits.shape[0] != m:
+            raise ValueError("method.predict_logits returned a varying number of outputs")
+        idx = torch.arange(m, device=logits.device)
+        own = logits.view(m, m, b, -1)[idx, idx]  # member m on copy m: [M, B, C]
+        yy = check_labels(y, b, own.shape[-1], "y").to(own.device)
+        loss = torch.nn.functional.cross_entropy(own.flatten(0, 1), yy.repeat(m), reduction="sum")
+        g = _grad_of(loss, xr)
+    return g.view(m, *x.shape).sign().mean(0)
 
 
 def fgsm_paper(
@@ -190,13 +217,17 @@ def _logits(
 def _input_grad(loss_fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     with torch.enable_grad():
         xr = x.detach().clone().requires_grad_(True)
-        loss = loss_fn(xr)
-        if not loss.requires_grad:
-            raise RuntimeError(
-                "the loss does not depend on the input through a gradient: "
-                "method.predict_logits must be differentiable in x (no torch.no_grad inside)"
-            )
-        (g,) = torch.autograd.grad(loss, xr)
+        return _grad_of(loss_fn(xr), xr)
+
+
+def _grad_of(loss: Tensor, xr: Tensor) -> Tensor:
+    """``d loss / d xr`` only (parameters accumulate nothing), checked to exist and be finite."""
+    if not loss.requires_grad:
+        raise RuntimeError(
+            "the loss does not depend on the input through a gradient: "
+            "method.predict_logits must be differentiable in x (no torch.no_grad inside)"
+        )
+    (g,) = torch.autograd.grad(loss, xr)
     if not bool(torch.isfinite(g).all()):
         raise FloatingPointError("the input gradient contains NaN or infinite values")
     return g

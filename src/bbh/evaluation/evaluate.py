@@ -107,7 +107,7 @@ def predict_batched(
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     s = num_samples if getattr(method, "stochastic", True) else 1
-    probs, exp_ent = [], []
+    probs, exp_ent, drawn = [], [], s
     with torch.no_grad():
         for start in range(0, x.shape[0], batch_size):
             xb = x[start : start + batch_size]
@@ -120,13 +120,14 @@ def predict_batched(
                 )
             if not bool(torch.isfinite(logits).all()):
                 raise ValueError("method.predict_logits returned NaN or infinite logits")
+            drawn = logits.shape[0]  # an ensemble returns its M members whatever S is
             log_p = logits.double().log_softmax(dim=-1)
             p = log_p.exp()
             probs.append(p.mean(0).cpu())
             exp_ent.append((-(p * log_p).sum(-1)).mean(0).cpu())
             if progress is not None:
                 progress.update(xb.shape[0])
-    return Predictions(torch.cat(probs), torch.cat(exp_ent), s)
+    return Predictions(torch.cat(probs), torch.cat(exp_ent), drawn)
 
 
 def evaluate(
@@ -164,6 +165,12 @@ def evaluate(
         raise ValueError("test_x must be a non-empty tensor [N, ...]")
     if ood_x is not None and (not isinstance(ood_x, Tensor) or ood_x.shape[0] == 0):
         raise ValueError("ood_x is empty; pass None to skip the OOD evaluation")
+    y0 = torch.as_tensor(test_y)
+    if y0.dim() != 1 or y0.shape[0] != test_x.shape[0] or y0.is_floating_point():
+        raise ValueError(
+            f"test_y must be integer labels [N] with N = {test_x.shape[0]}, "
+            f"got {y0.dtype} {tuple(y0.shape)}"
+        )
     if not 0.0 < flag_quantile < 1.0:
         raise ValueError(f"flag_quantile must be in (0, 1), got {flag_quantile!r}")
     total = test_x.shape[0] + (0 if ood_x is None else ood_x.shape[0])
