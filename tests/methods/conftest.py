@@ -1,46 +1,22 @@
-"""Shared pieces of the method tests: small nets, data and per-method small options."""
+"""Fixtures of the method tests."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 import torch
+from method_helpers import make_net
 from torch import nn
 
-from bbh.nets.convnet import TinyConvNet
-from bbh.nets.mlp import MLP
 
-#: Small options per registered method, so the contract tests stay fast.
-SMALL_OPTIONS: dict[str, dict[str, Any]] = {
-    "map": {},
-    "mc_dropout": {"p": 0.3},
-    "ensemble": {"num_members": 3},
-    "bbb": {"init_log_var": -6.0},
-    "mnf": {"flow_hidden": 8, "aux_flow_hidden": 8},
-    "bbh": {"noise_dim": 2, "num_samples": 3, "hidden": (8,)},
-}
-
-
-def small_options(name: str) -> dict[str, Any]:
-    return dict(SMALL_OPTIONS.get(name, {}))
-
-
-def make_net(kind: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
-    """A tiny net and a batch ``(x, y)`` for it; 3 classes."""
-    gen = torch.Generator().manual_seed(123)
-    if kind == "mlp":
-        torch.manual_seed(0)
-        net: nn.Module = MLP(6, [8], 3)
-        x = torch.randn(8, 6, generator=gen)
-    elif kind == "conv":
-        torch.manual_seed(0)
-        net = TinyConvNet(in_channels=1, num_classes=3, channels=3)
-        x = torch.randn(8, 1, 8, 8, generator=gen)
-    else:
-        raise ValueError(kind)
-    y = torch.randint(0, 3, (8,), generator=gen)
-    return net, x, y
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny ops run far faster on one thread, above all on a shared 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(params=["mlp", "conv"])

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from conftest import make_net
+from method_helpers import make_net
 from torch import nn
 from torch.distributions import Normal, kl_divergence
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_net
+from method_helpers import make_net
 from torch import nn
 
 from bbh.methods import build

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from conftest import make_net, small_options
+from method_helpers import make_net, small_options
 
 from bbh.methods import available, build
 from bbh.nets.mlp import toy_regression_net
