@@ -97,7 +97,7 @@ def robustness_curve(
     bar = Progress(num_batches * len(eps_list), f"attack {attack.value}", enabled=progress)
     for start in range(0, n, batch_size):
         xb, yb = x[start : start + batch_size], y[start : start + batch_size]
-        direction = None
+        direction = torch.zeros_like(xb)  # used by the FGSM attacks only
         if attack is AttackName.FGSM_PAPER:
             direction = fgsm_paper_direction(
                 method,

@@ -355,7 +355,7 @@ def _run_attacks(
     progress: bool,
 ) -> None:
     xa, ya = test_x[: cfg.num_images], y[: cfg.num_images]
-    common = {
+    common: dict[str, Any] = {
         "epsilons": cfg.epsilons,
         "num_samples": cfg.eval_samples or num_samples,
         "input_transform": input_transform,
@@ -373,7 +373,7 @@ def _run_attacks(
             **common,
         )  # fmt: skip
         paper["fgsm"]["flagged_means"] = note
-    eot = {
+    eot: dict[str, Any] = {
         "attack_samples": cfg.attack_samples,
         "clip": cfg.clip,
         "uncertainty_threshold": thresholds[1],
