@@ -61,3 +61,11 @@ def test_bad_figure_input(tmp_path) -> None:
         figures.robustness_plot({}, tmp_path / "x.png")
     with pytest.raises(ValueError, match=r"sample_probs must be \[S, B, C\]"):
         figures.class_spread_plot(torch.rand(3, 4), tmp_path / "x.png")
+
+
+def test_missing_matplotlib_says_what_to_install(monkeypatch, tmp_path) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ImportError, match=r"pip install 'bayes-by-hypernet\[plot\]'"):
+        figures.robustness_plot({"x": {}}, tmp_path / "x.png")
