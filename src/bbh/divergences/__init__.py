@@ -62,6 +62,10 @@ KL_ESTIMATORS: dict[str, KLFactory] = {
     "entropy": lambda: EntropyKL("full"),
     "entropy_coordinate": lambda: EntropyKL("coordinate"),
     # --- discriminator (issue 3) ---
+    # the density-ratio discriminator (PAPER.md 4.2); imported lazily to stay inside this block
+    "discriminator": lambda: __import__(
+        "bbh.divergences.discriminator", fromlist=["DiscriminatorKL"]
+    ).DiscriminatorKL(),
     # --- end discriminator ---
 }
 
