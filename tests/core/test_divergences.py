@@ -108,3 +108,28 @@ def test_prior_log_prob_closed_form():
     torch.testing.assert_close(prior.log_prob(w), expected)
     with pytest.raises(ValueError, match="prior_scale"):
         GaussianPrior(0.0)
+
+
+def test_fast_distance_routines_match_brute_force():
+    from bbh.divergences.nearest_neighbour import (
+        cross_nn_sq_dists_coordinate,
+        pairwise_sq_dists_full,
+        self_nn_sq_dists_coordinate,
+    )
+
+    torch.manual_seed(0)
+    q, p = torch.randn(6, 40), torch.randn(9, 40)
+    brute_self = (q.t()[:, :, None] - q.t()[:, None, :]).pow(2)
+    brute_self = brute_self + torch.diag_embed(torch.full((40, 6), float("inf")))
+    torch.testing.assert_close(self_nn_sq_dists_coordinate(q), brute_self.min(-1).values)
+    brute_cross = (q.t()[:, :, None] - p.t()[:, None, :]).pow(2).min(-1).values
+    torch.testing.assert_close(cross_nn_sq_dists_coordinate(q, p), brute_cross)
+    brute_full = (q[:, None] - p[None]).pow(2).sum(-1)
+    torch.testing.assert_close(pairwise_sq_dists_full(q, p), brute_full, rtol=1e-4, atol=1e-4)
+    # nearly coinciding samples far from the origin keep their small distances
+    base = 100 + torch.randn(1, 1000)
+    close = base + 1e-3 * torch.randn(3, 1000)
+    exact = (close[:, None].double() - close[None].double()).pow(2).sum(-1)
+    torch.testing.assert_close(
+        pairwise_sq_dists_full(close, close).double(), exact, rtol=1e-3, atol=1e-6
+    )

@@ -21,9 +21,9 @@ from torch import Tensor
 from bbh.divergences.nearest_neighbour import (
     EPS,
     check_samples,
-    pairwise_sq_dists_coordinate,
     pairwise_sq_dists_full,
     self_nn_sq_dists,
+    self_nn_sq_dists_coordinate,
 )
 from bbh.priors import GaussianPrior
 
@@ -48,7 +48,7 @@ def kl_entropy_coordinate(samples: Tensor) -> Tensor:
     """Sum over D coordinates of 1-D Kozachenko-Leonenko entropies (scalar)."""
     check_samples(samples)
     s, d = samples.shape
-    rho2 = self_nn_sq_dists(pairwise_sq_dists_coordinate(samples, samples))  # [D, S]
+    rho2 = self_nn_sq_dists_coordinate(samples)  # [D, S]
     return d * kl_entropy_constant(s, 1) + 0.5 * torch.log(rho2 + EPS).mean(-1).sum()
 
 
