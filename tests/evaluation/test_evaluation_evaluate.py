@@ -50,7 +50,7 @@ def test_evaluate_deterministic_method_matches_metrics(det) -> None:
     assert res["meta"]["num_samples"] == 1  # one pass for a deterministic method
     assert res["extended"]["accuracy"] == pytest.approx(accuracy(logits, y))
     assert res["extended"]["nll"] == pytest.approx(nll(logits, y), rel=1e-6)
-    assert res["extended"]["mean_mutual_information_in"] == pytest.approx(0.0, abs=1e-9)
+    assert res["extended"]["mean_mutual_information_in"] == 0.0
     assert "ood" not in res["extended"] and res["extended"]["entropy_histogram"]["out"] is None
     assert res["weights"] is None  # no sample_weights on this method
     json.dumps(res, allow_nan=False)
@@ -100,3 +100,9 @@ def test_progress_line() -> None:
     with Progress(4, "x", stream=quiet, enabled=False) as bar:
         bar.update(4)
     assert quiet.getvalue() == ""
+
+
+def test_deterministic_mutual_information_is_an_uninformative_ood_score(det) -> None:
+    x, y = images(25)
+    res = evaluate(det, x, y, ood_x=images(15, seed=4)[0], attacks=None, progress=False)
+    assert res["extended"]["ood"]["mutual_information"]["auroc"] == 0.5

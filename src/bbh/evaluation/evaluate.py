@@ -37,7 +37,12 @@ from bbh.metrics.classification import (
     true_class_confidence_bins,
 )
 from bbh.metrics.ood import ood_detection
-from bbh.metrics.uncertainty import EntropyForm, entropy_cdf_area, predictive_entropy
+from bbh.metrics.uncertainty import (
+    EntropyForm,
+    entropy_cdf_area,
+    floor_roundoff,
+    predictive_entropy,
+)
 
 __all__ = [
     "AttackConfig",
@@ -87,7 +92,7 @@ class Predictions:
 
     @property
     def mutual_information(self) -> Tensor:
-        return (self.entropy - self.expected_entropy).clamp_min(0.0)
+        return floor_roundoff(self.entropy - self.expected_entropy)
 
 
 def predict_batched(

@@ -19,6 +19,7 @@ from bbh.metrics.classification import (
 )
 from bbh.metrics.ood import OOD_SCORES, aupr, auroc, fpr_at_95_tpr, ood_detection, ood_scores
 from bbh.metrics.uncertainty import (
+    MI_ROUNDOFF,
     PAPER_PROB_FLOOR,
     EntropyForm,
     entropy_cdf_area,
@@ -29,6 +30,7 @@ from bbh.metrics.uncertainty import (
 )
 
 __all__ = [
+    "MI_ROUNDOFF",
     "OOD_SCORES",
     "PAPER_PROB_FLOOR",
     "EntropyForm",

@@ -18,10 +18,12 @@ from torch import Tensor
 from bbh.metrics._validation import as_tensor, check_logits, check_scores, to_probs
 
 __all__ = [
+    "MI_ROUNDOFF",
     "PAPER_PROB_FLOOR",
     "EntropyForm",
     "entropy_cdf_area",
     "expected_entropy",
+    "floor_roundoff",
     "max_probability",
     "mutual_information",
     "predictive_entropy",
@@ -29,6 +31,10 @@ __all__ = [
 
 #: The authors floor probabilities inside the log: ``-sum_c p_c log max(p_c, 1e-5)`` (PAPER.md §9).
 PAPER_PROB_FLOOR = 1e-5
+
+#: Mutual information below this (nats) is float64 round-off and is set to exactly 0, so that a
+#: deterministic model's scores tie (an OOD AUROC of 0.5) instead of ranking round-off noise.
+MI_ROUNDOFF = 1e-10
 
 
 class EntropyForm(str, Enum):
@@ -66,10 +72,15 @@ def expected_entropy(logits: Any) -> Tensor:
 
 def mutual_information(logits: Any) -> Tensor:
     """Mutual information between prediction and weights ``[B]`` (the BALD score):
-    ``H[mean_s p_s] - mean_s H[p_s]``, clamped at 0 against round-off. It is 0 for a
-    deterministic model (all samples equal)."""
+    ``H[mean_s p_s] - mean_s H[p_s]``; values below ``MI_ROUNDOFF`` are round-off and set to 0.
+    It is exactly 0 for a deterministic model (all samples equal)."""
     logits = check_logits(logits)
-    return (predictive_entropy(logits) - expected_entropy(logits)).clamp_min(0.0)
+    return floor_roundoff(predictive_entropy(logits) - expected_entropy(logits))
+
+
+def floor_roundoff(mutual_info: Tensor) -> Tensor:
+    """Mutual information with values below ``MI_ROUNDOFF`` (round-off, or negative) set to 0."""
+    return torch.where(mutual_info < MI_ROUNDOFF, torch.zeros_like(mutual_info), mutual_info)
 
 
 def max_probability(logits_or_probs: Any) -> Tensor:
