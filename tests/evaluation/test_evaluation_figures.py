@@ -51,6 +51,7 @@ def test_each_figure_writes_a_png(sto, tmp_path) -> None:
                                            tmp_path / "spread.png"))  # fmt: skip
     stats = weight_statistics(sto.sample_weights(20).detach(), kernel_size=16)
     paths.append(figures.weight_correlation_map(stats, tmp_path / "corr.png"))
+    paths.append(figures.weight_histograms(stats, tmp_path / "hist.png"))
     paths.append(figures.robustness_plot({"pgd": res["extended"]["pgd_eot"]}, tmp_path / "r.png"))
     for p in paths:
         assert _is_png(p), p

@@ -28,6 +28,7 @@ __all__ = [
     "robustness_plot",
     "study_strip",
     "weight_correlation_map",
+    "weight_histograms",
     "write_figures",
 ]
 
@@ -183,6 +184,34 @@ def weight_correlation_map(
     n = "" if not isinstance(stats, WeightStatistics) else f", {stats.num_samples} samples"
     ax.set(xlabel="parameter", ylabel="parameter")
     ax.set_title(title or f"Weight correlations (first {corr.shape[0]} parameters{n})", fontsize=10)
+    return _save(fig, path)
+
+
+def weight_histograms(
+    stats: WeightStatistics, path: PathLike, *, title: str | None = None, bins: int = 30
+) -> Path:
+    """Histograms of the samples of the first parameters (the paper shows 25) and, in the last
+    panel, of the per-parameter standard deviation over all D parameters."""
+    plt = _pyplot()
+    first = stats.first_params.detach().cpu()
+    n = first.shape[1]
+    cols = min(n + 1, 6)
+    rows = -(-(n + 1) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 1.6 * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i < n:
+            ax.hist(first[:, i].numpy(), bins=bins, color="tab:blue")
+            ax.set_title(f"w[{i}]", fontsize=7)
+        elif i == n:
+            ax.hist(stats.std.detach().cpu().numpy(), bins=bins, color="tab:orange")
+            ax.set_title("std over all D", fontsize=7)
+        else:
+            ax.axis("off")
+            continue
+        ax.tick_params(labelsize=5)
+        ax.set_yticks([])
+    fig.suptitle(title or f"Weight samples ({stats.num_samples} draws)", fontsize=10)
+    fig.tight_layout()
     return _save(fig, path)
 
 
