@@ -53,7 +53,7 @@ def test_chunked_default_size_stays_near_d():
     big = ParamSpec.from_module(nn.Linear(1000, 400))
     gen = ChunkedGenerator(big)
     n_params = sum(p.numel() for p in gen.parameters())
-    assert n_params < 3 * big.dim
+    assert n_params < 4 * big.dim
     layerwise_estimate = 512 * big.dim
     assert n_params < layerwise_estimate / 100
 
@@ -71,3 +71,13 @@ def test_bad_arguments(spec, kwargs, match):
         LayerwiseGenerator(spec, **kwargs)
     with pytest.raises(ValueError, match=match):
         ChunkedGenerator(spec, **kwargs)
+
+
+def test_chunked_offset_starts_at_init_and_noise_is_small():
+    big = ParamSpec.from_module(nn.Linear(50, 40))
+    init = torch.randn(big.dim)
+    gen = ChunkedGenerator(big, init=init, init_noise_scale=0.1)
+    w = gen(8)
+    assert (w.mean(0) - init).abs().mean() < 0.5 * init.abs().mean()
+    with pytest.raises(ValueError, match="init must have shape"):
+        ChunkedGenerator(big, init=torch.zeros(3))

@@ -3,8 +3,10 @@
 The flat vector ``[D]`` is cut into ``C`` chunks of ``chunk_size``; chunk ``c`` is
 ``MLP(concat(z, e_c))`` with a learned embedding ``e_c``. With ``C <= hidden[-1] + 1`` the
 chunk matrix ``[C, chunk_size]`` can take any value, so by default ``chunk_size =
-ceil(D / hidden[-1])``: the generator then has about ``D`` parameters, against ``hidden[-1] * D``
-for the layer-wise generator (PAPER.md 2.2 describes the paper's one-hot variant).
+ceil(D / hidden[-1])``. A free per-weight offset carries the mean of each weight (as the output
+bias of the layer-wise generator does; BbH starts it at the primary net's own initial values).
+The generator then has about ``2 D`` parameters, against ``hidden[-1] * D`` for the layer-wise
+generator (PAPER.md 2.2 describes the paper's one-hot variant).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class ChunkedGenerator(nn.Module):
         chunk_size: int | None = None,
         embedding_dim: int = 64,
         negative_slope: float = 0.1,
+        init: Tensor | None = None,
+        init_noise_scale: float = 0.1,
     ):
         super().__init__()
         self.hidden = check_generator_args(noise_dim, hidden)
@@ -38,6 +42,8 @@ class ChunkedGenerator(nn.Module):
             chunk_size = math.ceil(spec.dim / self.hidden[-1])
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
+        if init is not None and tuple(init.shape) != (spec.dim,):
+            raise ValueError(f"init must have shape [{spec.dim}], got {list(init.shape)}")
         if not isinstance(embedding_dim, int) or embedding_dim < 1:
             raise ValueError(f"embedding_dim must be an int >= 1, got {embedding_dim!r}")
         self.spec = spec
@@ -47,6 +53,17 @@ class ChunkedGenerator(nn.Module):
         self.num_chunks = math.ceil(spec.dim / chunk_size)
         self.embeddings = nn.Parameter(torch.randn(self.num_chunks, embedding_dim))
         self.net = mlp(noise_dim + embedding_dim, self.hidden, chunk_size, negative_slope)
+        # The output layer is shared by every chunk, so an Adam step on it moves all D weights
+        # at once, by about lr * hidden[-1]: its weights enter through a multiplier 1/hidden[-1]
+        # (stored values scaled up to match, times ``init_noise_scale``), which makes the step
+        # on each generated weight about lr, as for the offset.
+        out = self.net[-1]
+        self.output_multiplier = 1.0 / self.hidden[-1]
+        with torch.no_grad():
+            out.weight.mul_(init_noise_scale / self.output_multiplier)
+        # A free per-weight offset carries each weight's mean (like the per-tensor output bias of
+        # the layer-wise generator); ``BayesByHypernet`` starts it at the net's own init.
+        self.offset = nn.Parameter(torch.zeros(spec.dim) if init is None else init.clone())
 
     def forward(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``num_samples`` joint weight samples ``[S, D]`` with fresh noise."""
@@ -57,5 +74,7 @@ class ChunkedGenerator(nn.Module):
         ).to(emb.dtype)
         z = z.expand(num_samples, self.num_chunks, self.noise_dim)
         e = emb.unsqueeze(0).expand(num_samples, -1, -1)
-        chunks = self.net(torch.cat([z, e], dim=-1))  # [S, C, chunk_size]
-        return chunks.reshape(num_samples, -1)[:, : self.spec.dim]
+        h = self.net[:-1](torch.cat([z, e], dim=-1))
+        out = self.net[-1]
+        chunks = nn.functional.linear(h, out.weight * self.output_multiplier, out.bias)
+        return chunks.reshape(num_samples, -1)[:, : self.spec.dim] + self.offset

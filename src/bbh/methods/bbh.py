@@ -97,7 +97,11 @@ class BayesByHypernet(Method):
                 p.requires_grad_(False)  # replaced by samples in every forward pass
         gen_options: dict[str, Any] = {"noise_dim": noise_dim, "hidden": hidden, "noise": noise}
         if gen_name is GeneratorName.CHUNKED:
-            gen_options.update(chunk_size=chunk_size, embedding_dim=embedding_dim)
+            gen_options.update(
+                chunk_size=chunk_size,
+                embedding_dim=embedding_dim,
+                init=self.spec.from_module_values(self.net)[0],
+            )
         elif chunk_size is not None:
             raise ValueError("chunk_size applies only to generator='chunked'")
         self.hypernet = GENERATORS[gen_name.value](self.spec, **gen_options)
