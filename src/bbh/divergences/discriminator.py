@@ -70,6 +70,7 @@ class DiscriminatorKL(nn.Module):
         self.pretrain_steps = pretrain_steps
         self.pretrain_lr = pretrain_lr
         self.max_scalars = max_scalars
+        self.pretrained: Tensor
         self.register_buffer("pretrained", torch.zeros((), dtype=torch.bool))
 
     def logits(self, scalars: Tensor, *, detach_params: bool = False) -> Tensor:

@@ -104,8 +104,9 @@ class DeepEnsemble(Method):
             member = copy.deepcopy(net)
             if member_init is MemberInit.RESET:
                 for module in member.modules():
-                    if callable(getattr(module, "reset_parameters", None)):
-                        module.reset_parameters()
+                    reset = getattr(module, "reset_parameters", None)
+                    if callable(reset):
+                        reset()
             members.append(member)
         self.members = nn.ModuleList(members)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -25,7 +26,7 @@ from bbh.functional import ParamSpec
 from bbh.likelihoods import make_likelihood
 from bbh.methods.base import Method, check_num_data, check_num_samples
 from bbh.posteriors.layers import deterministic_predicate, select_layers
-from bbh.posteriors.mnf import make_mnf
+from bbh.posteriors.mnf import MNFConv2d, MNFLinear, make_mnf
 from bbh.priors import GaussianPrior
 
 
@@ -92,12 +93,12 @@ class MNF(Method):
             make_mnf(layer, **options)
         self.layer_names: tuple[str, ...] = tuple(name for name, _ in layers)
 
-    def mnf_layers(self) -> list[nn.Module]:
-        return [self.net.get_submodule(n) for n in self.layer_names]
+    def mnf_layers(self) -> list[MNFLinear | MNFConv2d]:
+        return [cast(MNFLinear | MNFConv2d, self.net.get_submodule(n)) for n in self.layer_names]
 
     def kl(self) -> Tensor:
         """Sum over every MNF layer of its one-sample KL bound (scalar)."""
-        return torch.stack([layer.kl() for layer in self.mnf_layers()]).sum()  # type: ignore[operator]
+        return torch.stack([layer.kl() for layer in self.mnf_layers()]).sum()
 
     def loss(
         self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
@@ -119,10 +120,9 @@ class MNF(Method):
         """Samples ``[S, D]`` of the generated parameters (biases are point estimates)."""
         check_num_samples(num_samples)
         params: dict[str, Tensor] = {}
-        for name in self.layer_names:
-            layer = self.net.get_submodule(name)
+        for name, layer in zip(self.layer_names, self.mnf_layers(), strict=True):
             prefix = f"{name}." if name else ""
-            params[prefix + "weight"] = layer.sample_weight(num_samples)  # type: ignore[operator]
+            params[prefix + "weight"] = layer.sample_weight(num_samples)
             if layer.bias is not None:
                 bias = layer.bias.detach()
                 params[prefix + "bias"] = bias.expand(num_samples, *bias.shape)

@@ -19,6 +19,8 @@ from torch import Tensor, nn
 class MaskedCoupling(nn.Module):
     """One gated RealNVP step on ``[..., d]`` with a fixed mask."""
 
+    mask: Tensor
+
     def __init__(self, dim: int, hidden: int, mask: Tensor):
         super().__init__()
         self.register_buffer("mask", mask.float())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import Enum
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +66,7 @@ class _LocalMixin:
         return mean + delta * _signs(mean, axis)
 
 
-class LocalLinear(_LocalMixin, nn.Linear):
+class LocalLinear(_LocalMixin, nn.Linear):  # type: ignore[misc]
     """``nn.Linear`` with per-example Gaussian weight noise (see the module docstring)."""
 
     _channel_axis = -1
@@ -89,7 +90,7 @@ def make_local(module: nn.Module, estimator: WeightNoise) -> None:
     if type(module) not in kinds:
         raise TypeError(f"no local-noise version of {type(module).__name__}")
     module.__class__ = kinds[type(module)]
-    module._init_local(estimator)  # type: ignore[attr-defined]
+    cast(_LocalMixin, module)._init_local(estimator)
 
 
 def _per_channel(v: Tensor, out: Tensor, axis: int) -> Tensor:

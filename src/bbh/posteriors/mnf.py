@@ -20,6 +20,7 @@ the weight and bias keep their names; the extra parameters sit on the layer.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -31,8 +32,8 @@ _LOG_2PI = math.log(2 * math.pi)
 
 
 class _MNFMixin:
-    weight: nn.Parameter
-    bias: nn.Parameter | None
+    weight: Tensor
+    bias: Tensor | None
     z_axis: int  # the weight axis that z scales: 1 (Linear inputs) or 0 (conv outputs)
 
     def _init_mnf(
@@ -54,14 +55,16 @@ class _MNFMixin:
         self.max_std = max_std
         jitter = torch.randn_like(w).clamp_(-2, 2)
         self.weight_log_var = nn.Parameter(init_log_var + init_log_var_std * jitter)
-        like = {"device": w.device, "dtype": w.dtype}
-        self.q0_mean = nn.Parameter(1 + 0.01 * torch.randn(n_z, **like))
-        self.q0_log_var = nn.Parameter(q0_init_log_var + 0.01 * torch.randn(n_z, **like))
-        self.flow_q = MaskedRealNVP(n_z, flow_steps, flow_hidden).to(**like)
-        self.flow_r = MaskedRealNVP(n_z, aux_flow_steps, aux_flow_hidden).to(**like)
-        self.r_c = nn.Parameter(torch.randn(n_z, **like) / math.sqrt(n_z))
-        self.r_b1 = nn.Parameter(torch.randn(n_z, **like) / math.sqrt(n_z))
-        self.r_b2 = nn.Parameter(torch.randn(n_z, **like) / math.sqrt(n_z))
+        dev, dt = w.device, w.dtype
+        self.q0_mean = nn.Parameter(1 + 0.01 * torch.randn(n_z, device=dev, dtype=dt))
+        self.q0_log_var = nn.Parameter(
+            q0_init_log_var + 0.01 * torch.randn(n_z, device=dev, dtype=dt)
+        )
+        self.flow_q = MaskedRealNVP(n_z, flow_steps, flow_hidden).to(device=dev, dtype=dt)
+        self.flow_r = MaskedRealNVP(n_z, aux_flow_steps, aux_flow_hidden).to(device=dev, dtype=dt)
+        self.r_c = nn.Parameter(torch.randn(n_z, device=dev, dtype=dt) / math.sqrt(n_z))
+        self.r_b1 = nn.Parameter(torch.randn(n_z, device=dev, dtype=dt) / math.sqrt(n_z))
+        self.r_b2 = nn.Parameter(torch.randn(n_z, device=dev, dtype=dt) / math.sqrt(n_z))
 
     @property
     def weight_var(self) -> Tensor:
@@ -113,7 +116,7 @@ class _MNFMixin:
         return means + self.weight_var.sqrt() * torch.randn_like(means)
 
 
-class MNFLinear(_MNFMixin, nn.Linear):
+class MNFLinear(_MNFMixin, nn.Linear):  # type: ignore[misc]
     """``nn.Linear`` with MNF weights: z per input unit, one z per example."""
 
     z_axis = 1
@@ -146,4 +149,4 @@ def make_mnf(module: nn.Module, **options: float | int) -> None:
     if type(module) not in kinds:
         raise TypeError(f"no MNF version of {type(module).__name__}")
     module.__class__ = kinds[type(module)]
-    module._init_mnf(**options)  # type: ignore[attr-defined]
+    cast(_MNFMixin, module)._init_mnf(**options)  # type: ignore[arg-type]
