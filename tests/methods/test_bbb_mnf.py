@@ -49,7 +49,14 @@ def test_weight_noise_has_the_moments_of_the_posterior(weight_noise: str, layer:
         net = nn.Sequential(nn.Conv2d(2, 2, 3))
         x = torch.randn(1, 2, 3, 3)
         op = nn.functional.conv2d
-    method = build("bbb", net, init_log_var=-1.0, weight_noise=weight_noise, sample_batch=500)
+    method = build(
+        "bbb",
+        net,
+        init_log_var=-1.0,
+        weight_noise=weight_noise,
+        sample_batch=500,
+        predict_noise="training",
+    )
     p = method.spec.unflatten(method.posterior.mean.detach()[None])
     v = method.spec.unflatten(method.posterior.log_var.detach().exp()[None])
     mean = op(x, p["0.weight"][0], p["0.bias"][0]).flatten()
@@ -66,7 +73,7 @@ def test_weight_noise_has_the_moments_of_the_posterior(weight_noise: str, layer:
 
 def test_local_noise_is_independent_between_examples() -> None:
     net = nn.Sequential(nn.Linear(3, 2))
-    method = build("bbb", net, init_log_var=0.0, weight_noise="local")
+    method = build("bbb", net, init_log_var=0.0, weight_noise="local", predict_noise="training")
     out = method.predict_logits(torch.ones(2, 3), 1)[0]
     assert not torch.allclose(out[0], out[1])
 
@@ -138,3 +145,18 @@ def test_mnf_kl_is_finite_for_a_one_input_layer() -> None:
         noise_scale=1.0,
     )
     assert math.isfinite(method.kl().item())
+
+
+@pytest.mark.parametrize("name", ["bbb", "mnf"])
+def test_predictions_share_one_weight_draw_across_the_batch_by_default(name: str) -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    options = {"weight_noise": "local", "init_log_var": 0.0} if name == "bbb" else {}
+    x = torch.ones(2, 3)
+    shared = build(name, net, **options).predict_logits(x, 3)
+    torch.testing.assert_close(shared[:, 0], shared[:, 1])
+    assert not torch.allclose(shared[0], shared[1])  # draws differ
+    own = build(name, net, predict_noise="training", **options).predict_logits(x, 3)
+    assert not torch.allclose(own[:, 0], own[:, 1])
+    with pytest.raises(ValueError, match="predict_noise"):
+        build(name, net, predict_noise="none")

@@ -35,7 +35,7 @@ from bbh.likelihoods import make_likelihood
 from bbh.methods.base import Method, check_num_data, check_num_samples
 from bbh.posteriors.gaussian import MeanFieldGaussian
 from bbh.posteriors.layers import deterministic_predicate, select_layers
-from bbh.posteriors.local import WeightNoise, make_local
+from bbh.posteriors.local import WeightNoise, make_local, plain_weights
 from bbh.priors import GaussianPrior
 
 
@@ -52,6 +52,8 @@ class BayesByBackprop(Method):
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
         forward_mode: ``auto``, ``vmap`` or ``loop`` for ``weight_noise="sample"``.
         sample_batch: weight samples run at once by ``predict_logits``.
+        predict_noise: ``weights`` (one weight sample per draw, shared by the batch) or
+            ``training`` (the training noise; per example for ``local``/``flipout``).
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class BayesByBackprop(Method):
         noise_scale: float | None = None,
         forward_mode: ForwardMode | str = ForwardMode.AUTO,
         sample_batch: int = 25,
+        predict_noise: str = "weights",
     ):
         super().__init__()
         check_num_samples(num_train_samples, name="num_train_samples")
@@ -78,6 +81,11 @@ class BayesByBackprop(Method):
             raise ValueError(
                 f"unknown weight_noise {weight_noise!r}; allowed: {[w.value for w in WeightNoise]}"
             ) from None
+        if predict_noise not in ("weights", "training"):
+            raise ValueError(
+                f"unknown predict_noise {predict_noise!r}; allowed: ['training', 'weights']"
+            )
+        self.predict_noise = predict_noise
         self.forward_mode = ForwardMode(forward_mode)
         self.prior = GaussianPrior(prior_scale)
         self.likelihood = make_likelihood(likelihood, noise_scale)
@@ -109,11 +117,21 @@ class BayesByBackprop(Method):
         """Closed-form ``KL(q || p)`` (scalar)."""
         return self.posterior.kl(self.prior.scale)
 
-    def forward_samples(self, num_samples: int, x: Tensor) -> Tensor:
-        """Outputs ``[S, B, C]`` for S independent draws of the weight noise."""
-        if self.weight_noise is WeightNoise.SAMPLE:
+    def forward_samples(
+        self, num_samples: int, x: Tensor, noise: WeightNoise | None = None
+    ) -> Tensor:
+        """Outputs ``[S, B, C]`` for S independent draws of the weight noise.
+
+        ``noise`` defaults to the training ``weight_noise``; ``sample`` runs S weight samples,
+        each shared by the whole batch, also on a net switched to local noise.
+        """
+        noise = self.weight_noise if noise is None else noise
+        if noise is WeightNoise.SAMPLE:
             flat = self.posterior.rsample(num_samples)
-            return sampled_forward(self.net, self.spec.unflatten(flat), x, mode=self.forward_mode)
+            with plain_weights(self.net):
+                return sampled_forward(
+                    self.net, self.spec.unflatten(flat), x, mode=self.forward_mode
+                )
         params = {k: v[0] for k, v in self.spec.unflatten(self.posterior.mean[None]).items()}
         log_vars = self.spec.unflatten(self.posterior.log_var[None])
         params.update({k + "_log_var": v[0] for k, v in log_vars.items()})
@@ -131,9 +149,16 @@ class BayesByBackprop(Method):
         return loss, logs
 
     def predict_logits(self, x: Tensor, num_samples: int = 100) -> Tensor:
-        """Outputs ``[S, B, C]`` for S posterior draws, ``sample_batch`` at a time."""
+        """Outputs ``[S, B, C]`` for S posterior draws, ``sample_batch`` at a time.
+
+        With ``predict_noise="weights"`` (default) each draw is one weight sample shared by the
+        batch (coherent function draws, the paper's evaluation); with ``"training"`` the noise is
+        the training ``weight_noise`` (per example for ``local``/``flipout``).
+        """
         check_num_samples(num_samples)
+        noise = WeightNoise.SAMPLE if self.predict_noise == "weights" else self.weight_noise
         outs = []
         for start in range(0, num_samples, self.sample_batch):
-            outs.append(self.forward_samples(min(self.sample_batch, num_samples - start), x))
+            n = min(self.sample_batch, num_samples - start)
+            outs.append(self.forward_samples(n, x, noise))
         return torch.cat(outs)

@@ -26,7 +26,7 @@ from bbh.functional import ParamSpec
 from bbh.likelihoods import make_likelihood
 from bbh.methods.base import Method, check_num_data, check_num_samples
 from bbh.posteriors.layers import deterministic_predicate, select_layers
-from bbh.posteriors.mnf import MNFConv2d, MNFLinear, make_mnf
+from bbh.posteriors.mnf import MNFConv2d, MNFLinear, make_mnf, shared_noise
 from bbh.priors import GaussianPrior
 
 
@@ -44,6 +44,7 @@ class MNF(Method):
         deterministic: module names (or ``"norm"``) kept as point estimates.
         num_train_samples: stochastic forward passes per training step.
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
+        predict_noise: ``weights`` (one z and W per pass, shared by the batch) or ``training``.
     """
 
     def __init__(
@@ -63,9 +64,15 @@ class MNF(Method):
         num_train_samples: int = 1,
         likelihood: str = "categorical",
         noise_scale: float | None = None,
+        predict_noise: str = "weights",
     ):
         super().__init__()
         check_num_samples(num_train_samples, name="num_train_samples")
+        if predict_noise not in ("weights", "training"):
+            raise ValueError(
+                f"unknown predict_noise {predict_noise!r}; allowed: ['training', 'weights']"
+            )
+        self.predict_noise = predict_noise
         if not max_std > 0:
             raise ValueError(f"max_std must be positive, got {max_std!r}")
         self.prior = GaussianPrior(prior_scale)
@@ -111,9 +118,17 @@ class MNF(Method):
         return loss, {"nll": nll.detach(), "kl": kl.detach(), "loss": loss.detach()}
 
     def predict_logits(self, x: Tensor, num_samples: int = 100) -> Tensor:
-        """Outputs ``[S, B, C]``: S passes, each with its own noise per example."""
+        """Outputs ``[S, B, C]`` for S passes.
+
+        With ``predict_noise="weights"`` (default) each pass draws one z and one W per layer for
+        the whole batch (coherent function draws; the paper's toy); with ``"training"`` each
+        example gets its own z and local noise, as in training.
+        """
         check_num_samples(num_samples)
-        return torch.stack([self.net(x) for _ in range(num_samples)])
+        if self.predict_noise == "training":
+            return torch.stack([self.net(x) for _ in range(num_samples)])
+        with shared_noise(self.mnf_layers()):
+            return torch.stack([self.net(x) for _ in range(num_samples)])
 
     @torch.no_grad()
     def sample_weights(self, num_samples: int) -> Tensor:

@@ -13,7 +13,8 @@ log-variances; both are supplied per call through ``torch.func.functional_call``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import Enum
 from typing import cast
 
@@ -50,6 +51,8 @@ class _LocalMixin:
     def _noisy(self, x: Tensor, op: Callable[..., Tensor]) -> Tensor:
         """``op(x, weight, bias)`` is the layer's linear map; returns sampled outputs."""
         mean = op(x, self.weight, self.bias)
+        if self.estimator == WeightNoise.SAMPLE.value:  # inside ``plain_weights``
+            return mean
         w_var = self.weight_log_var.exp()
         axis = self._channel_axis
         if self.estimator == WeightNoise.LOCAL.value:
@@ -91,6 +94,20 @@ def make_local(module: nn.Module, estimator: WeightNoise) -> None:
         raise TypeError(f"no local-noise version of {type(module).__name__}")
     module.__class__ = kinds[type(module)]
     cast(_LocalMixin, module)._init_local(estimator)
+
+
+@contextmanager
+def plain_weights(net: nn.Module) -> Iterator[None]:
+    """Run the local-noise layers of ``net`` as plain layers while inside (weights per call)."""
+    layers = [m for m in net.modules() if isinstance(m, _LocalMixin)]
+    saved = [m.estimator for m in layers]
+    try:
+        for m in layers:
+            m.estimator = WeightNoise.SAMPLE.value
+        yield
+    finally:
+        for m, estimator in zip(layers, saved, strict=True):
+            m.estimator = estimator
 
 
 def _per_channel(v: Tensor, out: Tensor, axis: int) -> Tensor:

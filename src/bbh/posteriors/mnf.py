@@ -20,6 +20,8 @@ the weight and bias keep their names; the extra parameters sit on the layer.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import cast
 
 import torch
@@ -35,6 +37,7 @@ class _MNFMixin:
     weight: Tensor
     bias: Tensor | None
     z_axis: int  # the weight axis that z scales: 1 (Linear inputs) or 0 (conv outputs)
+    shared_noise: bool = False  # one z and one W for the whole batch (inside ``shared_noise``)
 
     def _init_mnf(
         self,
@@ -108,6 +111,12 @@ class _MNFMixin:
         )
         return kl_w + log_q[0] - log_r
 
+    def sample_weight_rsample(self) -> Tensor:
+        """One weight sample ``W ~ q(W | z) q(z)`` (reparameterised)."""
+        z, _ = self.sample_z(1)
+        mean = self.scaled_mean(z[0])
+        return mean + self.weight_var.sqrt() * torch.randn_like(mean)
+
     @torch.no_grad()
     def sample_weight(self, num_samples: int) -> Tensor:
         """Weight samples ``[S, *weight.shape]`` (each with its own z)."""
@@ -122,6 +131,8 @@ class MNFLinear(_MNFMixin, nn.Linear):  # type: ignore[misc]
     z_axis = 1
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.shared_noise:
+            return F.linear(x, self.sample_weight_rsample(), self.bias)
         z, _ = self.sample_z(x.shape[0])
         z = z.reshape(x.shape[0], *([1] * (x.dim() - 2)), -1)
         mean = F.linear(x * z, self.weight, self.bias)
@@ -135,12 +146,26 @@ class MNFConv2d(_MNFMixin, nn.Conv2d):
     z_axis = 0
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.shared_noise:
+            return self._conv_forward(x, self.sample_weight_rsample(), self.bias)
         z, _ = self.sample_z(x.shape[0])
         mean = self._conv_forward(x, self.weight, None) * z[:, :, None, None]
         if self.bias is not None:
             mean = mean + self.bias[:, None, None]
         var = self._conv_forward(x.pow(2), self.weight_var, None)
         return mean + var.clamp_min(1e-16).sqrt() * torch.randn_like(mean)
+
+
+@contextmanager
+def shared_noise(layers: Sequence[nn.Module]) -> Iterator[None]:
+    """While inside, each forward pass of the MNF ``layers`` draws one z and one W per batch."""
+    try:
+        for layer in layers:
+            layer.shared_noise = True  # type: ignore[assignment]
+        yield
+    finally:
+        for layer in layers:
+            layer.shared_noise = False  # type: ignore[assignment]
 
 
 def make_mnf(module: nn.Module, **options: float | int) -> None:
