@@ -25,7 +25,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) ->
     return path
 
 
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text)
+
+
 def write_json(path: str | os.PathLike[str], data: Any) -> Path:
     """Write ``data`` as indented JSON, atomically."""
     text = json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n"
-    return atomic_write(path, lambda p: p.write_text(text))
+    return atomic_write(path, lambda p: _write_text(p, text))

@@ -68,6 +68,59 @@ PAPER_TOY_SETTINGS: dict[str, ToySettings] = {
     ),
 }
 
+# --- baselines (issue 3) ---
+#: The baselines with the proper objective (prior N(0, 1), KL / N), trained to convergence.
+BASELINE_TOY_SETTINGS: dict[str, ToySettings] = {
+    "map": ToySettings(options=dict(weight_decay="gaussian"), steps=2000, lr=1e-2, label="MAP"),
+    "mnf": ToySettings(options=dict(max_std=1.0), steps=3000, lr=1e-2, label="MNF"),
+    "bbb": ToySettings(
+        options=dict(weight_noise="local", init_log_var=-6.0, num_train_samples=4),
+        steps=3000,
+        lr=1e-2,
+        label="Bayes by Backprop",
+    ),
+    # no L2: with the N(0, 1) weight decay every ReLU unit dies on the flat positive side of
+    # the data, and dropout then has nothing to drop there (zero predictive std)
+    "mc_dropout": ToySettings(
+        options=dict(p=0.5, weight_decay="none"), steps=2000, lr=1e-2, label="MC dropout"
+    ),
+    # epsilon = 1% of the input range (Lakshminarayanan et al.)
+    "ensemble": ToySettings(
+        options=dict(num_members=10, epsilon=0.08), steps=3000, lr=1e-2, label="Deep ensemble"
+    ),
+}
+
+#: The paper notebook's baselines (PAPER.md section 10): lr 0.1, 40 iterations.
+BASELINE_PAPER_TOY_SETTINGS: dict[str, ToySettings] = {
+    "map": ToySettings(
+        options=dict(weight_decay="none"), steps=40, lr=0.1, label="MAP (paper: MLE)"
+    ),
+    "mnf": ToySettings(
+        options=dict(max_std=0.5), steps=40, lr=0.1, label="MNF (paper)", paper_schedule=True
+    ),
+    "bbb": ToySettings(
+        options=dict(init_log_var=-3.0),
+        steps=40,
+        lr=0.1,
+        label="Bayes by Backprop (paper)",
+        paper_schedule=True,
+    ),
+    "mc_dropout": ToySettings(
+        options=dict(p=0.5, weight_decay="none"), steps=40, lr=0.1, label="MC dropout (paper)"
+    ),
+    "ensemble": ToySettings(
+        options=dict(num_members=10, epsilon=0.01, alpha=0.5),
+        steps=40,
+        lr=0.1,
+        label="Deep ensemble (paper)",
+    ),
+}
+
+# the paper's figure-1 panel order: MAP, MNF, BbB, MC dropout, ensemble, BbH
+TOY_SETTINGS = {**BASELINE_TOY_SETTINGS, **TOY_SETTINGS}
+PAPER_TOY_SETTINGS = {**BASELINE_PAPER_TOY_SETTINGS, **PAPER_TOY_SETTINGS}
+# --- end baselines ---
+
 SETTINGS = {"ours": TOY_SETTINGS, "paper": PAPER_TOY_SETTINGS}
 REFERENCES = ("gp", "hmc", "none")
 
@@ -149,7 +202,7 @@ def _run(
         schedule: KLSchedule = constant(1.0)
         if settings.paper_schedule:  # the notebook weights the KL without 1/N
             n = len(data.x)
-            schedule = lambda step, n=n: n * paper_toy_schedule(step)  # noqa: E731
+            schedule = _scaled(paper_toy_schedule, float(n))
         start = time.perf_counter()
         n_steps = steps or settings.steps
         fit(
@@ -266,6 +319,10 @@ def plot_toy(
     fig.tight_layout()
     atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
     plt.close(fig)
+
+
+def _scaled(schedule: KLSchedule, factor: float) -> KLSchedule:
+    return lambda step: factor * schedule(step)
 
 
 def _reference(data: ToyData, kind: str) -> Reference | None:

@@ -120,10 +120,13 @@ def gp_reference(
 ) -> Reference:
     """Exact GP regression with ``arccos_kernel`` and noise ``noise_std``."""
     x64, y64, g64 = (t.reshape(-1).double() for t in (x, y, grid))
-    k = dict(hidden=hidden, prior_scale=prior_scale)
-    kxx = arccos_kernel(x64, x64, **k) + noise_std**2 * torch.eye(len(x64), dtype=torch.float64)
-    kgx = arccos_kernel(g64, x64, **k)
-    kgg_diag = arccos_kernel(g64, g64, **k).diagonal()
+
+    def k(a: Tensor, b: Tensor) -> Tensor:
+        return arccos_kernel(a, b, hidden=hidden, prior_scale=prior_scale)
+
+    kxx = k(x64, x64) + noise_std**2 * torch.eye(len(x64), dtype=torch.float64)
+    kgx = k(g64, x64)
+    kgg_diag = k(g64, g64).diagonal()
     chol = torch.linalg.cholesky(kxx)
     alpha = torch.cholesky_solve(y64[:, None], chol)
     mean = (kgx @ alpha).squeeze(1)

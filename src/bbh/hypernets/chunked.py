@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -57,13 +58,16 @@ class ChunkedGenerator(nn.Module):
         # at once, by about lr * hidden[-1]: its weights enter through a multiplier 1/hidden[-1]
         # (stored values scaled up to match, times ``init_noise_scale``), which makes the step
         # on each generated weight about lr, as for the offset.
-        out = self.net[-1]
         self.output_multiplier = 1.0 / self.hidden[-1]
         with torch.no_grad():
-            out.weight.mul_(init_noise_scale / self.output_multiplier)
+            self._out.weight.mul_(init_noise_scale / self.output_multiplier)
         # A free per-weight offset carries each weight's mean (like the per-tensor output bias of
         # the layer-wise generator); ``BayesByHypernet`` starts it at the net's own init.
         self.offset = nn.Parameter(torch.zeros(spec.dim) if init is None else init.clone())
+
+    @property
+    def _out(self) -> nn.Linear:
+        return cast(nn.Linear, self.net[-1])
 
     def forward(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``num_samples`` joint weight samples ``[S, D]`` with fresh noise."""
@@ -75,6 +79,6 @@ class ChunkedGenerator(nn.Module):
         z = z.expand(num_samples, self.num_chunks, self.noise_dim)
         e = emb.unsqueeze(0).expand(num_samples, -1, -1)
         h = self.net[:-1](torch.cat([z, e], dim=-1))
-        out = self.net[-1]
+        out = self._out
         chunks = nn.functional.linear(h, out.weight * self.output_multiplier, out.bias)
         return chunks.reshape(num_samples, -1)[:, : self.spec.dim] + self.offset

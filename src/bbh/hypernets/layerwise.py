@@ -38,7 +38,7 @@ class LayerwiseGenerator(nn.Module):
 
     def forward(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``num_samples`` joint weight samples ``[S, D]`` with fresh noise."""
-        ref = self.generators[0][0].weight
+        ref = next(self.parameters())
         n_noise = len(self.generators) if self.noise is NoiseMode.INDEPENDENT else 1
         z = torch.randn(
             n_noise, num_samples, self.noise_dim, generator=generator, device=ref.device

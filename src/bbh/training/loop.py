@@ -35,11 +35,11 @@ def make_optimizer(
     ``rmsprop`` follows the paper's TF1 settings where PyTorch allows (alpha 0.9, eps 1e-5).
     """
     if name == "adam":
-        kwargs = {"lr": lr, "eps": options.get("eps", 1e-8)}
+        eps = options.get("eps", 1e-8)
         try:
-            return torch.optim.Adam(params, fused=True, **kwargs)
+            return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
         except (RuntimeError, TypeError):
-            return torch.optim.Adam(params, **kwargs)
+            return torch.optim.Adam(params, lr=lr, eps=eps)
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=options.get("eps", 1e-5))
     raise ValueError(f"unknown optimizer {name!r}; allowed: ['adam', 'rmsprop']")
