@@ -160,3 +160,22 @@ def test_predictions_share_one_weight_draw_across_the_batch_by_default(name: str
     assert not torch.allclose(own[:, 0], own[:, 1])
     with pytest.raises(ValueError, match="predict_noise"):
         build(name, net, predict_noise="none")
+
+
+@pytest.mark.parametrize("kl", ["nn_coordinate", "nn_full", "discriminator"])
+def test_bbb_with_the_papers_sample_based_kl_variants(kl: str) -> None:
+    net, x, y = make_net("mlp")
+    torch.manual_seed(0)
+    method = build("bbb", net, kl=kl, kl_samples=4, init_log_var=-4.0)
+    loss, logs = method.loss(x, y, num_data=100)
+    assert torch.isfinite(loss) and torch.isfinite(logs["kl"])
+    loss.backward()
+    missing = [n for n, p in method.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing
+    assert ("kl_aux_loss" in logs) == (kl == "discriminator")
+
+
+def test_bbb_unknown_kl_lists_the_allowed_ones() -> None:
+    net, _, _ = make_net("mlp")
+    with pytest.raises(ValueError, match=r"allowed: \['closed_form', .*'nn_full'"):
+        build("bbb", net, kl="mmd")
