@@ -62,14 +62,16 @@ def cross_nn_sq_dists_coordinate(a: Tensor, b: Tensor) -> Tensor:
 def pairwise_sq_dists_full(a: Tensor, b: Tensor) -> Tensor:
     """Squared Euclidean distances in R^D: ``[S, D], [M, D] -> [S, M]``.
 
-    Through Gram matrices (one ``[S, D] x [D, M]`` product) after shifting both sets by the mean
-    of ``a``: distances do not change, and the shift keeps the norms near the spread of the
-    samples, so the subtraction loses little precision even when samples nearly coincide.
+    For large D through Gram matrices (one ``[S, D] x [D, M]`` product, in float64 after shifting
+    both sets by the mean of ``a``, so nearly coinciding samples keep their small distances); for
+    small D (where many samples lie close together) from exact differences.
     """
+    if a.shape[1] <= 64:
+        return (a.unsqueeze(1) - b.unsqueeze(0)).pow(2).sum(-1)
     shift = a.mean(0, keepdim=True).detach()
-    a0, b0 = a - shift, b - shift
+    a0, b0 = (a - shift).double(), (b - shift).double()
     sq = a0.pow(2).sum(-1, keepdim=True) + b0.pow(2).sum(-1) - 2 * (a0 @ b0.t())
-    return sq.clamp_min(0)
+    return sq.clamp_min(0).to(a.dtype)
 
 
 def self_nn_sq_dists(sq: Tensor) -> Tensor:
