@@ -9,7 +9,8 @@ Names (``BayesByHypernet(kl=...)``):
 - ``nn_full``: nearest-neighbour estimator over full vectors (the paper's ``--full_kernel``);
 - ``nn_coordinate``: per-weight nearest-neighbour estimator (the paper's v2 default);
 - ``entropy``: ours, exact prior cross term minus a Kozachenko-Leonenko entropy in R^D;
-- ``entropy_coordinate``: ours, per-weight entropies (ignores correlations, like ``nn_coordinate``).
+- ``entropy_coordinate``: ours, per-weight entropies (ignores correlations, like ``nn_coordinate``);
+- ``discriminator``: the paper's density-ratio discriminator on single weights (PAPER.md 4.2).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
+from bbh.divergences.discriminator import DiscriminatorKL
 from bbh.divergences.entropy import entropy_kl_coordinate, entropy_kl_full
 from bbh.divergences.nearest_neighbour import nn_kl_coordinate, nn_kl_full
 from bbh.priors import GaussianPrior
@@ -61,12 +63,8 @@ KL_ESTIMATORS: dict[str, KLFactory] = {
     "nn_coordinate": lambda: NearestNeighbourKL("coordinate"),
     "entropy": lambda: EntropyKL("full"),
     "entropy_coordinate": lambda: EntropyKL("coordinate"),
-    # --- discriminator (issue 3) ---
-    # the density-ratio discriminator (PAPER.md 4.2); imported lazily to stay inside this block
-    "discriminator": lambda: __import__(
-        "bbh.divergences.discriminator", fromlist=["DiscriminatorKL"]
-    ).DiscriminatorKL(),
-    # --- end discriminator ---
+    # the density-ratio discriminator (PAPER.md 4.2)
+    "discriminator": DiscriminatorKL,
 }
 
 
@@ -78,6 +76,7 @@ def make_kl_estimator(name: str) -> nn.Module:
 
 __all__ = [
     "KL_ESTIMATORS",
+    "DiscriminatorKL",
     "EntropyKL",
     "NearestNeighbourKL",
     "make_kl_estimator",

@@ -23,4 +23,17 @@ register("bbb", BayesByBackprop)
 register("mnf", MNF)
 # --- end baselines ---
 
-__all__ = ["METHODS", "BayesByHypernet", "Method", "NLLMode", "available", "build", "register"]
+__all__ = [
+    "MAP",
+    "METHODS",
+    "MNF",
+    "BayesByBackprop",
+    "BayesByHypernet",
+    "DeepEnsemble",
+    "MCDropout",
+    "Method",
+    "NLLMode",
+    "available",
+    "build",
+    "register",
+]

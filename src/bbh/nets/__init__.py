@@ -1,5 +1,8 @@
 """Primary networks: plain ``nn.Module``s with no Bayesian machinery."""
 
+from bbh.nets.convnet import TinyConvNet
+from bbh.nets.lenet import LeNet5
 from bbh.nets.mlp import MLP, toy_regression_net
+from bbh.nets.resnet import CifarResNet, Norm
 
-__all__ = ["MLP", "toy_regression_net"]
+__all__ = ["MLP", "CifarResNet", "LeNet5", "Norm", "TinyConvNet", "toy_regression_net"]
