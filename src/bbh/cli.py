@@ -34,9 +34,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     toy.add_argument("--steps", type=int, default=None, help="override the training steps")
     toy.add_argument("--no-figure", action="store_true", help="write metrics.json only")
 
+    data = sub.add_parser(
+        "data", help="load (and, unless offline, download) a data set; print its splits"
+    )
+    data.add_argument("name", choices=["mnist", "notmnist", "cifar5", "cifar10", "embedded"])
+    data.add_argument(
+        "--data-dir",
+        default=None,
+        help="data root (default: $BBH_DATA, else the user cache folder)",
+    )
+    data.add_argument(
+        "--offline", action="store_true", help="never download; report what is missing"
+    )
+    data.add_argument(
+        "--cache-dir", default=None, help="decoded-array cache (CIFAR; default: $BBH_CACHE)"
+    )
+
     args = parser.parse_args(argv)
     if args.command == "toy":
         return _toy(args)
+    if args.command == "data":
+        return _data(args)
     return 2  # pragma: no cover - argparse enforces the choices
 
 
@@ -73,6 +91,42 @@ def _toy(args: argparse.Namespace) -> int:
     }
     print(json.dumps(summary, indent=1))
     print(f"wrote {args.out}/metrics.json" + ("" if args.no_figure else f" and {args.out}/toy.png"))
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    import time
+
+    from bbh import data as bdata
+
+    offline = True if args.offline else None
+    start = time.perf_counter()
+    try:
+        if args.name == "embedded":
+            splits = {
+                "train": (m := bdata.load_embedded_mnist(with_ood=True)).train,
+                "test": m.test,
+                "ood (notMNIST)": m.ood,
+            }
+        elif args.name == "notmnist":
+            splits = {"test": bdata.load_notmnist(args.data_dir, offline=offline)}
+        elif args.name == "mnist":
+            m = bdata.load_mnist(args.data_dir, offline=offline)
+            splits = {"train": m.train, "val": m.val, "test": m.test}
+        else:
+            loader = bdata.load_cifar5 if args.name == "cifar5" else bdata.load_cifar10
+            m = loader(args.data_dir, offline=offline, cache_dir=args.cache_dir)
+            splits = {"train": m.train, "test": m.test, "ood": m.ood}
+    except bdata.DataError as err:
+        print(f"bbh data: error: {err}", file=sys.stderr)
+        return 2
+    for split, d in splits.items():
+        if d is not None:
+            print(
+                f"{split}: {len(d)} images {list(d.images.shape[1:])}, per class "
+                f"{dict(zip(d.class_names, d.class_counts(), strict=True))}"
+            )
+    print(f"loaded in {time.perf_counter() - start:.2f} s")
     return 0
 
 
