@@ -20,6 +20,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from bbh.options import parse_enum
+
 ParamPredicate = Callable[[str, nn.Parameter], bool]
 
 
@@ -163,7 +165,7 @@ def sampled_forward(
     With ``x_per_sample`` the input is ``[S, B, ...]`` and sample s sees ``x[s]`` (used to split a
     batch between samples); otherwise every sample sees the same ``x`` ``[B, ...]``.
     """
-    mode = _parse_mode(mode)
+    mode = parse_enum(ForwardMode, mode, "forward mode")
     if not params:
         raise ValueError("params is empty: nothing to sample")
     sizes = {p.shape[0] for p in params.values()}
@@ -190,11 +192,3 @@ def sampled_forward(
     return vmap(one, in_dims=(0, 0 if x_per_sample else None), randomness="different")(
         dict(params), x
     )
-
-
-def _parse_mode(mode: ForwardMode | str) -> ForwardMode:
-    try:
-        return ForwardMode(mode)
-    except ValueError:
-        allowed = [m.value for m in ForwardMode]
-        raise ValueError(f"unknown forward mode {mode!r}; allowed: {allowed}") from None

@@ -8,6 +8,8 @@ from enum import Enum
 
 from torch import nn
 
+from bbh.options import parse_enum
+
 
 class NoiseMode(str, Enum):
     """How noise is shared between the generators (PAPER.md section 2.1)."""
@@ -17,11 +19,7 @@ class NoiseMode(str, Enum):
 
 
 def parse_noise_mode(noise: NoiseMode | str) -> NoiseMode:
-    try:
-        return NoiseMode(noise)
-    except ValueError:
-        allowed = [m.value for m in NoiseMode]
-        raise ValueError(f"unknown noise mode {noise!r}; allowed: {allowed}") from None
+    return parse_enum(NoiseMode, noise, "noise mode")
 
 
 def check_generator_args(noise_dim: int, hidden: Sequence[int]) -> tuple[int, ...]:

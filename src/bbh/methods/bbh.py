@@ -23,6 +23,7 @@ from bbh.functional import ForwardMode, ParamPredicate, ParamSpec, sampled_forwa
 from bbh.hypernets import GENERATORS, GeneratorName, NoiseMode
 from bbh.likelihoods import log_mean_exp, make_likelihood
 from bbh.methods.base import Method, check_num_data, check_num_samples
+from bbh.options import parse_enum
 from bbh.priors import GaussianPrior
 
 
@@ -80,9 +81,9 @@ class BayesByHypernet(Method):
         super().__init__()
         check_num_samples(num_samples, minimum=2)
         check_num_samples(sample_batch, name="sample_batch")
-        self.nll_mode = _enum(NLLMode, nll, "nll")
-        self.forward_mode = _enum(ForwardMode, forward_mode, "forward_mode")
-        gen_name = _enum(GeneratorName, generator, "generator")
+        self.nll_mode = parse_enum(NLLMode, nll, "nll")
+        self.forward_mode = parse_enum(ForwardMode, forward_mode, "forward_mode")
+        gen_name = parse_enum(GeneratorName, generator, "generator")
         self.likelihood = make_likelihood(likelihood, noise_scale)
         self.prior = GaussianPrior(prior_scale)
         self.kl_estimator = make_kl_estimator(kl)
@@ -164,11 +165,3 @@ class BayesByHypernet(Method):
         if mode is NLLMode.MEAN:
             return -loglik.mean()
         return -log_mean_exp(loglik, dim=0).mean()
-
-
-def _enum(cls: type[Enum], value: object, name: str) -> Any:
-    try:
-        return cls(value)
-    except ValueError:
-        allowed = [m.value for m in cls]
-        raise ValueError(f"unknown {name} {value!r}; allowed: {allowed}") from None

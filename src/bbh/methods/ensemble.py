@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 from enum import Enum
-from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +35,7 @@ from torch.func import functional_call, vmap
 from bbh.functional import has_running_stats
 from bbh.likelihoods import make_likelihood
 from bbh.methods.base import Method, check_num_data, check_num_samples
+from bbh.options import parse_enum
 
 
 class DataOrder(str, Enum):
@@ -93,9 +93,9 @@ class DeepEnsemble(Method):
         self.adversarial = bool(adversarial)
         self.epsilon = float(epsilon)
         self.alpha = float(alpha)
-        self.data_order = _enum(DataOrder, data_order, "data_order")
-        member_init = _enum(MemberInit, init, "init")
-        self.vectorize = _enum(Vectorize, vectorize, "vectorize")
+        self.data_order = parse_enum(DataOrder, data_order, "data_order")
+        member_init = parse_enum(MemberInit, init, "init")
+        self.vectorize = parse_enum(Vectorize, vectorize, "vectorize")
         self.likelihood = make_likelihood(likelihood, noise_scale)
         if member_init is MemberInit.RESET:
             _check_resettable(net)
@@ -206,11 +206,3 @@ def _check_resettable(net: nn.Module) -> None:
             f"missing on {bad}. Add it, or use init='copy' (members then differ only by data "
             f"order and adversarial noise)"
         )
-
-
-def _enum(cls: type[Enum], value: object, name: str) -> Any:
-    try:
-        return cls(value)
-    except ValueError:
-        allowed = [m.value for m in cls]
-        raise ValueError(f"unknown {name} {value!r}; allowed: {allowed}") from None

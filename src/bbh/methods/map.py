@@ -19,8 +19,9 @@ from enum import Enum
 
 from torch import Tensor, nn
 
-from bbh.likelihoods import make_likelihood
+from bbh.likelihoods import Likelihood, make_likelihood
 from bbh.methods.base import Method, check_num_data, check_num_samples
+from bbh.options import parse_enum
 from bbh.priors import GaussianPrior
 
 
@@ -31,11 +32,7 @@ class WeightDecay(str, Enum):
 
 
 def parse_weight_decay(value: WeightDecay | str) -> WeightDecay:
-    try:
-        return WeightDecay(value)
-    except ValueError:
-        allowed = [w.value for w in WeightDecay]
-        raise ValueError(f"unknown weight_decay {value!r}; allowed: {allowed}") from None
+    return parse_enum(WeightDecay, value, "weight_decay")
 
 
 def l2_penalty(net: nn.Module, weight_decay: WeightDecay, prior_scale: float) -> Tensor | float:
@@ -79,17 +76,41 @@ class MAP(Method):
     def loss(
         self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        check_num_data(num_data)
-        nll = -self.likelihood.log_prob(self.net(x), y).mean()
-        reg = l2_penalty(self.net, self.weight_decay, self.prior_scale)
-        loss = nll + kl_weight * reg / num_data
-        logs = {"nll": nll.detach(), "loss": loss.detach()}
-        if isinstance(reg, Tensor):
-            logs["kl"] = reg.detach()
-        return loss, logs
+        return penalised_loss(
+            self.net,
+            self.likelihood,
+            self.weight_decay,
+            self.prior_scale,
+            x,
+            y,
+            num_data=num_data,
+            kl_weight=kl_weight,
+        )
 
     def predict_logits(self, x: Tensor, num_samples: int = 1) -> Tensor:
         """The deterministic outputs, ``[num_samples, B, C]`` (a broadcast view, one pass)."""
         check_num_samples(num_samples)
         out = self.net(x)
         return out.unsqueeze(0).expand(num_samples, *out.shape)
+
+
+def penalised_loss(
+    net: nn.Module,
+    likelihood: Likelihood,
+    weight_decay: WeightDecay,
+    prior_scale: float,
+    x: Tensor,
+    y: Tensor,
+    *,
+    num_data: int,
+    kl_weight: float | Tensor,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """``mean NLL + kl_weight * penalty / num_data`` of one pass of ``net`` (MAP, MC dropout)."""
+    check_num_data(num_data)
+    nll = -likelihood.log_prob(net(x), y).mean()
+    reg = l2_penalty(net, weight_decay, prior_scale)
+    loss = nll + kl_weight * reg / num_data
+    logs = {"nll": nll.detach(), "loss": loss.detach()}
+    if isinstance(reg, Tensor):
+        logs["kl"] = reg.detach()
+    return loss, logs

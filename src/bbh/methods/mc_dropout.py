@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bbh.likelihoods import make_likelihood
-from bbh.methods.base import Method, check_num_data, check_num_samples
-from bbh.methods.map import WeightDecay, l2_penalty, parse_weight_decay
+from bbh.methods.base import Method, check_num_samples
+from bbh.methods.map import WeightDecay, parse_weight_decay, penalised_loss
 from bbh.priors import GaussianPrior
 
 ACTIVATIONS: tuple[type[nn.Module], ...] = (
@@ -102,14 +102,16 @@ class MCDropout(Method):
     def loss(
         self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        check_num_data(num_data)
-        nll = -self.likelihood.log_prob(self.net(x), y).mean()
-        reg = l2_penalty(self.net, self.weight_decay, self.prior_scale)
-        loss = nll + kl_weight * reg / num_data
-        logs = {"nll": nll.detach(), "loss": loss.detach()}
-        if isinstance(reg, Tensor):
-            logs["kl"] = reg.detach()
-        return loss, logs
+        return penalised_loss(
+            self.net,
+            self.likelihood,
+            self.weight_decay,
+            self.prior_scale,
+            x,
+            y,
+            num_data=num_data,
+            kl_weight=kl_weight,
+        )
 
     def predict_logits(self, x: Tensor, num_samples: int = 100) -> Tensor:
         """Outputs ``[S, B, C]`` for S independent dropout masks (one pass each)."""
