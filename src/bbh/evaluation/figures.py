@@ -183,7 +183,8 @@ def weight_correlation_map(
     fig.colorbar(im, ax=ax, label="correlation")
     n = "" if not isinstance(stats, WeightStatistics) else f", {stats.num_samples} samples"
     ax.set(xlabel="parameter", ylabel="parameter")
-    ax.set_title(title or f"Weight correlations (first {corr.shape[0]} parameters{n})", fontsize=10)
+    default = f"Weight correlations\n(first {corr.shape[0]} parameters{n})"
+    ax.set_title(title or default, fontsize=10)
     return _save(fig, path)
 
 
