@@ -46,7 +46,32 @@ def l2_penalty(net: nn.Module, weight_decay: WeightDecay, prior_scale: float) ->
     return sum(p.pow(2).sum() for p in params) / (2 * prior_scale**2)  # type: ignore[return-value]
 
 
-class MAP(Method):
+class PenalisedNLL(Method):
+    """One deterministic pass with a weight penalty: ``mean NLL + kl_weight * penalty / N``.
+
+    Shared by MAP and MC dropout; subclasses set ``net``, ``likelihood``, ``weight_decay`` and
+    ``prior_scale``.
+    """
+
+    net: nn.Module
+    likelihood: Likelihood
+    weight_decay: WeightDecay
+    prior_scale: float
+
+    def loss(
+        self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        check_num_data(num_data)
+        nll = -self.likelihood.log_prob(self.net(x), y).mean()
+        reg = l2_penalty(self.net, self.weight_decay, self.prior_scale)
+        loss = nll + kl_weight * reg / num_data
+        logs = {"nll": nll.detach(), "loss": loss.detach()}
+        if isinstance(reg, Tensor):
+            logs["kl"] = reg.detach()
+        return loss, logs
+
+
+class MAP(PenalisedNLL):
     """Point estimate of ``net``'s parameters (a copy; the user's net is not changed).
 
     Args:
@@ -73,44 +98,8 @@ class MAP(Method):
         self.likelihood = make_likelihood(likelihood, noise_scale)
         self.net = copy.deepcopy(net)
 
-    def loss(
-        self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        return penalised_loss(
-            self.net,
-            self.likelihood,
-            self.weight_decay,
-            self.prior_scale,
-            x,
-            y,
-            num_data=num_data,
-            kl_weight=kl_weight,
-        )
-
     def predict_logits(self, x: Tensor, num_samples: int = 1) -> Tensor:
         """The deterministic outputs, ``[num_samples, B, C]`` (a broadcast view, one pass)."""
         check_num_samples(num_samples)
         out = self.net(x)
         return out.unsqueeze(0).expand(num_samples, *out.shape)
-
-
-def penalised_loss(
-    net: nn.Module,
-    likelihood: Likelihood,
-    weight_decay: WeightDecay,
-    prior_scale: float,
-    x: Tensor,
-    y: Tensor,
-    *,
-    num_data: int,
-    kl_weight: float | Tensor,
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """``mean NLL + kl_weight * penalty / num_data`` of one pass of ``net`` (MAP, MC dropout)."""
-    check_num_data(num_data)
-    nll = -likelihood.log_prob(net(x), y).mean()
-    reg = l2_penalty(net, weight_decay, prior_scale)
-    loss = nll + kl_weight * reg / num_data
-    logs = {"nll": nll.detach(), "loss": loss.detach()}
-    if isinstance(reg, Tensor):
-        logs["kl"] = reg.detach()
-    return loss, logs

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bbh.likelihoods import make_likelihood
-from bbh.methods.base import Method, check_num_samples
-from bbh.methods.map import WeightDecay, parse_weight_decay, penalised_loss
+from bbh.methods.base import check_num_samples
+from bbh.methods.map import PenalisedNLL, WeightDecay, parse_weight_decay
 from bbh.priors import GaussianPrior
 
 ACTIVATIONS: tuple[type[nn.Module], ...] = (
@@ -41,7 +41,7 @@ ACTIVATIONS: tuple[type[nn.Module], ...] = (
 )
 
 
-class MCDropout(Method):
+class MCDropout(PenalisedNLL):
     """MC dropout around a copy of ``net``.
 
     Args:
@@ -98,20 +98,6 @@ class MCDropout(Method):
         self.dropout_sites: tuple[str, ...] = tuple(existing) + tuple(targets)
         for name in targets:
             modules[name].register_forward_hook(_DropoutHook(self.p))
-
-    def loss(
-        self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        return penalised_loss(
-            self.net,
-            self.likelihood,
-            self.weight_decay,
-            self.prior_scale,
-            x,
-            y,
-            num_data=num_data,
-            kl_weight=kl_weight,
-        )
 
     def predict_logits(self, x: Tensor, num_samples: int = 100) -> Tensor:
         """Outputs ``[S, B, C]`` for S independent dropout masks (one pass each)."""
