@@ -211,7 +211,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="data root for --data mnist")
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="Adam learning rate (default: the method's default_lr)",
+    )
     p.add_argument("--kl-weight", type=float, default=1.0, help="constant KL weight beta")
     p.add_argument(
         "--kl-anneal", default=None, metavar="START,LENGTH",

@@ -49,3 +49,16 @@ def test_fit_rejects_mismatched_data():
             batch_size=2,
             optimizer="sgd",
         )
+
+
+def test_fit_uses_the_methods_default_lr():
+    layerwise = BayesByHypernet(nn.Linear(2, 2), hidden=(4,))
+    chunked = BayesByHypernet(nn.Linear(2, 2), hidden=(4,), generator="chunked")
+    assert layerwise.default_lr == 1e-4 and chunked.default_lr == 1e-3
+    x, y = torch.randn(8, 2), torch.zeros(8, dtype=torch.long)
+    before = [p.detach().clone() for p in layerwise.parameters() if p.requires_grad]
+    fit(layerwise, x, y, steps=1, batch_size=8, kl_schedule=lambda step: 0.0)
+    after = [p for p in layerwise.parameters() if p.requires_grad]
+    # Adam's first step moves each parameter with a gradient by about lr
+    step = max((a - b).abs().max().item() for a, b in zip(after, before, strict=True))
+    assert 0.5e-4 < step < 1.01e-4

@@ -23,6 +23,8 @@ class Method(nn.Module):
 
     #: True when predictions vary between weight draws (used for defaults, e.g. 1 pass for MAP).
     stochastic: bool = True
+    #: The Adam learning rate ``bbh.training.fit`` uses when none is given.
+    default_lr: float = 1e-3
 
     def loss(
         self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float = 1.0

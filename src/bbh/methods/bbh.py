@@ -106,6 +106,8 @@ class BayesByHypernet(Method):
         elif chunk_size is not None:
             raise ValueError("chunk_size applies only to generator='chunked'")
         self.hypernet = GENERATORS[gen_name.value](self.spec, **gen_options)
+        # the layer-wise output layers move each weight by ~hidden[-1] x lr per Adam step
+        self.default_lr = 1e-4 if gen_name is GeneratorName.LAYERWISE else 1e-3
 
     def sample_weights(self, num_samples: int) -> Tensor:
         """``num_samples`` joint weight samples ``[S, D]`` (fresh noise each call)."""

@@ -52,7 +52,7 @@ def fit(
     *,
     steps: int,
     batch_size: int,
-    lr: float = 1e-3,
+    lr: float | None = None,
     kl_schedule: KLSchedule | None = None,
     optimizer: str = "adam",
     seed: int = 0,
@@ -63,8 +63,10 @@ def fit(
 ) -> FitResult:
     """Train ``method`` on ``(x, y)`` for ``steps`` minibatch steps; reshuffles every epoch.
 
-    ``num_data`` defaults to ``len(x)`` (under DDP pass the global size). ``transform`` is applied
-    to each batch of inputs (e.g. CIFAR augmentation) with the loop's seeded generator.
+    ``lr`` defaults to ``method.default_lr`` (1e-4 for the paper's layer-wise hypernet, whose
+    output layers amplify Adam steps; 1e-3 otherwise). ``num_data`` defaults to ``len(x)``
+    (under DDP pass the global size). ``transform`` is applied to each batch of inputs (e.g.
+    CIFAR augmentation) with the loop's seeded generator.
     """
     if len(x) != len(y):
         raise ValueError(f"x and y disagree on the number of examples: {len(x)} vs {len(y)}")
@@ -76,7 +78,7 @@ def fit(
     schedule = kl_schedule or constant(1.0)
     gen = torch.Generator().manual_seed(seed)
     params = [p for p in method.parameters() if p.requires_grad]
-    opt = make_optimizer(params, optimizer, lr)
+    opt = make_optimizer(params, optimizer, method.default_lr if lr is None else lr)
     method.train()
     result = FitResult()
     start = time.perf_counter()
