@@ -30,6 +30,7 @@ from bbh.attacks.gradient import (
 )
 from bbh.metrics._validation import check_labels
 from bbh.metrics.uncertainty import EntropyForm, entropy_cdf_area, predictive_entropy
+from bbh.options import parse_enum
 
 __all__ = ["PAPER_EPSILONS", "AttackName", "robustness_curve"]
 
@@ -73,7 +74,7 @@ def robustness_curve(
     of ``fgsm_paper``. ``clip`` applies to ``fgsm``/``pgd`` only (the paper's FGSM is unclipped).
     The FGSM direction does not depend on epsilon, so it is computed once per batch.
     """
-    attack = _attack(attack)
+    attack = parse_enum(AttackName, attack, "attack")
     form = EntropyForm(entropy_form)
     eps_list = [_check_eps(e) for e in epsilons]
     if not eps_list:
@@ -163,11 +164,3 @@ def robustness_curve(
     if attack is AttackName.PGD:
         result.update(steps=steps, step_size=step_size, random_start=random_start)
     return result
-
-
-def _attack(attack: AttackName | str) -> AttackName:
-    try:
-        return AttackName(attack)
-    except ValueError as err:
-        options = [a.value for a in AttackName]
-        raise ValueError(f"attack must be one of {options}, got {attack!r}") from err

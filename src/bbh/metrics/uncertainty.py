@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from bbh.metrics._validation import as_tensor, check_logits, check_scores, to_probs
+from bbh.options import parse_enum
 
 __all__ = [
     "MI_ROUNDOFF",
@@ -51,7 +52,7 @@ class EntropyForm(str, Enum):
 
 def predictive_entropy(logits_or_probs: Any, *, form: EntropyForm | str = "clean") -> Tensor:
     """Entropy ``[B]`` of the predictive ``p = mean_s softmax(logits_s)``, in nats."""
-    form = _form(form)
+    form = parse_enum(EntropyForm, form, "form")
     t = as_tensor(logits_or_probs, "logits_or_probs")
     if form is EntropyForm.CLEAN and t.dim() == 3:
         logits = check_logits(t, "logits_or_probs").double()
@@ -110,11 +111,3 @@ def entropy_cdf_area(entropies: Any, num_classes: int) -> float:
     delta = np.diff(bins)
     cdf = np.cumsum(hist * delta)
     return float(np.sum(delta * cdf))
-
-
-def _form(form: EntropyForm | str) -> EntropyForm:
-    try:
-        return EntropyForm(form)
-    except ValueError as err:
-        options = [f.value for f in EntropyForm]
-        raise ValueError(f"form must be one of {options}, got {form!r}") from err
