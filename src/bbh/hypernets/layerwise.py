@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
 
 from bbh.functional import ParamSpec
-from bbh.hypernets.common import NoiseMode, check_generator_args, mlp, parse_noise_mode
+from bbh.hypernets.common import (
+    NoiseMode,
+    check_generator_args,
+    mlp,
+    mlp_with_tangents,
+    parse_noise_mode,
+)
 
 
 class LayerwiseGenerator(nn.Module):
@@ -16,7 +23,12 @@ class LayerwiseGenerator(nn.Module):
 
     Each generator maps ``concat(z, 1)`` through ``hidden`` LeakyReLU(0.1) layers (the paper:
     64, 256, 512) to the tensor's ``numel`` outputs. Its size is about ``hidden[-1] * D``: the
-    faithful option, large for big nets (see ``ChunkedGenerator``).
+    faithful option, large for big nets (see ``ChunkedGenerator``). ``hidden=()`` makes each
+    generator affine in z.
+
+    Noise: ``aligned`` draws one ``z`` for every tensor, ``independent`` one per tensor; either
+    way ``draw_noise`` returns ``[S, n_blocks, k]`` and ``noise_segments`` says which contiguous
+    run of the flat weights each block drives.
     """
 
     def __init__(
@@ -36,14 +48,43 @@ class LayerwiseGenerator(nn.Module):
             mlp(noise_dim + 1, self.hidden, e.numel, negative_slope) for e in spec
         )
 
+    @property
+    def noise_segments(self) -> tuple[int, ...]:
+        """Sizes of the contiguous runs of ``[D]`` driven by each noise block (sum = D)."""
+        if self.noise is NoiseMode.INDEPENDENT:
+            return tuple(e.numel for e in self.spec)
+        return (self.spec.dim,)
+
+    def draw_noise(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
+        """Fresh noise ``z [S, n_blocks, k]``."""
+        ref = next(self.parameters())
+        n = len(self.noise_segments)
+        z = torch.randn(n, num_samples, self.noise_dim, generator=generator, device=ref.device)
+        return z.to(ref.dtype).transpose(0, 1)
+
+    def generate(self, z: Tensor) -> Tensor:
+        """Flat weights ``[S, D]`` for given noise ``z [S, n_blocks, k]``."""
+        return torch.cat([g(x) for g, x in zip(self.generators, self._inputs(z), strict=True)], 1)
+
+    def generate_with_tangents(self, z: Tensor, dz: Tensor) -> tuple[Tensor, Tensor]:
+        """Weights ``[S, D]`` and derivatives ``[T, S, D]`` along ``dz [T, S, n_blocks, k]``."""
+        zero = dz.new_zeros(*dz.shape[:-2], 1)
+        outs, douts = [], []
+        for i, (g, x) in enumerate(zip(self.generators, self._inputs(z), strict=True)):
+            j = i if dz.shape[-2] > 1 else 0
+            w, dw = mlp_with_tangents(
+                cast(nn.Sequential, g), x, torch.cat([dz[..., j, :], zero], dim=-1)
+            )
+            outs.append(w)
+            douts.append(dw)
+        return torch.cat(outs, 1), torch.cat(douts, 2)
+
     def forward(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``num_samples`` joint weight samples ``[S, D]`` with fresh noise."""
-        ref = next(self.parameters())
-        n_noise = len(self.generators) if self.noise is NoiseMode.INDEPENDENT else 1
-        z = torch.randn(
-            n_noise, num_samples, self.noise_dim, generator=generator, device=ref.device
-        ).to(ref.dtype)
-        ones = torch.ones(n_noise, num_samples, 1, device=ref.device, dtype=ref.dtype)
-        inputs = torch.cat([z, ones], dim=-1)
-        outs = [g(inputs[i if n_noise > 1 else 0]) for i, g in enumerate(self.generators)]
-        return torch.cat(outs, dim=1)
+        return self.generate(self.draw_noise(num_samples, generator=generator))
+
+    def _inputs(self, z: Tensor) -> list[Tensor]:
+        """Per tensor, the generator input ``concat(z_block, 1)`` ``[S, k + 1]``."""
+        ones = z.new_ones(z.shape[0], 1)
+        blocks = [z[:, i if z.shape[1] > 1 else 0] for i in range(len(self.generators))]
+        return [torch.cat([b, ones], dim=-1) for b in blocks]

@@ -1,0 +1,104 @@
+"""Ours: the KL of a semi-implicit hypernet posterior from the generator's Jacobian.
+
+For ``w = G(z) + sigma * eps`` (``bbh.posteriors.ImplicitPosterior`` with ``weight_noise``),
+``KL(q || p) = E_q[-log p(w)] - H[q]`` with
+
+- the cross term exact given the noise draws: for ``p = N(0, s^2 I)``,
+  ``E_eps[-log p(G(z) + sigma eps)] = (|G(z)|^2 + sum sigma^2) / (2 s^2) + D log(s sqrt(2 pi))``;
+- the entropy of ``q`` linearised at each noise draw: with ``J(z) = dG/dz`` ``[D, k]`` per noise
+  block and ``Sigma = diag(sigma^2)``,
+
+      H[q] ~ 1/2 log det(2 pi e Sigma) + E_z[ 1/2 log det(I_k + J(z)^T Sigma^-1 J(z)) ],
+
+  (matrix determinant lemma: ``log det(J J^T + Sigma)``, the entropy of the Gaussian that the
+  generator's local linearisation makes). It is **exact when G is affine** (then q is the
+  Gaussian ``N(b, A A^T + Sigma)``) and, for a nonlinear G, the Laplace approximation of the
+  posterior ``q(z | w)``, which sharpens as D grows; it over-counts entropy only where G folds
+  (several z giving the same w).
+
+Unlike nearest-neighbour estimates it uses no distances between the S samples, so it neither
+concentrates in high dimension nor needs many samples: the expectation over z is estimated from
+``jacobian_samples`` of the step's noise draws (default 1, unbiased). Cost per step: k forward-mode
+passes through the generator for each of those draws (``generate_with_tangents``), i.e. about k
+generator forward passes, and a ``k x k`` Cholesky per noise block.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from bbh.posteriors.implicit import ImplicitPosterior, ImplicitSample
+from bbh.priors import GaussianPrior
+
+
+class JacobianKL(nn.Module):
+    """``KL(q || N(0, s^2 I))`` for a semi-implicit ``ImplicitPosterior`` (scalar).
+
+    Args:
+        jacobian_samples: how many of the step's noise draws estimate the log-determinant term.
+    """
+
+    #: Takes the posterior's draw and the posterior, not only weight samples.
+    uses_posterior = True
+
+    def __init__(self, jacobian_samples: int = 1):
+        super().__init__()
+        if not isinstance(jacobian_samples, int) or jacobian_samples < 1:
+            raise ValueError(f"jacobian_samples must be an int >= 1, got {jacobian_samples!r}")
+        self.jacobian_samples = jacobian_samples
+
+    def forward(
+        self, draw: ImplicitSample, prior: GaussianPrior, posterior: ImplicitPosterior
+    ) -> Tensor:
+        if not posterior.semi_implicit:
+            raise ValueError(
+                "kl='jacobian' needs a semi-implicit posterior: give BayesByHypernet a "
+                "weight_noise > 0 (a purely implicit q has no density in R^D)"
+            )
+        cross = cross_entropy_semi_implicit(draw.mean, posterior.sigma(), prior)
+        return cross - entropy_linearised(posterior, draw.noise[: self.jacobian_samples])
+
+
+def cross_entropy_semi_implicit(mean: Tensor, sigma: Tensor, prior: GaussianPrior) -> Tensor:
+    """``E_q[-log p(w)]`` for ``w = mean_s + sigma * eps``, exact over eps, averaged over s."""
+    d, s2 = sigma.numel(), prior.scale**2
+    quad = mean.pow(2).sum(-1).mean() + sigma.pow(2).sum()
+    return 0.5 * quad / s2 + d * (math.log(prior.scale) + 0.5 * math.log(2 * math.pi))
+
+
+def entropy_linearised(posterior: ImplicitPosterior, z: Tensor) -> Tensor:
+    """``1/2 log det(2 pi e Sigma) + mean_z 1/2 log det(I + J^T Sigma^-1 J)`` (scalar).
+
+    ``z [J, n_blocks, k]``: the noise draws at which the generator is linearised.
+    """
+    log_sigma = posterior.log_sigma
+    gen = posterior.generator
+    k = z.shape[-1]
+    d = log_sigma.numel()
+    gaussian = log_sigma.sum() + 0.5 * d * math.log(2 * math.pi * math.e)
+    tangents = torch.eye(k, dtype=z.dtype, device=z.device)[:, None, None, :].expand(
+        k, *z.shape[:2], k
+    )
+    _, jac = gen.generate_with_tangents(z, tangents)  # [k, J, D]
+    scaled = jac * torch.exp(-log_sigma)
+    gram = block_grams(scaled, gen.noise_segments)  # [J, n_blocks, k, k]
+    eye = torch.eye(k, dtype=torch.float64, device=z.device)
+    chol = torch.linalg.cholesky(eye + gram.double())
+    logdet = 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum((-1, -2))  # [J]
+    return gaussian + 0.5 * logdet.mean().to(log_sigma.dtype)
+
+
+def block_grams(a: Tensor, segments: tuple[int, ...]) -> Tensor:
+    """Per contiguous segment of the last axis, ``a_seg a_seg^T``: ``[k, J, D] -> [J, n, k, k]``."""
+    if len(segments) == 1:
+        return torch.einsum("ajd,bjd->jab", a, a).unsqueeze(1)
+    size = segments[0]
+    if all(s == size for s in segments[:-1]) and segments[-1] <= size:
+        pad = size * len(segments) - a.shape[-1]
+        blocks = nn.functional.pad(a, (0, pad)).reshape(*a.shape[:2], len(segments), size)
+        return torch.einsum("ajnd,bjnd->jnab", blocks, blocks)
+    parts = a.split(list(segments), dim=-1)
+    return torch.stack([torch.einsum("ajd,bjd->jab", p, p) for p in parts], dim=1)
