@@ -106,16 +106,18 @@ class ParamSpec:
         return f"ParamSpec({len(self)} tensors, D={self.dim})"
 
     def unflatten(self, flat: Tensor) -> dict[str, Tensor]:
-        """``[S, D]`` -> ``{name: [S, *shape]}`` (views, no copies)."""
+        """``[S, D]`` -> ``{name: [S, *shape]}`` (views, no copies).
+
+        Cut with one ``split`` (its backward is one concatenation) rather than slices, whose
+        backward writes a zero-filled ``[S, D]`` gradient per tensor.
+        """
         if flat.dim() != 2 or flat.shape[1] != self.dim:
             raise ValueError(
                 f"flat weights must have shape [S, {self.dim}], got {list(flat.shape)}"
             )
         s = flat.shape[0]
-        return {
-            e.name: flat[:, e.offset : e.offset + e.numel].reshape(s, *e.shape)
-            for e in self.entries
-        }
+        parts = flat.split([e.numel for e in self.entries], dim=1)
+        return {e.name: p.reshape(s, *e.shape) for e, p in zip(self.entries, parts, strict=True)}
 
     def flatten(self, params: Mapping[str, Tensor]) -> Tensor:
         """``{name: [S, *shape]}`` -> ``[S, D]``; every name of the spec must be present."""

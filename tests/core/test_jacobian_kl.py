@@ -101,12 +101,14 @@ def test_gradients_reach_generator_and_sigma():
 
 
 def test_block_grams_of_uneven_and_even_segments():
-    a = torch.randn(3, 2, 10)
+    a = torch.randn(3, 2, 10, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(10, dtype=torch.float64, requires_grad=True)
     for segments in [(10,), (4, 4, 2), (3, 5, 2)]:
-        got = block_grams(a, segments)
-        parts = a.split(list(segments), -1)
-        want = torch.stack([torch.einsum("ajd,bjd->jab", p, p) for p in parts], 1)
+        got = block_grams(a, segments, w)
+        parts = zip(a.split(list(segments), -1), w.split(list(segments)), strict=True)
+        want = torch.stack([torch.einsum("ajd,bjd->jab", p * v, p) for p, v in parts], 1)
         torch.testing.assert_close(got, want)
+        assert torch.autograd.gradcheck(lambda a, w: block_grams(a, segments, w), (a, w))
 
 
 def test_needs_a_semi_implicit_posterior():

@@ -26,6 +26,7 @@ generator forward passes, and a ``k x k`` Cholesky per noise block.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -83,22 +84,43 @@ def entropy_linearised(posterior: ImplicitPosterior, z: Tensor) -> Tensor:
         k, *z.shape[:2], k
     )
     _, jac = gen.generate_with_tangents(z, tangents)  # [k, J, D]
-    scaled = jac * torch.exp(-log_sigma)
-    gram = block_grams(scaled, gen.noise_segments)  # [J, n_blocks, k, k]
+    gram = block_grams(jac, gen.noise_segments, torch.exp(-2 * log_sigma))  # [J, n, k, k]
     eye = torch.eye(k, dtype=torch.float64, device=z.device)
     chol = torch.linalg.cholesky(eye + gram.double())
     logdet = 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum((-1, -2))  # [J]
     return gaussian + 0.5 * logdet.mean().to(log_sigma.dtype)
 
 
-def block_grams(a: Tensor, segments: tuple[int, ...]) -> Tensor:
-    """Per contiguous segment of the last axis, ``a_seg a_seg^T``: ``[k, J, D] -> [J, n, k, k]``."""
+def block_grams(a: Tensor, segments: tuple[int, ...], weight: Tensor) -> Tensor:
+    """Per contiguous segment, ``sum_d weight_d a_d a_d^T``: ``[k, J, D], [D] -> [J, n, k, k]``."""
     if len(segments) == 1:
-        return torch.einsum("ajd,bjd->jab", a, a).unsqueeze(1)
+        return _WeightedGram.apply(a.movedim(1, 0), weight).unsqueeze(1)
     size = segments[0]
     if all(s == size for s in segments[:-1]) and segments[-1] <= size:
         pad = size * len(segments) - a.shape[-1]
-        blocks = nn.functional.pad(a, (0, pad)).reshape(*a.shape[:2], len(segments), size)
-        return torch.einsum("ajnd,bjnd->jnab", blocks, blocks)
-    parts = a.split(list(segments), dim=-1)
-    return torch.stack([torch.einsum("ajd,bjd->jab", p, p) for p in parts], dim=1)
+        n = len(segments)
+        blocks = nn.functional.pad(a, (0, pad)).reshape(*a.shape[:2], n, size)
+        w = nn.functional.pad(weight, (0, pad)).reshape(n, size)
+        return torch.einsum("ajnd,nd,bjnd->jnab", blocks, w, blocks)
+    parts = zip(a.split(list(segments), dim=-1), weight.split(list(segments)), strict=True)
+    return torch.stack([torch.einsum("ajd,d,bjd->jab", p, w, p) for p, w in parts], dim=1)
+
+
+class _WeightedGram(torch.autograd.Function):
+    """``a [J, k, D], w [D] -> a diag(w) a^T [J, k, k]`` with a lean backward.
+
+    Autograd through ``einsum`` keeps several ``[J, k, D]`` temporaries; this keeps one and
+    needs two matrix products and two element-wise passes over ``[J, k, D]`` in all.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, a: Tensor, w: Tensor) -> Tensor:
+        ctx.save_for_backward(a, w)
+        return (a * w) @ a.transpose(-1, -2)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor]:
+        a, w = ctx.saved_tensors
+        g_sym = grad + grad.transpose(-1, -2)
+        ga = g_sym @ a  # [J, k, D]
+        return ga * w, 0.5 * (ga * a).sum((0, 1))
