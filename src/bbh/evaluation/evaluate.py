@@ -11,10 +11,8 @@ and EOT FGSM/PGD curves clipped to the input range.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from enum import Enum
@@ -25,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from bbh import io as bbh_io
 from bbh.attacks.curve import PAPER_EPSILONS, robustness_curve
 from bbh.attacks.gradient import InputTransform
 from bbh.evaluation.progress import Progress
@@ -312,19 +311,8 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def write_json(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write ``result`` as indented JSON atomically (a temporary file, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(to_jsonable(result), indent=2, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``result`` as indented JSON atomically (``bbh.io.write_json``; NaN/inf as null)."""
+    return bbh_io.write_json(path, to_jsonable(result))
 
 
 def _scores(pred: Predictions) -> dict[str, Tensor]:
