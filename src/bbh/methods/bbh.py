@@ -22,7 +22,7 @@ from bbh.divergences import make_kl_estimator
 from bbh.functional import ForwardMode, ParamPredicate, ParamSpec, sampled_forward
 from bbh.hypernets import GENERATORS, GeneratorName, NoiseMode
 from bbh.likelihoods import log_mean_exp, make_likelihood
-from bbh.methods.base import Method, check_num_data, check_num_samples
+from bbh.methods.base import Method, check_num_samples
 from bbh.options import parse_enum
 from bbh.priors import GaussianPrior
 
@@ -121,7 +121,7 @@ class BayesByHypernet(Method):
     def loss(
         self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        check_num_data(num_data)
+        x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)
         flat = self.sample_weights(self.num_samples)
         nll = self._nll(flat, x, y)
         kl = self.kl_estimator(flat, self.prior)
@@ -138,6 +138,7 @@ class BayesByHypernet(Method):
     def predict_logits(self, x: Tensor, num_samples: int = 100) -> Tensor:
         """Outputs ``[S, B, C]`` for S fresh weight samples, run ``sample_batch`` at a time."""
         check_num_samples(num_samples)
+        x = self.check_input(x)
         outs = []
         for start in range(0, num_samples, self.sample_batch):
             n = min(self.sample_batch, num_samples - start)

@@ -102,6 +102,7 @@ class MCDropout(PenalisedNLL):
     def predict_logits(self, x: Tensor, num_samples: int = 100) -> Tensor:
         """Outputs ``[S, B, C]`` for S independent dropout masks (one pass each)."""
         check_num_samples(num_samples)
+        x = self.check_input(x)
         return torch.stack([self.net(x) for _ in range(num_samples)])
 
 

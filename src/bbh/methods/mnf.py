@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from bbh.functional import ParamSpec
 from bbh.likelihoods import make_likelihood
-from bbh.methods.base import Method, check_num_data, check_num_samples
+from bbh.methods.base import Method, check_num_samples
 from bbh.posteriors.layers import deterministic_predicate, select_layers
 from bbh.posteriors.mnf import MNFConv2d, MNFLinear, make_mnf, shared_noise
 from bbh.priors import GaussianPrior
@@ -110,7 +110,7 @@ class MNF(Method):
     def loss(
         self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        check_num_data(num_data)
+        x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)
         out = torch.stack([self.net(x) for _ in range(self.num_train_samples)])
         nll = -self.likelihood.log_prob(out, y).mean()
         kl = self.kl()
@@ -125,6 +125,7 @@ class MNF(Method):
         example gets its own z and local noise, as in training.
         """
         check_num_samples(num_samples)
+        x = self.check_input(x)
         if self.predict_noise == "training":
             return torch.stack([self.net(x) for _ in range(num_samples)])
         with shared_noise(self.mnf_layers()):
