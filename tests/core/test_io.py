@@ -168,8 +168,9 @@ def test_fresh_run_folder_writes_in_place_and_marks_completion(tmp_path: Path) -
         run.write_text("ckpt/last.pt", "weights")
         assert bio.read_done_marker(out) is None  # visible while running, not yet finished
     assert bio.read_done_marker(out) == {"ckpt/last.pt": 7}
-    with pytest.raises(bio.OutputFolderError, match="is not empty"), bio.run_folder(
-        out, fresh=True
+    with (
+        pytest.raises(bio.OutputFolderError, match="is not empty"),
+        bio.run_folder(out, fresh=True),
     ):
         pass
 
@@ -177,9 +178,10 @@ def test_fresh_run_folder_writes_in_place_and_marks_completion(tmp_path: Path) -
 def test_run_folder_rejects_names_outside_the_folder(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="relative name"), bio.run_folder(tmp_path / "o") as run:
         run.path("../escape.txt")
-    with pytest.raises(ValueError, match="completion marker"), bio.run_folder(
-        tmp_path / "o"
-    ) as run:
+    with (
+        pytest.raises(ValueError, match="completion marker"),
+        bio.run_folder(tmp_path / "o") as run,
+    ):
         run.path("done")
     assert not (tmp_path / "o").exists()
 

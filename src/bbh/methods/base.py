@@ -79,26 +79,30 @@ class Method(nn.Module):
     def check_batch(
         self, x: Any, y: Any, *, num_data: Any, kl_weight: Any
     ) -> tuple[Tensor, Tensor]:
-        """The checks of ``loss``: ``num_data``, ``kl_weight``, ``x`` and targets ``y``.
-
-        Categorical targets must be integer classes ``[B]`` in ``[0, C)``; regression targets
-        ``[B]`` or ``[B, C]``.
-        """
+        """The checks of ``loss``: ``num_data``, ``kl_weight``, inputs ``x`` and targets ``y``."""
         check_num_data(num_data)
         check_kl_weight(kl_weight)
-        like = self._reference_tensor()
-        x = as_input(x, like=like, name="x")
-        out_shape = self._input_shapes().check(self.probe_net(), x, "x")
+        x = self.check_input(x)
+        return x, self.check_targets(y, input_shape=tuple(x.shape[1:]), batch=x.shape[0])
+
+    def check_targets(self, y: Any, *, input_shape: tuple[int, ...], batch: int) -> Tensor:
+        """Targets for ``batch`` inputs of per-example shape ``input_shape`` (already checked by
+        ``check_input``). Categorical: integer classes ``[B]`` in ``[0, C)``; regression:
+        ``[B]`` or ``[B, C]``. The range is checked unless ``values_prechecked()``."""
+        out_shape = self._input_shapes().outputs[input_shape]
         if len(out_shape) != 1:
             raise ValueError(
-                f"the loss needs network outputs [B, C], but for x of shape {list(x.shape)} "
-                f"{type(self.probe_net()).__name__} returns [B, {', '.join(map(str, out_shape))}]"
+                f"the loss needs network outputs [B, C], but for inputs [B, "
+                f"{', '.join(map(str, input_shape))}] {type(self.probe_net()).__name__} returns "
+                f"[B, {', '.join(map(str, out_shape))}]"
             )
-        categorical = isinstance(self.likelihood, CategoricalLikelihood)
-        y = as_targets(
-            y, batch=x.shape[0], num_outputs=out_shape[0], categorical=categorical, like=like
+        return as_targets(
+            y,
+            batch=batch,
+            num_outputs=out_shape[0],
+            categorical=isinstance(self.likelihood, CategoricalLikelihood),
+            like=self._reference_tensor(),
         )
-        return x, y
 
     def _reference_tensor(self) -> Tensor:
         for p in self.parameters():
