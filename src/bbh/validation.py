@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "InputShapes",
+    "InvalidArgument",
     "as_input",
     "as_targets",
     "at_least",
@@ -289,6 +290,11 @@ def as_targets(
 # ---------------------------------------------------------------------------- argument checks
 
 
+class InvalidArgument(TypeError, ValueError):
+    """An argument of the wrong type or out of its range (``checked_args``); both a
+    ``TypeError`` and a ``ValueError``, so either ``except`` catches it."""
+
+
 class Constraint:
     """A range check for ``checked_args``: ``test(value)`` and the words for what it expects."""
 
@@ -323,7 +329,7 @@ def checked_args(**constraints: Constraint) -> Callable[[Callable[P, R]], Callab
     ``float`` takes any finite real number (not a bool), ``int`` an integer (not a bool), ``str``,
     ``bool``, enums, ``X | None``, sequences (``Sequence[int]``, ``tuple[float, float]``) and
     callables are checked; other hints are left to the function. Defaults are not checked.
-    Raises ``TypeError`` (wrong type) or ``ValueError`` (out of range) naming the argument.
+    Raises ``InvalidArgument`` (a ``TypeError`` and a ``ValueError``) naming the argument.
     """
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
@@ -342,18 +348,21 @@ def checked_args(**constraints: Constraint) -> Callable[[Callable[P, R]], Callab
             try:
                 bound = signature.bind(*args, **kwargs)
             except TypeError as err:
-                raise TypeError(f"{owner}: {err}") from None
+                raise InvalidArgument(f"{owner}: {err}") from None
             for name, value in bound.arguments.items():
                 hint = hints.get(name)
+                rule = constraints.get(name)
                 if hint is not None and name != "self":
                     expected = _type_mismatch(value, hint)
                     if expected is not None:
-                        raise TypeError(
+                        expected += f" {rule.expected}" if rule is not None else ""
+                        raise InvalidArgument(
                             f"{owner}: {name} must be {expected}, got {describe(value)}"
                         )
-                rule = constraints.get(name)
                 if rule is not None and value is not None and not rule.test(value):
-                    raise ValueError(f"{owner}: {name} must be {rule.expected}, got {value!r}")
+                    raise InvalidArgument(
+                        f"{owner}: {name} must be {rule.expected}, got {describe(value)}"
+                    )
             return fn(*args, **kwargs)
 
         return wrapper
@@ -386,9 +395,11 @@ def _fits(value: Any, hint: Any, origin: Any) -> bool:
     if hint is bool:
         return isinstance(value, (bool, np.bool_))
     if origin in (tuple, list, Sequence) or hint in (tuple, list):
+        args = typing.get_args(hint)
+        if isinstance(value, str) and origin is Sequence and args == (str,):
+            return True  # a str is a sequence of str: options such as deterministic="norm"
         if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
             return False
-        args = typing.get_args(hint)
         if not args:
             return True
         if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):

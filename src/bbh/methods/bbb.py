@@ -41,6 +41,7 @@ from bbh.posteriors.gaussian import MeanFieldGaussian
 from bbh.posteriors.layers import deterministic_predicate, select_layers
 from bbh.posteriors.local import WeightNoise, make_local, plain_weights
 from bbh.priors import GaussianPrior
+from bbh.validation import at_least, checked_args, positive
 
 
 class BayesByBackprop(Method):
@@ -64,6 +65,7 @@ class BayesByBackprop(Method):
             ``bbb_klapprox_fullkernel`` and ``bbb_disc``.
     """
 
+    @checked_args(prior_scale=positive(), init_log_var_std=at_least(0))
     def __init__(
         self,
         net: nn.Module,

@@ -25,6 +25,7 @@ from bbh.likelihoods import log_mean_exp, make_likelihood
 from bbh.methods.base import Method, check_num_samples
 from bbh.options import parse_enum
 from bbh.priors import GaussianPrior
+from bbh.validation import at_least, checked_args, positive
 
 
 class NLLMode(str, Enum):
@@ -58,6 +59,12 @@ class BayesByHypernet(Method):
         sample_batch: how many weight samples ``predict_logits`` runs at once.
     """
 
+    @checked_args(
+        noise_dim=at_least(1),
+        prior_scale=positive(),
+        embedding_dim=at_least(1),
+        chunk_size=at_least(1),
+    )
     def __init__(
         self,
         net: nn.Module,

@@ -36,6 +36,7 @@ from bbh.functional import has_running_stats
 from bbh.likelihoods import make_likelihood
 from bbh.methods.base import Method, check_num_samples
 from bbh.options import parse_enum
+from bbh.validation import at_least, checked_args, in_range
 
 
 class DataOrder(str, Enum):
@@ -69,6 +70,7 @@ class DeepEnsemble(Method):
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
     """
 
+    @checked_args(num_members=at_least(1), epsilon=at_least(0), alpha=in_range(0, 1))
     def __init__(
         self,
         net: nn.Module,

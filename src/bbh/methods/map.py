@@ -23,6 +23,7 @@ from bbh.likelihoods import Likelihood, make_likelihood
 from bbh.methods.base import Method, check_num_samples
 from bbh.options import parse_enum
 from bbh.priors import GaussianPrior
+from bbh.validation import checked_args, positive
 
 
 class WeightDecay(str, Enum):
@@ -83,6 +84,7 @@ class MAP(PenalisedNLL):
 
     stochastic = False
 
+    @checked_args(prior_scale=positive())
     def __init__(
         self,
         net: nn.Module,

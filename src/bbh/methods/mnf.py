@@ -28,6 +28,7 @@ from bbh.methods.base import Method, check_num_samples
 from bbh.posteriors.layers import deterministic_predicate, select_layers
 from bbh.posteriors.mnf import MNFConv2d, MNFLinear, make_mnf, shared_noise
 from bbh.priors import GaussianPrior
+from bbh.validation import at_least, checked_args, positive
 
 
 class MNF(Method):
@@ -47,6 +48,15 @@ class MNF(Method):
         predict_noise: ``weights`` (one z and W per pass, shared by the batch) or ``training``.
     """
 
+    @checked_args(
+        prior_scale=positive(),
+        init_log_var_std=at_least(0),
+        max_std=positive(),
+        flow_steps=at_least(1),
+        flow_hidden=at_least(1),
+        aux_flow_steps=at_least(1),
+        aux_flow_hidden=at_least(1),
+    )
     def __init__(
         self,
         net: nn.Module,
