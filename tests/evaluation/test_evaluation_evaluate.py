@@ -70,7 +70,8 @@ def test_bad_input(det) -> None:
     x, y = images(10)
     with pytest.raises(
         ValueError,
-        match=r"ood_x must be a non-empty floating tensor \[N, ...\], got a torch.float32 tensor of shape \[0, 1, 8, 8\]",
+        match=r"ood_x must be a non-empty floating tensor \[N, ...\], got a torch.float32 "
+        r"tensor of shape \[0, 1, 8, 8\]",
     ):
         evaluate(det, x, y, ood_x=x[:0], attacks=None, progress=False)
     with pytest.raises(ValueError, match=r"test_y must lie in \[0, 4\)"):
