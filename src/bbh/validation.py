@@ -350,24 +350,30 @@ def checked_args(**constraints: Constraint) -> Callable[[Callable[P, R]], Callab
             except TypeError as err:
                 raise InvalidArgument(f"{owner}: {err}") from None
             for name, value in bound.arguments.items():
-                hint = hints.get(name)
+                hint = hints.get(name) if name != "self" else None
                 rule = constraints.get(name)
-                if hint is not None and name != "self":
-                    expected = _type_mismatch(value, hint)
-                    if expected is not None:
-                        expected += f" {rule.expected}" if rule is not None else ""
-                        raise InvalidArgument(
-                            f"{owner}: {name} must be {expected}, got {describe(value)}"
-                        )
-                if rule is not None and value is not None and not rule.test(value):
+                wrong_type = hint is not None and _type_mismatch(value, hint) is not None
+                if wrong_type or (rule is not None and value is not None and not rule.test(value)):
                     raise InvalidArgument(
-                        f"{owner}: {name} must be {rule.expected}, got {describe(value)}"
+                        f"{owner}: {name} must be {_expectation(hint, rule)}, got {describe(value)}"
                     )
             return fn(*args, **kwargs)
 
         return wrapper
 
     return decorate
+
+
+def _expectation(hint: Any, rule: Constraint | None) -> str:
+    """Words for what an argument must be: its type (from the hint) and its range."""
+    if hint is None:
+        return rule.expected if rule is not None else "valid"
+    options = typing.get_args(hint) if typing.get_origin(hint) in (Union, types.UnionType) else ()
+    kinds = [o for o in options if o is not type(None)] if options else [hint]
+    words = " or ".join(dict.fromkeys(_type_words(k) for k in kinds))
+    if rule is not None:
+        words += f" {rule.expected}"
+    return words + (" or None" if type(None) in options else "")
 
 
 def _type_mismatch(value: Any, hint: Any) -> str | None:
