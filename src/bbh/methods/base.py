@@ -105,8 +105,14 @@ class Method(nn.Module):
         )
 
     def _reference_tensor(self) -> Tensor:
+        """A floating parameter: inputs must match its dtype and device (looked up once; the
+        parameter object follows ``.to()``, which converts parameters in place)."""
+        cached = self.__dict__.get("_reference_parameter")
+        if cached is not None:
+            return cached
         for p in self.parameters():
             if p.is_floating_point():
+                self.__dict__["_reference_parameter"] = p
                 return p
         raise ValueError(f"{type(self).__name__} has no floating parameters")
 

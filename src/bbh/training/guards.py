@@ -205,12 +205,26 @@ class TrainingGuard:
 
 
 def _any_nonfinite(params: list[Tensor], device: torch.device) -> Tensor:
-    """A device bool: does any gradient hold NaN or infinity (one foreach pass, no sync)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return torch.zeros((), dtype=torch.bool, device=device)
-    norms = torch._foreach_norm(grads, math.inf)  # max |g| per tensor: NaN and inf propagate
-    return ~torch.isfinite(torch.stack([n.to(device) for n in norms])).all()
+    """A device bool: does any gradient hold NaN or infinity (one pass, no sync).
+
+    Uses the check of AMP's ``GradScaler`` (with a scale of exactly 1, so the gradients keep
+    their values), per device and dtype; a max-norm pass where that kernel is missing.
+    """
+    found = torch.zeros((), dtype=torch.float32, device=device)
+    groups: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
+    for p in params:
+        if p.grad is not None:
+            groups.setdefault((p.grad.device, p.grad.dtype), []).append(p.grad)
+    for (grad_device, _), grads in groups.items():
+        flag = torch.zeros((), dtype=torch.float32, device=grad_device)
+        try:
+            one = torch.ones((), dtype=torch.float32, device=grad_device)
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, flag, one)
+        except (RuntimeError, NotImplementedError):  # dtype or device without the AMP kernel
+            norms = torch._foreach_norm(grads, math.inf)  # NaN and inf propagate through max
+            flag = (~torch.isfinite(torch.stack(norms)).all()).float()
+        found = torch.maximum(found, flag.to(device))
+    return found > 0
 
 
 def _forget_found_inf(optimizer: torch.optim.Optimizer, *args: object) -> None:
