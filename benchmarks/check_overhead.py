@@ -34,13 +34,9 @@ from bbh.nets.lenet import LeNet5
 from bbh.training import fit
 
 CASES: dict[str, tuple[str, Any, dict[str, Any]]] = {
-    "bbh chunked, MLP 784-100-10 (small step)": (
-        "bbh",
-        lambda: MLP(784, [100], 10),
-        {"generator": "chunked", "kl": "entropy"},
-    ),
-    "bbh chunked, LeNet-5": ("bbh", LeNet5, {"generator": "chunked", "kl": "entropy"}),
-    "map, LeNet-5": ("map", LeNet5, {}),
+    "bbh-mlp": ("bbh", lambda: MLP(784, [100], 10), {"generator": "chunked", "kl": "entropy"}),
+    "map-lenet": ("map", LeNet5, {}),
+    "bbh-lenet": ("bbh", LeNet5, {"generator": "chunked", "kl": "entropy"}),
 }
 
 
@@ -85,13 +81,15 @@ def main() -> None:
     ap.add_argument("--short", type=int, default=5)
     ap.add_argument("--long", type=int, default=25)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--cases", default=",".join(CASES), help="comma-separated case labels")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     x, y = torch.rand(1000, 1, 28, 28), torch.randint(0, 10, (1000,))
     load_before = os.getloadavg()
     rows: dict[str, Any] = {}
-    for label, (name, make_net, options) in CASES.items():
+    for label in args.cases.split(","):
+        name, make_net, options = CASES[label]
         method = build(name, make_net(), **options)
         per_step(method, x, y, 1, 2)  # warm-up
         with_checks, without = [], []
@@ -104,6 +102,9 @@ def main() -> None:
                         without.append(per_step(method, x, y, args.short, args.long))
         ratios = [a / b for a, b in zip(with_checks, without, strict=True)]
         rows[label] = {
+            "method": name,
+            "net": type(make_net()).__name__,
+            "options": options,
             "seconds_per_step_with": statistics.median(with_checks),
             "seconds_per_step_without": statistics.median(without),
             "ratio_median": statistics.median(ratios),
