@@ -241,6 +241,8 @@ def check_output_folder(out: PathLike, *, fresh: bool = False, name: str = "outp
     if isinstance(out, str) and not out.strip():
         raise OutputFolderError(f"{name} is empty; give a folder path")
     final = Path(out).expanduser().absolute()
+    if final.is_symlink():  # write where the link points; the link itself stays
+        final = final.resolve()
     if final.exists():
         if not final.is_dir():
             raise OutputFolderError(f"{name} {out}: exists and is not a folder")
@@ -296,7 +298,9 @@ def _clean_stale_staging(final: Path) -> None:
     """Tidy what killed runs left beside ``final``: finish an interrupted swap, drop the rest."""
     prefix = _staging_prefix(final)
     stale = []
-    for entry in final.parent.glob(f"{prefix}*"):
+    for entry in final.parent.iterdir():
+        if not entry.name.startswith(prefix):
+            continue
         pid = entry.name[len(prefix) :].split("-", 1)[0]
         if entry.is_dir() and pid.isdigit() and not _process_alive(int(pid)):
             stale.append(entry)

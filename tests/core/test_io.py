@@ -201,3 +201,16 @@ def test_next_run_finishes_a_swap_that_a_kill_interrupted(tmp_path: Path) -> Non
         raise KeyboardInterrupt
     assert (out / "metrics.json").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["toy"]
+
+
+def test_run_folder_through_a_symlink_replaces_the_target_and_keeps_the_link(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "store" / "toy"
+    _write_run(target, "old")
+    link = tmp_path / "latest"
+    link.symlink_to(target)
+    _write_run(link, "new")
+    assert link.is_symlink() and link.resolve() == target
+    assert _contents(target)["metrics.json"] == "new:metrics.json"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["toy"]
