@@ -74,6 +74,44 @@ def per_step(method: Method, x: torch.Tensor, y: torch.Tensor, short: int, long:
     return (times[1] - times[0]) / (long - short)
 
 
+def component_ms(method: Method, x: torch.Tensor, y: torch.Tensor, repeats: int = 200) -> dict:
+    """Milliseconds per call of the per-step pieces: ``check_batch`` (inside
+    ``values_prechecked``, as in ``fit``), the guard's ``after_backward``, and one whole step."""
+    from bbh.training.guards import TrainingGuard
+    from bbh.validation import values_prechecked
+
+    xb, yb = x[:100], y[:100]
+    params = [p for p in method.parameters() if p.requires_grad]
+    opt = loop.make_optimizer(params, "adam", 1e-3)
+    guard = TrainingGuard(method, opt, num_data=60_000)
+
+    def step() -> None:
+        loss, _ = method.loss(xb, yb, num_data=60_000)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()
+    loss, logs = method.loss(xb, yb, num_data=60_000)
+    loss.backward()
+    out: dict[str, float] = {}
+    with values_prechecked():
+        for label, fn, n in (
+            (
+                "check_batch",
+                lambda: method.check_batch(xb, yb, num_data=60_000, kl_weight=1.0),
+                10 * repeats,
+            ),
+            ("guard_after_backward", lambda: guard.after_backward(1, loss, logs), repeats),
+            ("whole_step", step, max(repeats // 20, 3)),
+        ):
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            out[label] = 1e3 * (time.perf_counter() - start) / n
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="runs/bench/check_overhead.json")
@@ -101,6 +139,7 @@ def main() -> None:
                     with checks_off():
                         without.append(per_step(method, x, y, args.short, args.long))
         ratios = [a / b for a, b in zip(with_checks, without, strict=True)]
+        parts = component_ms(method, x, y)
         rows[label] = {
             "method": name,
             "net": type(make_net()).__name__,
@@ -110,6 +149,9 @@ def main() -> None:
             "ratio_median": statistics.median(ratios),
             "ratio_min_max": [min(ratios), max(ratios)],
             "ratios": ratios,
+            "components_ms": parts,
+            "component_share_of_step": (parts["check_batch"] + parts["guard_after_backward"])
+            / parts["whole_step"],
         }
         print(label, json.dumps(rows[label]), flush=True)
     result = {

@@ -66,7 +66,7 @@ class TrainingGuard:
         num_data: int,
         kl_schedule: Callable[[int], float] | None = None,
         lr: float | None = None,
-        kl_dominance: float = 10.0,
+        kl_dominance: float = 50.0,
         nll_rise: float = 10.0,
     ):
         self.method = method
