@@ -30,14 +30,9 @@ def _run_cli(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_version_and_python_dash_m() -> None:
+def test_version_through_python_dash_m() -> None:
     done = _run_cli("--version")
     assert (done.returncode, done.stdout, done.stderr) == (0, f"bbh {bbh.__version__}\n", "")
-    done = _run_cli("toy", "--steps", "0", "--out", "x")
-    assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr == (
-        "bbh toy: error: argument --steps: must be >= 1, got 0 (see bbh toy --help)\n"
-    )
 
 
 @pytest.mark.parametrize(
@@ -195,7 +190,7 @@ def test_kill_9_after_metrics_json_keeps_the_earlier_run(tmp_path: Path) -> None
         proc.kill()
         proc.wait(timeout=30)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the earlier run, whole
-    assert main(["toy", "--out", str(out), *FAST_TOY, "--seed", "3"]) == 0
+    assert main(["toy", "--out", str(out), *FAST_TOY, "--seed", "3", "--no-figure"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["toy"]  # the killed staging is gone
     assert json.loads((out / "metrics.json").read_text())["methods"]["map"]
     assert (out / "metrics.json").read_bytes() != before["metrics.json"]
