@@ -108,7 +108,7 @@ def test_block_grams_of_uneven_and_even_segments():
         parts = zip(a.split(list(segments), -1), w.split(list(segments)), strict=True)
         want = torch.stack([torch.einsum("ajd,bjd->jab", p * v, p) for p, v in parts], 1)
         torch.testing.assert_close(got, want)
-        assert torch.autograd.gradcheck(lambda a, w: block_grams(a, segments, w), (a, w))
+        assert torch.autograd.gradcheck(lambda a, w, s=segments: block_grams(a, s, w), (a, w))
 
 
 def test_needs_a_semi_implicit_posterior():

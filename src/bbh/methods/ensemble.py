@@ -34,8 +34,9 @@ from torch.func import functional_call, vmap
 
 from bbh.functional import has_running_stats
 from bbh.likelihoods import make_likelihood
-from bbh.methods.base import Method, check_num_data, check_num_samples
+from bbh.methods.base import Method, check_num_samples
 from bbh.options import parse_enum
+from bbh.validation import at_least, checked_args, in_range
 
 
 class DataOrder(str, Enum):
@@ -69,6 +70,7 @@ class DeepEnsemble(Method):
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
     """
 
+    @checked_args(num_members=at_least(1), epsilon=at_least(0), alpha=in_range(0, 1))
     def __init__(
         self,
         net: nn.Module,
@@ -119,6 +121,10 @@ class DeepEnsemble(Method):
         """``predict_logits`` always returns this many draws (the members)."""
         return len(self.members)
 
+    def probe_net(self) -> nn.Module:
+        """The first member (every member has the same architecture)."""
+        return self.members[0]
+
     def member_outputs(self, x: Tensor, *, x_per_member: bool = False) -> Tensor:
         """Outputs ``[M, B, ...]``; with ``x_per_member`` x is ``[M, B, ...]``, one batch each."""
         if self._use_vmap():
@@ -129,7 +135,7 @@ class DeepEnsemble(Method):
         self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Sum over members of their (adversarial) NLL; ``kl_weight`` has no effect (no prior)."""
-        check_num_data(num_data)
+        x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)
         m = self.num_members
         if self.data_order is DataOrder.SPLIT:
             if x.shape[0] < m:
@@ -160,6 +166,7 @@ class DeepEnsemble(Method):
     def predict_logits(self, x: Tensor, num_samples: int = 100) -> Tensor:
         """The members' outputs ``[M, B, C]`` (``num_samples`` is ignored: S = M)."""
         check_num_samples(num_samples)
+        x = self.check_input(x)
         return self.member_outputs(x)
 
     def _member_nll(self, outputs: Tensor, ys: Tensor) -> Tensor:
