@@ -58,6 +58,7 @@ class ParamSpec:
             raise ValueError("ParamSpec needs at least one parameter tensor; got none")
         self.entries: tuple[ParamEntry, ...] = tuple(entries)
         self._by_name = {e.name: e for e in self.entries}
+        self._sizes = [e.numel for e in self.entries]
 
     @classmethod
     def from_module(cls, module: nn.Module, include: ParamPredicate | None = None) -> ParamSpec:
@@ -112,10 +113,11 @@ class ParamSpec:
                 f"flat weights must have shape [S, {self.dim}], got {list(flat.shape)}"
             )
         s = flat.shape[0]
-        return {
-            e.name: flat[:, e.offset : e.offset + e.numel].reshape(s, *e.shape)
-            for e in self.entries
-        }
+        # One ``split`` rather than a slice per tensor: the backward of a slice allocates a
+        # zero [S, D] gradient per tensor and adds them up (20x slower for ResNet-18's 62
+        # tensors); the backward of ``split`` is a single ``cat``.
+        parts = flat.split(self._sizes, dim=1)
+        return {e.name: p.reshape(s, *e.shape) for e, p in zip(self.entries, parts, strict=True)}
 
     def flatten(self, params: Mapping[str, Tensor]) -> Tensor:
         """``{name: [S, *shape]}`` -> ``[S, D]``; every name of the spec must be present."""

@@ -99,3 +99,14 @@ def test_bad_inputs():
         sampled_forward(
             nn.Linear(2, 2), spec.unflatten(torch.randn(1, 6)), torch.randn(1, 2), mode="fast"
         )
+
+
+def test_unflatten_gradient_reaches_every_slice_once():
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    spec = ParamSpec.from_module(net)
+    flat = torch.randn(3, spec.dim, requires_grad=True)
+    params = spec.unflatten(flat)
+    weights = {name: torch.randn_like(p) for name, p in params.items()}
+    sum((p * weights[name]).sum() for name, p in params.items()).backward()
+    assert flat.grad is not None
+    torch.testing.assert_close(flat.grad, spec.flatten(weights))
