@@ -116,7 +116,9 @@ def predict(record: dict[str, Any], path: Path) -> None:
         ax.barh(range(len(labels)), [(p or 0) * 1e3 for p in per], color="tab:green")
         ax.axvline(net["map_per_pass_s"] * 1e3, color="black", lw=0.8, label="one MAP pass")
         ax.set_xlabel("ms per weight sample")
-        ax.set_title(f"{name}: {record['num_samples']} samples, batch {net['batch_size']}", fontsize=9)
+        ax.set_title(
+            f"{name}: {record['num_samples']} samples, batch {net['batch_size']}", fontsize=9
+        )
         ax.legend(fontsize=7)
     axes[0][0].set_yticks(range(len(labels)), labels, fontsize=8)
     fig.suptitle(_title(record, "Prediction cost per weight sample"), fontsize=10, y=1.1)

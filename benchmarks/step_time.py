@@ -82,7 +82,9 @@ def compare(
     if args.compile:
         row["compiled"] = _compiled(baseline, training, args, device)
     if not args.no_memory:
-        map_mem = harness.peak_step_memory(baseline.step, baseline.method, baseline.optimizer, device)
+        map_mem = harness.peak_step_memory(
+            baseline.step, baseline.method, baseline.optimizer, device
+        )
         mem = harness.peak_step_memory(training.step, training.method, training.optimizer, device)
         row.update(
             map_peak_bytes=map_mem["peak_bytes"],
