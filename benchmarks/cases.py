@@ -148,7 +148,7 @@ def select_nets(names: list[str] | None, scale: str, device: torch.device) -> li
 
 
 def resnet18_widths(scale: str) -> list[tuple[str, Callable[[], nn.Module]]]:
-    """ResNet-18 at growing widths: the D sweep (0.18M, 0.7M, 2.8M, 11.2M weights at paper scale)."""
+    """ResNet-18 at growing widths, the sweep over D: 0.18M, 0.7M, 2.8M, 11.2M weights."""
     widths = (8, 16, 32, 64) if scale == "paper" else (2, 4)
     return [(f"resnet18_w{w}", (lambda w=w: resnet18(10, width=w))) for w in widths]
 

@@ -17,9 +17,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import harness  # noqa: E402
-from cases import MAP_CASE, make_training, select_methods, select_nets  # noqa: E402
-from torch.profiler import ProfilerActivity, profile, record_function  # noqa: E402
+from torch.profiler import ProfilerActivity, profile, record_function
+
+import harness
+from cases import MAP_CASE, make_training, select_methods, select_nets
 
 
 def profile_training(training: Any, steps: int, device: Any, top: int) -> dict[str, Any]:

@@ -20,10 +20,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import harness  # noqa: E402
-
-from bbh.functional import ParamSpec, auto_forward_mode, sampled_forward  # noqa: E402
-from bbh.nets import MLP, CifarResNet, LeNet5, resnet18  # noqa: E402
+import harness
+from bbh.functional import ParamSpec, auto_forward_mode, sampled_forward
+from bbh.nets import MLP, CifarResNet, LeNet5, resnet18
 
 
 def _nets(scale: str) -> list[tuple[str, nn.Module, tuple[int, ...], int]]:

@@ -32,8 +32,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import harness  # noqa: E402
-from cases import (  # noqa: E402
+import harness
+from cases import (
     DEFAULT_MAX_HYPERNET_PARAMS,
     MAP_CASE,
     MethodCase,
