@@ -147,10 +147,24 @@ def select_nets(names: list[str] | None, scale: str, device: torch.device) -> li
     return [available[n] for n in names]
 
 
-def resnet18_widths(scale: str) -> list[tuple[str, Callable[[], nn.Module]]]:
-    """ResNet-18 at growing widths, the sweep over D: 0.18M, 0.7M, 2.8M, 11.2M weights."""
-    widths = (8, 16, 32, 64) if scale == "paper" else (2, 4)
-    return [(f"resnet18_w{w}", (lambda w=w: resnet18(10, width=w))) for w in widths]
+def resnet18_width_cases(scale: str) -> list[NetCase]:
+    """ResNet-18 at growing widths, the sweep over D: 0.18M, 0.7M, 2.8M and 11.2M weights."""
+    if scale == "paper":
+        widths, shape, batch = (8, 16, 32, 64), (3, 32, 32), 128
+    else:
+        widths, shape, batch = (2, 4), (3, 16, 16), 10
+    return [
+        NetCase(
+            f"resnet18_w{w}",
+            f"ResNet-18 at width {w}, {shape[1]}x{shape[2]}, batch {batch}",
+            (lambda w=w: resnet18(10, width=w)),  # type: ignore[misc]
+            shape,
+            10,
+            batch,
+            50_000,
+        )
+        for w in widths
+    ]
 
 
 # --------------------------------------------------------------------------- methods
