@@ -82,7 +82,7 @@ def scaling(record: dict[str, Any], path: Path) -> None:
     ax_d.set_xscale("log")
     ax_d.set_yscale("log")
     ax_d.axhline(1.0, color="black", lw=0.8)
-    ax_d.set_xlabel("weights D of the primary net (ResNet-18 widths; log)")
+    ax_d.set_xlabel("weights D (LeNet-5, CIFAR ResNet, ResNet-18 widths; log)")
     ax_d.set_ylabel("step time / MAP step time (log)")
     ax_d.set_title(f"Growth with D (S={record['samples_for_D']})", fontsize=9)
     ax_d.legend(fontsize=7)
