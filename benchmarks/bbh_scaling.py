@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--net-for-S: unknown net {args.net_for_S!r}; from {sorted(paper_nets)}")
 
     by_s: dict[str, list[dict[str, Any]]] = {}
+    by_d: dict[str, list[dict[str, Any]]] = {}
     if not args.skip_S:
         net_case = paper_nets[args.net_for_S]
         for case in s_cases:
@@ -74,8 +75,10 @@ def main(argv: list[str] | None = None) -> int:
                 by_s[case.label].append(row)
                 _report(f"{net_case.name} S={s}", case.label, row)
                 gc.collect()
+            harness.write_record(  # kept if the run is cut short (gpu.sh's time limits)
+                args.out, _record(args, by_s, by_d, complete=False), device=device, load=load
+            )
 
-    by_d: dict[str, list[dict[str, Any]]] = {}
     if not args.skip_D:
         d_nets = [
             paper_nets["lenet"],
@@ -90,9 +93,26 @@ def main(argv: list[str] | None = None) -> int:
                 by_d[case.label].append({"net": net_case.name, "weights_D": weights, **row})
                 _report(f"{net_case.name} D={weights:,}", case.label, row)
                 gc.collect()
+            harness.write_record(
+                args.out, _record(args, by_s, by_d, complete=False), device=device, load=load
+            )
 
-    record = {
+    out, full = harness.write_record(
+        args.out, _record(args, by_s, by_d, complete=True), device=device, load=load
+    )
+    if not args.no_plot:
+        import plots
+
+        plots.scaling(full, out.with_suffix(".png"))
+    return 0
+
+
+def _record(
+    args: Any, by_s: dict[str, Any], by_d: dict[str, Any], *, complete: bool
+) -> dict[str, Any]:
+    return {
         "benchmark": "bbh_scaling",
+        "complete": complete,
         "scale": args.scale,
         "repeats": args.repeats,
         "net_for_S": args.net_for_S,
@@ -101,12 +121,6 @@ def main(argv: list[str] | None = None) -> int:
         "by_D": by_d,
         "flatness_over_D": {label: _flatness(rows) for label, rows in by_d.items()},
     }
-    out, full = harness.write_record(args.out, record, device=device, load=load)
-    if not args.no_plot:
-        import plots
-
-        plots.scaling(full, out.with_suffix(".png"))
-    return 0
 
 
 def _flatness(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -137,8 +151,9 @@ def _filter(cases: list[MethodCase], patterns: list[str] | None) -> list[MethodC
 
 
 def _report(where: str, label: str, row: dict[str, Any]) -> None:
-    if "skipped" in row:
-        print(f"{where:28s} {label:48s} skipped: {row['skipped']}", file=sys.stderr, flush=True)
+    if "skipped" in row or "error" in row:
+        why = row.get("skipped") or f"error: {row['error']}"
+        print(f"{where:28s} {label:48s} {why}", file=sys.stderr, flush=True)
         return
     print(
         f"{where:28s} {label:48s} x{row['ratio_to_map']:.2f} of MAP "

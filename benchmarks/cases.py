@@ -270,10 +270,12 @@ class Training:
     x: torch.Tensor
     y: torch.Tensor
     num_data: int
-    loss_fn: Callable[..., Any] | None = None  # e.g. torch.compile(method.loss); default: loss
 
     def step(self) -> None:
-        loss_fn = self.loss_fn or self.method.loss
+        self.step_with(self.method.loss)
+
+    def step_with(self, loss_fn: Callable[..., Any]) -> None:
+        """One step with ``loss_fn`` in place of ``method.loss`` (e.g. a compiled one)."""
         loss, _ = loss_fn(self.x, self.y, num_data=self.num_data)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -83,19 +83,28 @@ def main(argv: list[str] | None = None) -> int:
             "map_per_pass_s": timed["map_1"]["median_s"] if rows else None,
             "methods": rows,
         }
-    record = {
-        "benchmark": "predict",
-        "scale": args.scale,
-        "num_samples": s,
-        "timing": "medians of interleaved rounds (method, S MAP passes, one MAP pass)",
-        "nets": results,
-    }
-    out, full = harness.write_record(args.out, record, device=device, load=load)
+        harness.write_record(  # kept if the run is cut short (gpu.sh's time limits)
+            args.out, _record(s, args, results, complete=False), device=device, load=load
+        )
+    out, full = harness.write_record(
+        args.out, _record(s, args, results, complete=True), device=device, load=load
+    )
     if not args.no_plot:
         import plots
 
         plots.predict(full, out.with_suffix(".png"))
     return 0
+
+
+def _record(s: int, args: Any, results: dict[str, Any], *, complete: bool) -> dict[str, Any]:
+    return {
+        "benchmark": "predict",
+        "complete": complete,
+        "scale": args.scale,
+        "num_samples": s,
+        "timing": "medians of interleaved rounds (method, S MAP passes, one MAP pass)",
+        "nets": results,
+    }
 
 
 def _time(method: Any, map_net: Any, x: torch.Tensor, s: int, args: Any, device: Any) -> Any:

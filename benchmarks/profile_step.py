@@ -37,10 +37,20 @@ def profile_training(training: Any, steps: int, device: Any, top: int) -> dict[s
                 training.step()
         harness.synchronize(device)
         wall = (time.perf_counter() - start) / steps
-    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    table = prof.key_averages().table(sort_by=sort, row_limit=top)
+    averages = prof.key_averages()
+    sort = "self_cpu_time_total"
+    if device.type == "cuda":  # renamed from self_cuda_time_total in newer torch
+        sort = next(
+            (
+                k
+                for k in ("self_device_time_total", "self_cuda_time_total")
+                if hasattr(averages[0], k)
+            ),
+            sort,
+        )
+    table = averages.table(sort_by=sort, row_limit=top)
     rows = []
-    for e in sorted(prof.key_averages(), key=lambda e: -getattr(e, sort))[:top]:
+    for e in sorted(averages, key=lambda e: -getattr(e, sort))[:top]:
         rows.append(
             {
                 "op": e.key,

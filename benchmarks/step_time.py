@@ -55,7 +55,20 @@ def compare(
     args: Any,
     device: torch.device,
 ) -> dict[str, Any]:
-    """One method against MAP on one net: step times, ratio, memory, parameter counts."""
+    """One method against MAP on one net: step times, ratio, memory, parameter counts.
+
+    A configuration that cannot run here (e.g. ``nll="split"`` with fewer examples than
+    samples, or out of memory) is recorded as ``{"error": message}`` and the run goes on.
+    """
+    try:
+        return _compare(net_case, case, args, device)
+    except (ValueError, RuntimeError) as err:  # torch.OutOfMemoryError is a RuntimeError
+        return {"error": f"{type(err).__name__}: {err}"[:500]}
+
+
+def _compare(
+    net_case: NetCase, case: MethodCase, args: Any, device: torch.device
+) -> dict[str, Any]:
     planned = planned_parameters(case, net_case.make(), args.scale)
     limit = args.max_hypernet_params
     if case.name == "bbh" and planned > limit:
@@ -63,9 +76,11 @@ def compare(
     net = net_case.make()
     baseline = make_training(MAP_CASE, net_case, device, args.scale, net=net)
     training = make_training(case, net_case, device, args.scale, net=net)
+    hypernet = hypernet_parameters(training.method)
     row: dict[str, Any] = {
         "trainable_parameters": harness.count_parameters(training.method),
-        "hypernet_parameters": hypernet_parameters(training.method),
+        "hypernet_parameters": hypernet,
+        "hypernet_to_net": None if hypernet is None else hypernet / harness.count_parameters(net),
     }
     timed = harness.interleaved(
         {"map": baseline.step, "method": training.step},
@@ -96,17 +111,28 @@ def compare(
 
 
 def _compiled(baseline: Training, training: Training, args: Any, device: torch.device) -> Any:
-    """Both steps again with ``torch.compile``d losses; compile time is the first call's."""
+    """Eager and ``torch.compile``d steps of MAP and the method, all four interleaved.
+
+    ``first_call_s`` is the compile time (the first compiled step); ``speedup`` is the eager
+    step time over the compiled one for the method, ``map_speedup`` the same for MAP.
+    """
     try:
-        compile_s = {}
+        compiled = {}
+        first_call = {}
         for name, t in (("map", baseline), ("method", training)):
-            t.loss_fn = torch.compile(t.method.loss)
+            fn = torch.compile(t.method.loss)
             start = time.perf_counter()
-            t.step()
+            t.step_with(fn)
             harness.synchronize(device)
-            compile_s[name] = time.perf_counter() - start
+            first_call[name] = time.perf_counter() - start
+            compiled[name] = fn
         timed = harness.interleaved(
-            {"map": baseline.step, "method": training.step},
+            {
+                "map": baseline.step,
+                "method": training.step,
+                "map_compiled": lambda: baseline.step_with(compiled["map"]),
+                "method_compiled": lambda: training.step_with(compiled["method"]),
+            },
             repeats=args.repeats,
             warmup=args.warmup,
             device=device,
@@ -115,10 +141,14 @@ def _compiled(baseline: Training, training: Training, args: Any, device: torch.d
     except Exception as err:  # compile support varies by torch version and platform
         return {"error": f"{type(err).__name__}: {err}"[:500]}
     return {
-        "map_step_s": timed["map"]["median_s"],
-        "step_s": timed["method"]["median_s"],
-        "ratio_to_map": timed["method"]["ratio"],
-        "first_call_s": compile_s,
+        "step_s": timed["method_compiled"]["median_s"],
+        "map_step_s": timed["map_compiled"]["median_s"],
+        "ratio_to_eager_map": timed["method_compiled"]["ratio"],
+        "ratio_to_compiled_map": timed["method_compiled"]["median_s"]
+        / timed["map_compiled"]["median_s"],
+        "speedup": timed["method"]["ratio"] / timed["method_compiled"]["ratio"],
+        "map_speedup": 1.0 / timed["map_compiled"]["ratio"],
+        "first_call_s": first_call,
     }
 
 
@@ -149,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     for net_case in net_cases:
         rows: dict[str, Any] = {}
+        weights = harness.count_parameters(net_case.make())
         for case in cases:
             print(f"{net_case.name}: {case.label} ...", file=sys.stderr, flush=True)
             rows[case.label] = compare(net_case, case, args, device)
@@ -156,21 +187,19 @@ def main(argv: list[str] | None = None) -> int:
             gc.collect()
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-        results[net_case.name] = {
-            "net": net_case.description,
-            "batch_size": net_case.batch_size,
-            "weights_D": harness.count_parameters(net_case.make()),
-            "methods": rows,
-        }
-    record = {
-        "benchmark": "step_time",
-        "scale": args.scale,
-        "repeats": args.repeats,
-        "timing": "medians of interleaved rounds (MAP, method, MAP, method, ...); ratio = median "
-        "of per-round ratios",
-        "nets": results,
-    }
-    out, full = harness.write_record(args.out, record, device=device, load=load)
+            results[net_case.name] = {
+                "net": net_case.description,
+                "batch_size": net_case.batch_size,
+                "weights_D": weights,
+                "methods": rows,
+            }
+            # after every method, so a run cut short (gpu.sh's time limits) keeps what it measured
+            out, full = harness.write_record(
+                args.out, _record(args, results, complete=False), device=device, load=load
+            )
+    out, full = harness.write_record(
+        args.out, _record(args, results, complete=True), device=device, load=load
+    )
     if not args.no_plot:
         import plots
 
@@ -178,9 +207,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _record(args: Any, results: dict[str, Any], *, complete: bool) -> dict[str, Any]:
+    return {
+        "benchmark": "step_time",
+        "complete": complete,
+        "scale": args.scale,
+        "repeats": args.repeats,
+        "timing": "medians of interleaved rounds (MAP, method, MAP, method, ...); ratio = median "
+        "of per-round ratios",
+        "nets": results,
+    }
+
+
 def _print_row(label: str, row: dict[str, Any]) -> None:
-    if "skipped" in row:
-        print(f"  {label:50s} skipped: {row['skipped']}", file=sys.stderr)
+    if "skipped" in row or "error" in row:
+        why = row.get("skipped") or f"error: {row['error']}"
+        print(f"  {label:50s} {why}", file=sys.stderr)
         return
     mem = f"  memory x{row['memory_ratio_to_map']:.2f}" if "memory_ratio_to_map" in row else ""
     print(
