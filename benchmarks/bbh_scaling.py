@@ -9,10 +9,11 @@ registered estimator appears here without edits) and every configuration of
 its KL estimate), on ``--net-for-S`` (default LeNet-5): step time against a MAP step of the same
 net, interleaved, with the hypernet's parameter count.
 
-Part 2, D: the ``BBH_CONFIGS`` at S = ``--samples-for-D`` on ResNet-18 at widths 8, 16, 32 and 64
-(D = 0.18M to 11.2M), LeNet-5 (0.43M) and the paper's CIFAR ResNet (0.46M). Target: the ratio to
-MAP flat within 20% from 431k to 11M weights. Configurations whose hypernet would exceed
-``--max-hypernet-params`` are recorded as skipped.
+Part 2, D: the ``BBH_CONFIGS`` (with ``--configs``: those it picks from both lists) at
+S = ``--samples-for-D`` on ResNet-18 at widths 8, 16, 32 and 64 (D = 0.18M to 11.2M), LeNet-5
+(0.43M) and the paper's CIFAR ResNet (0.46M). Target: the ratio to MAP flat within 20% from 431k
+to 11M weights. Configurations whose hypernet would exceed ``--max-hypernet-params`` are
+recorded as skipped.
 
 Writes JSON and a two-panel plot (ratio to MAP against D; against S).
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import inspect
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness
+from bbh.methods import BayesByHypernet
 from cases import (
     BBH_CONFIGS,
     DEFAULT_MAX_HYPERNET_PARAMS,
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     device, load = harness.setup(args)
     grid = _unique([*BBH_CONFIGS, *registry_grid()])
     s_cases = _filter(grid, args.configs)
-    d_cases = _filter(BBH_CONFIGS, args.configs)
+    d_cases = s_cases if args.configs else list(BBH_CONFIGS)
     paper_nets = nets(args.scale)
     if args.net_for_S not in paper_nets:
         raise SystemExit(f"--net-for-S: unknown net {args.net_for_S!r}; from {sorted(paper_nets)}")
@@ -132,9 +135,16 @@ def _flatness(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _unique(cases: list[MethodCase]) -> list[MethodCase]:
+    """Drop configurations equal to an earlier one once BbH's defaults are filled in."""
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(BayesByHypernet).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
     seen, out = set(), []
     for case in cases:
-        key = tuple(sorted((k, str(v)) for k, v in case.options.items()))
+        options = {**defaults, **case.options}
+        key = tuple(sorted((k, str(getattr(v, "value", v))) for k, v in options.items()))
         if key not in seen:
             seen.add(key)
             out.append(case)
