@@ -39,7 +39,7 @@ from cases import (
     registry_grid,
     resnet18_width_cases,
 )
-from step_time import compare
+from step_time import compare, print_row
 
 
 def with_samples(case: MethodCase, s: int) -> MethodCase:
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             for s in args.samples:
                 row = {"S": s, **compare(net_case, with_samples(case, s), args, device)}
                 by_s[case.label].append(row)
-                _report(f"{net_case.name} S={s}", case.label, row)
+                print_row(case.label, row, f"{net_case.name} S={s}")
                 gc.collect()
             harness.write_record(  # kept if the run is cut short (gpu.sh's time limits)
                 args.out, _record(args, by_s, by_d, complete=False), device=device, load=load
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                 weights = harness.count_parameters(net_case.make())
                 row = compare(net_case, with_samples(case, args.samples_for_D), args, device)
                 by_d[case.label].append({"net": net_case.name, "weights_D": weights, **row})
-                _report(f"{net_case.name} D={weights:,}", case.label, row)
+                print_row(case.label, row, f"{net_case.name} D={weights:,}")
                 gc.collect()
             harness.write_record(
                 args.out, _record(args, by_s, by_d, complete=False), device=device, load=load
@@ -158,19 +158,6 @@ def _filter(cases: list[MethodCase], patterns: list[str] | None) -> list[MethodC
     if not chosen:
         raise SystemExit(f"--configs {patterns} matches none of {[c.label for c in cases]}")
     return chosen
-
-
-def _report(where: str, label: str, row: dict[str, Any]) -> None:
-    if "skipped" in row or "error" in row:
-        why = row.get("skipped") or f"error: {row['error']}"
-        print(f"{where:28s} {label:48s} {why}", file=sys.stderr, flush=True)
-        return
-    print(
-        f"{where:28s} {label:48s} x{row['ratio_to_map']:.2f} of MAP "
-        f"({row['step_s'] * 1e3:.1f} ms; hypernet {row['hypernet_parameters']:,})",
-        file=sys.stderr,
-        flush=True,
-    )
 
 
 if __name__ == "__main__":

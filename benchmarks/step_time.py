@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         for case in cases:
             print(f"{net_case.name}: {case.label} ...", file=sys.stderr, flush=True)
             rows[case.label] = compare(net_case, case, args, device)
-            _print_row(case.label, rows[case.label])
+            print_row(case.label, rows[case.label])
             gc.collect()
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -219,15 +219,21 @@ def _record(args: Any, results: dict[str, Any], *, complete: bool) -> dict[str, 
     }
 
 
-def _print_row(label: str, row: dict[str, Any]) -> None:
+def print_row(label: str, row: dict[str, Any], where: str = "") -> None:
+    """One line per comparison on stderr: the ratio to MAP, or why there is none."""
+    head = f"{where:28s} {label:50s}" if where else f"  {label:50s}"
     if "skipped" in row or "error" in row:
         why = row.get("skipped") or f"error: {row['error']}"
-        print(f"  {label:50s} {why}", file=sys.stderr)
+        print(f"{head} {why}", file=sys.stderr, flush=True)
         return
-    mem = f"  memory x{row['memory_ratio_to_map']:.2f}" if "memory_ratio_to_map" in row else ""
+    extra = []
+    if row.get("hypernet_parameters") is not None:
+        extra.append(f"hypernet {row['hypernet_parameters']:,}")
+    if "memory_ratio_to_map" in row:
+        extra.append(f"memory x{row['memory_ratio_to_map']:.2f}")
     print(
-        f"  {label:50s} x{row['ratio_to_map']:.2f}  ({row['step_s'] * 1e3:.1f} ms vs MAP "
-        f"{row['map_step_s'] * 1e3:.1f} ms){mem}",
+        f"{head} x{row['ratio_to_map']:.2f}  ({row['step_s'] * 1e3:.1f} ms vs MAP "
+        f"{row['map_step_s'] * 1e3:.1f} ms) " + "  ".join(extra),
         file=sys.stderr,
         flush=True,
     )

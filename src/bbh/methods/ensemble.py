@@ -124,7 +124,8 @@ class DeepEnsemble(Method):
         """Outputs ``[M, B, ...]``; with ``x_per_member`` x is ``[M, B, ...]``, one batch each."""
         if self._use_vmap(x.shape[1] if x_per_member else x.shape[0], x.device):
             return self._vmap_outputs(x, x_per_member)
-        return torch.stack([m(x[i] if x_per_member else x) for i, m in enumerate(self.members)])
+        xs = x.unbind(0) if x_per_member else (x,) * self.num_members
+        return torch.stack([m(xi) for m, xi in zip(self.members, xs, strict=True)])
 
     def loss(
         self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
