@@ -6,11 +6,13 @@
 #   DEVICE=cpu SCALE=tiny ALLOW_BUSY=1 OUT=/tmp/b bash benchmarks/gpu.sh   # smoke run (a test)
 #
 # Environment: DEVICE (default cuda), SCALE (paper | tiny), OUT (default
-# benchmarks/results/gpu), DATA_DIR (default $BBH_DATA, else ../shared/data), ALLOW_BUSY=1 to
-# measure on a busy machine (the records say busy), EPOCHS of the MNIST training (default 5).
-# Each benchmark runs under its own time limit (they sum to 9.5 minutes), writes
-# $OUT/<name>.json (and a .png where it draws one), and a failure of one does not stop the
-# others; the exit status is non-zero if any failed. At SCALE=tiny the method and
+# benchmarks/results/gpu), DATA_DIR (default $BBH_DATA, else ../shared/data, else shared/data
+# when that has mnist/), ALLOW_BUSY=1 to measure on a busy machine (the records say busy),
+# EPOCHS of the MNIST training (default 5). Each benchmark runs under its own time limit (they
+# sum to 9.5 minutes) and writes $OUT/<name>.json (and a .png where it draws one); step_time,
+# bbh_scaling and predict rewrite their record after every case ("complete": false until the
+# end), so one cut short by its limit keeps what it measured. A failure of one does not stop
+# the others; the exit status is non-zero if any failed. At SCALE=tiny the method and
 # configuration lists are cut to a few, so that the test suite can run the whole flow.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +20,10 @@ cd "$(dirname "$0")/.."
 DEVICE="${DEVICE:-cuda}"
 SCALE="${SCALE:-paper}"
 OUT="${OUT:-benchmarks/results/gpu}"
-DATA_DIR="${DATA_DIR:-${BBH_DATA:-../shared/data}}"
+if [ -z "${DATA_DIR:-}" ]; then
+  DATA_DIR="${BBH_DATA:-../shared/data}"
+  [ -d "$DATA_DIR/mnist" ] || [ ! -d shared/data/mnist ] || DATA_DIR=shared/data
+fi
 EPOCHS="${EPOCHS:-5}"
 PY="${PYTHON:-python}"
 mkdir -p "$OUT"
