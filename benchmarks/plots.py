@@ -19,7 +19,8 @@ def _pyplot() -> Any:
 
 def _title(record: dict[str, Any], what: str) -> str:
     m = record["machine"]
-    where = m.get("gpu") or f"{m['cpu']}, {m['threads']} threads"
+    threads = f"{m['threads']} thread" + ("s" if m["threads"] != 1 else "")
+    where = m.get("gpu") or f"{m['cpu']}, {threads}"
     busy = "  [BUSY MACHINE]" if record["busy"] else ""
     return f"{what}\n{where}, torch {m['torch']}{busy}"
 
@@ -38,6 +39,14 @@ def _no_labels() -> Any:
     return NullFormatter()
 
 
+def _labels_top_down(nets: dict[str, Any]) -> list[str]:
+    """Method labels in the order they ran, reversed so that the first is drawn at the top."""
+    labels: dict[str, None] = {}
+    for net in nets.values():
+        labels.update(dict.fromkeys(net["methods"]))
+    return list(reversed(labels))
+
+
 def _save(fig: Any, path: Path) -> None:
     atomic_write(path, lambda p: fig.savefig(p, dpi=120, bbox_inches="tight", format="png"))
     _pyplot().close(fig)
@@ -47,9 +56,14 @@ def step_time(record: dict[str, Any], path: Path) -> None:
     """Horizontal bars: each method's step-time ratio to MAP, one panel per net (log scale)."""
     plt = _pyplot()
     nets = record["nets"]
-    labels = sorted({label for n in nets.values() for label in n["methods"]})
+    labels = _labels_top_down(nets)
     fig, axes = plt.subplots(
-        1, len(nets), figsize=(5 * len(nets), 0.35 * len(labels) + 1.8), sharey=True, squeeze=False
+        1,
+        len(nets),
+        figsize=(5 * len(nets), 0.35 * len(labels) + 1.8),
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
     )
     for ax, (name, net) in zip(axes[0], nets.items(), strict=True):
         ratios = [net["methods"].get(label, {}).get("ratio_to_map") for label in labels]
@@ -67,14 +81,14 @@ def step_time(record: dict[str, Any], path: Path) -> None:
         ax.set_title(f"{name} (D={d:,})\nMAP step {map_ms:.1f} ms" if map_ms else name, fontsize=9)
         ax.set_xlabel("step time / MAP step time")
     axes[0][0].set_yticks(range(len(labels)), labels, fontsize=8)
-    fig.suptitle(_title(record, "Training step relative to MAP"), fontsize=10, y=1.12)
+    fig.suptitle(_title(record, "Training step relative to MAP"), fontsize=10)
     _save(fig, path)
 
 
 def scaling(record: dict[str, Any], path: Path) -> None:
     """Left: ratio to MAP against D (log x); right: step time against S, per configuration."""
     plt = _pyplot()
-    fig, (ax_d, ax_s) = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, (ax_d, ax_s) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
     for label, rows in record["by_D"].items():
         pts = sorted((r["weights_D"], r["ratio_to_map"]) for r in rows if "ratio_to_map" in r)
         if pts:
@@ -99,7 +113,7 @@ def scaling(record: dict[str, Any], path: Path) -> None:
     ax_s.legend(fontsize=6)
     for axis in (ax_d.yaxis, ax_s.yaxis):
         _plain_log_ticks(axis)
-    fig.suptitle(_title(record, "Bayes by Hypernet: cost against MAP"), fontsize=10, y=1.04)
+    fig.suptitle(_title(record, "Bayes by Hypernet: cost against MAP"), fontsize=10)
     _save(fig, path)
 
 
@@ -107,9 +121,14 @@ def predict(record: dict[str, Any], path: Path) -> None:
     """Bars: milliseconds per weight sample of prediction, per method, one panel per net."""
     plt = _pyplot()
     nets = record["nets"]
-    labels = sorted({label for n in nets.values() for label in n["methods"]})
+    labels = _labels_top_down(nets)
     fig, axes = plt.subplots(
-        1, len(nets), figsize=(5 * len(nets), 0.35 * len(labels) + 2.2), sharey=True, squeeze=False
+        1,
+        len(nets),
+        figsize=(5 * len(nets), 0.35 * len(labels) + 2.2),
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
     )
     for ax, (name, net) in zip(axes[0], nets.items(), strict=True):
         per = [net["methods"].get(label, {}).get("per_sample_s") for label in labels]
@@ -121,5 +140,5 @@ def predict(record: dict[str, Any], path: Path) -> None:
         )
         ax.legend(fontsize=7)
     axes[0][0].set_yticks(range(len(labels)), labels, fontsize=8)
-    fig.suptitle(_title(record, "Prediction cost per weight sample"), fontsize=10, y=1.1)
+    fig.suptitle(_title(record, "Prediction cost per weight sample"), fontsize=10)
     _save(fig, path)
