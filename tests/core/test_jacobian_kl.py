@@ -121,3 +121,32 @@ def test_needs_a_semi_implicit_posterior():
         ImplicitPosterior(gen, weight_noise=-1.0)
     with pytest.raises(ValueError, match="unknown kl estimator 'jacobian'"):
         make_kl_estimator("jacobian", samples_only=True)
+
+
+def test_semi_implicit_bound_is_exact_when_the_generator_is_constant_and_bounds_otherwise():
+    """SIVI's bound: exact for q = N(b, Sigma) (G ignores z); above the exact KL in expectation."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        spec = _spec()
+        gen = _generators(spec, (), "aligned")[0]
+        post = ImplicitPosterior(gen, weight_noise=0.2)
+        prior = GaussianPrior(1.0)
+        sivi = make_kl_estimator("sivi")
+        with torch.no_grad():
+            for g in gen.generators:
+                g[0].weight[:, :3].zero_()  # G(z) = b: q = N(b, sigma^2 I)
+        b = gen.generate(torch.zeros(1, 1, 3))[0]
+        d, s2 = spec.dim, 0.04
+        exact = 0.5 * (d * s2 + b @ b - d - d * math.log(s2))
+        est = torch.stack([sivi(post.sample(200), prior, post) for _ in range(20)]).mean()
+        assert abs(est.item() - exact.item()) < 0.02 * exact.item()
+        with torch.no_grad():
+            for g in gen.generators:
+                g[0].weight[:, :3].normal_(0, 0.3)  # now G varies with z
+        jac = _full_jacobian(gen, gen.draw_noise(1))
+        cov = jac @ jac.T + s2 * torch.eye(d)
+        exact = 0.5 * (cov.trace() + b @ b - d - torch.logdet(cov))
+        est = torch.stack([sivi(post.sample(200), prior, post) for _ in range(20)]).mean()
+        assert est.item() > exact.item()
+    finally:
+        torch.set_default_dtype(torch.float32)

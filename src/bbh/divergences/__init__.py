@@ -14,7 +14,9 @@ Names (``BayesByHypernet(kl=...)``):
 - ``jacobian``: ours, for a semi-implicit posterior ``w = G(z) + sigma * eps``: the exact cross
   term minus the entropy linearised through the generator's Jacobian (exact for an affine
   generator; ``bbh.divergences.jacobian``). It takes the posterior's draw, not only samples:
-  estimators with ``uses_posterior = True`` are called as ``kl(draw, prior, posterior)``.
+  estimators with ``uses_posterior = True`` are called as ``kl(draw, prior, posterior)``;
+- ``sivi``: the semi-implicit bound of Yin and Zhou (2018) for the same posterior, kept for
+  comparison: in high dimension it credits only the Gaussian noise's entropy (see its docstring).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from torch import Tensor, nn
 
 from bbh.divergences.discriminator import DiscriminatorKL
 from bbh.divergences.entropy import entropy_kl_coordinate, entropy_kl_full
-from bbh.divergences.jacobian import JacobianKL
+from bbh.divergences.jacobian import JacobianKL, SemiImplicitBoundKL
 from bbh.divergences.nearest_neighbour import nn_kl_coordinate, nn_kl_full
 from bbh.priors import GaussianPrior
 
@@ -72,6 +74,8 @@ KL_ESTIMATORS: dict[str, KLFactory] = {
     "discriminator": DiscriminatorKL,
     # ours, for semi-implicit posteriors (needs the posterior, not only samples)
     "jacobian": JacobianKL,
+    # the semi-implicit bound (Yin and Zhou 2018), for comparison; it degrades in high dimension
+    "sivi": SemiImplicitBoundKL,
 }
 
 
@@ -94,6 +98,7 @@ __all__ = [
     "EntropyKL",
     "JacobianKL",
     "NearestNeighbourKL",
+    "SemiImplicitBoundKL",
     "make_kl_estimator",
     "nn_kl_coordinate",
     "nn_kl_full",

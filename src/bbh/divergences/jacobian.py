@@ -124,3 +124,39 @@ class _WeightedGram(torch.autograd.Function):
         g_sym = grad + grad.transpose(-1, -2)
         ga = g_sym @ a  # [J, k, D]
         return ga * w, 0.5 * (ga * a).sum((0, 1))
+
+
+class SemiImplicitBoundKL(nn.Module):
+    """The semi-implicit bound of Yin and Zhou (2018) for ``w = G(z) + sigma * eps``: an upper bound
+    on ``KL(q || p)``, compared with ``JacobianKL`` in the posterior checks.
+
+    ``log q(w)`` is bounded above by ``log (1/(K+1)) sum_k N(w; G(z_k), Sigma)`` with ``z_0`` the
+    noise that made ``w`` and ``K`` fresh draws (``mixture_samples``). In high dimension every
+    ``N(w; G(z_k), Sigma)`` with ``k > 0`` is negligible next to ``k = 0`` unless ``sigma`` is as
+    wide as the spread of ``G``, so the entropy it credits is that of the Gaussian noise plus at
+    most ``log(K+1)``: it pushes q towards a mean-field Gaussian. Cost: K extra generator passes.
+    """
+
+    uses_posterior = True
+
+    def __init__(self, mixture_samples: int = 50):
+        super().__init__()
+        if not isinstance(mixture_samples, int) or mixture_samples < 1:
+            raise ValueError(f"mixture_samples must be an int >= 1, got {mixture_samples!r}")
+        self.mixture_samples = mixture_samples
+
+    def forward(
+        self, draw: ImplicitSample, prior: GaussianPrior, posterior: ImplicitPosterior
+    ) -> Tensor:
+        if not posterior.semi_implicit:
+            raise ValueError("kl='sivi' needs a semi-implicit posterior (weight_noise > 0)")
+        gen = posterior.generator
+        extra = gen.generate(gen.draw_noise(self.mixture_samples))  # [K, D]
+        centres = torch.cat(
+            [draw.mean.unsqueeze(1), extra.unsqueeze(0).expand(draw.mean.shape[0], -1, -1)], dim=1
+        )  # [S, K + 1, D]
+        log_sigma = posterior.log_sigma
+        z2 = ((draw.weights.unsqueeze(1) - centres) * torch.exp(-log_sigma)).pow(2).sum(-1)
+        log_n = -0.5 * z2 - log_sigma.sum() - 0.5 * log_sigma.numel() * math.log(2 * math.pi)
+        log_q = torch.logsumexp(log_n, dim=1) - math.log(centres.shape[1])  # [S]
+        return (log_q - prior.log_prob(draw.weights)).mean()

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bbh.divergences import JacobianKL, make_kl_estimator
+from bbh.divergences import JacobianKL, make_kl_estimator, uses_posterior
 from bbh.functional import ForwardMode, ParamPredicate, ParamSpec, sampled_forward
 from bbh.hypernets import GENERATORS, GeneratorName, NoiseMode
 from bbh.likelihoods import log_mean_exp, make_likelihood
@@ -168,12 +168,12 @@ class BayesByHypernet(Method):
         self.likelihood = make_likelihood(likelihood, noise_scale)
         self.prior = GaussianPrior(prior_scale)
         self.kl_estimator = make_kl_estimator(kl)
+        if uses_posterior(kl) and sigma0 is None:
+            raise ValueError(
+                f"kl={kl!r} needs weight_noise > 0 (the semi-implicit posterior's initial sigma, "
+                "e.g. 0.01): a purely implicit q has no density in R^D"
+            )
         if kl == "jacobian":
-            if sigma0 is None:
-                raise ValueError(
-                    "kl='jacobian' needs weight_noise > 0 (the semi-implicit posterior's initial "
-                    "sigma, e.g. 0.01): a purely implicit q has no density in R^D"
-                )
             self.kl_estimator = JacobianKL(jacobian_samples)
         elif jacobian_samples != 1:
             raise ValueError("jacobian_samples applies only to kl='jacobian'")
