@@ -58,11 +58,14 @@ def bbh_spec(generator: str, kl: str, *, lr: float | None = None, **options: Any
 
 #: Every method of the registry; BbH with each current estimator and both generators.
 METHOD_SPECS: list[MethodSpec] = [
-    MethodSpec("map", "map", lr=1e-2),
-    MethodSpec("mc_dropout", "mc_dropout", {"p": 0.2}, lr=1e-2),
-    MethodSpec("ensemble", "ensemble", {"num_members": 10}, lr=1e-2, predict_samples=10),
-    MethodSpec("bbb", "bbb", {"init_log_var": -6.0, "num_train_samples": 4}, lr=1e-2),
-    MethodSpec("mnf", "mnf", {"init_log_var": -6.0, "max_std": 1.0}, lr=1e-2),
+    MethodSpec("map", "map", lr=1e-2, steps=2000),
+    MethodSpec("mc_dropout", "mc_dropout", {"p": 0.2}, lr=1e-2, steps=2000),
+    # ten members trained at once, each on clean and adversarial inputs
+    MethodSpec(
+        "ensemble", "ensemble", {"num_members": 10}, lr=1e-2, steps=1000, predict_samples=10
+    ),
+    MethodSpec("bbb", "bbb", {"init_log_var": -6.0, "num_train_samples": 4}, lr=1e-2, steps=2000),
+    MethodSpec("mnf", "mnf", {"init_log_var": -6.0, "max_std": 1.0}, lr=1e-2, steps=2000),
     bbh_spec("layerwise", "nn_full", lr=1e-3),
     bbh_spec("layerwise", "nn_coordinate", lr=1e-3),
     bbh_spec("layerwise", "entropy", lr=1e-3),
