@@ -22,6 +22,7 @@ from bbh.experiments.posterior_check.metrics import wasserstein1
 from bbh.io import atomic_write
 
 COLS = 4
+RATIO_FLOOR = 1e-3  # std ratios below (a point estimate's 0) are drawn here
 
 
 def require_matplotlib() -> None:
@@ -68,7 +69,7 @@ def plot_case(path: Path, case: PosteriorCase, entry: dict[str, Any]) -> None:
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=7)
     fig.suptitle(f"{case.name}: {case.description}", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     atomic_write(path, lambda p: fig.savefig(p, dpi=80, format="png"))
     plt.close(fig)
 
@@ -81,7 +82,7 @@ def _summary_boxes(ax_std, ax_w1, case: PosteriorCase, draws) -> None:
     for label in labels:
         f, w = draws[label]
         std = f.double().std(0) if f.shape[0] > 1 else torch.zeros(f.shape[1])
-        ratios.append((std / ref.f_std).clamp_min(1e-3).numpy())
+        ratios.append((std / ref.f_std).clamp_min(RATIO_FLOOR).numpy())
         if w is not None and ref.weight_draws is not None and ref.weight_cov is not None:
             w1s.append(wasserstein1(w, ref.weight_draws) / ref.weight_cov.diagonal().sqrt())
         else:
@@ -93,7 +94,8 @@ def _summary_boxes(ax_std, ax_w1, case: PosteriorCase, draws) -> None:
     ax_std.set_yticks(range(1, len(labels) + 1), labels, fontsize=7)
     ax_std.set_ylim(0.5, len(labels) + 0.5)
     ax_std.set_xlabel(
-        "predictive std / reference std over held-out inputs (median, quartiles, range)"
+        "predictive std / reference std over held-out inputs (median, quartiles, range; "
+        f"below {RATIO_FLOOR:g} drawn at {RATIO_FLOOR:g})"
     )
     ax_std.tick_params(axis="x", labelsize=7)
     shown = [(i + 1, v.numpy()) for i, v in enumerate(w1s) if v is not None]
