@@ -68,8 +68,9 @@ def plot_case(path: Path, case: PosteriorCase, entry: dict[str, Any]) -> None:
         title = label if not isinstance(ratio, float) else f"{label}\nstd ratio {ratio:.2f}"
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=7)
-    fig.suptitle(f"{case.name}: {case.description}", fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 0.98))
+    top = 1 - 0.5 / fig.get_figheight()  # half an inch for the title
+    fig.suptitle(f"{case.name}: {case.description}", fontsize=11, y=1 - 0.15 / fig.get_figheight())
+    fig.tight_layout(rect=(0, 0, 1, top))
     atomic_write(path, lambda p: fig.savefig(p, dpi=80, format="png"))
     plt.close(fig)
 
