@@ -257,3 +257,17 @@ def test_every_method_runs_on_the_full_case(name, tmp_path):
     for label, row in rows.items():
         assert "failed" in row or math.isfinite(row["std_ratio_median"]), label
     assert (tmp_path / f"{name}.png").exists()
+
+
+def test_weight_draws_come_in_batches(monkeypatch):
+    """10^4 draws at once from the chunked generator would hold GBs of activations."""
+    from bbh.experiments.posterior_check import run
+
+    monkeypatch.setattr(run, "WEIGHT_BATCH", 3)
+    case = linear_regression_case(4, num_data=10, num_test=5, num_draws=7)
+    calls = []
+    method = run.build("bbh", case.make_net(), generator="chunked", **case.options_for("bbh"))
+    sample = method.sample_weights
+    monkeypatch.setattr(method, "sample_weights", lambda n: calls.append(n) or sample(n))
+    w = run._method_weights(case, method, quick=False)
+    assert w.shape == (7, 4) and calls == [3, 3, 1]

@@ -28,6 +28,7 @@ from bbh.training import fit
 #: The row that scores independent draws of the reference itself (the metrics' noise floor).
 FLOOR_LABEL = "reference draws (floor)"
 QUICK_FACTOR = 20  # --quick divides steps and predictive draws by this
+WEIGHT_BATCH = 500  # weight draws per sample_weights call
 
 
 def select_cases(names: Sequence[str] | None) -> list[str]:
@@ -170,7 +171,9 @@ def _method_weights(case: PosteriorCase, method: Method, quick: bool) -> Tensor 
     if sample is None or ref.floor_weight_draws is None:
         return None
     n = len(ref.floor_weight_draws)
-    return sample(max(2, n // QUICK_FACTOR) if quick else n).double()
+    n = max(2, n // QUICK_FACTOR) if quick else n
+    # in batches: the chunked generator holds [S x chunks, hidden] activations (GBs for S = 10^4)
+    return torch.cat([sample(min(WEIGHT_BATCH, n - i)) for i in range(0, n, WEIGHT_BATCH)]).double()
 
 
 def _floor_w(case: PosteriorCase) -> Tensor | None:
