@@ -1,20 +1,72 @@
-"""The ``bbh`` command line: one subcommand per experiment."""
+"""The ``bbh`` command line (also ``python -m bbh``): one subcommand per experiment.
+
+Every option is checked before any work starts; an error is one line on stderr,
+``bbh <command>: error: <what>``, with exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
+
+#: What a command reports as a one-line error (exit 2) instead of a traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    TypeError,
+    RuntimeError,
+    OSError,
+    FloatingPointError,
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``prog: error: message (see prog --help)``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def folder(text: str) -> str:
+    """An argparse ``type``: a non-empty folder path."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder path, got an empty string")
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bbh", description="Bayes by Hypernet experiments")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from bbh import __version__
+
+    parser = _Parser(prog="bbh", description="Bayes by Hypernet experiments")
+    parser.add_argument("--version", action="version", version=f"bbh {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     toy = sub.add_parser("toy", help="the paper's 1-D toy regression (embedded data)")
-    toy.add_argument("--out", required=True, help="output folder (metrics.json, toy.png)")
+    toy.add_argument(
+        "--out",
+        required=True,
+        type=folder,
+        help="output folder (metrics.json, toy.png); a finished earlier run there is replaced",
+    )
     toy.add_argument(
         "--methods", default="bbh", help="comma-separated method names, or 'all' (default: bbh)"
     )
@@ -30,9 +82,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=["gp", "hmc", "none"],
         help="trusted posterior to compare with (hmc takes a few minutes)",
     )
-    toy.add_argument("--seed", type=int, default=0, help="training seed")
-    toy.add_argument("--data-seed", type=int, default=1, help="data seed (the paper's: 1)")
-    toy.add_argument("--steps", type=int, default=None, help="override the training steps")
+    toy.add_argument("--seed", type=int_at_least(0), default=0, help="training seed")
+    toy.add_argument(
+        "--data-seed", type=int_at_least(0), default=1, help="data seed (the paper's: 1)"
+    )
+    toy.add_argument(
+        "--steps", type=int_at_least(1), default=None, help="override the training steps"
+    )
     toy.add_argument("--no-figure", action="store_true", help="write metrics.json only")
 
     data = sub.add_parser(
@@ -42,55 +98,70 @@ def main(argv: Sequence[str] | None = None) -> int:
     data.add_argument(
         "--data-dir",
         default=None,
+        type=folder,
         help="data root (default: $BBH_DATA, else the user cache folder)",
     )
     data.add_argument(
         "--offline", action="store_true", help="never download; report what is missing"
     )
     data.add_argument(
-        "--cache-dir", default=None, help="decoded-array cache (CIFAR; default: $BBH_CACHE)"
+        "--cache-dir",
+        default=None,
+        type=folder,
+        help="decoded-array cache (CIFAR; default: $BBH_CACHE)",
     )
 
     check = sub.add_parser(
         "check-posterior",
         help="train methods on cases with exact/NUTS references and score their posteriors",
     )
-    check.add_argument("--out", required=True, help="output folder (results.json/.md, CASE.png)")
+    check.add_argument(
+        "--out",
+        required=True,
+        type=folder,
+        help="output folder (results.json/.md, CASE.png); a finished earlier run there is replaced",
+    )
     check.add_argument("--cases", default="all", help="comma-separated case names, or 'all'")
     check.add_argument(
         "--methods", default="all", help="comma-separated spec labels or registry names, or 'all'"
     )
     check.add_argument("--quick", action="store_true", help="steps / 20: a smoke run")
-    check.add_argument("--seed", type=int, default=0, help="training seed")
+    check.add_argument("--seed", type=int_at_least(0), default=0, help="training seed")
     check.add_argument("--no-figure", action="store_true", help="write the tables only")
 
     args = parser.parse_args(argv)
-    if args.command == "toy":
-        return _toy(args)
-    if args.command == "data":
-        return _data(args)
-    if args.command == "check-posterior":
-        return _check_posterior(args)
-    return 2  # pragma: no cover - argparse enforces the choices
+    commands = {"toy": _toy, "data": _data, "check-posterior": _check_posterior}
+    command = commands[args.command]
+    try:
+        return command(args)
+    except USER_ERRORS as err:
+        return _fail(args.command, err)
+    except KeyboardInterrupt:
+        print(f"bbh {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _fail(command: str, err: BaseException) -> int:
+    message = " ".join(str(err).split()) or type(err).__name__
+    print(f"bbh {command}: error: {message}", file=sys.stderr)
+    return 2
 
 
 def _toy(args: argparse.Namespace) -> int:
     from bbh.experiments.toy import run_toy
+    from bbh.io import check_output_folder
 
-    try:
-        result = run_toy(
-            args.out,
-            [m.strip() for m in args.methods.split(",") if m.strip()],
-            setting=args.setting,
-            reference=args.reference,
-            data_seed=args.data_seed,
-            seed=args.seed,
-            steps=args.steps,
-            figure=not args.no_figure,
-        )
-    except (ValueError, RuntimeError) as err:
-        print(f"bbh toy: error: {err}", file=sys.stderr)
-        return 2
+    out = check_output_folder(args.out, name="--out")  # before the reference and training
+    result = run_toy(
+        out,
+        [m.strip() for m in args.methods.split(",") if m.strip()],
+        setting=args.setting,
+        reference=args.reference,
+        data_seed=args.data_seed,
+        seed=args.seed,
+        steps=args.steps,
+        figure=not args.no_figure,
+    )
     summary = {
         name: {
             k: m[k]
@@ -107,7 +178,7 @@ def _toy(args: argparse.Namespace) -> int:
         for name, m in result["methods"].items()
     }
     print(json.dumps(summary, indent=1))
-    print(f"wrote {args.out}/metrics.json" + ("" if args.no_figure else f" and {args.out}/toy.png"))
+    print(f"wrote {out / 'metrics.json'}" + ("" if args.no_figure else f" and {out / 'toy.png'}"))
     return 0
 
 
@@ -115,20 +186,16 @@ def _check_posterior(args: argparse.Namespace) -> int:
     from bbh.experiments.posterior_check import run_posterior_check
 
     names = lambda text: [t.strip() for t in text.split(",") if t.strip()]  # noqa: E731
-    try:
-        run_posterior_check(
-            args.out,
-            names(args.cases),
-            names(args.methods),
-            quick=args.quick,
-            seed=args.seed,
-            figures=not args.no_figure,
-            log=lambda line: print(line, file=sys.stderr, flush=True),
-        )
-    except (ValueError, RuntimeError, FileNotFoundError) as err:
-        print(f"bbh check-posterior: error: {err}", file=sys.stderr)
-        return 2
-    print((Path(args.out) / "results.md").read_text())
+    out = run_posterior_check(
+        args.out,
+        names(args.cases),
+        names(args.methods),
+        quick=args.quick,
+        seed=args.seed,
+        figures=not args.no_figure,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )["out"]
+    print((Path(out) / "results.md").read_text())
     return 0
 
 
@@ -139,25 +206,21 @@ def _data(args: argparse.Namespace) -> int:
 
     offline = True if args.offline else None
     start = time.perf_counter()
-    try:
-        if args.name == "embedded":
-            splits = {
-                "train": (m := bdata.load_embedded_mnist(with_ood=True)).train,
-                "test": m.test,
-                "ood (notMNIST)": m.ood,
-            }
-        elif args.name == "notmnist":
-            splits = {"test": bdata.load_notmnist(args.data_dir, offline=offline)}
-        elif args.name == "mnist":
-            m = bdata.load_mnist(args.data_dir, offline=offline)
-            splits = {"train": m.train, "val": m.val, "test": m.test}
-        else:
-            loader = bdata.load_cifar5 if args.name == "cifar5" else bdata.load_cifar10
-            m = loader(args.data_dir, offline=offline, cache_dir=args.cache_dir)
-            splits = {"train": m.train, "test": m.test, "ood": m.ood}
-    except bdata.DataError as err:
-        print(f"bbh data: error: {err}", file=sys.stderr)
-        return 2
+    if args.name == "embedded":
+        splits = {
+            "train": (m := bdata.load_embedded_mnist(with_ood=True)).train,
+            "test": m.test,
+            "ood (notMNIST)": m.ood,
+        }
+    elif args.name == "notmnist":
+        splits = {"test": bdata.load_notmnist(args.data_dir, offline=offline)}
+    elif args.name == "mnist":
+        m = bdata.load_mnist(args.data_dir, offline=offline)
+        splits = {"train": m.train, "val": m.val, "test": m.test}
+    else:
+        loader = bdata.load_cifar5 if args.name == "cifar5" else bdata.load_cifar10
+        m = loader(args.data_dir, offline=offline, cache_dir=args.cache_dir)
+        splits = {"train": m.train, "test": m.test, "ood": m.ood}
     for split, d in splits.items():
         if d is not None:
             print(

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from bbh.experiments.posterior_check.cases import FigureKind, PosteriorCase
 from bbh.experiments.posterior_check.metrics import wasserstein1
-from bbh.io import atomic_write
+from bbh.io import savefig
 
 COLS = 4
 RATIO_FLOOR = 1e-3  # std ratios below (a point estimate's 0) are drawn here
@@ -71,7 +71,7 @@ def plot_case(path: Path, case: PosteriorCase, entry: dict[str, Any]) -> None:
     top = 1 - 0.5 / fig.get_figheight()  # half an inch for the title
     fig.suptitle(f"{case.name}: {case.description}", fontsize=11, y=1 - 0.15 / fig.get_figheight())
     fig.tight_layout(rect=(0, 0, 1, top))
-    atomic_write(path, lambda p: fig.savefig(p, dpi=80, format="png"))
+    savefig(fig, path, dpi=80)
     plt.close(fig)
 
 

@@ -1,13 +1,12 @@
 """Run the posterior check: train every selected method on every selected case and score it.
 
 Writes to ``out``: ``results.json`` (every number, the reference's provenance, timings),
-``results.md`` (one table per case) and ``CASE.png`` (one figure per case). The files are
-rewritten atomically after each case, so a long run can be read while it goes on.
+``results.md`` (one table per case) and ``CASE.png`` (one figure per case). ``out`` is a run
+folder (``bbh.io.run_folder``): checked before any work, replaced as a whole at the end.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from torch import Tensor
 from bbh.experiments.posterior_check.cases import CASES, PosteriorCase
 from bbh.experiments.posterior_check.metrics import function_metrics, weight_metrics
 from bbh.experiments.posterior_check.specs import METHOD_SPECS, MethodSpec, select_specs
-from bbh.io import atomic_write, write_json
+from bbh.io import run_folder
 from bbh.methods import build
 from bbh.methods.base import Method
 from bbh.training import fit
@@ -55,6 +54,7 @@ def run_posterior_check(
 
     ``quick`` divides every step count and predictive draw count by 20 (a smoke run: its
     numbers say nothing about the methods). ``log`` is called with a line per finished run.
+    Returns every number, with ``"out"`` the folder written.
     """
     case_names = select_cases(cases)
     chosen = select_specs(methods, specs)
@@ -62,27 +62,26 @@ def run_posterior_check(
         from bbh.experiments.posterior_check.figures import require_matplotlib
 
         require_matplotlib()
-    out = Path(out)
     results: dict[str, Any] = {"quick": quick, "seed": seed, "cases": {}}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small tensors: threads only add overhead on a shared machine
     try:
-        for case_name in case_names:
-            start = time.perf_counter()
-            case = CASES[case_name]()
-            entry = check_case(case, chosen, quick=quick, seed=seed, log=log)
-            entry["seconds"] = round(time.perf_counter() - start, 1)
-            results["cases"][case_name] = entry
-            write_json(out / "results.json", _public(results))
-            atomic_write(
-                out / "results.md", functools.partial(_write_text, markdown_tables(results))
-            )
-            if figures:
-                from bbh.experiments.posterior_check.figures import plot_case
+        with run_folder(out) as run:
+            for case_name in case_names:
+                start = time.perf_counter()
+                case = CASES[case_name]()
+                entry = check_case(case, chosen, quick=quick, seed=seed, log=log)
+                entry["seconds"] = round(time.perf_counter() - start, 1)
+                results["cases"][case_name] = entry
+                if figures:
+                    from bbh.experiments.posterior_check.figures import plot_case
 
-                plot_case(out / f"{case_name}.png", case, entry)
+                    plot_case(run.path(f"{case_name}.png"), case, entry)
+            run.write_json("results.json", _public(results))
+            run.write_text("results.md", markdown_tables(results))
     finally:
         torch.set_num_threads(threads)
+    results["out"] = str(run.final)
     return results
 
 
@@ -246,10 +245,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
-
-
-def _write_text(text: str, path: Path) -> None:
-    path.write_text(text)
 
 
 def _summary(row: dict[str, Any]) -> str:
