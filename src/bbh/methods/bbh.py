@@ -68,13 +68,13 @@ PRESETS: dict[Preset, dict[str, Any]] = {
     # ours, chosen by the posterior checks (docs/posterior.md)
     Preset.RECOMMENDED: dict(
         noise_dim=8,
-        num_samples=5,
+        num_samples=2,
         generator="chunked",
-        hidden=(64, 256, 512),
+        hidden=(64, 16),
         noise="aligned",
         kl="jacobian",
         nll="split",
-        weight_noise=1e-3,
+        weight_noise=0.01,
     ),
 }
 

@@ -76,6 +76,27 @@ METHOD_SPECS: list[MethodSpec] = [
     bbh_spec("chunked", "entropy", lr=1e-2),
     bbh_spec("chunked", "entropy_coordinate", lr=1e-2),
     bbh_spec("chunked", "discriminator", lr=1e-2),
+    # ours: the semi-implicit posterior with the Jacobian entropy (and the SIVI bound to compare)
+    MethodSpec("bbh-recommended", "bbh", lr=1e-2),  # the defaults (preset "recommended")
+    bbh_spec("chunked", "jacobian", lr=1e-2, weight_noise=0.01, hidden=(64, 32), noise_dim=32),
+    bbh_spec("chunked", "sivi", lr=1e-2, weight_noise=0.01, hidden=(64, 16), noise_dim=8),
+    # an affine generator with k >= D: the family holds every Gaussian and the estimator is exact
+    # there, so what is left is optimisation (10 samples, 15,000 steps)
+    MethodSpec(
+        "bbh-affine-jacobian",
+        "bbh",
+        {
+            "generator": "layerwise",
+            "hidden": (),
+            "noise_dim": 512,
+            "kl": "jacobian",
+            "weight_noise": 0.01,
+            "num_samples": 10,
+            "nll": "mean",
+        },
+        lr=1e-3,
+        steps=15000,
+    ),
 ]
 
 
