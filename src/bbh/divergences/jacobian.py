@@ -80,15 +80,34 @@ def entropy_linearised(posterior: ImplicitPosterior, z: Tensor) -> Tensor:
     k = z.shape[-1]
     d = log_sigma.numel()
     gaussian = log_sigma.sum() + 0.5 * d * math.log(2 * math.pi * math.e)
-    tangents = torch.eye(k, dtype=z.dtype, device=z.device)[:, None, None, :].expand(
-        k, *z.shape[:2], k
-    )
-    _, jac = gen.generate_with_tangents(z, tangents)  # [k, J, D]
-    gram = block_grams(jac, gen.noise_segments, torch.exp(-2 * log_sigma))  # [J, n, k, k]
+    inv_var = torch.exp(-2 * log_sigma)
+    if getattr(gen, "affine", False):  # J = A for every z: the Gram matrix straight from A
+        gram = affine_grams(gen.noise_loadings(), gen.noise_segments, inv_var)  # [1, n, k, k]
+    else:
+        tangents = torch.eye(k, dtype=z.dtype, device=z.device)[:, None, None, :].expand(
+            k, *z.shape[:2], k
+        )
+        _, jac = gen.generate_with_tangents(z, tangents)  # [k, J, D]
+        gram = block_grams(jac, gen.noise_segments, inv_var)  # [J, n, k, k]
     eye = torch.eye(k, dtype=torch.float64, device=z.device)
     chol = torch.linalg.cholesky(eye + gram.double())
     logdet = 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum((-1, -2))  # [J]
     return gaussian + 0.5 * logdet.mean().to(log_sigma.dtype)
+
+
+def affine_grams(loadings: list[Tensor], segments: tuple[int, ...], weight: Tensor) -> Tensor:
+    """``A^T diag(weight) A`` per noise block from per-tensor loadings ``[numel, k]``.
+
+    One noise block (aligned noise) sums the tensors' terms; otherwise each tensor is a block.
+    Returns ``[1, n_blocks, k, k]``.
+    """
+    parts = weight.split([a.shape[0] for a in loadings])
+    grams = [
+        _WeightedGram.apply(a.t().unsqueeze(0), w)[0] for a, w in zip(loadings, parts, strict=True)
+    ]
+    if len(segments) == 1:
+        return torch.stack(grams).sum(0)[None, None]
+    return torch.stack(grams)[None]
 
 
 def block_grams(a: Tensor, segments: tuple[int, ...], weight: Tensor) -> Tensor:

@@ -63,7 +63,7 @@ TOY_SETTINGS: dict[str, ToySettings] = {
 #: The paper notebook's settings (2019 toy notebook), for a faithful reproduction.
 PAPER_TOY_SETTINGS: dict[str, ToySettings] = {
     "bbh": ToySettings(
-        options=dict(noise_dim=1, hidden=(16, 32, 64), kl="nn_full", num_samples=5, nll="first"),
+        options=dict(preset="paper", noise_dim=1, hidden=(16, 32, 64)),
         steps=200,
         lr=0.01,
         label="Bayes by Hypernet (paper notebook)",

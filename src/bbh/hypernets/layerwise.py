@@ -66,6 +66,17 @@ class LayerwiseGenerator(nn.Module):
         """Flat weights ``[S, D]`` for given noise ``z [S, n_blocks, k]``."""
         return torch.cat([g(x) for g, x in zip(self.generators, self._inputs(z), strict=True)], 1)
 
+    @property
+    def affine(self) -> bool:
+        """True without hidden layers: ``G(z) = A z + b``, a Jacobian that does not depend on z."""
+        return not self.hidden
+
+    def noise_loadings(self) -> list[Tensor]:
+        """Per tensor, the ``[numel, k]`` columns of its affine map that multiply the noise."""
+        if not self.affine:
+            raise RuntimeError("noise_loadings needs an affine generator (hidden=())")
+        return [cast(nn.Linear, g[0]).weight[:, : self.noise_dim] for g in self.generators]
+
     def generate_with_tangents(self, z: Tensor, dz: Tensor) -> tuple[Tensor, Tensor]:
         """Weights ``[S, D]`` and derivatives ``[T, S, D]`` along ``dz [T, S, n_blocks, k]``."""
         zero = dz.new_zeros(*dz.shape[:-2], 1)

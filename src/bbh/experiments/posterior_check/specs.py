@@ -47,11 +47,22 @@ class MethodSpec:
 
 
 def bbh_spec(generator: str, kl: str, *, lr: float | None = None, **options: Any) -> MethodSpec:
-    """BbH with ``generator`` and estimator ``kl``: S = 5 samples, likelihood on every sample."""
+    """BbH with ``generator`` and estimator ``kl``: S = 5 samples, likelihood on every sample.
+
+    The other options are the paper's (``preset="paper"``: noise 8, hidden 64-256-512, aligned,
+    purely implicit); semi-implicit estimators need ``weight_noise`` in ``options``.
+    """
     return MethodSpec(
         label=f"bbh-{generator}-{kl}",
         method="bbh",
-        options={"generator": generator, "kl": kl, "num_samples": 5, "nll": "mean", **options},
+        options={
+            "preset": "paper",
+            "generator": generator,
+            "kl": kl,
+            "num_samples": 5,
+            "nll": "mean",
+            **options,
+        },
         lr=lr,
     )
 
