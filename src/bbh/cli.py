@@ -6,11 +6,23 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
+
+
+class _Parser(argparse.ArgumentParser):
+    """Misuse is one line on stderr (``bbh train: error: ...``) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bbh", description="Bayes by Hypernet experiments")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(
+        prog="bbh",
+        description="Bayes by Hypernet: the paper's experiments, training runs, evaluation, reports.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_experiment_commands(sub)
 
     toy = sub.add_parser("toy", help="the paper's 1-D toy regression (embedded data)")
     toy.add_argument("--out", required=True, help="output folder (metrics.json, toy.png)")
@@ -55,7 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _toy(args)
     if args.command == "data":
         return _data(args)
-    return 2  # pragma: no cover - argparse enforces the choices
+    from bbh.experiments import commands
+
+    return commands.run(args)
 
 
 def _toy(args: argparse.Namespace) -> int:
@@ -128,6 +142,105 @@ def _data(args: argparse.Namespace) -> int:
             )
     print(f"loaded in {time.perf_counter() - start:.2f} s")
     return 0
+
+
+def _add_experiment_commands(sub: Any) -> None:
+    scale_help = "paper: the paper's budget (a GPU); cpu: sized for a 2-core CPU (default: %(default)s)"
+    set_help = "override a config value, e.g. --set method.options.noise_dim=64 (repeatable)"
+    quiet_help = "no progress bars"
+
+    demo = sub.add_parser(
+        "demo",
+        help="five methods on the embedded MNIST subset, compared (a few minutes, no download)",
+        description="Train MAP, MC dropout, a deep ensemble, Bayes by Backprop and Bayes by "
+        "Hypernet on the embedded MNIST subset, evaluate them (accuracy, NLL, ECE, OOD AUROC "
+        "against embedded notMNIST, accuracy under FGSM and PGD at eps 0.1), print the table "
+        "and write report.md and report.html. A second run reuses the trained runs.",
+    )
+    demo.add_argument("--out", default="runs/demo", help="output folder (default: %(default)s)")
+    demo.add_argument("--quiet", action="store_true", help=quiet_help)
+
+    configs = sub.add_parser(
+        "configs",
+        help="list the shipped configs, or show one resolved",
+        description="Without NAME: list the shipped configs. With NAME: print it resolved "
+        "(base, scale and --set merged) as JSON.",
+    )
+    configs.add_argument("name", nargs="?", help="a config name (mnist/map) or a TOML file")
+    configs.add_argument("--scale", default="paper", choices=["paper", "cpu"], help=scale_help)
+    configs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+
+    train = sub.add_parser(
+        "train",
+        help="train one config into a run folder (checkpoints, log, --resume)",
+        description="Train CONFIG (a shipped name such as mnist/map, or a TOML file) into a "
+        "run folder: config.json, log.jsonl, checkpoints/, model.pt, train.json. A finished run "
+        "of the same config is not retrained. Ctrl-C stops at the next step with a checkpoint.",
+    )
+    train.add_argument("config", help="config name (see bbh configs) or path to a TOML file")
+    train.add_argument("--scale", default="paper", choices=["paper", "cpu"], help=scale_help)
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    train.add_argument(
+        "--out", default=None, help="run folder (default: runs/<config>-<scale>)"
+    )
+    train.add_argument(
+        "--device", default=None, choices=["cpu", "cuda", "auto"],
+        help="where to train (default: the config's train.device, cpu)",
+    )  # fmt: skip
+    train.add_argument(
+        "--resume", action="store_true",
+        help="continue the unfinished run in --out from its last checkpoint",
+    )  # fmt: skip
+    train.add_argument("--data-dir", default=None, help="data root (default: $BBH_DATA or the user cache)")
+    train.add_argument("--quiet", action="store_true", help=quiet_help)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="evaluate a trained run (paper protocol, extended suite, studies, figures)",
+        description="Evaluate the trained method of RUN with its config's settings and write "
+        "evaluation.json and figures/ into RUN.",
+    )
+    evaluate.add_argument("run", help="a run folder written by bbh train")
+    evaluate.add_argument(
+        "--ood", default=None,
+        choices=["notmnist", "cifar5-ood", "embedded-notmnist", "none"],
+        help="the out-of-distribution set (default: the config's)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--attacks", default=None, metavar="LIST",
+        help="comma-separated from paper-fgsm, eot-fgsm, eot-pgd; or all (default: the "
+        "config's) or none",
+    )  # fmt: skip
+    evaluate.add_argument("--data-dir", default=None, help="data root (default: the run's)")
+    evaluate.add_argument(
+        "--device", default=None, choices=["cpu", "cuda", "auto"], help="default: cpu"
+    )
+    evaluate.add_argument("--quiet", action="store_true", help=quiet_help)
+
+    reproduce = sub.add_parser(
+        "reproduce",
+        help="train (or reuse), evaluate and report every run of an experiment",
+        description="Train or reuse every run of the experiment, evaluate each, and write "
+        "report.md and a self-contained report.html into --out. Finished runs of an unchanged "
+        "config are reused; changed ones are set aside and retrained.",
+    )
+    reproduce.add_argument("experiment", choices=["mnist", "cifar5", "toy"])
+    reproduce.add_argument("--scale", required=True, choices=["paper", "cpu"], help="paper or cpu")
+    reproduce.add_argument("--data-dir", default=None, help="data root (default: $BBH_DATA or the user cache)")
+    reproduce.add_argument(
+        "--out", default=None, help="output folder (default: runs/<experiment>-<scale>)"
+    )
+    reproduce.add_argument("--device", default=None, choices=["cpu", "cuda", "auto"],
+                           help="where to train and evaluate (default: cpu)")  # fmt: skip
+    reproduce.add_argument(
+        "--only", default=None, metavar="RUNS",
+        help="comma-separated run names (e.g. map,bbh) instead of all",
+    )  # fmt: skip
+    reproduce.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                           help="override a value in every run's config (repeatable)")  # fmt: skip
+    reproduce.add_argument("--keep-checkpoints", action="store_true",
+                           help="keep training checkpoints of finished runs (default: deleted)")  # fmt: skip
+    reproduce.add_argument("--quiet", action="store_true", help=quiet_help)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,32 @@
-"""Training: one loop for every method, KL schedules."""
+"""Training: one loop for every method, KL schedules, checkpoints and exact resume."""
 
-from bbh.training.loop import FitResult, fit, make_optimizer
+from bbh.training.checkpoint import (
+    CheckpointError,
+    TrainState,
+    list_checkpoints,
+    load_checkpoint,
+    load_latest_checkpoint,
+    save_checkpoint,
+)
+from bbh.training.loop import FitHooks, FitResult, TrainingInterrupted, fit, make_optimizer
+from bbh.training.sampler import ShuffleSampler
 from bbh.training.schedules import annealing, constant, kl_annealing, paper_toy_schedule
 
 __all__ = [
+    "CheckpointError",
+    "FitHooks",
     "FitResult",
+    "ShuffleSampler",
+    "TrainState",
+    "TrainingInterrupted",
     "annealing",
     "constant",
     "fit",
     "kl_annealing",
+    "list_checkpoints",
+    "load_checkpoint",
+    "load_latest_checkpoint",
     "make_optimizer",
     "paper_toy_schedule",
+    "save_checkpoint",
 ]

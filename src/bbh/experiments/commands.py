@@ -1,0 +1,138 @@
+"""The experiment subcommands of ``bbh`` (demo, configs, train, evaluate, reproduce).
+
+Each returns an exit status: 0 done, 2 for bad input (one line on stderr naming the problem),
+130 when interrupted (a checkpoint was saved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bbh.config import ConfigError, ToyConfig, config_to_dict, list_configs, load_config
+from bbh.data import DataError
+from bbh.experiments.runs import RunError
+from bbh.training import CheckpointError
+
+
+def run(args: argparse.Namespace) -> int:
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "demo": _demo,
+        "configs": _configs,
+        "train": _train,
+        "evaluate": _evaluate,
+        "reproduce": _reproduce,
+    }
+    from bbh.experiments.train import RunInterrupted
+
+    prog = f"bbh {args.command}"
+    try:
+        return handlers[args.command](args)
+    except RunInterrupted as stop:
+        print(f"{prog}: {stop}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except (ConfigError, RunError, DataError, CheckpointError, ValueError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk, a read-only folder ...
+        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+        print(f"{prog}: error: {err.strerror or err}{where}", file=sys.stderr)
+        return 2
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from bbh.experiments.demo import demo_table, run_demo
+
+    start = time.monotonic()
+    result = run_demo(args.out, progress=not args.quiet)
+    print(demo_table(result.rows))
+    print(f"report: {result.report_html} (and report.md); {time.monotonic() - start:.0f} s")
+    return 0
+
+
+def _configs(args: argparse.Namespace) -> int:
+    if args.name is None:
+        for name in list_configs():
+            print(name)
+        return 0
+    cfg = load_config(args.name, scale=args.scale, overrides=args.set)
+    print(json.dumps(config_to_dict(cfg), indent=2))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from bbh.experiments.train import train_run, with_data_root
+
+    cfg = load_config(args.config, scale=args.scale, overrides=args.set)
+    out = args.out or f"runs/{cfg.name.replace('/', '-')}-{args.scale}"
+    if isinstance(cfg, ToyConfig):
+        if args.resume:
+            raise ConfigError(f"{args.config}: the toy has no checkpoints to resume")
+        from bbh.experiments.reproduce import _toy
+
+        _toy(cfg, Path(out), lambda text: print(text, file=sys.stderr))
+        print(f"wrote {out}/metrics.json and {out}/toy.png")
+        return 0
+    cfg = with_data_root(cfg, args.data_dir)
+    outcome = train_run(
+        cfg, out, device=args.device, resume=args.resume, progress=not args.quiet
+    )
+    if outcome.status == "already finished":
+        print(f"{out} already holds this finished run (nothing to do); evaluate it with "
+              f"bbh evaluate {out}")  # fmt: skip
+        return 0
+    print(f"{outcome.status} {cfg.name}: {outcome.steps} steps in {outcome.seconds:.1f} s; "
+          f"model in {out}/model.pt")  # fmt: skip
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from bbh.experiments.evaluate import evaluate_run, parse_attacks
+    from bbh.experiments.report import RunRow, main_table, read_row, text_table
+    from bbh.experiments.runs import RunFolder
+
+    attacks = parse_attacks(args.attacks)
+    evaluate_run(
+        args.run,
+        ood=args.ood,
+        attacks=attacks,
+        data_dir=args.data_dir,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    folder = RunFolder.at(args.run)
+    row: RunRow = read_row(folder.path.name, folder)
+    print(text_table(*main_table([row])))
+    print(f"wrote {folder.evaluation_file} and {len(row.figures)} figures in {folder.figures}")
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from bbh.experiments.report import main_table, text_table
+    from bbh.experiments.reproduce import reproduce
+
+    out = args.out or f"runs/{args.experiment}-{args.scale}"
+    only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
+    start = time.monotonic()
+    result = reproduce(
+        args.experiment,
+        scale=args.scale,
+        out=out,
+        data_dir=args.data_dir,
+        device=args.device,
+        only=only,
+        overrides=args.set,
+        keep_checkpoints=args.keep_checkpoints,
+        progress=not args.quiet,
+    )
+    if result.rows:
+        print(text_table(*main_table(result.rows)))
+    print(f"report: {result.report_html} (and report.md); {time.monotonic() - start:.0f} s")
+    return 0
