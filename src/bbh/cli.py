@@ -19,7 +19,7 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _Parser(
         prog="bbh",
-        description="Bayes by Hypernet: the paper's experiments, training runs, evaluation, reports.",
+        description="Bayes by Hypernet: the paper's experiments, training, evaluation, reports.",
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_experiment_commands(sub)
@@ -144,10 +144,26 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _add_experiment_commands(sub: Any) -> None:
-    scale_help = "paper: the paper's budget (a GPU); cpu: sized for a 2-core CPU (default: %(default)s)"
+    scale_help = (
+        "paper: the paper's budget (a GPU); cpu: sized for a 2-core CPU (default: %(default)s)"
+    )
     set_help = "override a config value, e.g. --set method.options.noise_dim=64 (repeatable)"
     quiet_help = "no progress bars"
+    threads_help = (
+        "CPU threads (default: the config's train.threads, else torch's); 1 is fastest for "
+        "small nets and on a machine shared with other jobs"
+    )
 
     demo = sub.add_parser(
         "demo",
@@ -158,6 +174,7 @@ def _add_experiment_commands(sub: Any) -> None:
         "and write report.md and report.html. A second run reuses the trained runs.",
     )
     demo.add_argument("--out", default="runs/demo", help="output folder (default: %(default)s)")
+    demo.add_argument("--threads", type=_positive_int, default=None, help=threads_help)
     demo.add_argument("--quiet", action="store_true", help=quiet_help)
 
     configs = sub.add_parser(
@@ -180,9 +197,7 @@ def _add_experiment_commands(sub: Any) -> None:
     train.add_argument("config", help="config name (see bbh configs) or path to a TOML file")
     train.add_argument("--scale", default="paper", choices=["paper", "cpu"], help=scale_help)
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
-    train.add_argument(
-        "--out", default=None, help="run folder (default: runs/<config>-<scale>)"
-    )
+    train.add_argument("--out", default=None, help="run folder (default: runs/<config>-<scale>)")
     train.add_argument(
         "--device", default=None, choices=["cpu", "cuda", "auto"],
         help="where to train (default: the config's train.device, cpu)",
@@ -191,7 +206,10 @@ def _add_experiment_commands(sub: Any) -> None:
         "--resume", action="store_true",
         help="continue the unfinished run in --out from its last checkpoint",
     )  # fmt: skip
-    train.add_argument("--data-dir", default=None, help="data root (default: $BBH_DATA or the user cache)")
+    train.add_argument(
+        "--data-dir", default=None, help="data root (default: $BBH_DATA or the user cache)"
+    )
+    train.add_argument("--threads", type=_positive_int, default=None, help=threads_help)
     train.add_argument("--quiet", action="store_true", help=quiet_help)
 
     evaluate = sub.add_parser(
@@ -215,6 +233,7 @@ def _add_experiment_commands(sub: Any) -> None:
     evaluate.add_argument(
         "--device", default=None, choices=["cpu", "cuda", "auto"], help="default: cpu"
     )
+    evaluate.add_argument("--threads", type=_positive_int, default=None, help=threads_help)
     evaluate.add_argument("--quiet", action="store_true", help=quiet_help)
 
     reproduce = sub.add_parser(
@@ -226,7 +245,9 @@ def _add_experiment_commands(sub: Any) -> None:
     )
     reproduce.add_argument("experiment", choices=["mnist", "cifar5", "toy"])
     reproduce.add_argument("--scale", required=True, choices=["paper", "cpu"], help="paper or cpu")
-    reproduce.add_argument("--data-dir", default=None, help="data root (default: $BBH_DATA or the user cache)")
+    reproduce.add_argument(
+        "--data-dir", default=None, help="data root (default: $BBH_DATA or the user cache)"
+    )
     reproduce.add_argument(
         "--out", default=None, help="output folder (default: runs/<experiment>-<scale>)"
     )
@@ -239,7 +260,8 @@ def _add_experiment_commands(sub: Any) -> None:
     reproduce.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                            help="override a value in every run's config (repeatable)")  # fmt: skip
     reproduce.add_argument("--keep-checkpoints", action="store_true",
-                           help="keep training checkpoints of finished runs (default: deleted)")  # fmt: skip
+                           help="keep finished runs' checkpoints (default: deleted)")  # fmt: skip
+    reproduce.add_argument("--threads", type=_positive_int, default=None, help=threads_help)
     reproduce.add_argument("--quiet", action="store_true", help=quiet_help)
 
 

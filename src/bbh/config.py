@@ -113,6 +113,9 @@ class TrainConfig:
     #: weight samples for the per-epoch validation accuracy and NLL
     val_samples: int = field(default=10, metadata={"min": 1})
     device: str = field(default="cpu", metadata=_choices(*DEVICES))
+    #: CPU threads for training and evaluation (None: torch's default). Small nets, and any net
+    #: on a machine shared with other jobs, run far faster on 1 thread.
+    threads: int | None = field(default=None, metadata={"min": 1})
 
 
 @dataclass(frozen=True)
@@ -285,7 +288,7 @@ def config_hash(cfg: AnyConfig, resolved_method_options: Mapping[str, Any] | Non
         d.pop(key, None)
     if isinstance(cfg, ExperimentConfig):
         d["data"].pop("root", None)
-        for key in ("device", "log_every", "checkpoint_every", "val_samples"):
+        for key in ("device", "threads", "log_every", "checkpoint_every", "val_samples"):
             d["train"].pop(key, None)
         if resolved_method_options is not None:
             d["method"]["options"] = _plain(dict(resolved_method_options))
@@ -429,7 +432,7 @@ def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
         if value is None or (isinstance(value, str) and value.lower() == "none"):
             return None
         return _convert(args[0], value, source, key)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value, source, f"{key}.")
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
@@ -468,9 +471,9 @@ def _check_value(f: dataclasses.Field[Any], value: Any, source: str, key: str) -
     if "choices" in meta and value not in meta["choices"]:
         raise ConfigError(f"{source}: {key}: {value!r} is not allowed; allowed: {meta['choices']}")
     if "min" in meta and value < meta["min"]:
-        raise ConfigError(f"{source}: {key}: {value!r} must be >= {meta['min']}")
+        raise ConfigError(f"{source}: {key}: {value!r} must be >= {meta['min']:g}")
     if "gt" in meta and not value > meta["gt"]:
-        raise ConfigError(f"{source}: {key}: {value!r} must be > {meta['gt']}")
+        raise ConfigError(f"{source}: {key}: {value!r} must be > {meta['gt']:g}")
 
 
 def _check_experiment(cfg: ExperimentConfig, source: str) -> None:
@@ -480,8 +483,7 @@ def _check_experiment(cfg: ExperimentConfig, source: str) -> None:
 
     if cfg.method.name not in METHODS:
         raise ConfigError(
-            f"{source}: method.name: unknown method {cfg.method.name!r}; "
-            f"allowed: {sorted(METHODS)}"
+            f"{source}: method.name: unknown method {cfg.method.name!r}; allowed: {sorted(METHODS)}"
         )
     check_options(METHODS[cfg.method.name], cfg.method.options, "method.options", source)
     if cfg.net.name not in NETS:

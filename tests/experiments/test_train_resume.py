@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_configs import write_tiny
 
 from bbh.cli import main
 from bbh.config import load_config
 from bbh.experiments.runs import RunError, RunFolder
 from bbh.experiments.train import read_log, train_run
 from bbh.training import list_checkpoints
-
-from tiny_configs import write_tiny
 
 SUBPROCESS = """
 import sys, torch
@@ -69,7 +68,7 @@ def test_sigkill_then_resume_ends_bit_identical(tmp_path):
     # without --resume the unfinished run is refused; with it, training continues
     assert main(["train", str(cfg_path), "--out", str(killed), "--quiet"]) == 2
     outcome = train_run(cfg, killed, resume=True, progress=False)
-    assert outcome.status == "resumed" and 0 < int(outcome.notes[-1].split("step ")[1].split()[0])
+    assert outcome.status == "resumed" and int(outcome.notes[-1].split("step ")[1].split()[0]) > 0
     _assert_bit_identical(_weights(tmp_path / "full"), _weights(killed))
     steps = [r["step"] for r in read_log(killed / "log.jsonl") if r["event"] == "train"]
     assert steps == sorted(steps) and len(steps) == len(set(steps)) == 300 // 5

@@ -90,7 +90,9 @@ def method_options(cfg: ExperimentConfig) -> dict[str, Any]:
 def kl_schedule(cfg: ExperimentConfig, steps_per_epoch: int) -> KLSchedule:
     s = cfg.train.kl_schedule
     if s.kind == "annealing":
-        return annealing(round(s.start_epochs * steps_per_epoch), round(s.length_epochs * steps_per_epoch))
+        return annealing(
+            round(s.start_epochs * steps_per_epoch), round(s.length_epochs * steps_per_epoch)
+        )
     return constant(s.value)
 
 
@@ -119,17 +121,20 @@ def _run_data(cfg: ExperimentConfig, splits: DatasetSplits, ood_name: str | None
         ood = load_embedded_notmnist()
     elif ood_name == "cifar5-ood":
         if splits.ood is None:
-            raise ConfigError(f"OOD set 'cifar5-ood' needs data.name = 'cifar5', not {cfg.data.name!r}")
+            raise ConfigError(
+                f"OOD set 'cifar5-ood' needs data.name = 'cifar5', not {cfg.data.name!r}"
+            )
         ood = splits.ood
     else:
-        raise ConfigError(f"unknown OOD set {ood_name!r}; allowed: ['notmnist', 'cifar5-ood', 'embedded-notmnist', 'none']")
+        allowed = ["notmnist", "cifar5-ood", "embedded-notmnist", "none"]
+        raise ConfigError(f"unknown OOD set {ood_name!r}; allowed: {allowed}")
     cifar = cfg.data.name == "cifar5"
     if ood is not None and ood.images.shape[1:] != splits.test.images.shape[1:]:
         raise ConfigError(
             f"OOD set {ood_name!r} has images {list(ood.images.shape[1:])}, the test set "
             f"{list(splits.test.images.shape[1:])}"
         )
-    train_transform = None
+    train_transform: Callable[[Tensor, torch.Generator], Tensor] | None = None
     if cfg.data.augment == "cifar":
         train_transform = cifar_train_augment
     input_transform = _cifar_input if cifar else None

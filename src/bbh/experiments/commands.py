@@ -47,11 +47,15 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
+def _threads(args: argparse.Namespace) -> list[str]:
+    return [] if args.threads is None else [f"train.threads={args.threads}"]
+
+
 def _demo(args: argparse.Namespace) -> int:
     from bbh.experiments.demo import demo_table, run_demo
 
     start = time.monotonic()
-    result = run_demo(args.out, progress=not args.quiet)
+    result = run_demo(args.out, overrides=_threads(args), progress=not args.quiet)
     print(demo_table(result.rows))
     print(f"report: {result.report_html} (and report.md); {time.monotonic() - start:.0f} s")
     return 0
@@ -70,7 +74,7 @@ def _configs(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from bbh.experiments.train import train_run, with_data_root
 
-    cfg = load_config(args.config, scale=args.scale, overrides=args.set)
+    cfg = load_config(args.config, scale=args.scale, overrides=[*args.set, *_threads(args)])
     out = args.out or f"runs/{cfg.name.replace('/', '-')}-{args.scale}"
     if isinstance(cfg, ToyConfig):
         if args.resume:
@@ -81,9 +85,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f"wrote {out}/metrics.json and {out}/toy.png")
         return 0
     cfg = with_data_root(cfg, args.data_dir)
-    outcome = train_run(
-        cfg, out, device=args.device, resume=args.resume, progress=not args.quiet
-    )
+    outcome = train_run(cfg, out, device=args.device, resume=args.resume, progress=not args.quiet)
     if outcome.status == "already finished":
         print(f"{out} already holds this finished run (nothing to do); evaluate it with "
               f"bbh evaluate {out}")  # fmt: skip
@@ -105,6 +107,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         attacks=attacks,
         data_dir=args.data_dir,
         device=args.device,
+        threads=args.threads,
         progress=not args.quiet,
     )
     folder = RunFolder.at(args.run)
@@ -128,7 +131,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         device=args.device,
         only=only,
-        overrides=args.set,
+        overrides=[*args.set, *_threads(args)],
         keep_checkpoints=args.keep_checkpoints,
         progress=not args.quiet,
     )

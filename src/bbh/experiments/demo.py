@@ -26,9 +26,7 @@ def run_demo(
     progress: bool = True,
     log: Log | None = None,
 ) -> ReproduceResult:
-    return reproduce(
-        "demo", scale="cpu", out=out, overrides=overrides, progress=progress, log=log
-    )
+    return reproduce("demo", scale="cpu", out=out, overrides=overrides, progress=progress, log=log)
 
 
 def demo_table(rows: Sequence[RunRow], epsilon: float = DEMO_EPSILON) -> str:

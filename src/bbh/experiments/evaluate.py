@@ -35,7 +35,7 @@ from bbh.evaluation import (
 )
 from bbh.experiments.builders import RunData, load_run_data
 from bbh.experiments.runs import RunError, RunFolder, load_with_config, read_json
-from bbh.experiments.train import resolve_device, with_data_root
+from bbh.experiments.train import resolve_device, torch_threads, with_data_root
 
 #: attack names for ``--attacks`` -> the AttackConfig switch they turn on
 ATTACKS = {"paper-fgsm": "paper_fgsm", "eot-fgsm": "eot_fgsm", "eot-pgd": "eot_pgd"}
@@ -44,7 +44,7 @@ PAPER_DIGITS = {270: 3, 202: 1, 217: 6, 391: 8}
 
 
 def parse_attacks(text: str | None) -> tuple[str, ...] | None:
-    """``"paper-fgsm,eot-pgd"`` -> names; ``"all"``/None -> None (the config's); ``"none"`` -> ()."""
+    """``"paper-fgsm,eot-pgd"`` -> names; ``"all"``/None -> None (the config's); ``"none"``: ()."""
     if text is None or text == "all":
         return None
     if text == "none":
@@ -83,13 +83,29 @@ def evaluate_run(
     attacks: tuple[str, ...] | None = None,
     data_dir: str | None = None,
     device: str | None = None,
+    threads: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate the trained method in ``run``; writes ``evaluation.json`` and ``figures/``."""
+    """Evaluate the trained method in ``run``; writes ``evaluation.json`` and ``figures/``.
+
+    ``threads`` overrides the config's ``train.threads`` (CPU threads)."""
     folder = RunFolder.at(run)
     dev = resolve_device(device or "cpu")
     method, cfg = load_with_config(folder.path, dev)
     cfg = with_data_root(cfg, data_dir)
+    with torch_threads(threads or cfg.train.threads):
+        return _evaluate(folder, method, cfg, dev, ood, attacks, progress)
+
+
+def _evaluate(
+    folder: RunFolder,
+    method: Any,
+    cfg: ExperimentConfig,
+    dev: torch.device,
+    ood: str | None,
+    attacks: tuple[str, ...] | None,
+    progress: bool,
+) -> dict[str, Any]:
     data = load_run_data(cfg, ood=ood)
     attack_cfg = attack_config(cfg, attacks)
     torch.manual_seed(cfg.seed)
@@ -225,4 +241,3 @@ def check_evaluated(run: RunFolder) -> bool:
         return bool(meta.get("config_hash") == run.meta().get("config_hash"))
     except RunError:
         return False
-

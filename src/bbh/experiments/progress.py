@@ -24,7 +24,7 @@ class _NoBar:
 
 @contextmanager
 def progress_bar(total: int, initial: int, desc: str, enabled: bool = True) -> Iterator[Any]:
-    """A bar over ``total`` steps starting at ``initial`` (on stderr); ``update``/``set_postfix``."""
+    """A bar over ``total`` steps from ``initial`` (stderr) with ``update`` and ``set_postfix``."""
     if not enabled:
         yield _NoBar()
         return

@@ -272,10 +272,14 @@ def write_report(
     ]
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     md = _markdown(title, intro, notes, tables, overlay_list, per_method, sections, out, stamp)
-    atomic_write(out / "report.md", lambda tmp: tmp.write_text(md, encoding="utf-8"))
+    atomic_write(out / "report.md", lambda tmp: _write_text(tmp, md))
     page = _html(title, intro, notes, tables, overlay_list, per_method, sections, stamp)
-    atomic_write(out / "report.html", lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    atomic_write(out / "report.html", lambda tmp: _write_text(tmp, page))
     return out / "report.md", out / "report.html"
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
 
 
 def _markdown(

@@ -132,7 +132,13 @@ def reproduce(
             say(f"[{name}] already evaluated")
         else:
             say(f"[{name}] evaluating")
-            evaluate_run(run_dir, data_dir=data_dir, device=device, progress=progress)
+            evaluate_run(
+                run_dir,
+                data_dir=data_dir,
+                device=device,
+                threads=cfg.train.threads,
+                progress=progress,
+            )
         result.timings[name] = {
             "train_seconds": outcome.seconds,
             "wall_seconds": time.monotonic() - t0,
@@ -230,7 +236,8 @@ def toy_section(cfg: ToyConfig, metrics: dict[str, Any], run_dir: Path) -> Secti
     figures = [(f"{cfg.display_name}: predictive mean and bands", run_dir / "toy.png")]
     return Section(
         title=cfg.display_name,
-        note=f"Setting {cfg.setting!r}, reference {cfg.reference!r}; metrics in {run_dir}/metrics.json.",
+        note=f"Setting {cfg.setting!r}, reference {cfg.reference!r}; numbers in "
+        f"{run_dir}/metrics.json.",
         tables=[("Toy metrics", header, cells)],
         figures=[f for f in figures if f[1].is_file()],
     )

@@ -184,4 +184,3 @@ def load_with_config(
         method.to(device)
     method.eval()
     return method, cfg
-

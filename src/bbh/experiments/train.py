@@ -68,6 +68,18 @@ def with_data_root(cfg: ExperimentConfig, root: str | None) -> ExperimentConfig:
     return cfg if root is None else replace(cfg, data=replace(cfg.data, root=str(root)))
 
 
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` intra-op CPU threads (None: unchanged), restored afterwards."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -94,6 +106,13 @@ def train_run(
 ) -> TrainOutcome:
     """Train ``cfg`` into the run folder ``out``; ``resume=None`` resumes an unfinished run if
     there is one (``bbh reproduce``), ``True`` requires one, ``False`` refuses one."""
+    with torch_threads(cfg.train.threads):
+        return _train_run(cfg, Path(out), device, resume, progress)
+
+
+def _train_run(
+    cfg: ExperimentConfig, out: Path, device: str | None, resume: bool | None, progress: bool
+) -> TrainOutcome:
     torch.manual_seed(cfg.seed)
     method = build_method(cfg)
     options = method_options(cfg)
@@ -229,7 +248,7 @@ class RunLog:
                 if json.loads(line).get("step", 0) <= keep_until_step
             ]
             text = "".join(line + "\n" for line in kept)
-            atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+            atomic_write(path, lambda tmp: _write_text(tmp, text))
         elif keep_until_step == 0 and path.is_file():
             path.unlink()
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
@@ -241,6 +260,10 @@ class RunLog:
 
     def close(self) -> None:
         self._file.close()
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:

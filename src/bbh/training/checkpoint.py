@@ -86,10 +86,8 @@ def list_checkpoints(folder: str | os.PathLike[str]) -> list[Path]:
     return sorted(found, key=lambda p: p.name, reverse=True)
 
 
-def save_checkpoint(
-    state: TrainState, folder: str | os.PathLike[str], *, keep: int = 2
-) -> Path:
-    """Write ``state`` atomically as ``folder/step-<step>.pt``; delete all but the newest ``keep``."""
+def save_checkpoint(state: TrainState, folder: str | os.PathLike[str], *, keep: int = 2) -> Path:
+    """Write ``state`` atomically as ``folder/step-<step>.pt``; keep only the newest ``keep``."""
     path = checkpoint_path(folder, state.step)
     payload = state.to_dict()
     atomic_write(path, lambda tmp: torch.save(payload, tmp))

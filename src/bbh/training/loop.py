@@ -169,17 +169,15 @@ def fit(
         done = step + 1
         if first_bad.device != loss.device:
             first_bad = first_bad.to(loss.device)
-        first_bad = torch.where(
-            (first_bad < 0) & ~torch.isfinite(loss.detach()), done, first_bad
-        )
+        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), done, first_bad)
         hooks.on_step(done)
         if done % log_every == 0 or done == steps:
             row = {"step": float(done), "epoch": done / sampler.steps_per_epoch}
             row["kl_weight"] = float(kl_weight)
             row.update({k: float(v) for k, v in logs.items()})
             now = time.perf_counter()
-            row["examples_per_s"] = (done - last_log_step) * sampler.batch_size / max(
-                now - last_log_time, 1e-9
+            row["examples_per_s"] = (
+                (done - last_log_step) * sampler.batch_size / max(now - last_log_time, 1e-9)
             )
             last_log_time, last_log_step = now, done
             check_finite()
