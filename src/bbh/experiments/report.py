@@ -150,8 +150,11 @@ def overlay_figures(rows: Sequence[RunRow], out: Path) -> dict[str, Path]:
     """Robustness, reliability and entropy CDFs of every method on shared axes."""
     plt = _pyplot()
     written: dict[str, Path] = {}
-    colours = plt.get_cmap("tab20")
-    style = {r.name: {"color": colours(i % 20)} for i, r in enumerate(rows)}
+    colours, dashes = plt.get_cmap("tab10"), ["-", "--", ":", "-."]
+    style = {
+        r.name: {"color": colours(i % 10), "linestyle": dashes[(i // 10) % 4]}
+        for i, r in enumerate(rows)
+    }
     titles = [t for t, _, _ in ATTACK_CURVES if any(t in r.curves for r in rows)]
     if titles:
         fig, axes = plt.subplots(2, len(titles), figsize=(4.6 * len(titles), 7.0), squeeze=False)
@@ -159,9 +162,9 @@ def overlay_figures(rows: Sequence[RunRow], out: Path) -> dict[str, Path]:
             for r in rows:
                 if title in r.curves:
                     c = r.curves[title]
-                    axes[0, j].plot(c["epsilons"], c["accuracy"], "o-", ms=3, label=r.label,
+                    axes[0, j].plot(c["epsilons"], c["accuracy"], marker="o", ms=3, label=r.label,
                                     **style[r.name])  # fmt: skip
-                    axes[1, j].plot(c["epsilons"], c["mean_entropy"], "o-", ms=3,
+                    axes[1, j].plot(c["epsilons"], c["mean_entropy"], marker="o", ms=3,
                                     **style[r.name])  # fmt: skip
             axes[0, j].set(title=_wrap(title), ylabel="accuracy", ylim=(-0.02, 1.02))
             axes[1, j].set(xlabel="epsilon", ylabel="mean predictive entropy (nats)")
@@ -173,14 +176,15 @@ def overlay_figures(rows: Sequence[RunRow], out: Path) -> dict[str, Path]:
         ax.plot([0, 1], [0, 1], "k--", lw=1)
         for r in with_rel:
             rel = r.evaluation["extended"]["reliability"]
-            pts = [(c, a) for c, a in zip(rel["confidence"], rel["accuracy"], strict=True)
-                   if c is not None and a is not None]  # fmt: skip
+            pts = [(c, a) for c, a, n in zip(rel["confidence"], rel["accuracy"], rel["counts"],
+                                             strict=True)
+                   if c is not None and a is not None and n >= 10]  # fmt: skip
             if pts:
                 xs, ys = zip(*pts, strict=True)
-                ax.plot(xs, ys, "o-", ms=3, label=f"{r.label} (ECE {rel['ece']:.3f})",
+                ax.plot(xs, ys, marker="o", ms=3, label=f"{r.label} (ECE {rel['ece']:.3f})",
                         **style[r.name])  # fmt: skip
         ax.set(xlabel="confidence (max predictive probability)", ylabel="accuracy",
-               title="Reliability", xlim=(0, 1), ylim=(0, 1))  # fmt: skip
+               title="Reliability (bins with >= 10 inputs)", xlim=(0, 1), ylim=(0, 1))  # fmt: skip
         _legend_below(fig, ax)
         written["reliability"] = _save(fig, out / "reliability_all.png")
     with_hist = [r for r in rows if r.evaluation.get("extended", {}).get("entropy_histogram")]
