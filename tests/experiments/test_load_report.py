@@ -117,3 +117,17 @@ def test_reproduce_reports_every_method_and_reuses_runs(tmp_path):
     assert len(kept) == 1 and (kept[0] / "model.pt").is_file()
     assert any("the config changed" in s for s in said)
     assert (out / "map" / "train.json").stat().st_mtime_ns == trained
+
+
+def test_demo_trains_five_methods_and_prints_the_table(tmp_path):
+    from bbh.experiments.demo import demo_table, run_demo
+
+    result = run_demo(tmp_path / "demo", overrides=TINY_DEMO, progress=False, log=lambda s: None)
+    table = demo_table(result.rows).splitlines()
+    assert table[0].split()[:5] == ["method", "accuracy", "NLL", "ECE", "OOD"]
+    labels = ["MAP", "MC dropout", "Deep ensemble", "Bayes by Backprop", "BbH (recommended)"]
+    assert [line[: len(label)] for line, label in zip(table[2:], labels, strict=True)] == labels
+    for line in table[2:]:
+        numbers = line.split()[-7:]
+        assert all(re.fullmatch(r"\d+(\.\d+)?", n) for n in numbers), line
+    assert result.report_html is not None and result.report_html.is_file()
