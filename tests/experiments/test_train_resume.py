@@ -213,3 +213,31 @@ def test_validation_rows_and_log(tmp_path):
     assert meta["num_train"] == 1600 and meta["steps_per_epoch"] == 40
     with pytest.raises(RunError, match="finished run of another config"):
         train_run(load_config(cfg_path, overrides=["seed=9"]), run, progress=False)
+
+
+def test_a_full_disk_leaves_no_half_written_checkpoint(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import bbh.training.checkpoint as checkpoint
+
+    def full(obj, path):
+        with open(path, "wb") as f:
+            f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(checkpoint.torch, "save", full)
+    cfg_path = write_tiny(tmp_path, steps=10, checkpoint_every=4)
+    run = tmp_path / "run"
+    assert main(["train", str(cfg_path), "--out", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err
+    assert list((run / "checkpoints").iterdir()) == []  # no step file, no temporary file
+    assert not (run / "model.pt").exists() and not (run / "train.json").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_device_starts_nothing(tmp_path, capsys):
+    cfg_path = write_tiny(tmp_path, steps=3)
+    assert main(["train", str(cfg_path), "--out", str(tmp_path / "run"), "--device", "cuda"]) == 2
+    assert "no CUDA device is available" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -117,6 +117,7 @@ def _train_run(
     method = build_method(cfg)
     options = method_options(cfg)
     digest = config_hash(cfg, options)
+    dev = resolve_device(device or cfg.train.device)
     run = RunFolder.at(out)
     status = run.status()
     if status == "finished":
@@ -147,7 +148,6 @@ def _train_run(
     elif resume is True:
         raise RunError(f"--resume: {run.path} holds no run to resume")
     check_writable(run.path)
-    dev = resolve_device(device or cfg.train.device)
     data = load_run_data(cfg)
     steps, per_epoch = total_steps(cfg, len(data.train_y))
 
