@@ -270,73 +270,75 @@ def write_report(
         )
         if key in overlays
     ]
-    per_method = [
-        (r.label, [(k.replace("_", " "), p) for k, p in r.figures.items() if p.is_file()])
-        for r in rows
-    ]
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    md = _markdown(title, intro, notes, tables, overlay_list, per_method, sections, out, stamp)
+    page = _Page(
+        title=title,
+        intro=intro,
+        notes=list(notes),
+        tables=tables,
+        overlays=overlay_list,
+        per_method=[
+            (r.label, [(k.replace("_", " "), p) for k, p in r.figures.items() if p.is_file()])
+            for r in rows
+        ],
+        sections=list(sections),
+        stamp=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    )
+    md, page_html = _markdown(page, out), _html(page)
     atomic_write(out / "report.md", lambda tmp: _write_text(tmp, md))
-    page = _html(title, intro, notes, tables, overlay_list, per_method, sections, stamp)
-    atomic_write(out / "report.html", lambda tmp: _write_text(tmp, page))
+    atomic_write(out / "report.html", lambda tmp: _write_text(tmp, page_html))
     return out / "report.md", out / "report.html"
+
+
+@dataclass
+class _Page:
+    """What a report shows, for both renderings."""
+
+    title: str
+    intro: str
+    notes: list[str]
+    tables: list[tuple[str, list[str], list[list[str]]]]
+    overlays: list[tuple[str, Path]]
+    per_method: list[tuple[str, list[tuple[str, Path]]]]
+    sections: list[Section]
+    stamp: str
 
 
 def _write_text(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
-def _markdown(
-    title: str,
-    intro: str,
-    notes: Sequence[str],
-    tables: Sequence[tuple[str, list[str], list[list[str]]]],
-    overlays: Sequence[tuple[str, Path]],
-    per_method: Sequence[tuple[str, list[tuple[str, Path]]]],
-    sections: Sequence[Section],
-    out: Path,
-    stamp: str,
-) -> str:
+def _markdown(page: _Page, out: Path) -> str:
     def rel(p: Path) -> str:
         try:
             return p.resolve().relative_to(out.resolve()).as_posix()
         except ValueError:
             return str(p)
 
-    parts = [f"# {title}", "", f"_Written {stamp} by bbh._", ""]
-    if intro:
-        parts += [intro, ""]
-    for caption, header, cells in tables:
+    parts = [f"# {page.title}", "", f"_Written {page.stamp} by bbh._", ""]
+    if page.intro:
+        parts += [page.intro, ""]
+    for caption, header, cells in page.tables:
         parts += [f"## {caption}", "", markdown_table(header, cells), ""]
-    for s in sections:
+    for s in page.sections:
         parts += [f"## {s.title}", ""]
         if s.note:
             parts += [s.note, ""]
         for caption, header, cells in s.tables:
             parts += [f"**{caption}**", "", markdown_table(header, cells), ""]
         parts += [f"![{caption}]({rel(p)})" for caption, p in s.figures] + [""]
-    if overlays:
+    if page.overlays:
         parts += ["## Figures", ""]
-        parts += [f"![{caption}]({rel(p)})\n" for caption, p in overlays]
-    for label, figs in per_method:
+        parts += [f"![{caption}]({rel(p)})\n" for caption, p in page.overlays]
+    for label, figs in page.per_method:
         if figs:
             parts += [f"### {label}", ""]
             parts += [f"![{label}: {caption}]({rel(p)})" for caption, p in figs] + [""]
-    if notes:
-        parts += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    if page.notes:
+        parts += ["## Notes", ""] + [f"- {n}" for n in page.notes] + [""]
     return "\n".join(parts)
 
 
-def _html(
-    title: str,
-    intro: str,
-    notes: Sequence[str],
-    tables: Sequence[tuple[str, list[str], list[list[str]]]],
-    overlays: Sequence[tuple[str, Path]],
-    per_method: Sequence[tuple[str, list[tuple[str, Path]]]],
-    sections: Sequence[Section],
-    stamp: str,
-) -> str:
+def _html(page: _Page) -> str:
     try:
         import jinja2
     except ImportError as exc:
@@ -349,16 +351,7 @@ def _html(
         undefined=jinja2.StrictUndefined,
     )
     env.filters["data_uri"] = _data_uri
-    return env.get_template("report.html").render(
-        title=title,
-        intro=intro,
-        notes=notes,
-        tables=tables,
-        overlays=overlays,
-        per_method=per_method,
-        sections=sections,
-        stamp=stamp,
-    )
+    return env.get_template("report.html").render(**vars(page))
 
 
 def _data_uri(path: Path) -> str:

@@ -42,6 +42,7 @@ from bbh.metrics import accuracy, nll
 from bbh.training import (
     CheckpointError,
     FitHooks,
+    FitResult,
     TrainingInterrupted,
     TrainState,
     fit,
@@ -177,15 +178,52 @@ def _train_run(
         print(f"bbh train: {note}", file=sys.stderr)
 
     log = RunLog(run.log_file, keep_until_step=state.step if state else 0)
-    log.write({"event": "resume" if state else "start", "step": state.step if state else 0,
-               "device": str(dev), "notes": notes})  # fmt: skip
-    method.to(dev)
-    hooks = _RunHooks(cfg, run, log, data, dev, digest)
+    try:
+        log.write({"event": "resume" if state else "start", "step": state.step if state else 0,
+                   "device": str(dev), "notes": notes})  # fmt: skip
+        method.to(dev)
+        hooks = _RunHooks(cfg, run, log, data, dev, digest)
+        result = _fit(cfg, method, data, dev, steps, per_epoch, hooks, state, progress)
+        save_model(
+            run.model_file,
+            method,
+            {"config": config_to_dict(cfg), "config_hash": digest, "bbh_version": bbh.__version__},
+        )
+        summary = {
+            "config_hash": digest,
+            "steps": result.steps,
+            "epochs": result.steps / per_epoch,
+            "seconds": result.seconds,
+            "final": result.logs[-1] if result.logs else {},
+            "validation": hooks.validation,
+            "device": str(dev),
+            "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_json(run.train_file, summary)
+        log.write({"event": "done", "step": result.steps, "seconds": result.seconds})
+    finally:
+        log.close()
+    return TrainOutcome(run, "resumed" if state else "trained", result.steps, result.seconds, notes)
+
+
+def _fit(
+    cfg: ExperimentConfig,
+    method: Method,
+    data: RunData,
+    dev: torch.device,
+    steps: int,
+    per_epoch: int,
+    hooks: _RunHooks,
+    state: TrainState | None,
+    progress: bool,
+) -> FitResult:
+    """``bbh.training.fit`` with the run's hooks, a progress bar and SIGINT as a stop request;
+    an interruption or a non-finite loss becomes a one-line :class:`RunError`."""
     with progress_bar(steps, state.step if state else 0, cfg.display_name, progress) as bar:
         hooks.bar = bar
         try:
             with _sigint_requests_stop(hooks):
-                result = fit(
+                return fit(
                     method,
                     data.train_x.to(dev),
                     data.train_y.to(dev),
@@ -202,34 +240,15 @@ def _train_run(
                     resume=state,
                 )
         except TrainingInterrupted as stop:
-            log.write({"event": "interrupted", "step": stop.step})
+            hooks.log.write({"event": "interrupted", "step": stop.step})
             raise RunInterrupted(
                 f"interrupted at step {stop.step}; checkpoint {hooks.last_checkpoint}; "
                 f"continue with --resume"
             ) from None
         except FloatingPointError as exc:
-            log.write({"event": "non-finite", "message": str(exc)})
+            hooks.log.write({"event": "non-finite", "message": str(exc)})
             last = hooks.last_checkpoint or "none (no checkpoint was written yet)"
-            raise RunError(f"{run.path}: {exc}; last good checkpoint: {last}") from None
-    save_model(
-        run.model_file,
-        method,
-        {"config": config_to_dict(cfg), "config_hash": digest, "bbh_version": bbh.__version__},
-    )
-    summary = {
-        "config_hash": digest,
-        "steps": result.steps,
-        "epochs": result.steps / per_epoch,
-        "seconds": result.seconds,
-        "final": result.logs[-1] if result.logs else {},
-        "validation": hooks.validation,
-        "device": str(dev),
-        "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    write_json(run.train_file, summary)
-    log.write({"event": "done", "step": result.steps, "seconds": result.seconds})
-    log.close()
-    return TrainOutcome(run, "resumed" if state else "trained", result.steps, result.seconds, notes)
+            raise RunError(f"{hooks.run.path}: {exc}; last good checkpoint: {last}") from None
 
 
 # ------------------------------------------------------------------------------ run log
