@@ -145,26 +145,31 @@ def reproduce(
             "train_wall_seconds": t_train,
         }
         result.rows.append(read_row(name.split("/", 1)[1], folder))
-    notes = [
-        f"Scale {scale!r}; configs: " + ", ".join(names) + ".",
-        "Accuracy, NLL, Brier, ECE and OOD metrics use the extended suite; 'entropy in/out' "
-        "and the CDF areas are the paper's (entropy with its 1e-5 floor; CDF area = about "
-        "ln C - mean entropy: high in distribution, low out of it is good). OOD AUROC, AUPR and "
-        "FPR95 score inputs by predictive entropy, OOD as positive.",
-        "Train seconds are the run's training time (summed over resumes) on the machine that "
-        "trained it; see each run's train.json.",
-    ]
+    notes = [f"Scale {scale!r}; configs: " + ", ".join(names) + "."]
+    if result.rows:
+        notes += _TABLE_NOTES
     result.report_md, result.report_html = write_report(
         TITLES.get(experiment, experiment),
         result.rows,
         root,
-        intro=f"Every run of the experiment at scale {scale!r}, evaluated by bbh evaluate.",
+        intro=f"Every run of the experiment at scale {scale!r}"
+        + (", each evaluated by bbh evaluate." if result.rows else "."),
         sections=toy_sections,
         notes=notes,
     )
     write_json(root / "reproduce.json", {"experiment": experiment, "scale": scale,
                                           "timings": result.timings})  # fmt: skip
     return result
+
+
+_TABLE_NOTES = [
+    "Accuracy, NLL, Brier, ECE and OOD metrics use the extended suite; 'entropy in/out' "
+    "and the CDF areas are the paper's (entropy with its 1e-5 floor; CDF area = about "
+    "ln C - mean entropy: high in distribution, low out of it is good). OOD AUROC, AUPR and "
+    "FPR95 score inputs by predictive entropy, OOD as positive.",
+    "Train seconds are the run's training time (summed over resumes) on the machine that "
+    "trained it; see each run's train.json.",
+]
 
 
 def _train_word(folder: RunFolder) -> str:
@@ -220,11 +225,13 @@ def _toy(cfg: ToyConfig, run_dir: Path, say: Log) -> Section:
 
 def toy_section(cfg: ToyConfig, metrics: dict[str, Any], run_dir: Path) -> Section:
     header = ["method", "RMSE of mean vs x^3", "coverage (mean +- 2 std)", "train s"]
-    ref_keys: list[str] = []
-    for m in metrics.get("methods", {}).values():
-        ref_keys = sorted(m.get("vs_reference", {}) or {})
-        break
-    header += ref_keys
+    ref_names = {
+        "rmse_mean": "vs reference: RMSE of mean",
+        "mean_abs_std_diff": "vs reference: mean |std diff|",
+        "mean_std_ratio": "vs reference: mean std ratio",
+    }
+    ref_keys = [k for k in ref_names if cfg.reference != "none"]
+    header += [ref_names[k] for k in ref_keys]
     cells = []
     for name, m in metrics.get("methods", {}).items():
         ref = m.get("vs_reference", {}) or {}
