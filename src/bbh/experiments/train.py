@@ -120,34 +120,12 @@ def _train_run(
     digest = config_hash(cfg, options)
     dev = resolve_device(device or cfg.train.device)
     run = RunFolder.at(out)
-    status = run.status()
+    status = _check_folder(run, digest, resume)
     if status == "finished":
-        old = run.meta().get("config_hash")
-        if old == digest:
-            summary = run.train_summary()
-            return TrainOutcome(
-                run, "already finished", int(summary.get("steps", 0)), summary.get("seconds", 0.0)
-            )
-        raise RunError(
-            f"{run.path} holds a finished run of another config (hash {old}, this one "
-            f"{digest}); choose another --out"
+        summary = run.train_summary()
+        return TrainOutcome(
+            run, "already finished", int(summary.get("steps", 0)), summary.get("seconds", 0.0)
         )
-    if status == "foreign":
-        raise RunError(f"{run.path} is not a bbh run folder (it holds other files); use a new one")
-    if status == "partial":
-        old = run.meta().get("config_hash")
-        if resume is False:
-            raise RunError(
-                f"{run.path} holds an unfinished run; continue it with --resume or choose "
-                "another --out"
-            )
-        if old != digest:
-            raise RunError(
-                f"--resume: {run.path} was started with another config (hash {old}, this one "
-                f"{digest}); choose another --out"
-            )
-    elif resume is True:
-        raise RunError(f"--resume: {run.path} holds no run to resume")
     check_writable(run.path)
     data = load_run_data(cfg)
     steps, per_epoch = total_steps(cfg, len(data.train_y))
@@ -249,6 +227,33 @@ def _fit(
             hooks.log.write({"event": "non-finite", "message": str(exc)})
             last = hooks.last_checkpoint or "none (no checkpoint was written yet)"
             raise RunError(f"{hooks.run.path}: {exc}; last good checkpoint: {last}") from None
+
+
+def _check_folder(run: RunFolder, digest: str, resume: bool | None) -> str:
+    """The folder's status if this run may use it as asked, else a :class:`RunError`."""
+    status = run.status()
+    if status == "foreign":
+        raise RunError(f"{run.path} is not a bbh run folder (it holds other files); use a new one")
+    if status in ("finished", "partial"):
+        old = run.meta().get("config_hash")
+        if status == "finished" and old != digest:
+            raise RunError(
+                f"{run.path} holds a finished run of another config (hash {old}, this one "
+                f"{digest}); choose another --out"
+            )
+        if status == "partial" and resume is False:
+            raise RunError(
+                f"{run.path} holds an unfinished run; continue it with --resume or choose "
+                "another --out"
+            )
+        if status == "partial" and old != digest:
+            raise RunError(
+                f"--resume: {run.path} was started with another config (hash {old}, this one "
+                f"{digest}); choose another --out"
+            )
+    elif resume is True:
+        raise RunError(f"--resume: {run.path} holds no run to resume")
+    return status
 
 
 # ------------------------------------------------------------------------------ run log
