@@ -241,3 +241,25 @@ def test_cuda_without_a_device_starts_nothing(tmp_path, capsys):
     assert main(["train", str(cfg_path), "--out", str(tmp_path / "run"), "--device", "cuda"]) == 2
     assert "no CUDA device is available" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_folder_in_use_by_another_process_is_left_alone(tmp_path, capsys):
+    cfg_path = write_tiny(tmp_path, steps=3)
+    run = tmp_path / "run"
+    run.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, os, sys, time\n"
+         f"fd = os.open({str(run / '.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('locked', flush=True)\ntime.sleep(60)"],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == b"locked"
+        assert main(["train", str(cfg_path), "--out", str(run), "--quiet"]) == 2
+        assert "in use by another bbh process" in capsys.readouterr().err
+        assert sorted(p.name for p in run.iterdir()) == [".lock"]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(["train", str(cfg_path), "--out", str(run), "--quiet"]) == 0  # free again

@@ -31,7 +31,7 @@ from bbh.config import (
 from bbh.experiments.builders import method_options
 from bbh.experiments.evaluate import check_evaluated, evaluate_run
 from bbh.experiments.report import RunRow, Section, read_row, write_report
-from bbh.experiments.runs import RunFolder, check_writable, read_json
+from bbh.experiments.runs import RunBusy, RunFolder, check_writable, read_json
 from bbh.experiments.train import train_run, with_data_root
 from bbh.io import write_json
 
@@ -70,6 +70,8 @@ class ReproduceResult:
     report_md: Path | None = None
     report_html: Path | None = None
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: runs another process was working on (not in the report; run again when it is done)
+    skipped: list[str] = field(default_factory=list)
 
 
 def experiment_runs(experiment: str) -> list[str]:
@@ -123,29 +125,24 @@ def reproduce(
         cfg = with_data_root(cfg, data_dir)
         _set_aside_if_changed(cfg, run_dir, say)
         folder = RunFolder.at(run_dir)
-        say(f"[{name}] {cfg.display_name}: {_train_word(folder)}")
-        outcome = train_run(cfg, run_dir, device=device, resume=None, progress=progress)
-        t_train = time.monotonic() - t0
-        if not keep_checkpoints:
-            shutil.rmtree(folder.checkpoints, ignore_errors=True)
-        if check_evaluated(folder):
-            say(f"[{name}] already evaluated")
-        else:
-            say(f"[{name}] evaluating")
-            evaluate_run(
-                run_dir,
-                data_dir=data_dir,
-                device=device,
-                threads=cfg.train.threads,
-                progress=progress,
-            )
-        result.timings[name] = {
-            "train_seconds": outcome.seconds,
-            "wall_seconds": time.monotonic() - t0,
-            "train_wall_seconds": t_train,
-        }
+        try:
+            with folder.lock():
+                timing = _train_and_evaluate(
+                    name, cfg, folder, device, keep_checkpoints, data_dir, progress, say
+                )
+        except RunBusy as busy:  # another `bbh reproduce` works on it: leave it to that one
+            say(f"[{name}] skipped: {busy}")
+            result.skipped.append(name)
+            continue
+        result.timings[name] = timing
         result.rows.append(read_row(name.split("/", 1)[1], folder))
     notes = [f"Scale {scale!r}; configs: " + ", ".join(names) + "."]
+    if result.skipped:
+        notes.append(
+            "Not in this report (another bbh process was working on them): "
+            + ", ".join(result.skipped)
+            + "."
+        )
     if result.rows:
         notes += _TABLE_NOTES
     result.report_md, result.report_html = write_report(
@@ -170,6 +167,37 @@ _TABLE_NOTES = [
     "Train seconds are the run's training time (summed over resumes) on the machine that "
     "trained it; see each run's train.json.",
 ]
+
+
+def _train_and_evaluate(
+    name: str,
+    cfg: ExperimentConfig,
+    folder: RunFolder,
+    device: str | None,
+    keep_checkpoints: bool,
+    data_dir: str | None,
+    progress: bool,
+    say: Log,
+) -> dict[str, float]:
+    t0 = time.monotonic()
+    say(f"[{name}] {cfg.display_name}: {_train_word(folder)}")
+    outcome = train_run(cfg, folder.path, device=device, resume=None, progress=progress)
+    t_train = time.monotonic() - t0
+    if not keep_checkpoints:
+        shutil.rmtree(folder.checkpoints, ignore_errors=True)
+    if check_evaluated(folder):
+        say(f"[{name}] already evaluated")
+    else:
+        say(f"[{name}] evaluating")
+        evaluate_run(
+            folder.path, data_dir=data_dir, device=device, threads=cfg.train.threads,
+            progress=progress,
+        )  # fmt: skip
+    return {
+        "train_seconds": outcome.seconds,
+        "wall_seconds": time.monotonic() - t0,
+        "train_wall_seconds": t_train,
+    }
 
 
 def _train_word(folder: RunFolder) -> str:

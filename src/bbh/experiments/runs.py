@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,14 @@ MODEL_VERSION = 1
 
 class RunError(RuntimeError):
     """A run folder that cannot be used as asked (one line, names the folder)."""
+
+
+class RunBusy(RunError):
+    """Another process is training or evaluating in this run folder."""
+
+
+LOCK_FILE = ".lock"
+_held: set[Path] = set()
 
 
 @dataclass(frozen=True)
@@ -80,7 +90,38 @@ class RunFolder:
             return "finished"
         if self.config_file.is_file():
             return "partial"
-        return "foreign" if any(self.path.iterdir()) else "empty"
+        return "foreign" if any(p.name != LOCK_FILE for p in self.path.iterdir()) else "empty"
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold this folder for the calling process (an advisory ``flock`` on ``.lock``, released
+        when the process dies); :class:`RunBusy` if another process holds it. Reentrant."""
+        key = self.path.resolve()
+        if key in _held:
+            yield
+            return
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - no flock on this platform: no locking
+            yield
+            return
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise RunError(f"cannot write to {self.path}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunBusy(f"{self.path} is in use by another bbh process") from None
+        _held.add(key)
+        try:
+            yield
+        finally:
+            _held.discard(key)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     def meta(self) -> dict[str, Any]:
         """The contents of ``config.json``."""

@@ -10,6 +10,7 @@ SIGINT stops at the next step boundary with a checkpoint (a second SIGINT stops 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -111,6 +112,12 @@ def train_run(
         return _train_run(cfg, Path(out), device, resume, progress)
 
 
+def _locked(run: RunFolder) -> Any:
+    if run.status() == "foreign":  # refused below; never leave a lock file in someone's folder
+        return contextlib.nullcontext()
+    return run.lock()
+
+
 def _train_run(
     cfg: ExperimentConfig, out: Path, device: str | None, resume: bool | None, progress: bool
 ) -> TrainOutcome:
@@ -120,6 +127,20 @@ def _train_run(
     digest = config_hash(cfg, options)
     dev = resolve_device(device or cfg.train.device)
     run = RunFolder.at(out)
+    with _locked(run):
+        return _train_in(run, cfg, method, dev, digest, options, resume, progress)
+
+
+def _train_in(
+    run: RunFolder,
+    cfg: ExperimentConfig,
+    method: Method,
+    dev: torch.device,
+    digest: str,
+    options: dict[str, Any],
+    resume: bool | None,
+    progress: bool,
+) -> TrainOutcome:
     status = _check_folder(run, digest, resume)
     if status == "finished":
         summary = run.train_summary()
