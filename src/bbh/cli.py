@@ -259,6 +259,10 @@ def _add_experiment_commands(sub: Any) -> None:
     )  # fmt: skip
     reproduce.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                            help="override a value in every run's config (repeatable)")  # fmt: skip
+    reproduce.add_argument(
+        "--report-only", action="store_true",
+        help="train and evaluate nothing: report the runs that are done, list the others",
+    )  # fmt: skip
     reproduce.add_argument("--keep-checkpoints", action="store_true",
                            help="keep finished runs' checkpoints (default: deleted)")  # fmt: skip
     reproduce.add_argument("--threads", type=_positive_int, default=None, help=threads_help)

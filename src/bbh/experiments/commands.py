@@ -133,6 +133,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         only=only,
         overrides=[*args.set, *_threads(args)],
         keep_checkpoints=args.keep_checkpoints,
+        report_only=args.report_only,
         progress=not args.quiet,
     )
     if result.rows:

@@ -72,6 +72,8 @@ class ReproduceResult:
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
     #: runs another process was working on (not in the report; run again when it is done)
     skipped: list[str] = field(default_factory=list)
+    #: runs not trained and evaluated for their current config (``report_only``)
+    missing: list[str] = field(default_factory=list)
 
 
 def experiment_runs(experiment: str) -> list[str]:
@@ -97,10 +99,14 @@ def reproduce(
     only: Sequence[str] | None = None,
     overrides: Sequence[str] = (),
     keep_checkpoints: bool = False,
+    report_only: bool = False,
     progress: bool = True,
     log: Log | None = None,
 ) -> ReproduceResult:
-    """Train, evaluate and report every run of ``experiment`` (see the module docstring)."""
+    """Train, evaluate and report every run of ``experiment`` (see the module docstring).
+
+    ``report_only``: train and evaluate nothing; report the runs that are trained and evaluated
+    for their current config, list the others as missing."""
     say = log or (lambda text: print(text, file=sys.stderr))
     names = experiment_runs(experiment)
     if only:
@@ -123,8 +129,14 @@ def reproduce(
             result.timings[name] = {"seconds": time.monotonic() - t0}
             continue
         cfg = with_data_root(cfg, data_dir)
-        _set_aside_if_changed(cfg, run_dir, say)
         folder = RunFolder.at(run_dir)
+        if report_only:
+            if _is_done(cfg, folder):
+                result.rows.append(read_row(name.split("/", 1)[1], folder))
+            else:
+                result.missing.append(name)
+            continue
+        _set_aside_if_changed(cfg, run_dir, say)
         try:
             with folder.lock():
                 timing = _train_and_evaluate(
@@ -137,6 +149,12 @@ def reproduce(
         result.timings[name] = timing
         result.rows.append(read_row(name.split("/", 1)[1], folder))
     notes = [f"Scale {scale!r}; configs: " + ", ".join(names) + "."]
+    if result.missing:
+        notes.append(
+            "Not trained and evaluated yet for the current configs (not in this report): "
+            + ", ".join(result.missing)
+            + "."
+        )
     if result.skipped:
         notes.append(
             "Not in this report (another bbh process was working on them): "
@@ -198,6 +216,13 @@ def _train_and_evaluate(
         "wall_seconds": time.monotonic() - t0,
         "train_wall_seconds": t_train,
     }
+
+
+def _is_done(cfg: ExperimentConfig, folder: RunFolder) -> bool:
+    """Trained and evaluated for this config."""
+    if folder.status() != "finished" or not check_evaluated(folder):
+        return False
+    return bool(folder.meta().get("config_hash") == config_hash(cfg, method_options(cfg)))
 
 
 def _train_word(folder: RunFolder) -> str:
