@@ -111,10 +111,13 @@ def test_reproduce_reports_every_method_and_reuses_runs(tmp_path):
     assert sum("already evaluated" in s for s in said) == 2
 
     # --report-only trains nothing: a run whose config changed is listed as missing
-    changed = [*TINY_DEMO, "method.options.noise_dim=3"]
-    only = reproduce("demo", scale="cpu", out=out, overrides=changed, only=["map", "bbh"],
+    done = reproduce("demo", scale="cpu", out=out, overrides=TINY_DEMO, only=["map", "bbh"],
                      report_only=True, progress=False)  # fmt: skip
-    assert [r.name for r in only.rows] == ["map"] and only.missing == ["demo/bbh"]
+    assert [r.name for r in done.rows] == ["map", "bbh"] and done.missing == []
+    changed = [*TINY_DEMO, "method.options.noise_dim=3"]
+    stale = reproduce("demo", scale="cpu", out=out, overrides=changed, only=["bbh"],
+                      report_only=True, progress=False)  # fmt: skip
+    assert stale.rows == [] and stale.missing == ["demo/bbh"]
     assert "Not trained and evaluated yet" in (out / "report.md").read_text()
 
     said.clear()
