@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,15 @@ def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
     )
 
 
+def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen[bytes]) -> None:
+    """Poll every 5 ms until ``condition()`` (the training process must still be running)."""
+    deadline = time.monotonic() + 120
+    while not condition():
+        assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+        assert time.monotonic() < deadline, "the condition did not come true within 120 s"
+        time.sleep(0.005)
+
+
 def test_sigkill_then_resume_ends_bit_identical(tmp_path):
     cfg_path = write_tiny(tmp_path, steps=300, checkpoint_every=10)
     cfg = load_config(cfg_path)
@@ -55,11 +65,7 @@ def test_sigkill_then_resume_ends_bit_identical(tmp_path):
 
     killed = tmp_path / "killed"
     proc = _spawn(["train", str(cfg_path), "--out", str(killed), "--quiet"])
-    deadline = time.monotonic() + 120
-    while not list_checkpoints(killed / "checkpoints"):
-        assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
-        assert time.monotonic() < deadline, "no checkpoint within 120 s"
-        time.sleep(0.005)
+    _wait_for(lambda: bool(list_checkpoints(killed / "checkpoints")), proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
@@ -81,11 +87,7 @@ def test_sigint_saves_a_checkpoint_and_resume_matches(tmp_path):
 
     run = tmp_path / "interrupted"
     proc = _spawn(["train", str(cfg_path), "--out", str(run), "--quiet"])
-    deadline = time.monotonic() + 120
-    while not any('"event": "train"' in line for line in _lines(run / "log.jsonl")):
-        assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    _wait_for(lambda: any('"event": "train"' in line for line in _lines(run / "log.jsonl")), proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err.decode()
