@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bbh.data.cache import atomic_write
 from bbh.data.datasets import load_mnist, load_notmnist
 from bbh.data.download import file_digest
 from bbh.data.paths import resolve_data_root
+from bbh.io import atomic_open
 
 OUT_DIR = Path(__file__).resolve().parents[1] / "src" / "bbh" / "data" / "embedded"
 
@@ -38,7 +38,7 @@ def balanced_indices(labels: np.ndarray, per_class: int, seed: int) -> np.ndarra
 
 def _save(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
     arrays = {**arrays, "meta": np.array(json.dumps(meta, indent=1, sort_keys=True))}
-    with atomic_write(path) as handle:
+    with atomic_open(path) as handle:
         np.savez_compressed(handle, **arrays)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")
 

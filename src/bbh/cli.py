@@ -1,31 +1,75 @@
-"""The ``bbh`` command line: one subcommand per experiment."""
+"""The ``bbh`` command line (also ``python -m bbh``): one subcommand per experiment.
+
+Every option is checked before any work starts; an error is one line on stderr,
+``bbh <command>: error: <what>``, with exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
+
+#: What a command reports as a one-line error (exit 2) instead of a traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    TypeError,
+    RuntimeError,
+    OSError,
+    FloatingPointError,
+)
 
 
 class _Parser(argparse.ArgumentParser):
-    """Misuse is one line on stderr (``bbh train: error: ...``) and exit status 2."""
+    """argparse with one-line errors: ``prog: error: message (see prog --help)``, exit 2."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def folder(text: str) -> str:
+    """An argparse ``type``: a non-empty folder path."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder path, got an empty string")
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from bbh import __version__
+
     parser = _Parser(
         prog="bbh",
         description="Bayes by Hypernet: the paper's experiments, training, evaluation, reports.",
     )
+    parser.add_argument("--version", action="version", version=f"bbh {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_experiment_commands(sub)
 
     toy = sub.add_parser("toy", help="the paper's 1-D toy regression (embedded data)")
-    toy.add_argument("--out", required=True, help="output folder (metrics.json, toy.png)")
+    toy.add_argument(
+        "--out",
+        required=True,
+        type=folder,
+        help="output folder (metrics.json, toy.png); a finished earlier run there is replaced",
+    )
     toy.add_argument(
         "--methods", default="bbh", help="comma-separated method names, or 'all' (default: bbh)"
     )
@@ -41,9 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=["gp", "hmc", "none"],
         help="trusted posterior to compare with (hmc takes a few minutes)",
     )
-    toy.add_argument("--seed", type=int, default=0, help="training seed")
-    toy.add_argument("--data-seed", type=int, default=1, help="data seed (the paper's: 1)")
-    toy.add_argument("--steps", type=int, default=None, help="override the training steps")
+    toy.add_argument("--seed", type=int_at_least(0), default=0, help="training seed")
+    toy.add_argument(
+        "--data-seed", type=int_at_least(0), default=1, help="data seed (the paper's: 1)"
+    )
+    toy.add_argument(
+        "--steps", type=int_at_least(1), default=None, help="override the training steps"
+    )
     toy.add_argument("--no-figure", action="store_true", help="write metrics.json only")
 
     data = sub.add_parser(
@@ -53,20 +101,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     data.add_argument(
         "--data-dir",
         default=None,
+        type=folder,
         help="data root (default: $BBH_DATA, else the user cache folder)",
     )
     data.add_argument(
         "--offline", action="store_true", help="never download; report what is missing"
     )
     data.add_argument(
-        "--cache-dir", default=None, help="decoded-array cache (CIFAR; default: $BBH_CACHE)"
+        "--cache-dir",
+        default=None,
+        type=folder,
+        help="decoded-array cache (CIFAR; default: $BBH_CACHE)",
     )
 
     args = parser.parse_args(argv)
-    if args.command == "toy":
-        return _toy(args)
-    if args.command == "data":
-        return _data(args)
+    command = {"toy": _toy, "data": _data}.get(args.command, _experiment)
+    try:
+        return command(args)
+    except USER_ERRORS as err:
+        return _fail(args.command, err)
+    except KeyboardInterrupt:
+        print(f"bbh {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _fail(command: str, err: BaseException) -> int:
+    message = " ".join(str(err).split()) or type(err).__name__
+    print(f"bbh {command}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _experiment(args: argparse.Namespace) -> int:
     from bbh.experiments import commands
 
     return commands.run(args)
@@ -74,21 +139,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _toy(args: argparse.Namespace) -> int:
     from bbh.experiments.toy import run_toy
+    from bbh.io import check_output_folder
 
-    try:
-        result = run_toy(
-            args.out,
-            [m.strip() for m in args.methods.split(",") if m.strip()],
-            setting=args.setting,
-            reference=args.reference,
-            data_seed=args.data_seed,
-            seed=args.seed,
-            steps=args.steps,
-            figure=not args.no_figure,
-        )
-    except (ValueError, RuntimeError) as err:
-        print(f"bbh toy: error: {err}", file=sys.stderr)
-        return 2
+    out = check_output_folder(args.out, name="--out")  # before the reference and training
+    result = run_toy(
+        out,
+        [m.strip() for m in args.methods.split(",") if m.strip()],
+        setting=args.setting,
+        reference=args.reference,
+        data_seed=args.data_seed,
+        seed=args.seed,
+        steps=args.steps,
+        figure=not args.no_figure,
+    )
     summary = {
         name: {
             k: m[k]
@@ -104,7 +167,7 @@ def _toy(args: argparse.Namespace) -> int:
         for name, m in result["methods"].items()
     }
     print(json.dumps(summary, indent=1))
-    print(f"wrote {args.out}/metrics.json" + ("" if args.no_figure else f" and {args.out}/toy.png"))
+    print(f"wrote {out / 'metrics.json'}" + ("" if args.no_figure else f" and {out / 'toy.png'}"))
     return 0
 
 
@@ -115,25 +178,21 @@ def _data(args: argparse.Namespace) -> int:
 
     offline = True if args.offline else None
     start = time.perf_counter()
-    try:
-        if args.name == "embedded":
-            splits = {
-                "train": (m := bdata.load_embedded_mnist(with_ood=True)).train,
-                "test": m.test,
-                "ood (notMNIST)": m.ood,
-            }
-        elif args.name == "notmnist":
-            splits = {"test": bdata.load_notmnist(args.data_dir, offline=offline)}
-        elif args.name == "mnist":
-            m = bdata.load_mnist(args.data_dir, offline=offline)
-            splits = {"train": m.train, "val": m.val, "test": m.test}
-        else:
-            loader = bdata.load_cifar5 if args.name == "cifar5" else bdata.load_cifar10
-            m = loader(args.data_dir, offline=offline, cache_dir=args.cache_dir)
-            splits = {"train": m.train, "test": m.test, "ood": m.ood}
-    except bdata.DataError as err:
-        print(f"bbh data: error: {err}", file=sys.stderr)
-        return 2
+    if args.name == "embedded":
+        splits = {
+            "train": (m := bdata.load_embedded_mnist(with_ood=True)).train,
+            "test": m.test,
+            "ood (notMNIST)": m.ood,
+        }
+    elif args.name == "notmnist":
+        splits = {"test": bdata.load_notmnist(args.data_dir, offline=offline)}
+    elif args.name == "mnist":
+        m = bdata.load_mnist(args.data_dir, offline=offline)
+        splits = {"train": m.train, "val": m.val, "test": m.test}
+    else:
+        loader = bdata.load_cifar5 if args.name == "cifar5" else bdata.load_cifar10
+        m = loader(args.data_dir, offline=offline, cache_dir=args.cache_dir)
+        splits = {"train": m.train, "test": m.test, "ood": m.ood}
     for split, d in splits.items():
         if d is not None:
             print(
@@ -142,16 +201,6 @@ def _data(args: argparse.Namespace) -> int:
             )
     print(f"loaded in {time.perf_counter() - start:.2f} s")
     return 0
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _add_experiment_commands(sub: Any) -> None:
@@ -173,8 +222,10 @@ def _add_experiment_commands(sub: Any) -> None:
         "against embedded notMNIST, accuracy under FGSM and PGD at eps 0.1), print the table "
         "and write report.md and report.html. A second run reuses the trained runs.",
     )
-    demo.add_argument("--out", default="runs/demo", help="output folder (default: %(default)s)")
-    demo.add_argument("--threads", type=_positive_int, default=None, help=threads_help)
+    demo.add_argument(
+        "--out", default="runs/demo", type=folder, help="output folder (default: %(default)s)"
+    )
+    demo.add_argument("--threads", type=int_at_least(1), default=None, help=threads_help)
     demo.add_argument("--quiet", action="store_true", help=quiet_help)
 
     configs = sub.add_parser(
@@ -197,7 +248,9 @@ def _add_experiment_commands(sub: Any) -> None:
     train.add_argument("config", help="config name (see bbh configs) or path to a TOML file")
     train.add_argument("--scale", default="paper", choices=["paper", "cpu"], help=scale_help)
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
-    train.add_argument("--out", default=None, help="run folder (default: runs/<config>-<scale>)")
+    train.add_argument(
+        "--out", default=None, type=folder, help="run folder (default: runs/<config>-<scale>)"
+    )
     train.add_argument(
         "--device", default=None, choices=["cpu", "cuda", "auto"],
         help="where to train (default: the config's train.device, cpu)",
@@ -207,9 +260,12 @@ def _add_experiment_commands(sub: Any) -> None:
         help="continue the unfinished run in --out from its last checkpoint",
     )  # fmt: skip
     train.add_argument(
-        "--data-dir", default=None, help="data root (default: $BBH_DATA or the user cache)"
+        "--data-dir",
+        default=None,
+        type=folder,
+        help="data root (default: $BBH_DATA or the user cache)",
     )
-    train.add_argument("--threads", type=_positive_int, default=None, help=threads_help)
+    train.add_argument("--threads", type=int_at_least(1), default=None, help=threads_help)
     train.add_argument("--quiet", action="store_true", help=quiet_help)
 
     evaluate = sub.add_parser(
@@ -229,11 +285,13 @@ def _add_experiment_commands(sub: Any) -> None:
         help="comma-separated from paper-fgsm, eot-fgsm, eot-pgd; or all (default: the "
         "config's) or none",
     )  # fmt: skip
-    evaluate.add_argument("--data-dir", default=None, help="data root (default: the run's)")
+    evaluate.add_argument(
+        "--data-dir", default=None, type=folder, help="data root (default: the run's)"
+    )
     evaluate.add_argument(
         "--device", default=None, choices=["cpu", "cuda", "auto"], help="default: cpu"
     )
-    evaluate.add_argument("--threads", type=_positive_int, default=None, help=threads_help)
+    evaluate.add_argument("--threads", type=int_at_least(1), default=None, help=threads_help)
     evaluate.add_argument("--quiet", action="store_true", help=quiet_help)
 
     reproduce = sub.add_parser(
@@ -246,10 +304,16 @@ def _add_experiment_commands(sub: Any) -> None:
     reproduce.add_argument("experiment", choices=["mnist", "cifar5", "toy"])
     reproduce.add_argument("--scale", required=True, choices=["paper", "cpu"], help="paper or cpu")
     reproduce.add_argument(
-        "--data-dir", default=None, help="data root (default: $BBH_DATA or the user cache)"
+        "--data-dir",
+        default=None,
+        type=folder,
+        help="data root (default: $BBH_DATA or the user cache)",
     )
     reproduce.add_argument(
-        "--out", default=None, help="output folder (default: runs/<experiment>-<scale>)"
+        "--out",
+        default=None,
+        type=folder,
+        help="output folder (default: runs/<experiment>-<scale>)",
     )
     reproduce.add_argument("--device", default=None, choices=["cpu", "cuda", "auto"],
                            help="where to train and evaluate (default: cpu)")  # fmt: skip
@@ -265,7 +329,7 @@ def _add_experiment_commands(sub: Any) -> None:
     )  # fmt: skip
     reproduce.add_argument("--keep-checkpoints", action="store_true",
                            help="keep finished runs' checkpoints (default: deleted)")  # fmt: skip
-    reproduce.add_argument("--threads", type=_positive_int, default=None, help=threads_help)
+    reproduce.add_argument("--threads", type=int_at_least(1), default=None, help=threads_help)
     reproduce.add_argument("--quiet", action="store_true", help=quiet_help)
 
 

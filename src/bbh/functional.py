@@ -28,9 +28,18 @@ ParamPredicate = Callable[[str, nn.Parameter], bool]
 class ForwardMode(str, Enum):
     """How ``sampled_forward`` runs S weight samples through a network."""
 
-    AUTO = "auto"  # vmap unless the net has BatchNorm with running statistics, then loop
+    AUTO = "auto"  # ``auto_forward_mode``: the faster of the two where it is known
     VMAP = "vmap"  # torch.func.vmap over the sample axis
     LOOP = "loop"  # a Python loop over samples (works for every module)
+
+
+#: On a CPU, ``auto`` runs samples under vmap only while (examples per sample) x (weights per
+#: sample) stays at most this. Measured on a 2-core Xeon with torch 2.13 (forward + backward,
+#: ``benchmarks/sampled_forward.py``): vmap turns convolutions with per-sample weights into
+#: grouped convolutions, 1.3-2x slower than a loop of ordinary ones for LeNet-5 and the CIFAR
+#: ResNets at batch 100; it wins where the loop's per-call overhead dominates: the 1-100-1 toy
+#: net (4x) and batches split between 20 samples (5 examples each, up to 2.2x).
+CPU_VMAP_MAX_WORK = 5_000_000
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,7 @@ class ParamSpec:
             raise ValueError("ParamSpec needs at least one parameter tensor; got none")
         self.entries: tuple[ParamEntry, ...] = tuple(entries)
         self._by_name = {e.name: e for e in self.entries}
+        self._sizes = [e.numel for e in self.entries]
 
     @classmethod
     def from_module(cls, module: nn.Module, include: ParamPredicate | None = None) -> ParamSpec:
@@ -112,10 +122,11 @@ class ParamSpec:
                 f"flat weights must have shape [S, {self.dim}], got {list(flat.shape)}"
             )
         s = flat.shape[0]
-        return {
-            e.name: flat[:, e.offset : e.offset + e.numel].reshape(s, *e.shape)
-            for e in self.entries
-        }
+        # One ``split`` rather than a slice per tensor: the backward of a slice allocates a
+        # zero [S, D] gradient per tensor and adds them up (20x slower for ResNet-18's 62
+        # tensors); the backward of ``split`` is a single ``cat``.
+        parts = flat.split(self._sizes, dim=1)
+        return {e.name: p.reshape(s, *e.shape) for e, p in zip(self.entries, parts, strict=True)}
 
     def flatten(self, params: Mapping[str, Tensor]) -> Tensor:
         """``{name: [S, *shape]}`` -> ``[S, D]``; every name of the spec must be present."""
@@ -151,6 +162,23 @@ def has_running_stats(net: nn.Module) -> bool:
     )
 
 
+def auto_forward_mode(
+    net: nn.Module, num_samples: int, examples_per_sample: int, dim: int, device: torch.device
+) -> ForwardMode:
+    """The mode ``auto`` picks: loop where vmap is impossible or measured slower, else vmap.
+
+    Loop for BatchNorm with running statistics (vmap cannot update them) and for one sample;
+    on a CPU, loop when ``examples_per_sample * dim > CPU_VMAP_MAX_WORK``; vmap otherwise
+    (on a GPU batching the samples saves kernel launches; check with
+    ``benchmarks/sampled_forward.py --device cuda``).
+    """
+    if has_running_stats(net) or num_samples == 1:
+        return ForwardMode.LOOP
+    if device.type == "cpu" and examples_per_sample * dim > CPU_VMAP_MAX_WORK:
+        return ForwardMode.LOOP
+    return ForwardMode.VMAP
+
+
 def sampled_forward(
     net: nn.Module,
     params: Mapping[str, Tensor],
@@ -175,14 +203,19 @@ def sampled_forward(
     if x_per_sample and x.shape[0] != s:
         raise ValueError(f"x_per_sample needs x of shape [S={s}, B, ...], got {list(x.shape)}")
     if mode is ForwardMode.AUTO:
-        mode = ForwardMode.LOOP if (has_running_stats(net) or s == 1) else ForwardMode.VMAP
+        examples = x.shape[1] if x_per_sample else x.shape[0]
+        dim = sum(p[0].numel() for p in params.values())
+        mode = auto_forward_mode(net, s, examples, dim, x.device)
 
     if mode is ForwardMode.LOOP:
+        # ``unbind`` once per tensor, not ``v[i]`` per sample: the backward of each indexing
+        # zero-fills a full [S, *shape] gradient (O(S^2 D) work); that of ``unbind`` is one stack.
+        names = list(params)
+        per_sample = zip(*(params[k].unbind(0) for k in names), strict=True)
+        xs = x.unbind(0) if x_per_sample else (x,) * s
         outs = [
-            functional_call(
-                net, {k: v[i] for k, v in params.items()}, (x[i] if x_per_sample else x,)
-            )
-            for i in range(s)
+            functional_call(net, dict(zip(names, p, strict=True)), (xi,))
+            for p, xi in zip(per_sample, xs, strict=True)
         ]
         return torch.stack(outs)
 

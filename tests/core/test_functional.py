@@ -99,3 +99,42 @@ def test_bad_inputs():
         sampled_forward(
             nn.Linear(2, 2), spec.unflatten(torch.randn(1, 6)), torch.randn(1, 2), mode="fast"
         )
+
+
+def test_unflatten_gradient_reaches_every_slice_once():
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    spec = ParamSpec.from_module(net)
+    flat = torch.randn(3, spec.dim, requires_grad=True)
+    params = spec.unflatten(flat)
+    weights = {name: torch.randn_like(p) for name, p in params.items()}
+    sum((p * weights[name]).sum() for name, p in params.items()).backward()
+    assert flat.grad is not None
+    torch.testing.assert_close(flat.grad, spec.flatten(weights))
+
+
+def test_auto_mode_loops_for_running_stats_one_sample_and_large_cpu_work():
+    from bbh.functional import CPU_VMAP_MAX_WORK, auto_forward_mode
+
+    cpu = torch.device("cpu")
+    mlp = nn.Linear(3, 2)
+    bn = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    assert auto_forward_mode(bn, 5, 10, 100, cpu) == "loop"
+    assert auto_forward_mode(mlp, 1, 10, 100, cpu) == "loop"
+    assert auto_forward_mode(mlp, 5, 10, 100, cpu) == "vmap"
+    assert auto_forward_mode(mlp, 5, 100, CPU_VMAP_MAX_WORK, cpu) == "loop"
+    assert auto_forward_mode(mlp, 5, 100, CPU_VMAP_MAX_WORK, torch.device("meta")) == "vmap"
+
+
+def test_loop_gradients_match_vmap_for_per_sample_inputs():
+    torch.manual_seed(0)
+    net = small_convnet()
+    spec = ParamSpec.from_module(net)
+    xs = torch.randn(3, 4, 1, 8, 8)
+    grads = []
+    for mode in ("loop", "vmap"):
+        flat = torch.randn(3, spec.dim, generator=torch.Generator().manual_seed(1))
+        flat.requires_grad_(True)
+        out = sampled_forward(net, spec.unflatten(flat), xs, x_per_sample=True, mode=mode)
+        out.square().sum().backward()
+        grads.append(flat.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-5)

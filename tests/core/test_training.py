@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -62,3 +64,51 @@ def test_fit_uses_the_methods_default_lr():
     # Adam's first step moves each parameter with a gradient by about lr
     step = max((a - b).abs().max().item() for a, b in zip(after, before, strict=True))
     assert 0.5e-4 < step < 1.01e-4
+
+
+def test_fit_checks_the_whole_training_set_before_the_first_step():
+    m = BayesByHypernet(nn.Linear(2, 3), hidden=(4,))
+    x, y = torch.randn(50, 2), torch.randint(0, 3, (50,))
+    bad = x.clone()
+    bad[31, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"x contains 1 NaN .* \(the first in example 31\)"):
+        fit(m, bad, y, steps=5, batch_size=10)
+    labels = y.clone()
+    labels[7] = 42
+    with pytest.raises(ValueError, match=r"y must lie in \[0, 3\) .* got values in \[0, 42\]"):
+        fit(m, x, labels, steps=5, batch_size=10)
+    with pytest.raises(TypeError, match="y must hold integer class indices"):
+        fit(m, x, y.float(), steps=5, batch_size=10)
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ({"steps": 0}, "fit: steps must be an int >= 1, got int 0"),
+        ({"steps": 2.5}, "fit: steps must be an int >= 1, got float 2.5"),
+        ({"batch_size": -1}, "fit: batch_size must be an int >= 1, got int -1"),
+        ({"lr": float("nan")}, "fit: lr must be a finite real number > 0 or None, got float nan"),
+        ({"lr": 0.0}, "fit: lr must be a finite real number > 0 or None, got float 0.0"),
+        ({"num_data": 0}, "fit: num_data must be an int >= 1 or None, got int 0"),
+        ({"kl_schedule": 1.0}, "fit: kl_schedule must be a callable or None, got float 1.0"),
+        ({"log_every": 0}, "fit: log_every must be an int >= 1, got int 0"),
+    ],
+)
+def test_fit_options_are_checked(option, message):
+    m = BayesByHypernet(nn.Linear(2, 3), hidden=(4,))
+    kwargs = {"steps": 2, "batch_size": 4, **option}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        fit(m, torch.randn(8, 2), torch.zeros(8, dtype=torch.long), **kwargs)
+
+
+def test_fit_with_a_transform_checks_what_the_model_sees():
+    m = BayesByHypernet(nn.Linear(4, 3), hidden=(4,))
+    x = torch.randint(0, 255, (20, 2), dtype=torch.uint8)  # raw bytes, scaled by the transform
+    y = torch.randint(0, 3, (20,))
+
+    def widen(xb, gen):
+        return torch.cat([xb, xb], dim=1).float() / 255
+
+    fit(m, x, y, steps=2, batch_size=5, transform=widen)
+    with pytest.raises(ValueError, match=r"x after transform has shape \[2, 2\], which Linear"):
+        fit(m, x, y, steps=2, batch_size=5, transform=lambda xb, gen: xb.float())

@@ -1,4 +1,4 @@
-"""Atomic writes, the decoded-array cache, and how the data root and cache folder are found."""
+"""The decoded-array cache, and how the data root and cache folder are found."""
 
 from __future__ import annotations
 
@@ -8,24 +8,11 @@ import numpy as np
 import pytest
 
 from bbh.data import (
-    atomic_write,
     cached_arrays,
     resolve_cache_dir,
     resolve_data_root,
     resolve_offline,
 )
-
-
-def test_atomic_write_success_and_failure(tmp_path: Path) -> None:
-    target = tmp_path / "sub" / "file.bin"
-    with atomic_write(target) as fh:
-        fh.write(b"complete")
-    assert target.read_bytes() == b"complete"
-    with pytest.raises(RuntimeError), atomic_write(target) as fh:
-        fh.write(b"half")
-        raise RuntimeError("crash mid-write")
-    assert target.read_bytes() == b"complete"
-    assert sorted(p.name for p in target.parent.iterdir()) == ["file.bin"]
 
 
 def test_cached_arrays_builds_once(tmp_path: Path) -> None:

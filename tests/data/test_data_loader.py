@@ -9,7 +9,7 @@ from bbh.data import LabeledData, TensorLoader, cifar_train_augment
 
 def _data(n: int = 25) -> LabeledData:
     images = torch.arange(n, dtype=torch.uint8)[:, None, None, None].expand(n, 3, 32, 32)
-    return LabeledData(images.contiguous(), torch.arange(n), tuple("abcdefghij"))
+    return LabeledData(images.contiguous(), torch.arange(n), tuple(f"c{i}" for i in range(n)))
 
 
 def test_epoch_covers_every_example_once() -> None:

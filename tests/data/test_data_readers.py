@@ -257,3 +257,46 @@ def test_image_folder_truncated_archive(tmp_path: Path) -> None:
     tar.write_bytes(b"this is not an archive at all")
     with pytest.raises(DataError, match=r"imgs\.tar\.gz"):
         read_image_folder(tar)
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_image_folder_corrupt_middle_of_archive_is_corrupt_not_missing_classes(
+    tmp_path: Path, compressed: bool
+) -> None:
+    """tarfile takes an unreadable header after the first as the end of the archive; the
+    reader must say the archive is corrupt (not that the later class folders are missing)."""
+    files, _ = image_folder_files(CLASSES, 20)
+    raw = write_tar(tmp_path / "imgs.tar", files).read_bytes()
+    middle = raw.index(b"bird/0010.png")  # a member header halfway through
+    damaged = bytearray(raw)
+    damaged[middle : middle + 512] = bytes(range(256)) * 2
+    target = tmp_path / ("imgs.tar.gz" if compressed else "imgs.tar")
+    target.write_bytes(gzip.compress(bytes(damaged)) if compressed else bytes(damaged))
+    with pytest.raises(
+        DataError,
+        match=rf"{target.name}: corrupt archive: an unreadable entry header at byte \d+ "
+        r"\(uncompressed\) after \d+ files; the rest of the archive was not read",
+    ):
+        read_image_folder(target, class_names=CLASSES)
+
+
+def test_image_folder_corrupt_gzip_stream_in_the_middle(tmp_path: Path) -> None:
+    files, _ = image_folder_files(CLASSES, 20)
+    data = bytearray(write_tar(tmp_path / "imgs.tar.gz", files).read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(64)
+    (tmp_path / "imgs.tar.gz").write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"imgs\.tar\.gz: corrupt"):
+        read_image_folder(tmp_path / "imgs.tar.gz", class_names=CLASSES)
+
+
+def test_idx_labels_outside_the_classes_name_the_file_and_index(tmp_path: Path) -> None:
+    images = write_idx(tmp_path / "i.gz", np.zeros((5, 2, 2), np.uint8))
+    labels = write_idx(tmp_path / "l.gz", np.array([0, 9, 3, 42, 1], np.uint8))
+    assert read_idx_pair(images, labels)[1].tolist() == [0, 9, 3, 42, 1]  # no classes: no check
+    with pytest.raises(
+        DataError,
+        match=r"l\.gz: 1 label\(s\) outside the 10 classes 0-9, the first 42 at index 3; "
+        "the file is corrupt or not this data set's",
+    ):
+        read_idx_pair(images, labels, num_classes=10)

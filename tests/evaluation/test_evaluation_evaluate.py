@@ -68,7 +68,11 @@ def test_predict_batched_matches_one_batch(sto) -> None:
 
 def test_bad_input(det) -> None:
     x, y = images(10)
-    with pytest.raises(ValueError, match="ood_x is empty"):
+    with pytest.raises(
+        ValueError,
+        match=r"ood_x must be a non-empty floating tensor \[N, ...\], got a torch.float32 "
+        r"tensor of shape \[0, 1, 8, 8\]",
+    ):
         evaluate(det, x, y, ood_x=x[:0], attacks=None, progress=False)
     with pytest.raises(ValueError, match=r"test_y must lie in \[0, 4\)"):
         evaluate(det, x, y + CLASSES, attacks=None, progress=False)
@@ -79,8 +83,22 @@ def test_bad_input(det) -> None:
         def predict_logits(self, x, num_samples=100):
             return super().predict_logits(x, num_samples) * math.nan
 
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match="predict_logits returned NaN"):
         evaluate(NaNMethod(), x, y, attacks=None, progress=False)
+
+
+def test_nan_inputs_are_named_not_blamed_on_the_model(det) -> None:
+    x, y = images(10)
+    bad = x.clone()
+    bad[4, 0, 2, 2] = math.nan
+    with pytest.raises(ValueError, match=r"test_x contains 1 NaN or infinite value\(s\) \(the fir"):
+        evaluate(det, bad, y, attacks=None, progress=False)
+    with pytest.raises(ValueError, match=r"ood_x contains 1 NaN .* \(the first in example 4\)"):
+        evaluate(det, x, y, ood_x=bad, attacks=None, progress=False)
+    with pytest.raises(ValueError, match=r"ood_x must have the per-example shape of test_x"):
+        evaluate(det, x, y, ood_x=x[:, :, :4], attacks=None, progress=False)
+    with pytest.raises(ValueError, match="evaluate: num_samples must be an int >= 1, got int 0"):
+        evaluate(det, x, y, num_samples=0, attacks=None, progress=False)
 
 
 def test_write_json_turns_nan_into_null(tmp_path) -> None:

@@ -70,3 +70,26 @@ def test_missing_matplotlib_says_what_to_install(monkeypatch, tmp_path) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match=r"pip install 'bayes-by-hypernet\[plot\]'"):
         figures.robustness_plot({"x": {}}, tmp_path / "x.png")
+
+
+def test_a_figure_that_fails_mid_write_leaves_no_file(tmp_path, monkeypatch) -> None:
+    """Figures go through bbh.io.savefig: a failure (or a kill) mid-write never leaves a
+    partial PNG under the final name, and an earlier complete figure stays."""
+    matplotlib = pytest.importorskip("matplotlib")
+    bins = reliability_bins(torch.full((4, 2), 0.5), torch.tensor([0, 1, 0, 1]), num_bins=5)
+    path = tmp_path / "reliability.png"
+    figures.reliability_diagram(bins, path)
+    complete = path.read_bytes()
+
+    def broken_savefig(self, fname, **kwargs):
+        with open(fname, "wb") as handle:
+            handle.write(b"\x89PNG half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", broken_savefig)
+    with pytest.raises(OSError, match="disk full"):
+        figures.reliability_diagram(bins, path)
+    with pytest.raises(OSError, match="disk full"):
+        figures.reliability_diagram(bins, tmp_path / "new.png")
+    assert path.read_bytes() == complete
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["reliability.png"]

@@ -30,7 +30,7 @@ def test_help_explains_every_option(command, capsys):
         (["train"], "the following arguments are required: config"),
         (["reproduce", "mnist"], "the following arguments are required: --scale"),
         (["reproduce", "imagenet", "--scale", "cpu"], "invalid choice: 'imagenet'"),
-        (["train", "mnist/map", "--threads", "0"], "expected a positive integer, got '0'"),
+        (["train", "mnist/map", "--threads", "0"], "argument --threads: must be >= 1, got 0"),
         (["train", "mnist/map", "--device", "tpu"], "invalid choice: 'tpu'"),
     ],
 )

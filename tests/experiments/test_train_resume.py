@@ -183,20 +183,40 @@ def test_unwritable_or_foreign_output_folders(tmp_path, capsys):
             ro.chmod(0o700)
 
 
-def test_non_finite_loss_names_the_step_and_last_checkpoint(tmp_path, capsys):
+def test_non_finite_loss_names_the_step_and_last_checkpoint(tmp_path, capsys, monkeypatch):
+    from bbh.methods.map import MAP
+
+    calls = {"n": 0}
+    loss = MAP.loss
+
+    def poisoned(self, *args, **kwargs):  # the loss goes NaN from the 17th step on
+        calls["n"] += 1
+        value, logs = loss(self, *args, **kwargs)
+        return (value * float("nan"), logs) if calls["n"] >= 17 else (value, logs)
+
+    monkeypatch.setattr(MAP, "loss", poisoned)
+    cfg_path = write_tiny(
+        tmp_path, method="map", options="{ prior_scale = 1.0 }", steps=40, checkpoint_every=10
+    )
+    run = tmp_path / "run"
+    assert main(["train", str(cfg_path), "--out", str(run), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "non-finite loss (NaN or infinite) at step 17" in err
+    assert f"last good checkpoint: {run / 'checkpoints' / 'step-00000010.pt'}" in err
+    assert [p.name for p in list_checkpoints(run / "checkpoints")] == ["step-00000010.pt"]
+    assert not (run / "model.pt").exists()
+    assert json.loads((run / "log.jsonl").read_text().splitlines()[-1])["event"] == "non-finite"
+
+
+def test_non_finite_loss_before_any_checkpoint(tmp_path, capsys):
     cfg_path = write_tiny(
         tmp_path, method="map", options="{ prior_scale = 1.0 }", steps=40, checkpoint_every=10
     )
     run = tmp_path / "run"
     code = main(["train", str(cfg_path), "--out", str(run), "--quiet", "--set", "train.lr=1e30"])
     err = capsys.readouterr().err
-    assert code == 2 and "non-finite loss at step" in err
-    if "step-0000" in err:
-        assert list_checkpoints(run / "checkpoints")
-    else:
-        assert "no checkpoint was written yet" in err
-    assert not (run / "model.pt").exists()
-    assert json.loads((run / "log.jsonl").read_text().splitlines()[-1])["event"] == "non-finite"
+    assert code == 2 and "non-finite" in err and "at step" in err
+    assert "last good checkpoint: none (no checkpoint was written yet)" in err
 
 
 def test_validation_rows_and_log(tmp_path):

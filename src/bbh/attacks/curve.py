@@ -31,6 +31,7 @@ from bbh.attacks.gradient import (
 from bbh.metrics._validation import check_labels
 from bbh.metrics.uncertainty import EntropyForm, entropy_cdf_area, predictive_entropy
 from bbh.options import parse_enum
+from bbh.validation import at_least, checked_args
 
 __all__ = ["PAPER_EPSILONS", "AttackName", "robustness_curve"]
 
@@ -47,6 +48,13 @@ class AttackName(str, Enum):
     PGD = "pgd"
 
 
+@checked_args(
+    num_samples=at_least(1),
+    attack_samples=at_least(1),
+    num_grad_samples=at_least(1),
+    steps=at_least(1),
+    batch_size=at_least(1),
+)
 def robustness_curve(
     method: Any,
     x: Tensor,

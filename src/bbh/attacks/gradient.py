@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from bbh.metrics._validation import check_labels
+from bbh.validation import at_least, check_finite, checked_args, describe
 
 __all__ = [
     "InputTransform",
@@ -37,6 +38,7 @@ __all__ = [
 InputTransform = Callable[[Tensor], Tensor]
 
 
+@checked_args(num_samples=at_least(1))
 def eot_nll(
     method: Any,
     x: Tensor,
@@ -52,6 +54,7 @@ def eot_nll(
     return -log_p.gather(1, y[:, None].to(log_p.device)).sum()
 
 
+@checked_args(num_samples=at_least(1))
 def eot_gradient_sign(
     method: Any,
     x: Tensor,
@@ -69,6 +72,7 @@ def eot_gradient_sign(
     return g.sign()
 
 
+@checked_args(num_grad_samples=at_least(1))
 def fgsm_paper_direction(
     method: Any,
     x: Tensor,
@@ -120,6 +124,7 @@ def _members_direction(
     return g.view(m, *x.shape).sign().mean(0)
 
 
+@checked_args(num_grad_samples=at_least(1))
 def fgsm_paper(
     method: Any,
     x: Tensor,
@@ -137,6 +142,7 @@ def fgsm_paper(
     return (x.detach() + eps * direction).detach()
 
 
+@checked_args(num_samples=at_least(1))
 def fgsm(
     method: Any,
     x: Tensor,
@@ -156,6 +162,7 @@ def fgsm(
     return _clip(x + eps * direction, clip).detach()
 
 
+@checked_args(steps=at_least(1), num_samples=at_least(1))
 def pgd(
     method: Any,
     x: Tensor,
@@ -250,11 +257,10 @@ def _check_int(value: int, name: str) -> None:
 
 def _check_x(x: Tensor, clip: tuple[float, float] | None = None) -> Tensor:
     if not isinstance(x, Tensor) or not x.is_floating_point():
-        raise TypeError("x must be a floating tensor [B, ...]")
+        raise TypeError(f"x must be a floating tensor [B, ...], got {describe(x)}")
     if x.dim() < 1 or x.shape[0] < 1:
         raise ValueError(f"x must have a non-empty batch dimension, got {tuple(x.shape)}")
-    if not bool(torch.isfinite(x).all()):
-        raise ValueError("x contains NaN or infinite values")
+    check_finite(x, "x")
     if clip is not None:
         lo, hi = clip
         if not lo < hi:

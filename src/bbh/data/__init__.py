@@ -10,7 +10,7 @@ Quick use::
 See ``docs/data.md`` for the data root, offline mode, the cache and the file layouts.
 """
 
-from bbh.data.cache import atomic_write, cached_arrays
+from bbh.data.cache import cached_arrays
 from bbh.data.datasets import (
     CIFAR5_CLASSES,
     CIFAR5_OOD_CLASSES,
@@ -67,7 +67,6 @@ __all__ = [
     "MissingDataError",
     "RemoteFile",
     "TensorLoader",
-    "atomic_write",
     "cached_arrays",
     "center_crop",
     "cifar_eval_transform",

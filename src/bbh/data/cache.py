@@ -1,26 +1,24 @@
-"""Atomic file writes and the cache of decoded arrays.
+"""The cache of decoded arrays.
 
-Every file this package writes (downloads, cached arrays) is written to a temporary file in the
-destination folder and moved into place with ``os.replace``, so a reader never sees a partial
-file: after a crash or an error there is either the old file, the complete new one, or nothing.
+Cache files are written through ``bbh.io.atomic_open`` (a temporary file moved into place), so a
+reader never sees a partial file: after a crash or an error there is the old file, the complete
+new one, or nothing.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
-import tempfile
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
 from bbh.data.paths import resolve_cache_dir
+from bbh.io import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -28,31 +26,9 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = 1
 
 
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
-    """Open a temporary file beside ``path`` for binary writing; move it to ``path`` on success.
-
-    On any exception the temporary file is removed and ``path`` is left untouched.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def save_arrays(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> None:
     """Write ``arrays`` atomically as an uncompressed ``.npz`` (fast to read back)."""
-    with atomic_write(path) as handle:
+    with atomic_open(path) as handle:
         np.savez(handle, **arrays)  # type: ignore[arg-type]
 
 
@@ -101,9 +77,3 @@ def cached_arrays(
     except OSError as exc:
         log.warning("could not write the cache file %s (%s); continuing without it", path, exc)
     return arrays
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

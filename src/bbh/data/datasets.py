@@ -68,6 +68,13 @@ class LabeledData(Dataset[tuple[Tensor, Tensor]]):
             raise ValueError(f"images must be [N, C, H, W], got {list(self.images.shape)}")
         if len(self.images) != len(self.labels):
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+        if self.labels.numel():
+            low, high = int(self.labels.min()), int(self.labels.max())
+            if low < 0 or high >= len(self.class_names):
+                raise ValueError(
+                    f"labels must lie in [0, {len(self.class_names)}) for the classes "
+                    f"{list(self.class_names)}, got values in [{low}, {high}]"
+                )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -175,7 +182,7 @@ def _read_idx_dataset(
 ) -> tuple[np.ndarray, np.ndarray]:
     images = _find_idx(root, subdir, f"{prefix}-images-idx3-ubyte", offline)
     labels = _find_idx(root, subdir, f"{prefix}-labels-idx1-ubyte", offline)
-    return read_idx_pair(images, labels)
+    return read_idx_pair(images, labels, num_classes=10)  # MNIST digits, notMNIST letters A-J
 
 
 def _find_idx(root: Path, subdir: str, stem: str, offline: bool | None) -> Path:

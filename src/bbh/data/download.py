@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bbh.data.cache import atomic_write
 from bbh.data.errors import ChecksumError, DataError, DownloadError, MissingDataError
 from bbh.data.paths import resolve_offline
+from bbh.io import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def download(
     try:
         with (
             urllib.request.urlopen(url, timeout=timeout) as response,
-            atomic_write(dest) as out,
+            atomic_open(dest) as out,
         ):
             expected_len = response.headers.get("Content-Length")
             received = 0

@@ -76,10 +76,13 @@ def read_idx(path: PathLike) -> np.ndarray:
     return array.astype(dtype.newbyteorder("="), copy=True)
 
 
-def read_idx_pair(images_path: PathLike, labels_path: PathLike) -> tuple[np.ndarray, np.ndarray]:
+def read_idx_pair(
+    images_path: PathLike, labels_path: PathLike, *, num_classes: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Read an IDX image file ``[N, H, W]`` and its label file ``[N]``.
 
-    Returns ``(images uint8 [N, 1, H, W], labels int64 [N])``.
+    Returns ``(images uint8 [N, 1, H, W], labels int64 [N])``. With ``num_classes`` every label
+    must lie in ``[0, num_classes)``.
     """
     images = read_idx(images_path)
     labels = read_idx(labels_path)
@@ -94,7 +97,16 @@ def read_idx_pair(images_path: PathLike, labels_path: PathLike) -> tuple[np.ndar
         raise DataError(
             f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels"
         )
-    return images[:, None], labels.astype(np.int64)
+    labels = labels.astype(np.int64)
+    if num_classes is not None and labels.size:
+        bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+        if bad.size:
+            raise DataError(
+                f"{labels_path}: {bad.size} label(s) outside the {num_classes} classes "
+                f"0-{num_classes - 1}, the first {int(labels[bad[0]])} at index {int(bad[0])}; "
+                "the file is corrupt or not this data set's"
+            )
+    return images[:, None], labels
 
 
 def _read_maybe_gzip(path: Path) -> bytes:
@@ -343,6 +355,25 @@ def _iter_tar_files(path: Path) -> Iterable[tuple[str, bytes]]:
                     continue
                 name = member.name[2:] if member.name.startswith("./") else member.name
                 out.append((name, handle.read()))
+            _check_archive_end(tar, path, len(out))
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: corrupt or truncated archive ({exc})") from exc
     return out
+
+
+def _check_archive_end(tar: tarfile.TarFile, path: Path, files: int) -> None:
+    """``tarfile`` takes an unreadable header after the first as the end of the archive: make
+    sure the iteration stopped at the real end (only zero padding after it).
+
+    For a compressed archive this reads the stream to its end, so a gzip checksum error
+    surfaces too.
+    """
+    stream = tar.fileobj
+    assert stream is not None
+    stream.seek(tar.offset)
+    while chunk := stream.read(1 << 20):
+        if chunk.strip(b"\0"):
+            raise DataError(
+                f"{path}: corrupt archive: an unreadable entry header at byte {tar.offset} "
+                f"(uncompressed) after {files} files; the rest of the archive was not read"
+            )

@@ -11,10 +11,8 @@ and EOT FGSM/PGD curves clipped to the input range.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from enum import Enum
@@ -25,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from bbh import io as bbh_io
 from bbh.attacks.curve import PAPER_EPSILONS, robustness_curve
 from bbh.attacks.gradient import InputTransform
 from bbh.evaluation.progress import Progress
@@ -43,6 +42,7 @@ from bbh.metrics.uncertainty import (
     floor_roundoff,
     predictive_entropy,
 )
+from bbh.validation import at_least, check_finite, checked_args, describe, in_range
 
 __all__ = [
     "AttackConfig",
@@ -95,6 +95,7 @@ class Predictions:
         return floor_roundoff(self.entropy - self.expected_entropy)
 
 
+@checked_args(num_samples=at_least(1), batch_size=at_least(1))
 def predict_batched(
     method: Any,
     x: Tensor,
@@ -135,6 +136,16 @@ def predict_batched(
     return Predictions(torch.cat(probs), torch.cat(exp_ent), drawn)
 
 
+@checked_args(
+    num_samples=at_least(1),
+    batch_size=at_least(1),
+    ece_bins=at_least(1),
+    flag_quantile=in_range(0, 1, low_open=True, high_open=True),
+    histogram_bins=at_least(1),
+    weight_samples=at_least(0),
+    weight_chunk=at_least(1),
+    kernel_size=at_least(1),
+)
 def evaluate(
     method: Any,
     test_x: Tensor,
@@ -166,10 +177,9 @@ def evaluate(
     ``histogram_bins`` equal-width bins on ``[0, ln C]`` for the entropy histograms.
     """
     t0 = time.monotonic()
-    if not isinstance(test_x, Tensor) or test_x.dim() < 2 or test_x.shape[0] == 0:
-        raise ValueError("test_x must be a non-empty tensor [N, ...]")
-    if ood_x is not None and (not isinstance(ood_x, Tensor) or ood_x.shape[0] == 0):
-        raise ValueError("ood_x is empty; pass None to skip the OOD evaluation")
+    _check_inputs(test_x, "test_x")
+    if ood_x is not None:
+        _check_inputs(ood_x, "ood_x", test_x)
     y0 = torch.as_tensor(test_y)
     if y0.dim() != 1 or y0.shape[0] != test_x.shape[0] or y0.is_floating_point():
         raise ValueError(
@@ -312,19 +322,20 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def write_json(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write ``result`` as indented JSON atomically (a temporary file, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(to_jsonable(result), indent=2, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``result`` as indented JSON atomically (``bbh.io.write_json``; NaN/inf as null)."""
+    return bbh_io.write_json(path, to_jsonable(result))
+
+
+def _check_inputs(x: Any, name: str, like: Tensor | None = None) -> None:
+    """A non-empty floating tensor ``[N, ...]`` (per-example shape of ``like``), all finite."""
+    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 2 or x.shape[0] == 0:
+        raise ValueError(f"{name} must be a non-empty floating tensor [N, ...], got {describe(x)}")
+    if like is not None and x.shape[1:] != like.shape[1:]:
+        raise ValueError(
+            f"{name} must have the per-example shape of test_x {list(like.shape[1:])}, "
+            f"got {list(x.shape)}"
+        )
+    check_finite(x, name)
 
 
 def _scores(pred: Predictions) -> dict[str, Tensor]:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bbh import io as bbh_io
 from bbh.evaluation.studies import Study, WeightStatistics
 from bbh.metrics.classification import ReliabilityBins
 
@@ -264,8 +265,7 @@ def _pyplot() -> Any:
 def _save(fig: Any, path: PathLike) -> Path:
     import matplotlib.pyplot as plt
 
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return p
+    try:
+        return bbh_io.savefig(fig, path, dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(fig)

@@ -1,7 +1,7 @@
 """The experiment subcommands of ``bbh`` (demo, configs, train, evaluate, reproduce).
 
-Each returns an exit status: 0 done, 2 for bad input (one line on stderr naming the problem),
-130 when interrupted (a checkpoint was saved).
+Each returns 0 when done; bad input raises (``bbh.cli.main`` prints one line and exits 2); an
+interrupted training run exits 130 (a checkpoint was saved).
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bbh.config import ConfigError, ToyConfig, config_to_dict, list_configs, load_config
-from bbh.data import DataError
-from bbh.experiments.runs import RunError
-from bbh.training import CheckpointError
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run an experiment subcommand; errors propagate to ``bbh.cli.main`` (one line, status 2)
+    except an interrupted training run (status 130, with where its checkpoint is)."""
+    from bbh.experiments.train import RunInterrupted
+
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "demo": _demo,
         "configs": _configs,
@@ -27,24 +28,11 @@ def run(args: argparse.Namespace) -> int:
         "evaluate": _evaluate,
         "reproduce": _reproduce,
     }
-    from bbh.experiments.train import RunInterrupted
-
-    prog = f"bbh {args.command}"
     try:
         return handlers[args.command](args)
     except RunInterrupted as stop:
-        print(f"{prog}: {stop}", file=sys.stderr)
+        print(f"bbh {args.command}: {stop}", file=sys.stderr)
         return 130
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    except (ConfigError, RunError, DataError, CheckpointError, ValueError) as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # a full disk, a read-only folder ...
-        where = f" ({err.filename})" if getattr(err, "filename", None) else ""
-        print(f"{prog}: error: {err.strerror or err}{where}", file=sys.stderr)
-        return 2
 
 
 def _threads(args: argparse.Namespace) -> list[str]:

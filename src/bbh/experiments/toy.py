@@ -28,11 +28,12 @@ from torch import Tensor
 
 from bbh.data.toy import ToyData, toy_regression
 from bbh.experiments.toy_reference import Reference, gp_reference, hmc_reference
-from bbh.io import atomic_write, write_json
+from bbh.io import RunFolder, run_folder, savefig
 from bbh.methods import build
 from bbh.nets import toy_regression_net
 from bbh.training import fit, paper_toy_schedule
 from bbh.training.schedules import KLSchedule, constant
+from bbh.validation import at_least, checked_args
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ SETTINGS = {"ours": TOY_SETTINGS, "paper": PAPER_TOY_SETTINGS}
 REFERENCES = ("gp", "hmc", "none")
 
 
+@checked_args(data_seed=at_least(0), seed=at_least(0), steps=at_least(1))
 def run_toy(
     out: str | Path,
     methods: Sequence[str] = ("bbh",),
@@ -137,7 +139,11 @@ def run_toy(
     num_predictive_samples: int = 500,
     figure: bool = True,
 ) -> dict[str, Any]:
-    """Train ``methods`` on the toy data, write ``metrics.json`` (and ``toy.png``) to ``out``."""
+    """Train ``methods`` on the toy data, write ``metrics.json`` (and ``toy.png``) to ``out``.
+
+    ``out`` is a run folder (``bbh.io.run_folder``): checked before any work, and replaced as a
+    whole when the run finishes, so it never mixes two runs' files.
+    """
     if setting not in SETTINGS:
         raise ValueError(f"unknown setting {setting!r}; allowed: {sorted(SETTINGS)}")
     table = SETTINGS[setting]
@@ -152,24 +158,25 @@ def run_toy(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: threads only add overhead, worst on a busy machine
     try:
-        return _run(
-            out,
-            methods,
-            table,
-            setting,
-            reference,
-            data_seed,
-            seed,
-            steps,
-            num_predictive_samples,
-            figure,
-        )
+        with run_folder(out) as run:
+            return _run(
+                run,
+                methods,
+                table,
+                setting,
+                reference,
+                data_seed,
+                seed,
+                steps,
+                num_predictive_samples,
+                figure,
+            )
     finally:
         torch.set_num_threads(threads)
 
 
 def _run(
-    out: str | Path,
+    run: RunFolder,
     methods: list[str],
     table: dict[str, ToySettings],
     setting: str,
@@ -204,7 +211,7 @@ def _run(
             n = len(data.x)
             schedule = _scaled(paper_toy_schedule, float(n))
         start = time.perf_counter()
-        n_steps = steps or settings.steps
+        n_steps = settings.steps if steps is None else steps
         fit(
             method,
             data.x,
@@ -233,10 +240,9 @@ def _run(
         }
     if ref is not None:
         results["reference"].update(toy_metrics(data, ref.mean, ref.std, None))
-    out = Path(out)
-    write_json(out / "metrics.json", results)
+    run.write_json("metrics.json", results)
     if figure:
-        plot_toy(out / "toy.png", data, predictions, results, ref)
+        plot_toy(run.path("toy.png"), data, predictions, results, ref)
     return results
 
 
@@ -317,7 +323,7 @@ def plot_toy(
         ax.axis("off")
     axes.flat[0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
+    savefig(fig, path, dpi=110)
     plt.close(fig)
 
 

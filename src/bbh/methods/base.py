@@ -14,20 +14,39 @@ Training, evaluation, attacks and the CLI use only this interface.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
+from bbh.likelihoods import CategoricalLikelihood, Likelihood
+from bbh.validation import (
+    InputShapes,
+    as_input,
+    as_targets,
+    check_kl_weight,
+    check_num_data,
+    check_num_samples,
+)
+
+__all__ = ["Method", "check_num_data", "check_num_samples"]
+
 
 class Method(nn.Module):
-    """Base class: subclasses implement ``loss`` and ``predict_logits``."""
+    """Base class: subclasses implement ``loss`` and ``predict_logits``.
+
+    Their public entry points start with ``check_batch`` (``loss``) or ``check_input``
+    (``predict_logits``): the checks of ``bbh.validation``, with errors naming the argument.
+    """
 
     #: True when predictions vary between weight draws (used for defaults, e.g. 1 pass for MAP).
     stochastic: bool = True
     #: The Adam learning rate ``bbh.training.fit`` uses when none is given.
     default_lr: float = 1e-3
+    likelihood: Likelihood
 
     def loss(
-        self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float = 1.0
+        self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError
 
@@ -39,14 +58,66 @@ class Method(nn.Module):
         """Predictive probabilities ``[B, C]``: the mean over S draws of ``softmax(logits)``."""
         return self.predict_logits(x, num_samples).softmax(dim=-1).mean(dim=0)
 
+    def probe_net(self) -> nn.Module:
+        """A plain module that runs one input as the method's nets do (for shape checks)."""
+        net = getattr(self, "net", None)
+        if not isinstance(net, nn.Module):
+            raise NotImplementedError(f"{type(self).__name__} must define probe_net()")
+        return net
 
-def check_num_data(num_data: int) -> None:
-    if not isinstance(num_data, int) or num_data < 1:
-        raise ValueError(
-            f"num_data must be a positive int (the training-set size), got {num_data!r}"
+    def check_input(self, x: Any, name: str = "x") -> Tensor:
+        """``x`` as a checked floating tensor ``[B, ...]`` of the model's dtype and device.
+
+        Casts another floating dtype, converts numpy; errors for integer inputs, another device,
+        a shape the network cannot take (probed once per shape) and, unless
+        ``bbh.validation.values_prechecked()``, non-finite values.
+        """
+        x = as_input(x, like=self._reference_tensor(), name=name)
+        self._input_shapes().check(self.probe_net(), x, name)
+        return x
+
+    def check_batch(
+        self, x: Any, y: Any, *, num_data: Any, kl_weight: Any
+    ) -> tuple[Tensor, Tensor]:
+        """The checks of ``loss``: ``num_data``, ``kl_weight``, inputs ``x`` and targets ``y``."""
+        check_num_data(num_data)
+        check_kl_weight(kl_weight)
+        x = self.check_input(x)
+        return x, self.check_targets(y, input_shape=tuple(x.shape[1:]), batch=x.shape[0])
+
+    def check_targets(self, y: Any, *, input_shape: tuple[int, ...], batch: int) -> Tensor:
+        """Targets for ``batch`` inputs of per-example shape ``input_shape`` (already checked by
+        ``check_input``). Categorical: integer classes ``[B]`` in ``[0, C)``; regression:
+        ``[B]`` or ``[B, C]``. The range is checked unless ``values_prechecked()``."""
+        out_shape = self._input_shapes().outputs[input_shape]
+        if len(out_shape) != 1:
+            raise ValueError(
+                f"the loss needs network outputs [B, C], but for inputs [B, "
+                f"{', '.join(map(str, input_shape))}] {type(self.probe_net()).__name__} returns "
+                f"[B, {', '.join(map(str, out_shape))}]"
+            )
+        return as_targets(
+            y,
+            batch=batch,
+            num_outputs=out_shape[0],
+            categorical=isinstance(self.likelihood, CategoricalLikelihood),
+            like=self._reference_tensor(),
         )
 
+    def _reference_tensor(self) -> Tensor:
+        """A floating parameter: inputs must match its dtype and device (looked up once; the
+        parameter object follows ``.to()``, which converts parameters in place)."""
+        cached = self.__dict__.get("_reference_parameter")
+        if cached is not None:
+            return cached
+        for p in self.parameters():
+            if p.is_floating_point():
+                self.__dict__["_reference_parameter"] = p
+                return p
+        raise ValueError(f"{type(self).__name__} has no floating parameters")
 
-def check_num_samples(num_samples: int, *, minimum: int = 1, name: str = "num_samples") -> None:
-    if not isinstance(num_samples, int) or num_samples < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {num_samples!r}")
+    def _input_shapes(self) -> InputShapes:
+        shapes = self.__dict__.get("_checked_input_shapes")
+        if shapes is None:
+            shapes = self.__dict__["_checked_input_shapes"] = InputShapes()
+        return shapes

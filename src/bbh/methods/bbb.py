@@ -36,11 +36,12 @@ from torch.func import functional_call
 from bbh.divergences import KL_ESTIMATORS, make_kl_estimator
 from bbh.functional import ForwardMode, ParamSpec, sampled_forward
 from bbh.likelihoods import make_likelihood
-from bbh.methods.base import Method, check_num_data, check_num_samples
+from bbh.methods.base import Method, check_num_samples
 from bbh.posteriors.gaussian import MeanFieldGaussian
 from bbh.posteriors.layers import deterministic_predicate, select_layers
 from bbh.posteriors.local import WeightNoise, make_local, plain_weights
 from bbh.priors import GaussianPrior
+from bbh.validation import at_least, checked_args, positive
 
 
 class BayesByBackprop(Method):
@@ -64,6 +65,7 @@ class BayesByBackprop(Method):
             ``bbb_klapprox_fullkernel`` and ``bbb_disc``.
     """
 
+    @checked_args(prior_scale=positive(), init_log_var_std=at_least(0))
     def __init__(
         self,
         net: nn.Module,
@@ -159,7 +161,7 @@ class BayesByBackprop(Method):
     def loss(
         self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        check_num_data(num_data)
+        x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)
         out = self.forward_samples(self.num_train_samples, x)
         nll = -self.likelihood.log_prob(out, y).mean()
         logs = {"nll": nll.detach()}
@@ -186,6 +188,7 @@ class BayesByBackprop(Method):
         the training ``weight_noise`` (per example for ``local``/``flipout``).
         """
         check_num_samples(num_samples)
+        x = self.check_input(x)
         noise = WeightNoise.SAMPLE if self.predict_noise == "weights" else self.weight_noise
         outs = []
         for start in range(0, num_samples, self.sample_batch):

@@ -22,9 +22,10 @@ from bbh.divergences import make_kl_estimator
 from bbh.functional import ForwardMode, ParamPredicate, ParamSpec, sampled_forward
 from bbh.hypernets import GENERATORS, GeneratorName, NoiseMode
 from bbh.likelihoods import log_mean_exp, make_likelihood
-from bbh.methods.base import Method, check_num_data, check_num_samples
+from bbh.methods.base import Method, check_num_samples
 from bbh.options import parse_enum
 from bbh.priors import GaussianPrior
+from bbh.validation import at_least, checked_args, positive
 
 
 class NLLMode(str, Enum):
@@ -58,6 +59,12 @@ class BayesByHypernet(Method):
         sample_batch: how many weight samples ``predict_logits`` runs at once.
     """
 
+    @checked_args(
+        noise_dim=at_least(1),
+        prior_scale=positive(),
+        embedding_dim=at_least(1),
+        chunk_size=at_least(1),
+    )
     def __init__(
         self,
         net: nn.Module,
@@ -121,7 +128,7 @@ class BayesByHypernet(Method):
     def loss(
         self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        check_num_data(num_data)
+        x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)
         flat = self.sample_weights(self.num_samples)
         nll = self._nll(flat, x, y)
         kl = self.kl_estimator(flat, self.prior)
@@ -138,6 +145,7 @@ class BayesByHypernet(Method):
     def predict_logits(self, x: Tensor, num_samples: int = 100) -> Tensor:
         """Outputs ``[S, B, C]`` for S fresh weight samples, run ``sample_batch`` at a time."""
         check_num_samples(num_samples)
+        x = self.check_input(x)
         outs = []
         for start in range(0, num_samples, self.sample_batch):
             n = min(self.sample_batch, num_samples - start)

@@ -17,8 +17,9 @@ with optional adversarial training; the predictive is the mean of the members' s
     so each member follows its own random minibatch stream, as in the paper. To keep a member's
     batch size b and its number of updates, train with batch ``M * b`` and M times the epochs.
 
-- Members are run with ``torch.func.vmap`` over their stacked parameters when the net has no
-  running statistics (``vectorize="auto"``), else in a loop.
+- Members are run with ``torch.func.vmap`` over their stacked parameters or in a loop;
+  ``vectorize="auto"`` picks as ``bbh.functional.auto_forward_mode`` does for weight samples
+  (a loop for running statistics, and on a CPU wherever vmap was measured slower).
 - ``predict_logits`` returns the M members' outputs ``[M, B, C]`` whatever ``num_samples`` is:
   an ensemble has exactly M function draws (``fixed_num_samples = M``).
 """
@@ -32,10 +33,11 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from bbh.functional import has_running_stats
+from bbh.functional import ForwardMode, auto_forward_mode
 from bbh.likelihoods import make_likelihood
-from bbh.methods.base import Method, check_num_data, check_num_samples
+from bbh.methods.base import Method, check_num_samples
 from bbh.options import parse_enum
+from bbh.validation import at_least, checked_args, in_range
 
 
 class DataOrder(str, Enum):
@@ -69,6 +71,7 @@ class DeepEnsemble(Method):
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
     """
 
+    @checked_args(num_members=at_least(1), epsilon=at_least(0), alpha=in_range(0, 1))
     def __init__(
         self,
         net: nn.Module,
@@ -119,17 +122,22 @@ class DeepEnsemble(Method):
         """``predict_logits`` always returns this many draws (the members)."""
         return len(self.members)
 
+    def probe_net(self) -> nn.Module:
+        """The first member (every member has the same architecture)."""
+        return self.members[0]
+
     def member_outputs(self, x: Tensor, *, x_per_member: bool = False) -> Tensor:
         """Outputs ``[M, B, ...]``; with ``x_per_member`` x is ``[M, B, ...]``, one batch each."""
-        if self._use_vmap():
+        if self._use_vmap(x.shape[1] if x_per_member else x.shape[0], x.device):
             return self._vmap_outputs(x, x_per_member)
-        return torch.stack([m(x[i] if x_per_member else x) for i, m in enumerate(self.members)])
+        xs = x.unbind(0) if x_per_member else (x,) * self.num_members
+        return torch.stack([m(xi) for m, xi in zip(self.members, xs, strict=True)])
 
     def loss(
         self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Sum over members of their (adversarial) NLL; ``kl_weight`` has no effect (no prior)."""
-        check_num_data(num_data)
+        x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)
         m = self.num_members
         if self.data_order is DataOrder.SPLIT:
             if x.shape[0] < m:
@@ -160,6 +168,7 @@ class DeepEnsemble(Method):
     def predict_logits(self, x: Tensor, num_samples: int = 100) -> Tensor:
         """The members' outputs ``[M, B, C]`` (``num_samples`` is ignored: S = M)."""
         check_num_samples(num_samples)
+        x = self.check_input(x)
         return self.member_outputs(x)
 
     def _member_nll(self, outputs: Tensor, ys: Tensor) -> Tensor:
@@ -168,12 +177,15 @@ class DeepEnsemble(Method):
             [-self.likelihood.log_prob(outputs[i], ys[i]).mean() for i in range(len(outputs))]
         )
 
-    def _use_vmap(self) -> bool:
+    def _use_vmap(self, examples_per_member: int, device: torch.device) -> bool:
         if self.vectorize is Vectorize.LOOP or self.num_members == 1:
             return False
         if self.vectorize is Vectorize.VMAP:
             return True
-        return not has_running_stats(self.members[0])
+        member = self.members[0]
+        dim = sum(p.numel() for p in member.parameters())
+        mode = auto_forward_mode(member, self.num_members, examples_per_member, dim, device)
+        return mode is ForwardMode.VMAP
 
     def _vmap_outputs(self, x: Tensor, x_per_member: bool) -> Tensor:
         names = [n for n, _ in self.members[0].named_parameters()]

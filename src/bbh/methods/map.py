@@ -20,9 +20,10 @@ from enum import Enum
 from torch import Tensor, nn
 
 from bbh.likelihoods import Likelihood, make_likelihood
-from bbh.methods.base import Method, check_num_data, check_num_samples
+from bbh.methods.base import Method, check_num_samples
 from bbh.options import parse_enum
 from bbh.priors import GaussianPrior
+from bbh.validation import checked_args, positive
 
 
 class WeightDecay(str, Enum):
@@ -61,7 +62,7 @@ class PenalisedNLL(Method):
     def loss(
         self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        check_num_data(num_data)
+        x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)
         nll = -self.likelihood.log_prob(self.net(x), y).mean()
         reg = l2_penalty(self.net, self.weight_decay, self.prior_scale)
         loss = nll + kl_weight * reg / num_data
@@ -83,6 +84,7 @@ class MAP(PenalisedNLL):
 
     stochastic = False
 
+    @checked_args(prior_scale=positive())
     def __init__(
         self,
         net: nn.Module,
@@ -101,5 +103,6 @@ class MAP(PenalisedNLL):
     def predict_logits(self, x: Tensor, num_samples: int = 1) -> Tensor:
         """The deterministic outputs, ``[num_samples, B, C]`` (a broadcast view, one pass)."""
         check_num_samples(num_samples)
+        x = self.check_input(x)
         out = self.net(x)
         return out.unsqueeze(0).expand(num_samples, *out.shape)

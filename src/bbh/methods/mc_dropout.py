@@ -30,6 +30,7 @@ from bbh.likelihoods import make_likelihood
 from bbh.methods.base import check_num_samples
 from bbh.methods.map import PenalisedNLL, WeightDecay, parse_weight_decay
 from bbh.priors import GaussianPrior
+from bbh.validation import checked_args, in_range, positive
 
 ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.ReLU,
@@ -52,6 +53,7 @@ class MCDropout(PenalisedNLL):
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
     """
 
+    @checked_args(p=in_range(0, 1, high_open=True), prior_scale=positive())
     def __init__(
         self,
         net: nn.Module,
@@ -102,6 +104,7 @@ class MCDropout(PenalisedNLL):
     def predict_logits(self, x: Tensor, num_samples: int = 100) -> Tensor:
         """Outputs ``[S, B, C]`` for S independent dropout masks (one pass each)."""
         check_num_samples(num_samples)
+        x = self.check_input(x)
         return torch.stack([self.net(x) for _ in range(num_samples)])
 
 

@@ -24,10 +24,11 @@ from torch import Tensor, nn
 
 from bbh.functional import ParamSpec
 from bbh.likelihoods import make_likelihood
-from bbh.methods.base import Method, check_num_data, check_num_samples
+from bbh.methods.base import Method, check_num_samples
 from bbh.posteriors.layers import deterministic_predicate, select_layers
 from bbh.posteriors.mnf import MNFConv2d, MNFLinear, make_mnf, shared_noise
 from bbh.priors import GaussianPrior
+from bbh.validation import at_least, checked_args, positive
 
 
 class MNF(Method):
@@ -47,6 +48,15 @@ class MNF(Method):
         predict_noise: ``weights`` (one z and W per pass, shared by the batch) or ``training``.
     """
 
+    @checked_args(
+        prior_scale=positive(),
+        init_log_var_std=at_least(0),
+        max_std=positive(),
+        flow_steps=at_least(1),
+        flow_hidden=at_least(1),
+        aux_flow_steps=at_least(1),
+        aux_flow_hidden=at_least(1),
+    )
     def __init__(
         self,
         net: nn.Module,
@@ -110,7 +120,7 @@ class MNF(Method):
     def loss(
         self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        check_num_data(num_data)
+        x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)
         out = torch.stack([self.net(x) for _ in range(self.num_train_samples)])
         nll = -self.likelihood.log_prob(out, y).mean()
         kl = self.kl()
@@ -125,6 +135,7 @@ class MNF(Method):
         example gets its own z and local noise, as in training.
         """
         check_num_samples(num_samples)
+        x = self.check_input(x)
         if self.predict_noise == "training":
             return torch.stack([self.net(x) for _ in range(num_samples)])
         with shared_noise(self.mnf_layers()):

@@ -4,5 +4,16 @@ from bbh.nets.convnet import TinyConvNet
 from bbh.nets.lenet import LeNet5
 from bbh.nets.mlp import MLP, toy_regression_net
 from bbh.nets.resnet import CifarResNet, Norm
+from bbh.nets.standard_resnet import ResNet, resnet18, resnet50
 
-__all__ = ["MLP", "CifarResNet", "LeNet5", "Norm", "TinyConvNet", "toy_regression_net"]
+__all__ = [
+    "MLP",
+    "CifarResNet",
+    "LeNet5",
+    "Norm",
+    "ResNet",
+    "TinyConvNet",
+    "resnet18",
+    "resnet50",
+    "toy_regression_net",
+]

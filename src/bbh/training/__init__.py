@@ -1,4 +1,4 @@
-"""Training: one loop for every method, KL schedules, checkpoints and exact resume."""
+"""Training: one loop for every method, its guard, KL schedules, checkpoints and exact resume."""
 
 from bbh.training.checkpoint import (
     CheckpointError,
@@ -8,6 +8,7 @@ from bbh.training.checkpoint import (
     load_latest_checkpoint,
     save_checkpoint,
 )
+from bbh.training.guards import TrainingDiverged, TrainingGuard, TrainingWarning
 from bbh.training.loop import FitHooks, FitResult, TrainingInterrupted, fit, make_optimizer
 from bbh.training.sampler import ShuffleSampler
 from bbh.training.schedules import annealing, constant, kl_annealing, paper_toy_schedule
@@ -18,7 +19,10 @@ __all__ = [
     "FitResult",
     "ShuffleSampler",
     "TrainState",
+    "TrainingDiverged",
+    "TrainingGuard",
     "TrainingInterrupted",
+    "TrainingWarning",
     "annealing",
     "constant",
     "fit",

@@ -2,7 +2,10 @@
 
 Each step draws a minibatch (``ShuffleSampler``), calls
 ``method.loss(x, y, num_data=N, kl_weight=beta_t)`` and takes an optimiser step. Logs are
-detached tensors collected every ``log_every`` steps (one host sync per log, not per step).
+detached tensors collected every ``log_every`` steps (one host sync per log, not per step). The
+data are checked once up front (``bbh.validation``), so the steps skip the value checks; a
+``TrainingGuard`` (``bbh.training.guards``) catches a non-finite loss or gradient at the step it
+happens and warns when the KL or the NLL look wrong.
 
 What a run around the loop needs plugs in through :class:`FitHooks`: log rows, the end of each
 epoch (validation; run under a forked RNG so it never changes the training's random stream),
@@ -23,9 +26,11 @@ from torch import Tensor
 
 from bbh.methods.base import Method
 from bbh.training.checkpoint import TrainState
+from bbh.training.guards import TrainingGuard
 from bbh.training.rng import rng_state, set_rng_state
 from bbh.training.sampler import ShuffleSampler
 from bbh.training.schedules import KLSchedule, constant
+from bbh.validation import at_least, check_finite, checked_args, positive, values_prechecked
 
 BatchTransform = Callable[[Tensor, torch.Generator], Tensor]
 
@@ -75,7 +80,8 @@ def make_optimizer(
 ) -> torch.optim.Optimizer:
     """``adam`` (fused where available: about 2x faster for big hypernets on a CPU) or ``rmsprop``.
 
-    ``rmsprop`` follows the paper's TF1 settings where PyTorch allows (alpha 0.9, eps 1e-5).
+    ``rmsprop`` follows the paper's TF1 settings where PyTorch allows (alpha 0.9, eps 1e-5) and
+    updates all tensors at once (``foreach``; PyTorch has no fused RMSprop).
     """
     if name == "adam":
         eps = options.get("eps", 1e-8)
@@ -84,10 +90,18 @@ def make_optimizer(
         except (RuntimeError, TypeError):
             return torch.optim.Adam(params, lr=lr, eps=eps)
     if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=options.get("eps", 1e-5))
+        eps = options.get("eps", 1e-5)
+        return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=eps, foreach=True)
     raise ValueError(f"unknown optimizer {name!r}; allowed: ['adam', 'rmsprop']")
 
 
+@checked_args(
+    steps=at_least(1),
+    batch_size=at_least(1),
+    lr=positive(),
+    num_data=at_least(1),
+    log_every=at_least(1),
+)
 def fit(
     method: Method,
     x: Tensor,
@@ -112,20 +126,22 @@ def fit(
     output layers amplify Adam steps; 1e-3 otherwise). ``num_data`` defaults to ``len(x)``
     (under DDP pass the global size). ``transform`` is applied to each batch of inputs (e.g.
     CIFAR augmentation) with the loop's seeded generator. ``hooks`` and ``resume``: see the module
-    docstring. A non-finite loss raises ``FloatingPointError`` naming the first bad step (checked
-    at each log and checkpoint, never after every step).
+    docstring.
+
+    Raises ``bbh.training.TrainingDiverged`` when the loss or a gradient goes NaN or infinite,
+    naming the step, with the parameters of the step before (checked at each log and before each
+    checkpoint, so a checkpoint never holds them); warns (``TrainingWarning``) when the KL term
+    swamps the likelihood, the KL estimate goes negative or the NLL climbs.
     """
-    if len(x) != len(y):
-        raise ValueError(f"x and y disagree on the number of examples: {len(x)} vs {len(y)}")
-    if steps < 1 or batch_size < 1:
-        raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
+    x, y = _check_data(method, x, y, transform, seed)
     hooks = hooks or FitHooks()
     n = len(x)
     num_data = n if num_data is None else num_data
     schedule = kl_schedule or constant(1.0)
     sampler = ShuffleSampler(n, batch_size, torch.Generator().manual_seed(seed))
     params = [p for p in method.parameters() if p.requires_grad]
-    opt = make_optimizer(params, optimizer, method.default_lr if lr is None else lr)
+    lr = method.default_lr if lr is None else lr
+    opt = make_optimizer(params, optimizer, lr)
     start_step, seconds_before = 0, 0.0
     if resume is not None:
         if resume.step > steps:
@@ -135,10 +151,10 @@ def fit(
         sampler.load_state_dict(resume.sampler)
         set_rng_state(resume.rng)
         start_step, seconds_before = resume.step, resume.seconds
+    guard = TrainingGuard(method, opt, num_data=num_data, kl_schedule=schedule, lr=lr)
     method.train()
     result = FitResult()
     start = time.perf_counter()
-    first_bad = torch.full((), -1, dtype=torch.long)  # first step with a non-finite loss
     last_log_time, last_log_step = start, start_step
 
     def state(step: int) -> TrainState:
@@ -151,52 +167,43 @@ def fit(
             seconds=seconds_before + time.perf_counter() - start,
         )
 
-    def check_finite() -> None:
-        bad = int(first_bad)
-        if bad >= 0:
-            raise FloatingPointError(f"non-finite loss at step {bad}")
-
-    for step in range(start_step, steps):
-        idx = sampler.next_indices()
-        xb, yb = x[idx], y[idx]
-        if transform is not None:
-            xb = transform(xb, sampler.generator)
-        kl_weight = schedule(step)
-        loss, logs = method.loss(xb, yb, num_data=num_data, kl_weight=kl_weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        done = step + 1
-        if first_bad.device != loss.device:
-            first_bad = first_bad.to(loss.device)
-        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss.detach()), done, first_bad)
-        hooks.on_step(done)
-        if done % log_every == 0 or done == steps:
-            row = {"step": float(done), "epoch": done / sampler.steps_per_epoch}
-            row["kl_weight"] = float(kl_weight)
-            row.update({k: float(v) for k, v in logs.items()})
-            now = time.perf_counter()
-            row["examples_per_s"] = (
-                (done - last_log_step) * sampler.batch_size / max(now - last_log_time, 1e-9)
-            )
-            last_log_time, last_log_step = now, done
-            check_finite()
-            result.logs.append(row)
-            hooks.on_log(row)
-            if verbose:
-                print(" ".join(f"{k}={v:.4g}" for k, v in row.items()), file=sys.stderr)
-        if done % sampler.steps_per_epoch == 0:
-            _epoch_end(method, hooks, done // sampler.steps_per_epoch, done)
-        stop = done < steps and hooks.should_stop()
-        every = hooks.checkpoint_every
-        if stop or (every and done % every == 0 and done < steps):
-            check_finite()
-            hooks.on_checkpoint(state(done))
-        if stop:
-            raise TrainingInterrupted(done)
-    check_finite()
-    if hooks.checkpoint_every:
-        hooks.on_checkpoint(state(steps))
+    with values_prechecked():  # the data were checked above: no value check (sync) per step
+        for step in range(start_step, steps):
+            idx = sampler.next_indices()
+            xb, yb = x[idx], y[idx]
+            if transform is not None:
+                xb = transform(xb, sampler.generator)
+            kl_weight = schedule(step)
+            loss, logs = method.loss(xb, yb, num_data=num_data, kl_weight=kl_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            guard.after_backward(step, loss, logs)
+            opt.step()
+            done = step + 1
+            hooks.on_step(done)
+            if done % log_every == 0 or done == steps:
+                guard.at_log(step)
+                row = {"step": float(done), "epoch": done / sampler.steps_per_epoch}
+                row["kl_weight"] = float(kl_weight)
+                row.update({k: float(v) for k, v in logs.items()})
+                now = time.perf_counter()
+                row["examples_per_s"] = (
+                    (done - last_log_step) * sampler.batch_size / max(now - last_log_time, 1e-9)
+                )
+                last_log_time, last_log_step = now, done
+                result.logs.append(row)
+                hooks.on_log(row)
+                if verbose:
+                    print(" ".join(f"{k}={v:.4g}" for k, v in row.items()), file=sys.stderr)
+            if done % sampler.steps_per_epoch == 0:
+                _epoch_end(method, hooks, done // sampler.steps_per_epoch, done)
+            stop = done < steps and hooks.should_stop()
+            every = hooks.checkpoint_every
+            if stop or (every and (done % every == 0 or done == steps)):
+                guard.at_log(step)  # never checkpoint the weights of a non-finite step
+                hooks.on_checkpoint(state(done))
+            if stop:
+                raise TrainingInterrupted(done)
     result.seconds = seconds_before + time.perf_counter() - start
     result.steps = steps
     method.eval()
@@ -211,3 +218,23 @@ def _epoch_end(method: Method, hooks: FitHooks, epoch: int, step: int) -> None:
             hooks.on_epoch_end(method, epoch, step)
         finally:
             method.train()
+
+
+def _check_data(
+    method: Method, x: Tensor, y: Tensor, transform: BatchTransform | None, seed: int
+) -> tuple[Tensor, Tensor]:
+    """Check the whole training set once (so the steps need no value checks)."""
+    if not (isinstance(x, Tensor) and isinstance(y, Tensor)):
+        raise TypeError(f"x and y must be tensors, got {type(x).__name__} and {type(y).__name__}")
+    if x.dim() == 0 or y.dim() == 0 or len(x) != len(y):
+        raise ValueError(
+            f"x and y disagree on the number of examples: shapes {list(x.shape)} and "
+            f"{list(y.shape)}"
+        )
+    if transform is None:
+        return method.check_batch(x, y, num_data=max(len(x), 1), kl_weight=0.0)
+    if x.is_floating_point():
+        check_finite(x, "x")
+    sample = transform(x[:2], torch.Generator().manual_seed(seed))  # what the model will see
+    sample = method.check_input(sample, "x after transform")
+    return x, method.check_targets(y, input_shape=tuple(sample.shape[1:]), batch=len(y))

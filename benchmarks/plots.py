@@ -1,0 +1,144 @@
+"""Figures of the benchmark records (matplotlib, from the ``plot`` extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bbh.io import atomic_write
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _title(record: dict[str, Any], what: str) -> str:
+    m = record["machine"]
+    threads = f"{m['threads']} thread" + ("s" if m["threads"] != 1 else "")
+    where = m.get("gpu") or f"{m['cpu']}, {threads}"
+    busy = "  [BUSY MACHINE]" if record["busy"] else ""
+    return f"{what}\n{where}, torch {m['torch']}{busy}"
+
+
+def _plain_log_ticks(axis: Any) -> None:
+    from matplotlib.ticker import LogLocator, ScalarFormatter
+
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(ScalarFormatter())
+    axis.set_minor_formatter(_no_labels())
+
+
+def _no_labels() -> Any:
+    from matplotlib.ticker import NullFormatter
+
+    return NullFormatter()
+
+
+def _labels_top_down(nets: dict[str, Any]) -> list[str]:
+    """Method labels in the order they ran, reversed so that the first is drawn at the top."""
+    labels: dict[str, None] = {}
+    for net in nets.values():
+        labels.update(dict.fromkeys(net["methods"]))
+    return list(reversed(labels))
+
+
+def _save(fig: Any, path: Path) -> None:
+    atomic_write(path, lambda p: fig.savefig(p, dpi=120, bbox_inches="tight", format="png"))
+    _pyplot().close(fig)
+
+
+def step_time(record: dict[str, Any], path: Path) -> None:
+    """Horizontal bars: each method's step-time ratio to MAP, one panel per net (log scale)."""
+    plt = _pyplot()
+    nets = record["nets"]
+    labels = _labels_top_down(nets)
+    fig, axes = plt.subplots(
+        1,
+        len(nets),
+        figsize=(5 * len(nets), 0.35 * len(labels) + 1.8),
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
+    )
+    for ax, (name, net) in zip(axes[0], nets.items(), strict=True):
+        ratios = [net["methods"].get(label, {}).get("ratio_to_map") for label in labels]
+        ys = range(len(labels))
+        ax.barh(list(ys), [r or 0 for r in ratios], color="tab:blue")
+        for y, r in zip(ys, ratios, strict=True):
+            ax.text(r or 1, y, f" {r:.2f}" if r else " skipped", va="center", fontsize=7)
+        ax.axvline(1.0, color="black", lw=0.8)
+        ax.set_xscale("log")
+        _plain_log_ticks(ax.xaxis)
+        map_ms = next(
+            (m["map_step_s"] * 1e3 for m in net["methods"].values() if "map_step_s" in m), None
+        )
+        d = net["weights_D"]
+        ax.set_title(f"{name} (D={d:,})\nMAP step {map_ms:.1f} ms" if map_ms else name, fontsize=9)
+        ax.set_xlabel("step time / MAP step time")
+    axes[0][0].set_yticks(range(len(labels)), labels, fontsize=8)
+    fig.suptitle(_title(record, "Training step relative to MAP"), fontsize=10)
+    _save(fig, path)
+
+
+def scaling(record: dict[str, Any], path: Path) -> None:
+    """Left: ratio to MAP against D (log x); right: step time against S, per configuration."""
+    plt = _pyplot()
+    fig, (ax_d, ax_s) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
+    for label, rows in record["by_D"].items():
+        pts = sorted((r["weights_D"], r["ratio_to_map"]) for r in rows if "ratio_to_map" in r)
+        if pts:
+            ax_d.plot(*zip(*pts, strict=True), marker="o", label=label)
+    ax_d.set_xscale("log")
+    ax_d.set_yscale("log")
+    ax_d.axhline(1.0, color="black", lw=0.8)
+    ax_d.set_xlabel("weights D (LeNet-5, CIFAR ResNet, ResNet-18 widths; log)")
+    ax_d.set_ylabel("step time / MAP step time (log)")
+    ax_d.set_title(f"Growth with D (S={record['samples_for_D']})", fontsize=9)
+    ax_d.legend(fontsize=7)
+    for label, rows in record["by_S"].items():
+        pts = sorted((r["S"], r["ratio_to_map"]) for r in rows if "ratio_to_map" in r)
+        if pts:
+            ax_s.plot(*zip(*pts, strict=True), marker="o", label=label)
+    ax_s.set_xscale("log", base=2)
+    ax_s.set_yscale("log")
+    ax_s.axhline(1.0, color="black", lw=0.8)
+    ax_s.set_xlabel("weight samples S per step (log2)")
+    ax_s.set_ylabel("step time / MAP step time (log)")
+    ax_s.set_title(f"Growth with S on {record['net_for_S']}", fontsize=9)
+    ax_s.legend(fontsize=6)
+    for axis in (ax_d.yaxis, ax_s.yaxis):
+        _plain_log_ticks(axis)
+    fig.suptitle(_title(record, "Bayes by Hypernet: cost against MAP"), fontsize=10)
+    _save(fig, path)
+
+
+def predict(record: dict[str, Any], path: Path) -> None:
+    """Bars: milliseconds per weight sample of prediction, per method, one panel per net."""
+    plt = _pyplot()
+    nets = record["nets"]
+    labels = _labels_top_down(nets)
+    fig, axes = plt.subplots(
+        1,
+        len(nets),
+        figsize=(5 * len(nets), 0.35 * len(labels) + 2.2),
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
+    )
+    for ax, (name, net) in zip(axes[0], nets.items(), strict=True):
+        per = [net["methods"].get(label, {}).get("per_sample_s") for label in labels]
+        ax.barh(range(len(labels)), [(p or 0) * 1e3 for p in per], color="tab:green")
+        ax.axvline(net["map_per_pass_s"] * 1e3, color="black", lw=0.8, label="one MAP pass")
+        ax.set_xlabel("ms per weight sample")
+        ax.set_title(
+            f"{name}: {record['num_samples']} samples, batch {net['batch_size']}", fontsize=9
+        )
+        ax.legend(fontsize=7)
+    axes[0][0].set_yticks(range(len(labels)), labels, fontsize=8)
+    fig.suptitle(_title(record, "Prediction cost per weight sample"), fontsize=10)
+    _save(fig, path)

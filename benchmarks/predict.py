@@ -1,0 +1,133 @@
+"""Prediction throughput: S weight samples of each method against S MAP passes and against one.
+
+    python benchmarks/predict.py                      # S = 100, every net and method, CPU
+    python benchmarks/predict.py --nets lenet --methods "bbh chunked" mc_dropout --samples 30
+
+Each method runs ``predict_logits(x, S)`` in eval mode without gradients on the net's batch;
+beside it, interleaved, MAP runs S forward passes of the same batch (a loop, as a user would)
+and one pass. The record gives each method's time per weight sample (time / the number of draws
+it returned: an ensemble returns its M members whatever S is) and its ratios to the S MAP passes
+and to one MAP pass. Target: per sample no slower than a MAP pass (ratio to S passes <= 1).
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness
+from cases import (
+    DEFAULT_MAX_HYPERNET_PARAMS,
+    MAP_CASE,
+    planned_parameters,
+    select_methods,
+    select_nets,
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = harness.common_parser(__doc__ or "", "benchmarks/results/predict_cpu.json")
+    ap.add_argument("--nets", nargs="+", help="nets to run (default: all for the device)")
+    ap.add_argument("--methods", nargs="+", help="substrings of method labels (default: all)")
+    ap.add_argument("--samples", type=int, default=100, help="weight samples S (default: 100)")
+    ap.add_argument("--max-hypernet-params", type=int, default=DEFAULT_MAX_HYPERNET_PARAMS)
+    args = ap.parse_args(argv)
+    if args.samples < 1:
+        raise SystemExit(f"--samples must be >= 1, got {args.samples}")
+    device, load = harness.setup(args)
+    s = args.samples
+    results: dict[str, Any] = {}
+    for net_case in select_nets(args.nets, args.scale, device):
+        x, _ = net_case.batch(device)
+        map_net = MAP_CASE.build(net_case.make(), args.scale).to(device).eval().net
+        rows: dict[str, Any] = {}
+        for case in select_methods(args.methods):
+            planned = planned_parameters(case, net_case.make(), args.scale)
+            if case.name == "bbh" and planned > args.max_hypernet_params:
+                rows[case.label] = {"skipped": f"{planned:,} trainable parameters"}
+                continue
+            torch.manual_seed(0)
+            method = case.build(net_case.make(), args.scale).to(device).eval()
+            with torch.no_grad():
+                draws = method.predict_logits(x, s).shape[0]
+            timed = _time(method, map_net, x, s, args, device)
+            per_sample = timed["method"]["median_s"] / draws
+            map_pass = timed["map_1"]["median_s"]
+            rows[case.label] = {
+                "draws": draws,
+                "seconds": timed["method"]["median_s"],
+                "per_sample_s": per_sample,
+                "ratio_to_map_passes": timed["method"]["median_s"]
+                / (timed["map_S"]["median_s"] * draws / s),
+                "ratio_to_one_map_pass": timed["method"]["median_s"] / map_pass,
+                "map_S_passes_s": timed["map_S"]["median_s"],
+            }
+            print(
+                f"{net_case.name}: {case.label:48s} {per_sample * 1e3:8.2f} ms/sample  "
+                f"x{rows[case.label]['ratio_to_map_passes']:.2f} of {draws} MAP passes, "
+                f"x{rows[case.label]['ratio_to_one_map_pass']:.1f} of one",
+                file=sys.stderr,
+                flush=True,
+            )
+            del method
+            gc.collect()
+        results[net_case.name] = {
+            "net": net_case.description,
+            "batch_size": net_case.batch_size,
+            "map_per_pass_s": timed["map_1"]["median_s"] if rows else None,
+            "methods": rows,
+        }
+        harness.write_record(  # kept if the run is cut short (gpu.sh's time limits)
+            args.out, _record(s, args, results, complete=False), device=device, load=load
+        )
+    out, full = harness.write_record(
+        args.out, _record(s, args, results, complete=True), device=device, load=load
+    )
+    if not args.no_plot:
+        import plots
+
+        plots.predict(full, out.with_suffix(".png"))
+    return 0
+
+
+def _record(s: int, args: Any, results: dict[str, Any], *, complete: bool) -> dict[str, Any]:
+    return {
+        "benchmark": "predict",
+        "complete": complete,
+        "scale": args.scale,
+        "num_samples": s,
+        "timing": "medians of interleaved rounds (method, S MAP passes, one MAP pass)",
+        "nets": results,
+    }
+
+
+def _time(method: Any, map_net: Any, x: torch.Tensor, s: int, args: Any, device: Any) -> Any:
+    @torch.no_grad()
+    def run_method() -> None:
+        method.predict_logits(x, s)
+
+    @torch.no_grad()
+    def map_s() -> None:
+        for _ in range(s):
+            map_net(x)
+
+    @torch.no_grad()
+    def map_1() -> None:
+        map_net(x)
+
+    return harness.interleaved(
+        {"method": run_method, "map_S": map_s, "map_1": map_1},
+        repeats=args.repeats,
+        warmup=args.warmup,
+        device=device,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,135 @@
+"""The benchmark harness and the GPU script's CPU smoke run (benchmarks/ is run explicitly; these
+tests check that it measures what it says, refuses a busy machine, and writes its records)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import harness  # noqa: E402
+
+
+def test_load_guard_refuses_a_busy_machine_unless_allowed(monkeypatch, capsys):
+    monkeypatch.setattr(harness, "core_count", lambda: 2)
+    monkeypatch.setattr(harness.os, "getloadavg", lambda: (5.0, 4.0, 3.0))
+    with pytest.raises(SystemExit) as exc:
+        harness.load_guard(allow_busy=False)
+    assert exc.value.code == harness.BUSY_EXIT
+    assert "load average is 5.00 on 2 cores" in capsys.readouterr().err
+    assert harness.load_guard(allow_busy=True)["busy"] is True
+    monkeypatch.setattr(harness.os, "getloadavg", lambda: (1.5, 1.0, 1.0))
+    assert harness.load_guard(allow_busy=False)["busy"] is False
+
+
+def test_interleaved_alternates_and_takes_per_round_ratios(monkeypatch):
+    clock = [0.0]
+    order: list[str] = []
+    monkeypatch.setattr(harness.time, "perf_counter", lambda: clock[0])
+
+    def costs(name: str, seconds: list[float]):
+        it = iter(seconds)
+
+        def run() -> None:
+            order.append(name)
+            clock[0] += next(it)
+
+        return run
+
+    # round 2 is slowed down 10x for both (load): the per-round ratio stays 3
+    fns = {"map": costs("map", [1, 1, 10, 1]), "m": costs("m", [3, 3, 30, 3])}
+    out = harness.interleaved(fns, repeats=3, warmup=1, device=torch.device("cpu"), baseline="map")
+    assert order == ["map", "m"] * 4
+    assert out["map"]["median_s"] == 1 and out["m"]["median_s"] == 3
+    assert out["m"]["ratio"] == pytest.approx(3.0)
+    assert "ratio" not in out["map"]
+
+
+def test_peak_step_memory_counts_the_state_and_the_step_allocations():
+    model = torch.nn.Linear(1000, 1000)  # 4 MB of weight
+    opt = torch.optim.Adam(model.parameters())
+    x = torch.randn(500, 1000)
+
+    def step() -> None:
+        big = torch.ones(2_000_000)  # 8 MB live at once with the activations
+        loss = model(x).sum() + big.sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    step()
+    mem = harness.peak_step_memory(step, model, opt, torch.device("cpu"))
+    params = 4 * (1000 * 1000 + 1000)
+    assert mem["resident_bytes"] == pytest.approx(3 * params, rel=0.01)  # weights + Adam m, v
+    # the step holds the 8 MB tensor, the 2 MB activations and 4 MB of fresh gradients
+    assert 8e6 + 2e6 < mem["step_bytes"] < 8e6 + 2e6 + 2 * params + 4e6
+    assert mem["peak_bytes"] == mem["resident_bytes"] + mem["step_bytes"]
+
+
+def test_write_record_marks_busy_and_replaces_non_finite(tmp_path):
+    load = {"before": [9.0, 9.0, 9.0], "cores": 2, "busy": True}
+    path, full = harness.write_record(
+        tmp_path / "r.json", {"ratio": float("inf")}, device=torch.device("cpu"), load=load
+    )
+    data = json.loads(path.read_text())
+    assert data["busy"] is True and data["ratio"] is None
+    assert data["machine"]["threads"] == torch.get_num_threads()
+    assert data["machine"]["cores"] >= 1 and data["machine"]["torch"] == torch.__version__
+    assert full == data
+
+
+def test_unknown_net_or_method_is_a_clear_error():
+    import cases
+
+    with pytest.raises(SystemExit, match="unknown net"):
+        cases.select_nets(["vgg"], "tiny", torch.device("cpu"))
+    with pytest.raises(SystemExit, match="matches no method"):
+        cases.select_methods(["no such method"])
+
+
+def test_the_registry_grid_covers_every_generator_and_estimator():
+    import cases
+    from bbh.divergences import KL_ESTIMATORS
+    from bbh.hypernets import GENERATORS
+
+    grid = {(c.options["generator"], c.options["kl"]) for c in cases.registry_grid()}
+    assert grid == {(g, k) for g in GENERATORS for k in KL_ESTIMATORS}
+
+
+def test_gpu_script_runs_every_benchmark_on_the_cpu_at_tiny_sizes(tmp_path):
+    env = {
+        **os.environ,
+        "DEVICE": "cpu",
+        "SCALE": "tiny",
+        "ALLOW_BUSY": "1",
+        "OUT": str(tmp_path),
+        "PYTHON": sys.executable,
+    }
+    proc = subprocess.run(
+        ["bash", str(BENCHMARKS / "gpu.sh")], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = ["step_time", "bbh_scaling", "predict", "external", "sampled_forward"]
+    for name in [*names, "mnist_training"]:
+        record = json.loads((tmp_path / f"{name}.json").read_text())
+        assert record["machine"]["device"] == "cpu" and record["scale"] == "tiny"
+    for name in ["step_time", "bbh_scaling", "predict"]:
+        assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+    step = json.loads((tmp_path / "step_time.json").read_text())
+    lenet = step["nets"]["lenet"]["methods"]["bbh chunked, entropy, nll=split"]
+    assert lenet["ratio_to_map"] > 0 and lenet["map_step_s"] > 0
+    assert lenet["memory_ratio_to_map"] > 1  # a hypernet holds more than the net
+    assert lenet["hypernet_parameters"] > 0
+    scaling = json.loads((tmp_path / "bbh_scaling.json").read_text())
+    d_sweep = scaling["by_D"]["bbh chunked, entropy, nll=split"]
+    assert [r["net"] for r in d_sweep] == ["lenet", "cifar_resnet", "resnet18_w2", "resnet18_w4"]
+    training = json.loads((tmp_path / "mnist_training.json").read_text())
+    assert 0 <= training["runs"]["map"]["test_accuracy"] <= 1
