@@ -17,6 +17,7 @@ from bbh.experiments.report import embedded_images
 from bbh.experiments.reproduce import reproduce
 from bbh.experiments.runs import RunError
 from bbh.experiments.train import train_run
+from bbh.io import read_done_marker
 
 #: every demo run shrunk to seconds
 TINY_DEMO = [
@@ -82,6 +83,9 @@ def test_evaluate_writes_json_and_figures(tmp_path, capsys):
     )
     for path in result["figures"].values():
         assert (run / path).is_file() and (run / path).stat().st_size > 1000
+    listed = read_done_marker(run)  # bbh.io's marker of a finished run lists every file
+    assert listed is not None and {"model.pt", "train.json", "evaluation.json"} <= set(listed)
+    assert set(result["figures"].values()) <= set(listed)
     assert main(["evaluate", str(run), "--attacks", "fgsm-ish"]) == 2
     err = capsys.readouterr().err
     assert "unknown attack(s) ['fgsm-ish']" in err and err.count("\n") == 1

@@ -132,6 +132,7 @@ def _evaluate(
     result["figures"] = {k: str(Path(v).relative_to(folder.path)) for k, v in written.items()}
     result["timing_s"]["evaluate_and_studies"] = time.monotonic() - t0
     write_json(result, folder.evaluation_file)
+    folder.mark_done()
     return result
 
 

@@ -201,8 +201,9 @@ def _train_and_evaluate(
     say(f"[{name}] {cfg.display_name}: {_train_word(folder)}")
     outcome = train_run(cfg, folder.path, device=device, resume=None, progress=progress)
     t_train = time.monotonic() - t0
-    if not keep_checkpoints:
+    if not keep_checkpoints and folder.checkpoints.exists():
         shutil.rmtree(folder.checkpoints, ignore_errors=True)
+        folder.mark_done()  # the marker lists the files that are there
     if check_evaluated(folder):
         say(f"[{name}] already evaluated")
     else:

@@ -6,10 +6,14 @@ A run folder holds::
     log.jsonl          one JSON object per line: training rows, validation, events
     checkpoints/       step-<N>.pt training checkpoints (the newest two; see bbh.training)
     model.pt           the trained method: a plain state_dict plus the config (no pickled code)
-    train.json         the training summary, written last: its presence means "trained"
+    train.json         the training summary: its presence means "trained"
     evaluation.json    ``bbh evaluate``'s result, and its figures in figures/
+    done               ``bbh.io``'s marker of a finished run, listing its files (rewritten after
+                       each evaluation)
 
-Every file is written atomically (``bbh.io``): a reader never sees half a file.
+Every file is written atomically (``bbh.io``): a reader never sees half a file. A run folder is
+written in place (``bbh.io.RunFolder`` with ``staged=False``), not swapped in at the end, because
+an unfinished run must stay where ``--resume`` finds it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 import torch
 
 from bbh.config import ConfigError, ExperimentConfig, config_from_dict
+from bbh.io import RunFolder as IORunFolder
 from bbh.io import atomic_write
 
 MODEL_FORMAT = "bbh-model"
@@ -129,6 +134,10 @@ class RunFolder:
 
     def train_summary(self) -> dict[str, Any]:
         return read_json(self.train_file)
+
+    def mark_done(self) -> None:
+        """Write (or refresh) ``bbh.io``'s ``done`` marker listing the run's files."""
+        IORunFolder(self.path, self.path, staged=False).commit()
 
 
 def read_json(path: Path) -> dict[str, Any]:

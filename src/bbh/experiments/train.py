@@ -200,6 +200,7 @@ def _train_in(
         }
         write_json(run.train_file, summary)
         log.write({"event": "done", "step": result.steps, "seconds": result.seconds})
+        run.mark_done()
     finally:
         log.close()
     return TrainOutcome(run, "resumed" if state else "trained", result.steps, result.seconds, notes)
