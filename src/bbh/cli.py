@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 #: What a command reports as a one-line error (exit 2) instead of a traceback.
@@ -114,8 +115,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="decoded-array cache (CIFAR; default: $BBH_CACHE)",
     )
 
+    check = sub.add_parser(
+        "check-posterior",
+        help="train methods on cases with exact/NUTS references and score their posteriors",
+    )
+    check.add_argument(
+        "--out",
+        required=True,
+        type=folder,
+        help="output folder (results.json/.md, CASE.png); a finished earlier run there is replaced",
+    )
+    check.add_argument("--cases", default="all", help="comma-separated case names, or 'all'")
+    check.add_argument(
+        "--methods", default="all", help="comma-separated spec labels or registry names, or 'all'"
+    )
+    check.add_argument("--quick", action="store_true", help="steps / 20: a smoke run")
+    check.add_argument("--seed", type=int_at_least(0), default=0, help="training seed")
+    check.add_argument("--no-figure", action="store_true", help="write the tables only")
+
     args = parser.parse_args(argv)
-    command = {"toy": _toy, "data": _data}.get(args.command, _experiment)
+    commands = {"toy": _toy, "data": _data, "check-posterior": _check_posterior}
+    command = commands.get(args.command, _experiment)
     try:
         return command(args)
     except USER_ERRORS as err:
@@ -157,7 +177,8 @@ def _toy(args: argparse.Namespace) -> int:
             k: m[k]
             for k in (
                 "rmse_mean_vs_truth",
-                "coverage_2std",
+                "coverage_f_2std",
+                "coverage_y_2std",
                 "std_f_at",
                 "vs_reference",
                 "train_seconds",
@@ -168,6 +189,23 @@ def _toy(args: argparse.Namespace) -> int:
     }
     print(json.dumps(summary, indent=1))
     print(f"wrote {out / 'metrics.json'}" + ("" if args.no_figure else f" and {out / 'toy.png'}"))
+    return 0
+
+
+def _check_posterior(args: argparse.Namespace) -> int:
+    from bbh.experiments.posterior_check import run_posterior_check
+
+    names = lambda text: [t.strip() for t in text.split(",") if t.strip()]  # noqa: E731
+    out = run_posterior_check(
+        args.out,
+        names(args.cases),
+        names(args.methods),
+        quick=args.quick,
+        seed=args.seed,
+        figures=not args.no_figure,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )["out"]
+    print((Path(out) / "results.md").read_text())
     return 0
 
 

@@ -22,7 +22,7 @@ def test_cli_toy_end_to_end(tmp_path):
     bbh = metrics["methods"]["bbh"]
     assert set(bbh["std_f_at"]) == {"-6", "0", "6"}
     assert len(bbh["grid"]["std_f"]) == 500
-    assert 0.0 <= bbh["coverage_2std"] <= 1.0
+    assert 0.0 <= bbh["coverage_f_2std"] <= 1.0 and 0.0 <= bbh["coverage_y_2std"] <= 1.0
     assert "vs_reference" in bbh and metrics["reference"]["kind"] == "gp"
     png = (out / "toy.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
@@ -52,3 +52,17 @@ def test_toy_posterior_uncertainty_grows_away_from_data(tmp_path):
     assert m["std_f_at"]["6"] >= 2 * m["std_f_at"]["0"]
     assert m["std_f_at"]["-6"] >= 2 * m["std_f_at"]["0"]
     assert m["vs_reference"]["rmse_mean"] < 10
+
+
+def test_toy_coverage_compares_like_with_like():
+    from bbh.experiments.toy import toy_metrics
+
+    data = toy_regression()
+    truth = data.truth(data.grid[:, 0])
+    # f's band misses x^3 by 3 std of f everywhere; the noise (std 9) must not rescue it
+    off = toy_metrics(data, truth + 3.0, torch.ones_like(truth), None)
+    assert off["coverage_f_2std"] == 0.0
+    # the exact mean with no weight uncertainty: fresh noisy targets fall in +-2 noise std ~95%
+    exact = toy_metrics(data, truth, torch.zeros_like(truth), None)
+    assert exact["coverage_f_2std"] == 1.0
+    assert 0.9 < exact["coverage_y_2std"] < 0.99

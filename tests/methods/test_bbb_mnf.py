@@ -179,3 +179,24 @@ def test_bbb_unknown_kl_lists_the_allowed_ones() -> None:
     net, _, _ = make_net("mlp")
     with pytest.raises(ValueError, match=r"allowed: \['closed_form', .*'nn_full'"):
         build("bbb", net, kl="mmd")
+
+
+def test_mnf_weight_std_bound_passes_gradients_so_a_stuck_variance_comes_back() -> None:
+    """A log-variance pushed past ``max_std`` must get a gradient and return under the bound."""
+    torch.manual_seed(0)
+    method = build("mnf", nn.Sequential(nn.Linear(3, 2)), max_std=0.5, init_log_var=-9.0)
+    layer = method.mnf_layers()[0]
+    bound = 2 * math.log(0.5)
+    assert torch.allclose(layer.weight_var, layer.weight_log_var.exp(), rtol=1e-3)  # far below
+    with torch.no_grad():
+        layer.weight_log_var.fill_(bound + 4.0)  # past the bound, where a hard clip is flat
+    assert (layer.weight_var <= 0.25).all()
+    opt = torch.optim.Adam([layer.weight_log_var], lr=0.1)
+    for step in range(60):  # a loss that wants a variance of 0.01
+        loss = (layer.weight_var - 0.01 * layer.weight_var.log()).sum()
+        opt.zero_grad()
+        loss.backward()
+        if step == 0:
+            assert (layer.weight_log_var.grad > 0).all()
+        opt.step()
+    assert (layer.weight_log_var < bound).all()

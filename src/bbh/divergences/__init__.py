@@ -11,6 +11,25 @@ Names (``BayesByHypernet(kl=...)``):
 - ``entropy``: ours, exact prior cross term minus a Kozachenko-Leonenko entropy in R^D;
 - ``entropy_coordinate``: ours, per-weight entropies (ignores correlations, like ``nn_coordinate``);
 - ``discriminator``: the paper's density-ratio discriminator on single weights (PAPER.md 4.2).
+
+Limits in the regime BbH trains in (D in the hundreds, S = 5; measured by
+``tests/core/test_kl_high_dimension.py`` at D = 200 against closed-form Gaussian KLs, where each
+limit is a strict xfail):
+
+- ``nn_full``: distances concentrate, so the value is off (+33% for an isotropic q at std 0.5,
+  -45 for a true 161 at std 2) and its gradient *rewards* extra variance for an over-dispersed q:
+  without a likelihood to hold it, q's variance grows without bound. It sees only the total
+  variance, so every coordinate gets the same sign.
+- ``nn_coordinate``: S = 5 one-dimensional estimates are biased (+27% at std 0.5, 5 for a true
+  161 at std 2), its gradient pushes an under-dispersed q to shrink further, and 1-D distances
+  give Cauchy-tailed gradients.
+- ``entropy``: the Kozachenko-Leonenko entropy in R^D is off by about ``-(D/2) log 2`` and sees
+  only ``tr(Sigma_q)``: right total gradient, but one sign for every coordinate of an
+  anisotropic q.
+- ``entropy_coordinate``: within 20% and with the right gradient signs on these Gaussian q (but
+  it ignores correlations, and its 1-D distances give heavy-tailed gradients).
+- ``discriminator``: a pooled marginal ratio over all scalars: right for an isotropic q, far off
+  for an anisotropic one (28 against 82).
 """
 
 from __future__ import annotations

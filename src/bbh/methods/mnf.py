@@ -38,7 +38,7 @@ class MNF(Method):
         net: an ``nn.Module`` (copied; the user's net is not changed).
         prior_scale: s of the weight prior ``N(0, s^2)``.
         init_log_var, init_log_var_std: initial weight log-variance and its jitter.
-        max_std: upper clip of the weight standard deviation.
+        max_std: bound on the weight standard deviation (a soft clamp that passes gradients).
         flow_steps, flow_hidden: the flow of ``q(z)`` (the paper: 2, 50).
         aux_flow_steps, aux_flow_hidden: the flow of ``r(z | W)`` (the paper: 2, 100).
         q0_init_log_var: initial log-variance of ``q0(z)`` (the paper: log 0.1).

@@ -11,7 +11,8 @@ with the auxiliary reverse model ``r(z_T | W) = N(f_r(z_T); mu_r(W), sigma_r^2(W
 ``mu_r = b1 * mean(tanh(c^T W))`` and ``log sigma_r^2 = b2 * mean(tanh(c^T W))`` (eq. 10-13),
 ``c^T W`` sampled by local reparameterisation. Biases are point estimates (no KL), as in the
 authors' code. The weight variance is parameterised by its log (``weight_log_var``), and the
-standard deviation clipped to ``max_std`` (the paper's ``thres_var``).
+standard deviation kept below ``max_std`` (the paper's ``thres_var``) by a soft clamp that still
+passes gradients (``weight_var``).
 
 Layers are switched in place (on the method's own copy of the net) to the subclasses below, so
 the weight and bias keep their names; the extra parameters sit on the layer.
@@ -71,7 +72,15 @@ class _MNFMixin:
 
     @property
     def weight_var(self) -> Tensor:
-        return self.weight_log_var.exp().clamp(max=self.max_std**2)
+        """The weight variance, softly clamped below ``max_std^2``.
+
+        ``log var = m - softplus(m - weight_log_var)`` with ``m = log max_std^2``: close to
+        ``exp(weight_log_var)`` well below the bound (relative gap ``exp(weight_log_var - m)``),
+        never above it, and with a gradient everywhere, so a log-variance pushed past the bound
+        can come back (a hard clamp passes no gradient there and leaves it stuck).
+        """
+        bound = 2 * math.log(self.max_std)
+        return (bound - F.softplus(bound - self.weight_log_var)).exp()
 
     def sample_z(self, n: int) -> tuple[Tensor, Tensor]:
         """``n`` draws ``z_T [n, n_z]`` from the flow posterior and their ``log q(z_T) [n]``."""
