@@ -1,8 +1,30 @@
 """bbh: Bayes by Hypernet, implicit weight posteriors for any PyTorch ``nn.Module``."""
 
+import os
+
+import torch
+
 from bbh.functional import ParamSpec, sampled_forward
 from bbh.methods import BayesByHypernet, Method, build
 from bbh.priors import GaussianPrior
 
-__all__ = ["BayesByHypernet", "GaussianPrior", "Method", "ParamSpec", "build", "sampled_forward"]
+__all__ = [
+    "BayesByHypernet",
+    "GaussianPrior",
+    "Method",
+    "ParamSpec",
+    "build",
+    "load",
+    "sampled_forward",
+]
 __version__ = "0.1.0"
+
+
+def load(run: str | os.PathLike[str], device: str | torch.device | None = None) -> Method:
+    """The trained method saved in a run folder (``bbh train``), ready for ``predict``.
+
+    ``device`` (default: the CPU) is where it goes. See ``bbh.experiments.runs.load``.
+    """
+    from bbh.experiments.runs import load as load_run
+
+    return load_run(run, device)

@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 #: What a command reports as a one-line error (exit 2) instead of a traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -56,9 +56,13 @@ def folder(text: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     from bbh import __version__
 
-    parser = _Parser(prog="bbh", description="Bayes by Hypernet experiments")
+    parser = _Parser(
+        prog="bbh",
+        description="Bayes by Hypernet: the paper's experiments, training, evaluation, reports.",
+    )
     parser.add_argument("--version", action="version", version=f"bbh {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_experiment_commands(sub)
 
     toy = sub.add_parser("toy", help="the paper's 1-D toy regression (embedded data)")
     toy.add_argument(
@@ -131,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     commands = {"toy": _toy, "data": _data, "check-posterior": _check_posterior}
-    command = commands[args.command]
+    command = commands.get(args.command, _experiment)
     try:
         return command(args)
     except USER_ERRORS as err:
@@ -145,6 +149,12 @@ def _fail(command: str, err: BaseException) -> int:
     message = " ".join(str(err).split()) or type(err).__name__
     print(f"bbh {command}: error: {message}", file=sys.stderr)
     return 2
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    from bbh.experiments import commands
+
+    return commands.run(args)
 
 
 def _toy(args: argparse.Namespace) -> int:
@@ -229,6 +239,136 @@ def _data(args: argparse.Namespace) -> int:
             )
     print(f"loaded in {time.perf_counter() - start:.2f} s")
     return 0
+
+
+def _add_experiment_commands(sub: Any) -> None:
+    scale_help = (
+        "paper: the paper's budget (a GPU); cpu: sized for a 2-core CPU (default: %(default)s)"
+    )
+    set_help = "override a config value, e.g. --set method.options.noise_dim=64 (repeatable)"
+    quiet_help = "no progress bars"
+    threads_help = (
+        "CPU threads (default: the config's train.threads, else torch's); 1 is fastest for "
+        "small nets and on a machine shared with other jobs"
+    )
+
+    demo = sub.add_parser(
+        "demo",
+        help="five methods on the embedded MNIST subset, compared (a few minutes, no download)",
+        description="Train MAP, MC dropout, a deep ensemble, Bayes by Backprop and Bayes by "
+        "Hypernet on the embedded MNIST subset, evaluate them (accuracy, NLL, ECE, OOD AUROC "
+        "against embedded notMNIST, accuracy under FGSM and PGD at eps 0.1), print the table "
+        "and write report.md and report.html. A second run reuses the trained runs.",
+    )
+    demo.add_argument(
+        "--out", default="runs/demo", type=folder, help="output folder (default: %(default)s)"
+    )
+    demo.add_argument("--threads", type=int_at_least(1), default=None, help=threads_help)
+    demo.add_argument("--quiet", action="store_true", help=quiet_help)
+
+    configs = sub.add_parser(
+        "configs",
+        help="list the shipped configs, or show one resolved",
+        description="Without NAME: list the shipped configs. With NAME: print it resolved "
+        "(base, scale and --set merged) as JSON.",
+    )
+    configs.add_argument("name", nargs="?", help="a config name (mnist/map) or a TOML file")
+    configs.add_argument("--scale", default="paper", choices=["paper", "cpu"], help=scale_help)
+    configs.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+
+    train = sub.add_parser(
+        "train",
+        help="train one config into a run folder (checkpoints, log, --resume)",
+        description="Train CONFIG (a shipped name such as mnist/map, or a TOML file) into a "
+        "run folder: config.json, log.jsonl, checkpoints/, model.pt, train.json. A finished run "
+        "of the same config is not retrained. Ctrl-C stops at the next step with a checkpoint.",
+    )
+    train.add_argument("config", help="config name (see bbh configs) or path to a TOML file")
+    train.add_argument("--scale", default="paper", choices=["paper", "cpu"], help=scale_help)
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help=set_help)
+    train.add_argument(
+        "--out", default=None, type=folder, help="run folder (default: runs/<config>-<scale>)"
+    )
+    train.add_argument(
+        "--device", default=None, choices=["cpu", "cuda", "auto"],
+        help="where to train (default: the config's train.device, cpu)",
+    )  # fmt: skip
+    train.add_argument(
+        "--resume", action="store_true",
+        help="continue the unfinished run in --out from its last checkpoint",
+    )  # fmt: skip
+    train.add_argument(
+        "--data-dir",
+        default=None,
+        type=folder,
+        help="data root (default: $BBH_DATA or the user cache)",
+    )
+    train.add_argument("--threads", type=int_at_least(1), default=None, help=threads_help)
+    train.add_argument("--quiet", action="store_true", help=quiet_help)
+
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="evaluate a trained run (paper protocol, extended suite, studies, figures)",
+        description="Evaluate the trained method of RUN with its config's settings and write "
+        "evaluation.json and figures/ into RUN.",
+    )
+    evaluate.add_argument("run", help="a run folder written by bbh train")
+    evaluate.add_argument(
+        "--ood", default=None,
+        choices=["notmnist", "cifar5-ood", "embedded-notmnist", "none"],
+        help="the out-of-distribution set (default: the config's)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--attacks", default=None, metavar="LIST",
+        help="comma-separated from paper-fgsm, eot-fgsm, eot-pgd; or all (default: the "
+        "config's) or none",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--data-dir", default=None, type=folder, help="data root (default: the run's)"
+    )
+    evaluate.add_argument(
+        "--device", default=None, choices=["cpu", "cuda", "auto"], help="default: cpu"
+    )
+    evaluate.add_argument("--threads", type=int_at_least(1), default=None, help=threads_help)
+    evaluate.add_argument("--quiet", action="store_true", help=quiet_help)
+
+    reproduce = sub.add_parser(
+        "reproduce",
+        help="train (or reuse), evaluate and report every run of an experiment",
+        description="Train or reuse every run of the experiment, evaluate each, and write "
+        "report.md and a self-contained report.html into --out. Finished runs of an unchanged "
+        "config are reused; changed ones are set aside and retrained.",
+    )
+    reproduce.add_argument("experiment", choices=["mnist", "cifar5", "toy"])
+    reproduce.add_argument("--scale", required=True, choices=["paper", "cpu"], help="paper or cpu")
+    reproduce.add_argument(
+        "--data-dir",
+        default=None,
+        type=folder,
+        help="data root (default: $BBH_DATA or the user cache)",
+    )
+    reproduce.add_argument(
+        "--out",
+        default=None,
+        type=folder,
+        help="output folder (default: runs/<experiment>-<scale>)",
+    )
+    reproduce.add_argument("--device", default=None, choices=["cpu", "cuda", "auto"],
+                           help="where to train and evaluate (default: cpu)")  # fmt: skip
+    reproduce.add_argument(
+        "--only", default=None, metavar="RUNS",
+        help="comma-separated run names (e.g. map,bbh) instead of all",
+    )  # fmt: skip
+    reproduce.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                           help="override a value in every run's config (repeatable)")  # fmt: skip
+    reproduce.add_argument(
+        "--report-only", action="store_true",
+        help="train and evaluate nothing: report the runs that are done, list the others",
+    )  # fmt: skip
+    reproduce.add_argument("--keep-checkpoints", action="store_true",
+                           help="keep finished runs' checkpoints (default: deleted)")  # fmt: skip
+    reproduce.add_argument("--threads", type=int_at_least(1), default=None, help=threads_help)
+    reproduce.add_argument("--quiet", action="store_true", help=quiet_help)
 
 
 if __name__ == "__main__":

@@ -33,12 +33,13 @@ def per_image_standardize(x: Tensor) -> Tensor:
     """``(x - mean) / max(std, 1 / sqrt(C*H*W))`` per image, as TF ``per_image_standardization``.
 
     ``x``: ``[B, C, H, W]`` (uint8 is cast to float32 on the 0..255 scale). Returns float.
+    Out of place, so that attacks can differentiate through it.
     """
     x = x if x.is_floating_point() else x.float()
     flat = x.reshape(x.shape[0], -1)
     centred = flat - flat.mean(dim=1, keepdim=True)
-    std = centred.square().mean(dim=1, keepdim=True).sqrt_()
-    return (centred / std.clamp_min_(1.0 / math.sqrt(flat.shape[1]))).reshape(x.shape)
+    std = centred.square().mean(dim=1, keepdim=True).sqrt()
+    return (centred / std.clamp_min(1.0 / math.sqrt(flat.shape[1]))).reshape(x.shape)
 
 
 def center_crop(x: Tensor, size: int) -> Tensor:

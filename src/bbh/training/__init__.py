@@ -1,18 +1,36 @@
-"""Training: one loop for every method, its guard, KL schedules."""
+"""Training: one loop for every method, its guard, KL schedules, checkpoints and exact resume."""
 
+from bbh.training.checkpoint import (
+    CheckpointError,
+    TrainState,
+    list_checkpoints,
+    load_checkpoint,
+    load_latest_checkpoint,
+    save_checkpoint,
+)
 from bbh.training.guards import TrainingDiverged, TrainingGuard, TrainingWarning
-from bbh.training.loop import FitResult, fit, make_optimizer
+from bbh.training.loop import FitHooks, FitResult, TrainingInterrupted, fit, make_optimizer
+from bbh.training.sampler import ShuffleSampler
 from bbh.training.schedules import annealing, constant, kl_annealing, paper_toy_schedule
 
 __all__ = [
+    "CheckpointError",
+    "FitHooks",
     "FitResult",
+    "ShuffleSampler",
+    "TrainState",
     "TrainingDiverged",
     "TrainingGuard",
+    "TrainingInterrupted",
     "TrainingWarning",
     "annealing",
     "constant",
     "fit",
     "kl_annealing",
+    "list_checkpoints",
+    "load_checkpoint",
+    "load_latest_checkpoint",
     "make_optimizer",
     "paper_toy_schedule",
+    "save_checkpoint",
 ]

@@ -1,10 +1,17 @@
 """One training loop for every method, on tensors held in memory.
 
-Each step draws a minibatch, calls ``method.loss(x, y, num_data=N, kl_weight=beta_t)`` and takes
-an optimiser step. Logs are detached tensors collected every ``log_every`` steps (one host sync
-per log, not per step). The data are checked once up front (``bbh.validation``), so the steps
-skip the value checks; a ``TrainingGuard`` (``bbh.training.guards``) catches a non-finite loss or
-gradient at the step it happens and warns when the KL or the NLL look wrong.
+Each step draws a minibatch (``ShuffleSampler``), calls
+``method.loss(x, y, num_data=N, kl_weight=beta_t)`` and takes an optimiser step. Logs are
+detached tensors collected every ``log_every`` steps (one host sync per log, not per step). The
+data are checked once up front (``bbh.validation``), so the steps skip the value checks; a
+``TrainingGuard`` (``bbh.training.guards``) catches a non-finite loss or gradient at the step it
+happens and warns when the KL or the NLL look wrong.
+
+What a run around the loop needs plugs in through :class:`FitHooks`: log rows, the end of each
+epoch (validation; run under a forked RNG so it never changes the training's random stream),
+checkpoints every ``checkpoint_every`` steps and a stop request (SIGINT). ``resume=`` a
+:class:`TrainState` continues a run exactly: the same batches, noise and optimiser state, so on
+the CPU the weights end bit-identical to those of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -18,7 +25,10 @@ import torch
 from torch import Tensor
 
 from bbh.methods.base import Method
+from bbh.training.checkpoint import TrainState
 from bbh.training.guards import TrainingGuard
+from bbh.training.rng import rng_state, set_rng_state
+from bbh.training.sampler import ShuffleSampler
 from bbh.training.schedules import KLSchedule, constant
 from bbh.validation import at_least, check_finite, checked_args, positive, values_prechecked
 
@@ -29,6 +39,40 @@ BatchTransform = Callable[[Tensor, torch.Generator], Tensor]
 class FitResult:
     logs: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    steps: int = 0
+
+
+class TrainingInterrupted(Exception):
+    """``fit`` stopped at a step boundary because ``hooks.should_stop()`` said so."""
+
+    def __init__(self, step: int):
+        super().__init__(f"training stopped at step {step}")
+        self.step = step
+
+
+class FitHooks:
+    """Callbacks of :func:`fit`; every one is optional (this base class does nothing).
+
+    ``checkpoint_every``: call ``on_checkpoint(state)`` every that many steps, at the end and on a
+    stop.
+    """
+
+    checkpoint_every: int | None = None
+
+    def on_log(self, row: dict[str, float]) -> None:
+        """A log row: step, epoch, kl_weight, examples_per_s and the method's logs."""
+
+    def on_step(self, step: int) -> None:
+        """After each step (``step`` counts from 1); keep it cheap (no host sync)."""
+
+    def on_epoch_end(self, method: Method, epoch: int, step: int) -> None:
+        """After the last step of each epoch; runs under a forked RNG, in ``eval`` mode."""
+
+    def on_checkpoint(self, state: TrainState) -> None:
+        """Save ``state`` (its tensors are the live ones: save, do not keep)."""
+
+    def should_stop(self) -> bool:
+        return False
 
 
 def make_optimizer(
@@ -73,57 +117,107 @@ def fit(
     transform: BatchTransform | None = None,
     log_every: int = 100,
     verbose: bool = False,
+    hooks: FitHooks | None = None,
+    resume: TrainState | None = None,
 ) -> FitResult:
     """Train ``method`` on ``(x, y)`` for ``steps`` minibatch steps; reshuffles every epoch.
 
     ``lr`` defaults to ``method.default_lr`` (1e-4 for the paper's layer-wise hypernet, whose
     output layers amplify Adam steps; 1e-3 otherwise). ``num_data`` defaults to ``len(x)``
     (under DDP pass the global size). ``transform`` is applied to each batch of inputs (e.g.
-    CIFAR augmentation) with the loop's seeded generator.
+    CIFAR augmentation) with the loop's seeded generator. ``hooks`` and ``resume``: see the module
+    docstring.
 
     Raises ``bbh.training.TrainingDiverged`` when the loss or a gradient goes NaN or infinite,
-    naming the step, with the parameters of the step before; warns (``TrainingWarning``) when
-    the KL term swamps the likelihood, the KL estimate goes negative or the NLL climbs.
+    naming the step, with the parameters of the step before (checked at each log and before each
+    checkpoint, so a checkpoint never holds them); warns (``TrainingWarning``) when the KL term
+    swamps the likelihood, the KL estimate goes negative or the NLL climbs.
     """
     x, y = _check_data(method, x, y, transform, seed)
+    hooks = hooks or FitHooks()
     n = len(x)
-    batch_size = min(batch_size, n)
     num_data = n if num_data is None else num_data
     schedule = kl_schedule or constant(1.0)
-    gen = torch.Generator().manual_seed(seed)
+    sampler = ShuffleSampler(n, batch_size, torch.Generator().manual_seed(seed))
     params = [p for p in method.parameters() if p.requires_grad]
     lr = method.default_lr if lr is None else lr
     opt = make_optimizer(params, optimizer, lr)
+    start_step, seconds_before = 0, 0.0
+    if resume is not None:
+        if resume.step > steps:
+            raise ValueError(f"the checkpoint is at step {resume.step}, past steps={steps}")
+        method.load_state_dict(resume.method)
+        opt.load_state_dict(resume.optimizer)
+        sampler.load_state_dict(resume.sampler)
+        set_rng_state(resume.rng)
+        start_step, seconds_before = resume.step, resume.seconds
     guard = TrainingGuard(method, opt, num_data=num_data, kl_schedule=schedule, lr=lr)
     method.train()
     result = FitResult()
     start = time.perf_counter()
-    perm = torch.randperm(n, generator=gen)
-    cursor = 0
+    last_log_time, last_log_step = start, start_step
+
+    def state(step: int) -> TrainState:
+        return TrainState(
+            step=step,
+            method=method.state_dict(),
+            optimizer=opt.state_dict(),
+            sampler=sampler.state_dict(),
+            rng=rng_state(),
+            seconds=seconds_before + time.perf_counter() - start,
+        )
+
     with values_prechecked():  # the data were checked above: no value check (sync) per step
-        for step in range(steps):
-            if cursor + batch_size > n:
-                perm, cursor = torch.randperm(n, generator=gen), 0
-            idx = perm[cursor : cursor + batch_size]
-            cursor += batch_size
+        for step in range(start_step, steps):
+            idx = sampler.next_indices()
             xb, yb = x[idx], y[idx]
             if transform is not None:
-                xb = transform(xb, gen)
-            loss, logs = method.loss(xb, yb, num_data=num_data, kl_weight=schedule(step))
+                xb = transform(xb, sampler.generator)
+            kl_weight = schedule(step)
+            loss, logs = method.loss(xb, yb, num_data=num_data, kl_weight=kl_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             guard.after_backward(step, loss, logs)
             opt.step()
-            if (step + 1) % log_every == 0 or step == steps - 1:
+            done = step + 1
+            hooks.on_step(done)
+            if done % log_every == 0 or done == steps:
                 guard.at_log(step)
-                row = {"step": float(step + 1), "kl_weight": float(schedule(step))}
+                row = {"step": float(done), "epoch": done / sampler.steps_per_epoch}
+                row["kl_weight"] = float(kl_weight)
                 row.update({k: float(v) for k, v in logs.items()})
+                now = time.perf_counter()
+                row["examples_per_s"] = (
+                    (done - last_log_step) * sampler.batch_size / max(now - last_log_time, 1e-9)
+                )
+                last_log_time, last_log_step = now, done
                 result.logs.append(row)
+                hooks.on_log(row)
                 if verbose:
                     print(" ".join(f"{k}={v:.4g}" for k, v in row.items()), file=sys.stderr)
-    result.seconds = time.perf_counter() - start
+            if done % sampler.steps_per_epoch == 0:
+                _epoch_end(method, hooks, done // sampler.steps_per_epoch, done)
+            stop = done < steps and hooks.should_stop()
+            every = hooks.checkpoint_every
+            if stop or (every and (done % every == 0 or done == steps)):
+                guard.at_log(step)  # never checkpoint the weights of a non-finite step
+                hooks.on_checkpoint(state(done))
+            if stop:
+                raise TrainingInterrupted(done)
+    result.seconds = seconds_before + time.perf_counter() - start
+    result.steps = steps
     method.eval()
     return result
+
+
+def _epoch_end(method: Method, hooks: FitHooks, epoch: int, step: int) -> None:
+    devices = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        method.eval()
+        try:
+            hooks.on_epoch_end(method, epoch, step)
+        finally:
+            method.train()
 
 
 def _check_data(

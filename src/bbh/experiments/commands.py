@@ -1,0 +1,130 @@
+"""The experiment subcommands of ``bbh`` (demo, configs, train, evaluate, reproduce).
+
+Each returns 0 when done; bad input raises (``bbh.cli.main`` prints one line and exits 2); an
+interrupted training run exits 130 (a checkpoint was saved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bbh.config import ConfigError, ToyConfig, config_to_dict, list_configs, load_config
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run an experiment subcommand; errors propagate to ``bbh.cli.main`` (one line, status 2)
+    except an interrupted training run (status 130, with where its checkpoint is)."""
+    from bbh.experiments.train import RunInterrupted
+
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "demo": _demo,
+        "configs": _configs,
+        "train": _train,
+        "evaluate": _evaluate,
+        "reproduce": _reproduce,
+    }
+    try:
+        return handlers[args.command](args)
+    except RunInterrupted as stop:
+        print(f"bbh {args.command}: {stop}", file=sys.stderr)
+        return 130
+
+
+def _threads(args: argparse.Namespace) -> list[str]:
+    return [] if args.threads is None else [f"train.threads={args.threads}"]
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from bbh.experiments.demo import demo_table, run_demo
+
+    start = time.monotonic()
+    result = run_demo(args.out, overrides=_threads(args), progress=not args.quiet)
+    print(demo_table(result.rows))
+    print(f"report: {result.report_html} (and report.md); {time.monotonic() - start:.0f} s")
+    return 0
+
+
+def _configs(args: argparse.Namespace) -> int:
+    if args.name is None:
+        for name in list_configs():
+            print(name)
+        return 0
+    cfg = load_config(args.name, scale=args.scale, overrides=args.set)
+    print(json.dumps(config_to_dict(cfg), indent=2))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from bbh.experiments.train import train_run, with_data_root
+
+    cfg = load_config(args.config, scale=args.scale, overrides=[*args.set, *_threads(args)])
+    out = args.out or f"runs/{cfg.name.replace('/', '-')}-{args.scale}"
+    if isinstance(cfg, ToyConfig):
+        if args.resume:
+            raise ConfigError(f"{args.config}: the toy has no checkpoints to resume")
+        from bbh.experiments.reproduce import _toy
+
+        _toy(cfg, Path(out), lambda text: print(text, file=sys.stderr))
+        print(f"wrote {out}/metrics.json and {out}/toy.png")
+        return 0
+    cfg = with_data_root(cfg, args.data_dir)
+    outcome = train_run(cfg, out, device=args.device, resume=args.resume, progress=not args.quiet)
+    if outcome.status == "already finished":
+        print(f"{out} already holds this finished run (nothing to do); evaluate it with "
+              f"bbh evaluate {out}")  # fmt: skip
+        return 0
+    print(f"{outcome.status} {cfg.name}: {outcome.steps} steps in {outcome.seconds:.1f} s; "
+          f"model in {out}/model.pt")  # fmt: skip
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from bbh.experiments.evaluate import evaluate_run, parse_attacks
+    from bbh.experiments.report import RunRow, main_table, read_row, text_table
+    from bbh.experiments.runs import RunFolder
+
+    attacks = parse_attacks(args.attacks)
+    evaluate_run(
+        args.run,
+        ood=args.ood,
+        attacks=attacks,
+        data_dir=args.data_dir,
+        device=args.device,
+        threads=args.threads,
+        progress=not args.quiet,
+    )
+    folder = RunFolder.at(args.run)
+    row: RunRow = read_row(folder.path.name, folder)
+    print(text_table(*main_table([row])))
+    print(f"wrote {folder.evaluation_file} and {len(row.figures)} figures in {folder.figures}")
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from bbh.experiments.report import main_table, text_table
+    from bbh.experiments.reproduce import reproduce
+
+    out = args.out or f"runs/{args.experiment}-{args.scale}"
+    only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
+    start = time.monotonic()
+    result = reproduce(
+        args.experiment,
+        scale=args.scale,
+        out=out,
+        data_dir=args.data_dir,
+        device=args.device,
+        only=only,
+        overrides=[*args.set, *_threads(args)],
+        keep_checkpoints=args.keep_checkpoints,
+        report_only=args.report_only,
+        progress=not args.quiet,
+    )
+    if result.rows:
+        print(text_table(*main_table(result.rows)))
+    print(f"report: {result.report_html} (and report.md); {time.monotonic() - start:.0f} s")
+    return 0

@@ -1,0 +1,414 @@
+"""``bbh train CONFIG``: one training run into a run folder, with checkpoints and exact resume.
+
+``train_run(cfg, out)`` builds the method (a bad option stops here, before any file is written),
+checks the folder (a finished run of the same config is not retrained; one of another config, an
+unfinished run without ``resume`` and a foreign folder are errors), loads the data, then trains
+with :func:`bbh.training.fit`, writing ``log.jsonl`` rows, per-epoch validation, checkpoints every
+``train.checkpoint_every`` steps and at the end, ``model.pt`` and, last, ``train.json``.
+SIGINT stops at the next step boundary with a checkpoint (a second SIGINT stops at once).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import bbh
+from bbh.config import ExperimentConfig, config_hash, config_to_dict
+from bbh.evaluation import predict_batched
+from bbh.experiments.builders import (
+    RunData,
+    build_method,
+    kl_schedule,
+    load_run_data,
+    method_options,
+)
+from bbh.experiments.progress import progress_bar
+from bbh.experiments.runs import RunError, RunFolder, check_writable, save_model
+from bbh.io import atomic_write, write_json
+from bbh.methods import Method
+from bbh.metrics import accuracy, nll
+from bbh.training import (
+    CheckpointError,
+    FitHooks,
+    FitResult,
+    TrainingInterrupted,
+    TrainState,
+    fit,
+    load_latest_checkpoint,
+    save_checkpoint,
+)
+
+
+class RunInterrupted(RunError):
+    """Training was stopped by SIGINT; a checkpoint was saved."""
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    run: RunFolder
+    status: str  # "trained", "resumed" or "already finished"
+    steps: int
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+def with_data_root(cfg: ExperimentConfig, root: str | None) -> ExperimentConfig:
+    """``cfg`` reading its data from ``root`` (None: unchanged)."""
+    return cfg if root is None else replace(cfg, data=replace(cfg.data, root=str(root)))
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` intra-op CPU threads (None: unchanged), restored afterwards."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RunError(f"device {name!r}: no CUDA device is available here")
+    return torch.device(name)
+
+
+def total_steps(cfg: ExperimentConfig, num_train: int) -> tuple[int, int]:
+    """``(steps, steps_per_epoch)`` of a run on ``num_train`` training examples."""
+    per_epoch = max(num_train // min(cfg.train.batch_size, num_train), 1)
+    if cfg.train.steps is not None:
+        return cfg.train.steps, per_epoch
+    return max(1, round(cfg.train.epochs * per_epoch)), per_epoch
+
+
+def train_run(
+    cfg: ExperimentConfig,
+    out: str | os.PathLike[str],
+    *,
+    device: str | None = None,
+    resume: bool | None = False,
+    progress: bool = True,
+) -> TrainOutcome:
+    """Train ``cfg`` into the run folder ``out``; ``resume=None`` resumes an unfinished run if
+    there is one (``bbh reproduce``), ``True`` requires one, ``False`` refuses one."""
+    with torch_threads(cfg.train.threads):
+        return _train_run(cfg, Path(out), device, resume, progress)
+
+
+def _locked(run: RunFolder) -> Any:
+    if run.status() == "foreign":  # refused below; never leave a lock file in someone's folder
+        return contextlib.nullcontext()
+    return run.lock()
+
+
+def _train_run(
+    cfg: ExperimentConfig, out: Path, device: str | None, resume: bool | None, progress: bool
+) -> TrainOutcome:
+    torch.manual_seed(cfg.seed)
+    method = build_method(cfg)
+    options = method_options(cfg)
+    digest = config_hash(cfg, options)
+    dev = resolve_device(device or cfg.train.device)
+    run = RunFolder.at(out)
+    with _locked(run):
+        return _train_in(run, cfg, method, dev, digest, options, resume, progress)
+
+
+def _train_in(
+    run: RunFolder,
+    cfg: ExperimentConfig,
+    method: Method,
+    dev: torch.device,
+    digest: str,
+    options: dict[str, Any],
+    resume: bool | None,
+    progress: bool,
+) -> TrainOutcome:
+    status = _check_folder(run, digest, resume)
+    if status == "finished":
+        summary = run.train_summary()
+        return TrainOutcome(
+            run, "already finished", int(summary.get("steps", 0)), summary.get("seconds", 0.0)
+        )
+    check_writable(run.path)
+    data = load_run_data(cfg)
+    steps, per_epoch = total_steps(cfg, len(data.train_y))
+
+    notes: list[str] = []
+    state: TrainState | None = None
+    if status == "partial":
+        try:
+            state, path, notes = load_latest_checkpoint(run.checkpoints, map_location=dev)
+            notes.append(f"resuming from {path} (step {state.step} of {steps})")
+        except CheckpointError as exc:
+            notes.append(f"{exc}; starting again from step 0")
+    else:
+        meta = {
+            "config": config_to_dict(cfg),
+            "config_hash": digest,
+            "method_options": options,
+            "bbh_version": bbh.__version__,
+            "torch_version": torch.__version__,
+            "data_source": data.source,
+            "num_train": len(data.train_y),
+            "steps": steps,
+            "steps_per_epoch": per_epoch,
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_json(run.config_file, meta)
+    for note in notes:
+        print(f"bbh train: {note}", file=sys.stderr)
+
+    log = RunLog(run.log_file, keep_until_step=state.step if state else 0)
+    try:
+        log.write({"event": "resume" if state else "start", "step": state.step if state else 0,
+                   "device": str(dev), "notes": notes})  # fmt: skip
+        method.to(dev)
+        hooks = _RunHooks(cfg, run, log, data, dev, digest)
+        result = _fit(cfg, method, data, dev, steps, per_epoch, hooks, state, progress)
+        save_model(
+            run.model_file,
+            method,
+            {"config": config_to_dict(cfg), "config_hash": digest, "bbh_version": bbh.__version__},
+        )
+        summary = {
+            "config_hash": digest,
+            "steps": result.steps,
+            "epochs": result.steps / per_epoch,
+            "seconds": result.seconds,
+            "final": result.logs[-1] if result.logs else {},
+            "validation": hooks.validation,
+            "device": str(dev),
+            "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_json(run.train_file, summary)
+        log.write({"event": "done", "step": result.steps, "seconds": result.seconds})
+        run.mark_done()
+    finally:
+        log.close()
+    return TrainOutcome(run, "resumed" if state else "trained", result.steps, result.seconds, notes)
+
+
+def _fit(
+    cfg: ExperimentConfig,
+    method: Method,
+    data: RunData,
+    dev: torch.device,
+    steps: int,
+    per_epoch: int,
+    hooks: _RunHooks,
+    state: TrainState | None,
+    progress: bool,
+) -> FitResult:
+    """``bbh.training.fit`` with the run's hooks, a progress bar and SIGINT as a stop request;
+    an interruption or a non-finite loss becomes a one-line :class:`RunError`."""
+    with progress_bar(steps, state.step if state else 0, cfg.display_name, progress) as bar:
+        hooks.bar = bar
+        try:
+            with _sigint_requests_stop(hooks):
+                return fit(
+                    method,
+                    data.train_x.to(dev),
+                    data.train_y.to(dev),
+                    steps=steps,
+                    batch_size=cfg.train.batch_size,
+                    lr=cfg.train.lr,
+                    kl_schedule=kl_schedule(cfg, per_epoch),
+                    optimizer=cfg.train.optimizer,
+                    seed=cfg.seed,
+                    num_data=cfg.train.num_data,
+                    transform=data.train_transform,
+                    log_every=cfg.train.log_every,
+                    hooks=hooks,
+                    resume=state,
+                )
+        except TrainingInterrupted as stop:
+            hooks.log.write({"event": "interrupted", "step": stop.step})
+            raise RunInterrupted(
+                f"interrupted at step {stop.step}; checkpoint {hooks.last_checkpoint}; "
+                f"continue with --resume"
+            ) from None
+        except FloatingPointError as exc:
+            hooks.log.write({"event": "non-finite", "message": str(exc)})
+            last = hooks.last_checkpoint or "none (no checkpoint was written yet)"
+            raise RunError(f"{hooks.run.path}: {exc}; last good checkpoint: {last}") from None
+
+
+def _check_folder(run: RunFolder, digest: str, resume: bool | None) -> str:
+    """The folder's status if this run may use it as asked, else a :class:`RunError`."""
+    status = run.status()
+    if status == "foreign":
+        raise RunError(f"{run.path} is not a bbh run folder (it holds other files); use a new one")
+    if status in ("finished", "partial"):
+        old = run.meta().get("config_hash")
+        if status == "finished" and old != digest:
+            raise RunError(
+                f"{run.path} holds a finished run of another config (hash {old}, this one "
+                f"{digest}); choose another --out"
+            )
+        if status == "partial" and resume is False:
+            raise RunError(
+                f"{run.path} holds an unfinished run; continue it with --resume or choose "
+                "another --out"
+            )
+        if status == "partial" and old != digest:
+            raise RunError(
+                f"--resume: {run.path} was started with another config (hash {old}, this one "
+                f"{digest}); choose another --out"
+            )
+    elif resume is True:
+        raise RunError(f"--resume: {run.path} holds no run to resume")
+    return status
+
+
+# ------------------------------------------------------------------------------ run log
+
+
+class RunLog:
+    """Appends JSON lines to ``log.jsonl``; on resume keeps only rows up to the checkpoint's step
+    (a row cut by a kill is dropped) so the log reads as one uninterrupted run."""
+
+    def __init__(self, path: Path, *, keep_until_step: int = 0):
+        self.path = path
+        if keep_until_step > 0 and path.is_file():
+            kept = [
+                line
+                for line in _valid_lines(path)
+                if json.loads(line).get("step", 0) <= keep_until_step
+            ]
+            text = "".join(line + "\n" for line in kept)
+            atomic_write(path, lambda tmp: _write_text(tmp, text))
+        elif keep_until_step == 0 and path.is_file():
+            path.unlink()
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
+
+    def write(self, row: dict[str, Any]) -> None:
+        row = {"time": round(_now(), 3), **row}
+        self._file.write(json.dumps(row, allow_nan=True) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8")
+
+
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The rows of a run's ``log.jsonl`` (a last line cut by a kill is skipped)."""
+    return [json.loads(line) for line in _valid_lines(path)] if path.is_file() else []
+
+
+def _valid_lines(path: Path) -> Iterator[str]:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if isinstance(json.loads(line), dict):
+                yield line
+        except ValueError:
+            continue
+
+
+def _now() -> float:
+    return dt.datetime.now(dt.timezone.utc).timestamp()
+
+
+# ------------------------------------------------------------------------------ hooks
+
+
+class _RunHooks(FitHooks):
+    def __init__(
+        self,
+        cfg: ExperimentConfig,
+        run: RunFolder,
+        log: RunLog,
+        data: RunData,
+        device: torch.device,
+        digest: str,
+    ):
+        self.cfg, self.run, self.log, self.data, self.device = cfg, run, log, data, device
+        self.digest = digest
+        self.checkpoint_every = cfg.train.checkpoint_every
+        self.last_checkpoint: Path | None = None
+        self.validation: list[dict[str, float]] = []
+        self.stop_requested = False
+        self.bar: Any = None
+        self._postfix: dict[str, str] = {}
+
+    def on_log(self, row: dict[str, float]) -> None:
+        self.log.write({"event": "train", **row})
+        for key in ("loss", "nll", "kl", "kl_weight", "examples_per_s"):
+            if key in row:
+                self._postfix[key.replace("examples_per_s", "ex/s")] = f"{row[key]:.4g}"
+        self.bar.set_postfix(self._postfix, refresh=False)
+
+    def on_step(self, step: int) -> None:
+        self.bar.update(1)
+
+    def on_epoch_end(self, method: Method, epoch: int, step: int) -> None:
+        val = self.data.val
+        if val is None:
+            return
+        torch.manual_seed(self.cfg.seed + epoch)  # inside fit's forked RNG
+        pred = predict_batched(
+            method,
+            val.images.to(self.device),
+            num_samples=self.cfg.train.val_samples,
+            batch_size=self.cfg.eval.batch_size,
+            input_transform=self.data.input_transform,
+        )
+        row = {"epoch": epoch, "step": step, "accuracy": accuracy(pred.probs, val.labels),
+               "nll": nll(pred.probs, val.labels)}  # fmt: skip
+        self.validation.append(row)
+        self.log.write({"event": "val", **row})
+        self._postfix["val_acc"] = f"{row['accuracy']:.4f}"
+
+    def on_checkpoint(self, state: TrainState) -> None:
+        state.extra["config_hash"] = self.digest
+        self.last_checkpoint = save_checkpoint(state, self.run.checkpoints)
+        self.log.write({"event": "checkpoint", "step": state.step,
+                        "path": str(self.last_checkpoint)})  # fmt: skip
+
+    def should_stop(self) -> bool:
+        return self.stop_requested
+
+
+@contextmanager
+def _sigint_requests_stop(hooks: _RunHooks) -> Iterator[None]:
+    """The first SIGINT asks the loop to stop at the next step boundary; a second one stops now."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if hooks.stop_requested:
+            raise KeyboardInterrupt
+        hooks.stop_requested = True
+        print(
+            "\nbbh train: stopping at the next step (a checkpoint is saved); "
+            "press Ctrl-C again to stop at once",
+            file=sys.stderr,
+        )
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

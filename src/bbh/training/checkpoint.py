@@ -1,0 +1,129 @@
+"""Training checkpoints: everything a run needs to continue bit for bit, written atomically.
+
+A checkpoint holds the method's ``state_dict`` (generators, posteriors, a discriminator and its
+``pretrained`` flag), the optimiser's state, the sampler's permutation, position and generator, the
+global RNG states, the step and the seconds trained. Files are plain ``torch.save`` dicts of
+tensors and numbers (read back with ``weights_only=True``: no pickled code), named
+``step-00001234.pt``; the newest ``keep`` are kept. A checkpoint that cannot be read (truncated,
+corrupt) is reported and the previous one used.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bbh.io import atomic_write
+
+CHECKPOINT_FORMAT = "bbh-train-checkpoint"
+CHECKPOINT_VERSION = 1
+_NAME = re.compile(r"^step-(\d{8})\.pt$")
+
+
+class CheckpointError(RuntimeError):
+    """No usable checkpoint: names the files tried and why each failed."""
+
+
+@dataclass
+class TrainState:
+    """The state of ``bbh.training.fit`` after ``step`` optimiser steps."""
+
+    step: int
+    method: dict[str, Any]
+    optimizer: dict[str, Any]
+    sampler: dict[str, Any]
+    rng: dict[str, Any]
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "step": self.step,
+            "method": self.method,
+            "optimizer": self.optimizer,
+            "sampler": self.sampler,
+            "rng": self.rng,
+            "seconds": self.seconds,
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainState:
+        if d.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"not a bbh training checkpoint (format {d.get('format')!r})")
+        if d.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(
+                f"checkpoint version {d.get('version')!r}; this bbh reads {CHECKPOINT_VERSION}"
+            )
+        return cls(
+            step=int(d["step"]),
+            method=d["method"],
+            optimizer=d["optimizer"],
+            sampler=d["sampler"],
+            rng=d["rng"],
+            seconds=float(d["seconds"]),
+            extra=dict(d.get("extra", {})),
+        )
+
+
+def checkpoint_path(folder: str | os.PathLike[str], step: int) -> Path:
+    return Path(folder) / f"step-{step:08d}.pt"
+
+
+def list_checkpoints(folder: str | os.PathLike[str]) -> list[Path]:
+    """Checkpoint files in ``folder``, newest (highest step) first."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if _NAME.match(p.name)]
+    return sorted(found, key=lambda p: p.name, reverse=True)
+
+
+def save_checkpoint(state: TrainState, folder: str | os.PathLike[str], *, keep: int = 2) -> Path:
+    """Write ``state`` atomically as ``folder/step-<step>.pt``; keep only the newest ``keep``."""
+    path = checkpoint_path(folder, state.step)
+    payload = state.to_dict()
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    for old in list_checkpoints(folder)[max(keep, 1) :]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
+) -> TrainState:
+    data = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(data, dict):
+        raise ValueError("not a dict")
+    return TrainState.from_dict(data)
+
+
+def load_latest_checkpoint(
+    folder: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
+) -> tuple[TrainState, Path, list[str]]:
+    """The newest readable checkpoint, its path, and a note for each newer one that was not.
+
+    Raises :class:`CheckpointError` if there is none or none can be read.
+    """
+    notes: list[str] = []
+    candidates = list_checkpoints(folder)
+    if not candidates:
+        raise CheckpointError(f"no checkpoint in {folder}")
+    for path in candidates:
+        try:
+            return load_checkpoint(path, map_location=map_location), path, notes
+        except Exception as exc:  # truncated zip, bad pickle, wrong format ...
+            notes.append(f"checkpoint {path} is unreadable ({_short(exc)})")
+    raise CheckpointError("; ".join(notes) + "; no usable checkpoint is left")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:200]

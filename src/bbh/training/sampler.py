@@ -1,0 +1,59 @@
+"""Minibatch order: one seeded permutation per epoch, the remainder of an epoch dropped.
+
+Kept apart from the loop so that its state can be saved for an exact resume and so that a
+distributed sampler (each rank its own share of every permutation) can take its place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+class ShuffleSampler:
+    """Indices ``[batch_size]`` for each step: a fresh ``randperm(n)`` from ``generator`` per epoch.
+
+    ``epoch`` counts completed permutations; ``state_dict``/``load_state_dict`` capture the
+    permutation, the position in it and the generator, so a resumed run draws the same batches.
+    """
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator):
+        if n < 1 or batch_size < 1:
+            raise ValueError(f"need n >= 1 and batch_size >= 1, got n={n}, batch_size={batch_size}")
+        self.n = n
+        self.batch_size = min(batch_size, n)
+        self.generator = generator
+        self.perm = torch.randperm(n, generator=generator)
+        self.cursor = 0
+        self.epoch = 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.n // self.batch_size
+
+    def next_indices(self) -> Tensor:
+        if self.cursor + self.batch_size > self.n:
+            self.perm, self.cursor = torch.randperm(self.n, generator=self.generator), 0
+            self.epoch += 1
+        idx = self.perm[self.cursor : self.cursor + self.batch_size]
+        self.cursor += self.batch_size
+        return idx
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "perm": self.perm.clone(),
+            "cursor": self.cursor,
+            "epoch": self.epoch,
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        perm = state["perm"]
+        if perm.shape != (self.n,):
+            raise ValueError(f"sampler state is for {perm.shape[0]} examples, not {self.n}")
+        self.perm = perm.clone()
+        self.cursor = int(state["cursor"])
+        self.epoch = int(state["epoch"])
+        self.generator.set_state(state["generator"])

@@ -1,0 +1,186 @@
+"""Typed configs: every shipped config loads at both scales; bad ones name file, key and rule."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from bbh.config import (
+    SCALES,
+    ConfigError,
+    ExperimentConfig,
+    ToyConfig,
+    config_from_dict,
+    config_hash,
+    config_to_dict,
+    list_configs,
+    load_config,
+    parse_override,
+    resolved_options,
+)
+from bbh.experiments.builders import build_net, method_options
+from bbh.experiments.reproduce import experiment_runs
+from bbh.methods import METHODS
+
+PAPER_RUNS = ["map", "mc_dropout", "ensemble", "bbb", "mnf", "bbh"] + [
+    f"bbh_k{k}_{mode}" for k in (1, 8, 64) for mode in ("aligned", "independent")
+]
+
+
+@pytest.mark.parametrize("name", list_configs())
+@pytest.mark.parametrize("scale", SCALES)
+def test_every_shipped_config_loads_and_round_trips(name, scale):
+    cfg = load_config(name, scale=scale)
+    assert cfg.name == name
+    again = config_from_dict(config_to_dict(cfg))
+    assert again == cfg
+    if isinstance(cfg, ExperimentConfig):
+        build_net(cfg)  # the net options are valid
+
+
+@pytest.mark.parametrize("experiment", ["mnist", "cifar5"])
+def test_one_config_per_paper_run(experiment):
+    runs = [n.split("/")[1] for n in experiment_runs(experiment)]
+    assert runs == PAPER_RUNS
+    paper = load_config(f"{experiment}/map")
+    cpu = load_config(f"{experiment}/map", scale="cpu")
+    assert paper.train.epochs == (100 if experiment == "mnist" else 200)
+    assert cpu.train.epochs < paper.train.epochs
+
+
+@pytest.mark.parametrize("experiment", ["mnist", "cifar5", "demo"])
+def test_recommended_bbh_names_the_method_with_no_options(experiment):
+    cfg = load_config(f"{experiment}/bbh")
+    assert cfg.method.name == "bbh" and cfg.method.options == {}
+
+
+@pytest.mark.parametrize("experiment", ["mnist", "cifar5"])
+def test_paper_bbh_variants_differ_only_in_noise(experiment):
+    variants = [load_config(f"{experiment}/bbh_k{k}_{m}") for k in (1, 8, 64)
+                for m in ("aligned", "independent")]  # fmt: skip
+    first = variants[0]
+    for cfg in variants:
+        opts = dict(cfg.method.options)
+        assert opts.pop("noise_dim") in (1, 8, 64) and opts.pop("noise") in (
+            "aligned",
+            "independent",
+        )
+        assert opts == {"generator": "layerwise", "hidden": [64, 256, 512], "kl": "nn_full",
+                        "nll": "first", "num_samples": 5, "prior_scale": 1.0}  # fmt: skip
+        assert cfg.train == first.train and cfg.data == first.data and cfg.net == first.net
+        assert cfg.train.optimizer == "rmsprop" and cfg.train.lr == 1e-4
+        assert cfg.train.kl_schedule.kind == "annealing"
+    assert len({(c.method.options["noise_dim"], c.method.options["noise"]) for c in variants}) == 6
+
+
+def test_toy_config():
+    cfg = load_config("toy/toy", scale="cpu")
+    assert isinstance(cfg, ToyConfig) and cfg.reference == "gp" and cfg.methods == ("all",)
+    assert load_config("toy/toy", scale="paper").reference == "hmc"
+
+
+def test_overrides_are_typed_and_checked():
+    cfg = load_config(
+        "mnist/bbh_k8_aligned",
+        scale="cpu",
+        overrides=[
+            "method.options.noise_dim=64",
+            "train.lr=3e-4",
+            "eval.attacks.epsilons=[0, 0.1]",
+        ],
+    )
+    assert cfg.method.options["noise_dim"] == 64 and cfg.method.options["noise"] == "aligned"
+    assert cfg.train.lr == 3e-4 and cfg.eval.attacks.epsilons == (0.0, 0.1)
+    assert parse_override("data.root=../shared/data") == {"data": {"root": "../shared/data"}}
+    with pytest.raises(ConfigError, match=r"expected key\.path=value"):
+        parse_override("train.epochs")
+    with pytest.raises(ConfigError, match=r"\(with --set\): train\.epochs: expected a number"):
+        load_config("mnist/map", overrides=["train.epochs=many"])
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    return path
+
+
+BASE = '[data]\nname = "embedded-mnist"\n[net]\nname = "mlp"\noptions = { in_features = 784, hidden = [4], out_features = 10 }\n[method]\nname = "map"\n'  # noqa: E501
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("[train]\nepochz = 3\n", "train.epochz: unknown key; allowed in train: ["),
+        ("[train]\nepochs = 'three'\n", "train.epochs: expected a number, got 'three'"),
+        ("[train]\nbatch_size = 2.5\n", "train.batch_size: expected an integer, got 2.5"),
+        ("[train]\nbatch_size = 0\n", "train.batch_size: 0 must be >= 1"),
+        ("[train]\nepochs = 0\n", "train.epochs: 0.0 must be > 0"),
+        ("[train]\noptimizer = 'sgd'\n", "train.optimizer: 'sgd' is not allowed; allowed: ("),
+        ("[train.kl_schedule]\nkind = 'cosine'\n", "train.kl_schedule.kind: 'cosine' is not"),
+        ("[eval.attacks]\nepsilons = 0.1\n", "eval.attacks.epsilons: expected a list"),
+        ("[eval]\nstudies = 'yes'\n", "eval.studies: expected true or false"),
+        ("[colour]\nred = 1\n", "colour: unknown key; allowed in top level"),
+    ],
+)
+def test_bad_values_name_file_key_and_rule(tmp_path, extra, message):
+    path = _write(tmp_path, BASE + extra)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
+
+
+def test_bad_names_and_options(tmp_path):
+    with pytest.raises(ConfigError, match=r"method.name: unknown method 'bayes'; allowed: \["):
+        load_config(_write(tmp_path, BASE.replace('name = "map"', 'name = "bayes"')))
+    text = BASE.replace('name = "map"', 'name = "map"\noptions = { weight_decayy = "paper" }')
+    with pytest.raises(
+        ConfigError, match=r"method.options: unknown option\(s\) \['weight_decayy'\]"
+    ):
+        load_config(_write(tmp_path, text))
+    with pytest.raises(ConfigError, match=r"data\.name: 'imagenet' is not allowed"):
+        load_config(_write(tmp_path, BASE.replace("embedded-mnist", "imagenet")))
+    with pytest.raises(ConfigError, match=r"net\.name: unknown net 'vgg'"):
+        load_config(_write(tmp_path, BASE.replace('name = "mlp"', 'name = "vgg"')))
+    with pytest.raises(ConfigError, match="method: missing"):
+        load_config(_write(tmp_path, BASE.split("[method]")[0]))
+
+
+def test_missing_malformed_and_cyclic_files(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError, match="unknown config 'mnist/nope'"):
+        load_config("mnist/nope")
+    with pytest.raises(ConfigError, match="malformed TOML"):
+        load_config(_write(tmp_path, "[data\nname = 1"))
+    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    a.write_text('extends = "b.toml"\n')
+    b.write_text('extends = "a.toml"\n')
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(a)
+    with pytest.raises(ConfigError, match="unknown scale 'gpu'"):
+        load_config("mnist/map", scale="gpu")
+
+
+def test_hash_follows_training_not_bookkeeping():
+    cfg = load_config("mnist/map", scale="cpu")
+    h = config_hash(cfg, method_options(cfg))
+    same = dataclasses.replace(
+        cfg,
+        label="other",
+        data=dataclasses.replace(cfg.data, root="/elsewhere"),
+        train=dataclasses.replace(cfg.train, device="cuda", log_every=7, checkpoint_every=9),
+        eval=dataclasses.replace(cfg.eval, num_samples=3),
+    )
+    assert config_hash(same, method_options(same)) == h
+    changed = dataclasses.replace(cfg, seed=1)
+    assert config_hash(changed, method_options(changed)) != h
+
+
+def test_a_change_of_method_defaults_changes_the_hash():
+    """The recommended BbH config names no options; its hash must follow BbH's defaults."""
+    cfg = load_config("mnist/bbh")
+    resolved = resolved_options(METHODS["bbh"], {})
+    assert resolved["noise_dim"] == method_options(cfg)["noise_dim"]
+    other = {**resolved, "kl": "something-new"}
+    assert config_hash(cfg, resolved) != config_hash(cfg, other)
