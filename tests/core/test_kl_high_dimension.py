@@ -133,8 +133,8 @@ def _semi_implicit_q(kind: str) -> tuple[ImplicitPosterior, torch.Tensor]:
     )
     a = 2 * sigma[:, None] * torch.randn(DIM, RANK) / math.sqrt(RANK)  # G spread > noise
     with torch.no_grad():
-        gen.generators[0][0].weight.copy_(torch.cat([a, mu[:, None]], 1))  # input (z, 1)
-        gen.generators[0][0].bias.zero_()
+        gen.generators[0][0].weight.copy_(a)  # an affine generator: w = A z + b
+        gen.generators[0][0].bias.copy_(mu)
     post = ImplicitPosterior(gen, weight_noise=1.0)
     with torch.no_grad():
         post.log_sigma_param.copy_(sigma.log() / post.log_sigma_scale)

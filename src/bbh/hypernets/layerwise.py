@@ -44,8 +44,10 @@ class LayerwiseGenerator(nn.Module):
         self.spec = spec
         self.noise_dim = noise_dim
         self.noise = parse_noise_mode(noise)
+        # the paper's input is concat(z, 1); without hidden layers the 1 would only repeat the
+        # output bias, so an affine generator maps z alone: its weight is the loadings A
         self.generators = nn.ModuleList(
-            mlp(noise_dim + 1, self.hidden, e.numel, negative_slope) for e in spec
+            mlp(noise_dim + self._const, self.hidden, e.numel, negative_slope) for e in spec
         )
 
     @property
@@ -67,6 +69,11 @@ class LayerwiseGenerator(nn.Module):
         return torch.cat([g(x) for g, x in zip(self.generators, self._inputs(z), strict=True)], 1)
 
     @property
+    def _const(self) -> int:
+        """Width of the constant input appended to z: 1 (the paper's), 0 for an affine map."""
+        return 1 if self.hidden else 0
+
+    @property
     def affine(self) -> bool:
         """True without hidden layers: ``G(z) = A z + b``, a Jacobian that does not depend on z."""
         return not self.hidden
@@ -75,11 +82,11 @@ class LayerwiseGenerator(nn.Module):
         """Per tensor, the ``[numel, k]`` columns of its affine map that multiply the noise."""
         if not self.affine:
             raise RuntimeError("noise_loadings needs an affine generator (hidden=())")
-        return [cast(nn.Linear, g[0]).weight[:, : self.noise_dim] for g in self.generators]
+        return [cast(nn.Linear, g[0]).weight for g in self.generators]
 
     def generate_with_tangents(self, z: Tensor, dz: Tensor) -> tuple[Tensor, Tensor]:
         """Weights ``[S, D]`` and derivatives ``[T, S, D]`` along ``dz [T, S, n_blocks, k]``."""
-        zero = dz.new_zeros(*dz.shape[:-2], 1)
+        zero = dz.new_zeros(*dz.shape[:-2], self._const)
         outs, douts = [], []
         for i, (g, x) in enumerate(zip(self.generators, self._inputs(z), strict=True)):
             j = i if dz.shape[-2] > 1 else 0
@@ -95,7 +102,7 @@ class LayerwiseGenerator(nn.Module):
         return self.generate(self.draw_noise(num_samples, generator=generator))
 
     def _inputs(self, z: Tensor) -> list[Tensor]:
-        """Per tensor, the generator input ``concat(z_block, 1)`` ``[S, k + 1]``."""
-        ones = z.new_ones(z.shape[0], 1)
+        """Per tensor, the generator input ``concat(z_block, 1)`` ``[S, k + 1]`` (affine: z)."""
+        ones = z.new_ones(z.shape[0], self._const)
         blocks = [z[:, i if z.shape[1] > 1 else 0] for i in range(len(self.generators))]
         return [torch.cat([b, ones], dim=-1) for b in blocks]
