@@ -133,7 +133,7 @@ def _semi_implicit_q(kind: str) -> tuple[ImplicitPosterior, torch.Tensor]:
     )
     a = 2 * sigma[:, None] * torch.randn(DIM, RANK) / math.sqrt(RANK)  # G spread > noise
     with torch.no_grad():
-        gen.generators[0][0].weight.copy_(a)  # an affine generator: w = A z + b
+        gen.generators[0][0].weight.copy_(a / gen.input_scale)  # affine: w = A z + b
         gen.generators[0][0].bias.copy_(mu)
     post = ImplicitPosterior(gen, weight_noise=1.0)
     with torch.no_grad():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import cast
 
@@ -38,9 +39,13 @@ class LayerwiseGenerator(nn.Module):
         hidden: Sequence[int] = (64, 256, 512),
         noise: NoiseMode | str = NoiseMode.ALIGNED,
         negative_slope: float = 0.1,
+        init: Tensor | None = None,
+        init_noise_scale: float = 0.01,
     ):
         super().__init__()
         self.hidden = check_generator_args(noise_dim, hidden)
+        if init is not None and tuple(init.shape) != (spec.dim,):
+            raise ValueError(f"init must have shape [{spec.dim}], got {list(init.shape)}")
         self.spec = spec
         self.noise_dim = noise_dim
         self.noise = parse_noise_mode(noise)
@@ -49,6 +54,18 @@ class LayerwiseGenerator(nn.Module):
         self.generators = nn.ModuleList(
             mlp(noise_dim + self._const, self.hidden, e.numel, negative_slope) for e in spec
         )
+        # An affine generator takes z / sqrt(k), so that an Adam step of lr on its loadings moves
+        # each weight by about lr (not k lr); its loadings start at ``init_noise_scale`` (the
+        # generated spread of each weight) and its biases, the means, at ``init`` (BbH: the
+        # net's own initial values). The paper's generators keep TF's Xavier/zero init.
+        self.input_scale = 1.0 / math.sqrt(noise_dim) if self.affine else 1.0
+        if self.affine:
+            with torch.no_grad():
+                for g, e in zip(self.generators, spec, strict=True):
+                    layer = cast(nn.Linear, g[0])
+                    layer.weight.normal_(0.0, init_noise_scale)
+                    if init is not None:
+                        layer.bias.copy_(init[e.offset : e.offset + e.numel])
 
     @property
     def noise_segments(self) -> tuple[int, ...]:
@@ -82,7 +99,7 @@ class LayerwiseGenerator(nn.Module):
         """Per tensor, the ``[numel, k]`` columns of its affine map that multiply the noise."""
         if not self.affine:
             raise RuntimeError("noise_loadings needs an affine generator (hidden=())")
-        return [cast(nn.Linear, g[0]).weight for g in self.generators]
+        return [cast(nn.Linear, g[0]).weight * self.input_scale for g in self.generators]
 
     def generate_with_tangents(self, z: Tensor, dz: Tensor) -> tuple[Tensor, Tensor]:
         """Weights ``[S, D]`` and derivatives ``[T, S, D]`` along ``dz [T, S, n_blocks, k]``."""
@@ -91,7 +108,7 @@ class LayerwiseGenerator(nn.Module):
         for i, (g, x) in enumerate(zip(self.generators, self._inputs(z), strict=True)):
             j = i if dz.shape[-2] > 1 else 0
             w, dw = mlp_with_tangents(
-                cast(nn.Sequential, g), x, torch.cat([dz[..., j, :], zero], dim=-1)
+                cast(nn.Sequential, g), x, torch.cat([dz[..., j, :] * self.input_scale, zero], -1)
             )
             outs.append(w)
             douts.append(dw)
@@ -104,5 +121,6 @@ class LayerwiseGenerator(nn.Module):
     def _inputs(self, z: Tensor) -> list[Tensor]:
         """Per tensor, the generator input ``concat(z_block, 1)`` ``[S, k + 1]`` (affine: z)."""
         ones = z.new_ones(z.shape[0], self._const)
+        z = z * self.input_scale
         blocks = [z[:, i if z.shape[1] > 1 else 0] for i in range(len(self.generators))]
         return [torch.cat([b, ones], dim=-1) for b in blocks]

@@ -195,9 +195,15 @@ class BayesByHypernet(Method):
             )
         elif chunk_size is not None:
             raise ValueError("chunk_size applies only to generator='chunked'")
+        affine = gen_name is GeneratorName.LAYERWISE and not tuple(hidden)
+        if affine:  # ours: starts at the net's init with a spread of about sigma0
+            gen_options.update(
+                init=self.spec.from_module_values(self.net)[0],
+                init_noise_scale=sigma0 if sigma0 is not None else 0.01,
+            )
         hypernet = GENERATORS[gen_name.value](self.spec, **gen_options)
         # the layer-wise output layers move each weight by ~hidden[-1] x lr per Adam step
-        self.default_lr = 1e-4 if gen_name is GeneratorName.LAYERWISE else 1e-3
+        self.default_lr = 1e-4 if gen_name is GeneratorName.LAYERWISE and not affine else 1e-3
         #: the posterior: ``self.hypernet(S)`` draws ``[S, D]``; ``.generator`` is the hypernet
         self.hypernet = ImplicitPosterior(hypernet, sigma0, log_sigma_scale=1e-3 / self.default_lr)
 
