@@ -91,6 +91,8 @@ METHOD_SPECS: list[MethodSpec] = [
     MethodSpec("bbh-recommended", "bbh", lr=1e-2),  # the defaults (preset "recommended")
     bbh_spec("chunked", "jacobian", lr=1e-2, weight_noise=0.01, hidden=(64, 32), noise_dim=32),
     bbh_spec("chunked", "sivi", lr=1e-2, weight_noise=0.01, hidden=(64, 16), noise_dim=8),
+    # an affine generator (hidden=()): q = N(b, A A^T + diag sigma^2), the Jacobian estimator exact
+    MethodSpec("bbh-affine-k8", "bbh", {"generator": "layerwise", "hidden": ()}, lr=1e-2),
     # an affine generator with k >= D: the family holds every Gaussian and the estimator is exact
     # there, so what is left is optimisation (10 samples, 15,000 steps)
     MethodSpec(
