@@ -81,8 +81,9 @@ def entropy_linearised(posterior: ImplicitPosterior, z: Tensor) -> Tensor:
     d = log_sigma.numel()
     gaussian = log_sigma.sum() + 0.5 * d * math.log(2 * math.pi * math.e)
     inv_var = torch.exp(-2 * log_sigma)
-    if getattr(gen, "affine", False):  # J = A for every z: the Gram matrix straight from A
-        gram = affine_grams(gen.noise_loadings(), gen.noise_segments, inv_var)  # [1, n, k, k]
+    loadings = getattr(gen, "noise_loadings", None)
+    if getattr(gen, "affine", False) and loadings is not None:  # J = A for every z
+        gram = affine_grams(loadings(), gen.noise_segments, inv_var)  # [1, n, k, k]
     else:
         tangents = torch.eye(k, dtype=z.dtype, device=z.device)[:, None, None, :].expand(
             k, *z.shape[:2], k

@@ -62,7 +62,7 @@ class LayerwiseGenerator(nn.Module):
         if self.affine:
             with torch.no_grad():
                 for g, e in zip(self.generators, spec, strict=True):
-                    layer = cast(nn.Linear, g[0])
+                    layer = cast(nn.Linear, cast(nn.Sequential, g)[0])
                     layer.weight.normal_(0.0, init_noise_scale)
                     if init is not None:
                         layer.bias.copy_(init[e.offset : e.offset + e.numel])
@@ -99,7 +99,10 @@ class LayerwiseGenerator(nn.Module):
         """Per tensor, the ``[numel, k]`` columns of its affine map that multiply the noise."""
         if not self.affine:
             raise RuntimeError("noise_loadings needs an affine generator (hidden=())")
-        return [cast(nn.Linear, g[0]).weight * self.input_scale for g in self.generators]
+        return [
+            cast(nn.Linear, cast(nn.Sequential, g)[0]).weight * self.input_scale
+            for g in self.generators
+        ]
 
     def generate_with_tangents(self, z: Tensor, dz: Tensor) -> tuple[Tensor, Tensor]:
         """Weights ``[S, D]`` and derivatives ``[T, S, D]`` along ``dz [T, S, n_blocks, k]``."""
