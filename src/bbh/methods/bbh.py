@@ -11,7 +11,7 @@ with ``KL_hat`` a sample-based estimate from the S generated weight samples (``b
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Any
 
@@ -107,6 +107,21 @@ class BayesByHypernet(Method):
         sample_batch: how many weight samples ``predict_logits`` runs at once.
     """
 
+    @staticmethod
+    def resolve_options(options: Mapping[str, Any]) -> dict[str, Any]:
+        """The preset's options overridden by those in ``options`` that are given (not ``None``;
+        for ``weight_noise``, present and not ``UNSET``), with ``preset`` as its name."""
+        preset = parse_enum(Preset, options.get("preset", Preset.RECOMMENDED), "preset")
+        chosen = dict(PRESETS[preset])
+        for key in chosen:
+            value = options.get(key, UNSET)
+            if key == "weight_noise":
+                if not isinstance(value, _Unset):
+                    chosen[key] = value
+            elif value is not None and not isinstance(value, _Unset):
+                chosen[key] = value
+        return dict(chosen, preset=preset.value)
+
     @checked_args(
         noise_dim=at_least(1),
         prior_scale=positive(),
@@ -136,22 +151,21 @@ class BayesByHypernet(Method):
         embedding_dim: int = 64,
         sample_batch: int = 25,
     ):
-        preset = parse_enum(Preset, preset, "preset")
-        chosen = dict(PRESETS[preset])
-        given = dict(
-            noise_dim=noise_dim,
-            num_samples=num_samples,
-            generator=generator,
-            hidden=hidden,
-            noise=noise,
-            kl=kl,
-            nll=nll,
+        chosen = self.resolve_options(
+            dict(
+                preset=preset,
+                noise_dim=noise_dim,
+                num_samples=num_samples,
+                generator=generator,
+                hidden=hidden,
+                noise=noise,
+                kl=kl,
+                nll=nll,
+                weight_noise=weight_noise,
+            )
         )
-        chosen.update({k: v for k, v in given.items() if v is not None})
-        if not isinstance(weight_noise, _Unset):
-            chosen["weight_noise"] = weight_noise
         #: the options in force after the preset and the explicit arguments (for run records)
-        self.resolved_options = dict(chosen, preset=preset.value)
+        self.resolved_options = chosen
         noise_dim, num_samples, generator = (
             chosen["noise_dim"],
             chosen["num_samples"],

@@ -107,7 +107,7 @@ METHOD_SPECS: list[MethodSpec] = [
             "num_samples": 10,
             "nll": "mean",
         },
-        lr=1e-3,
+        lr=3e-3,
         steps=15000,
     ),
 ]
