@@ -65,7 +65,7 @@ PRESETS: dict[Preset, dict[str, Any]] = {
         nll="first",
         weight_noise=None,
     ),
-    # ours, chosen by the posterior checks (docs/posterior.md)
+    # ours, chosen by the posterior checks (docs/posterior_check.md, docs/methods.md)
     Preset.RECOMMENDED: dict(
         noise_dim=8,
         num_samples=2,
