@@ -112,3 +112,28 @@ def test_an_error_on_rank_0_stops_both_ranks_and_is_said_once(two_rank_run: Path
     )
     assert "in one process (without torchrun)" in done.stderr
     assert not (folder / "one" / "model.pt").exists()
+
+
+@pytest.mark.parametrize("command", [["evaluate", "run"], ["toy", "--out", "toy"]])
+def test_other_commands_refuse_to_run_once_per_rank(command, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.chdir(tmp_path)
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert f"bbh {command[0]} runs in one process; under torchrun only bbh train runs" in err
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_distributed_environment_without_torchrun_is_a_clear_error(monkeypatch, tmp_path, capsys):
+    write_tiny(tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for key in ("MASTER_ADDR", "MASTER_PORT", "RANK"):
+        monkeypatch.delenv(key, raising=False)
+    out = str(tmp_path / "run")
+    assert main(["train", str(tmp_path / "tiny.toml"), "--out", out, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "WORLD_SIZE=2 is set but MASTER_ADDR, MASTER_PORT, RANK is not" in err, err
+    assert main(["train", str(tmp_path / "tiny.toml"), "--out", out, "--quiet",
+                 "--set", 'distributed.backend="nccl"']) == 2  # fmt: skip
+    assert "backend 'nccl' needs a CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -20,13 +20,7 @@ def run(args: argparse.Namespace) -> int:
     """Run an experiment subcommand; errors propagate to ``bbh.cli.main`` (one line, status 2)
     except an interrupted training run (status 130, with where its checkpoint is)."""
     from bbh.experiments.train import RunInterrupted
-    from bbh.training.distributed import env_world_size
 
-    if args.command != "train" and env_world_size() > 1:
-        raise ConfigError(
-            f"bbh {args.command} runs in one process; under torchrun only bbh train runs "
-            "(launch the others without torchrun)"
-        )
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "demo": _demo,
         "configs": _configs,

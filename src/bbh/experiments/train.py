@@ -185,8 +185,9 @@ def _train_in(
 
     state: TrainState | None = None
 
-    def prepare() -> list[str]:
-        """Rank 0: the checkpoint to resume from (kept in ``state``) or a fresh config.json."""
+    def prepare() -> tuple[list[str], int | None]:
+        """Rank 0: the checkpoint to resume from (kept in ``state``) or a fresh config.json;
+        the notes to log and the step resumed from (None: a fresh start)."""
         nonlocal state
         notes: list[str] = []
         if status == "partial":
@@ -217,16 +218,15 @@ def _train_in(
             write_json(run.config_file, meta)
         for note in notes:
             print(f"bbh train: {note}", file=sys.stderr)
-        return notes
+        return notes, state.step if state else None
 
-    notes = run_on_main(prepare, ranks, "preparing the run folder")
-    resuming = any(note.startswith("resuming from") for note in notes)
+    notes, resumed_from = run_on_main(prepare, ranks, "preparing the run folder")
+    resuming = resumed_from is not None
     log: RunLog | _NoLog = (
         RunLog(run.log_file, keep_until_step=state.step if state else 0) if main else _NoLog()
     )
     try:
-        start_step = int(notes[-1].split("(step ")[1].split()[0]) if resuming else 0
-        log.write({"event": "resume" if resuming else "start", "step": start_step,
+        log.write({"event": "resume" if resuming else "start", "step": resumed_from or 0,
                    "device": str(dev), "world_size": world, "notes": notes})  # fmt: skip
         method.to(dev)
         hooks = _RunHooks(cfg, run, log, data, dev, digest, ranks)
