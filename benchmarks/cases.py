@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bbh.divergences import KL_ESTIMATORS
+from bbh.divergences import KL_ESTIMATORS, uses_posterior
 from bbh.hypernets import GENERATORS
 from bbh.methods import build
 from bbh.methods.base import Method
@@ -187,6 +187,7 @@ class MethodCase:
 
 
 _TINY_HYPERNET = {"hidden": (8, 16), "noise_dim": 4}
+_PAPER = {"preset": "paper"}  # the paper's options, for the rows that vary one of them
 
 MAP_CASE = MethodCase("map", "map")
 
@@ -204,32 +205,42 @@ BASELINES: list[MethodCase] = [
 
 #: Bayes by Hypernet configurations. Add the recommended configuration here (first).
 BBH_CONFIGS: list[MethodCase] = [
-    MethodCase("bbh paper (layerwise, nn_full, nll=first)", "bbh", {}, _TINY_HYPERNET),
-    MethodCase("bbh layerwise, entropy", "bbh", {"kl": "entropy"}, _TINY_HYPERNET),
+    # the defaults (preset "recommended"): chunked, semi-implicit, kl="jacobian", S = 2, split
+    MethodCase("bbh recommended", "bbh", {}, {"noise_dim": 4}),
+    MethodCase("bbh paper (layerwise, nn_full, nll=first)", "bbh", _PAPER, _TINY_HYPERNET),
+    MethodCase("bbh layerwise, entropy", "bbh", {**_PAPER, "kl": "entropy"}, _TINY_HYPERNET),
     MethodCase(
-        "bbh chunked, entropy", "bbh", {"generator": "chunked", "kl": "entropy"}, _TINY_HYPERNET
+        "bbh chunked, entropy",
+        "bbh",
+        {**_PAPER, "generator": "chunked", "kl": "entropy"},
+        _TINY_HYPERNET,
     ),
     MethodCase(
         "bbh chunked, entropy, nll=split",
         "bbh",
-        {"generator": "chunked", "kl": "entropy", "nll": "split"},
+        {**_PAPER, "generator": "chunked", "kl": "entropy", "nll": "split"},
         _TINY_HYPERNET,
     ),
     MethodCase(
         "bbh chunked, entropy, nll=mean",
         "bbh",
-        {"generator": "chunked", "kl": "entropy", "nll": "mean"},
+        {**_PAPER, "generator": "chunked", "kl": "entropy", "nll": "mean"},
         _TINY_HYPERNET,
     ),
 ]
 
 
 def registry_grid(extra: dict[str, Any] | None = None) -> list[MethodCase]:
-    """Every generator x KL estimator of the registries, BbH's other options at their defaults."""
+    """Every generator x KL estimator of the registries, BbH's other options at their defaults.
+
+    The estimators that need a semi-implicit posterior get the default ``weight_noise``; the
+    others the paper's purely implicit one.
+    """
     cases = []
     for gen in GENERATORS:
         for kl in KL_ESTIMATORS:
-            options = {"generator": gen, "kl": kl, **(extra or {})}
+            noise = {} if uses_posterior(kl) else {"weight_noise": None}
+            options = {"generator": gen, "kl": kl, **noise, **(extra or {})}
             cases.append(MethodCase(f"bbh {gen}, {kl}", "bbh", options, _TINY_HYPERNET))
     return cases
 

@@ -323,6 +323,10 @@ def resolved_options(factory: Callable[..., Any], options: Mapping[str, Any]) ->
             elif p.default is not p.empty:
                 out[name] = p.default
     out.update({k: v for k, v in options.items() if k not in out})
+    # a method whose defaults come from a preset (BbH) says what is in force
+    resolve = getattr(factory, "resolve_options", None)
+    if resolve is not None:
+        out.update(resolve(options))
     return _plain(out)
 
 

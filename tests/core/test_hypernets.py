@@ -62,7 +62,7 @@ def test_chunked_default_size_stays_near_d():
     "kwargs, match",
     [
         ({"noise_dim": 0}, "noise_dim"),
-        ({"hidden": ()}, "hidden"),
+        ({"hidden": (4, 0)}, "hidden"),
         ({"noise": "shared"}, "unknown noise mode 'shared'"),
     ],
 )

@@ -54,7 +54,7 @@ def test_fit_rejects_mismatched_data():
 
 
 def test_fit_uses_the_methods_default_lr():
-    layerwise = BayesByHypernet(nn.Linear(2, 2), hidden=(4,))
+    layerwise = BayesByHypernet(nn.Linear(2, 2), hidden=(4,), generator="layerwise")
     chunked = BayesByHypernet(nn.Linear(2, 2), hidden=(4,), generator="chunked")
     assert layerwise.default_lr == 1e-4 and chunked.default_lr == 1e-3
     x, y = torch.randn(8, 2), torch.zeros(8, dtype=torch.long)

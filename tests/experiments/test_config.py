@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -66,8 +67,9 @@ def test_paper_bbh_variants_differ_only_in_noise(experiment):
             "aligned",
             "independent",
         )
-        assert opts == {"generator": "layerwise", "hidden": [64, 256, 512], "kl": "nn_full",
-                        "nll": "first", "num_samples": 5, "prior_scale": 1.0}  # fmt: skip
+        assert opts == {"preset": "paper", "generator": "layerwise", "hidden": [64, 256, 512],
+                        "kl": "nn_full", "nll": "first", "num_samples": 5,
+                        "prior_scale": 1.0}  # fmt: skip
         assert cfg.train == first.train and cfg.data == first.data and cfg.net == first.net
         assert cfg.train.optimizer == "rmsprop" and cfg.train.lr == 1e-4
         assert cfg.train.kl_schedule.kind == "annealing"
@@ -184,3 +186,12 @@ def test_a_change_of_method_defaults_changes_the_hash():
     assert resolved["noise_dim"] == method_options(cfg)["noise_dim"]
     other = {**resolved, "kl": "something-new"}
     assert config_hash(cfg, resolved) != config_hash(cfg, other)
+
+
+def test_bbh_run_records_the_options_its_preset_puts_in_force():
+    rec = resolved_options(METHODS["bbh"], {})
+    assert rec["preset"] == "recommended" and rec["kl"] == "jacobian"
+    assert rec["weight_noise"] == 0.01 and rec["generator"] == "chunked"
+    paper = resolved_options(METHODS["bbh"], {"preset": "paper", "noise_dim": 1})
+    assert paper["kl"] == "nn_full" and paper["weight_noise"] is None and paper["noise_dim"] == 1
+    json.dumps(rec), json.dumps(paper)  # what the run folder stores

@@ -271,3 +271,21 @@ def test_weight_draws_come_in_batches(monkeypatch):
     monkeypatch.setattr(method, "sample_weights", lambda n: calls.append(n) or sample(n))
     w = run._method_weights(case, method, quick=False)
     assert w.shape == (7, 4) and calls == [3, 3, 1]
+
+
+def test_family_optimum_is_exact_at_full_rank_and_mean_field_at_rank_zero():
+    from bbh.experiments.posterior_check.family import best_factor_gaussian, predictive_std_ratio
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(30, 6, generator=gen, dtype=torch.float64)
+    precision = x.T @ x + torch.eye(6, dtype=torch.float64)
+    cov = torch.linalg.inv(precision)
+    full = best_factor_gaussian(cov, 6, steps=3000)
+    assert full.kl < 1e-3
+    torch.testing.assert_close(full.cov, cov, atol=1e-3, rtol=1e-2)
+    assert abs(predictive_std_ratio(full.cov, cov, x)[0] - 1) < 1e-2
+    # the mean-field optimum of a Gaussian target has variances 1 / diag(precision)
+    mean_field = best_factor_gaussian(cov, 0, steps=3000)
+    torch.testing.assert_close(
+        mean_field.cov.diagonal(), 1 / precision.diagonal(), rtol=1e-3, atol=0
+    )

@@ -122,7 +122,7 @@ def test_regression_likelihood():
         ({"generator": "big"}, "unknown generator 'big'"),
         ({"likelihood": "poisson"}, "unknown likelihood 'poisson'"),
         ({"likelihood": "gaussian"}, "needs noise_scale"),
-        ({"chunk_size": 4}, "chunk_size applies only"),
+        ({"chunk_size": 4, "generator": "layerwise"}, "chunk_size applies only"),
         ({"prior_scale": -1.0}, "prior_scale"),
     ],
 )

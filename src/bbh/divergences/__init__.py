@@ -10,7 +10,13 @@ Names (``BayesByHypernet(kl=...)``):
 - ``nn_coordinate``: per-weight nearest-neighbour estimator (the paper's v2 default);
 - ``entropy``: ours, exact prior cross term minus a Kozachenko-Leonenko entropy in R^D;
 - ``entropy_coordinate``: ours, per-weight entropies (ignores correlations, like ``nn_coordinate``);
-- ``discriminator``: the paper's density-ratio discriminator on single weights (PAPER.md 4.2).
+- ``discriminator``: the paper's density-ratio discriminator on single weights (PAPER.md 4.2);
+- ``jacobian``: ours, for a semi-implicit posterior ``w = G(z) + sigma * eps``: the exact cross
+  term minus the entropy linearised through the generator's Jacobian (exact for an affine
+  generator; ``bbh.divergences.jacobian``). It takes the posterior's draw, not only samples:
+  estimators with ``uses_posterior = True`` are called as ``kl(draw, prior, posterior)``;
+- ``sivi``: the semi-implicit bound of Yin and Zhou (2018) for the same posterior, kept for
+  comparison: in high dimension it credits only the Gaussian noise's entropy (see its docstring).
 
 Limits in the regime BbH trains in (D in the hundreds, S = 5; measured by
 ``tests/core/test_kl_high_dimension.py`` at D = 200 against closed-form Gaussian KLs, where each
@@ -40,6 +46,7 @@ from torch import Tensor, nn
 
 from bbh.divergences.discriminator import DiscriminatorKL
 from bbh.divergences.entropy import entropy_kl_coordinate, entropy_kl_full
+from bbh.divergences.jacobian import JacobianKL, SemiImplicitBoundKL
 from bbh.divergences.nearest_neighbour import nn_kl_coordinate, nn_kl_full
 from bbh.priors import GaussianPrior
 
@@ -84,21 +91,35 @@ KL_ESTIMATORS: dict[str, KLFactory] = {
     "entropy_coordinate": lambda: EntropyKL("coordinate"),
     # the density-ratio discriminator (PAPER.md 4.2)
     "discriminator": DiscriminatorKL,
+    # ours, for semi-implicit posteriors (needs the posterior, not only samples)
+    "jacobian": JacobianKL,
+    # the semi-implicit bound (Yin and Zhou 2018), for comparison; it degrades in high dimension
+    "sivi": SemiImplicitBoundKL,
 }
 
 
-def make_kl_estimator(name: str) -> nn.Module:
-    if name not in KL_ESTIMATORS:
-        raise ValueError(f"unknown kl estimator {name!r}; allowed: {sorted(KL_ESTIMATORS)}")
+def make_kl_estimator(name: str, *, samples_only: bool = False) -> nn.Module:
+    """Build the estimator ``name``; ``samples_only`` refuses those that need the posterior."""
+    allowed = sorted(n for n in KL_ESTIMATORS if not (samples_only and uses_posterior(n)))
+    if name not in allowed:
+        raise ValueError(f"unknown kl estimator {name!r}; allowed: {allowed}")
     return KL_ESTIMATORS[name]()
+
+
+def uses_posterior(name: str) -> bool:
+    """True for estimators called as ``kl(draw, prior, posterior)`` (see the module docstring)."""
+    return bool(getattr(KL_ESTIMATORS[name], "uses_posterior", False))
 
 
 __all__ = [
     "KL_ESTIMATORS",
     "DiscriminatorKL",
     "EntropyKL",
+    "JacobianKL",
     "NearestNeighbourKL",
+    "SemiImplicitBoundKL",
     "make_kl_estimator",
     "nn_kl_coordinate",
     "nn_kl_full",
+    "uses_posterior",
 ]

@@ -19,7 +19,13 @@ import torch
 from torch import Tensor, nn
 
 from bbh.functional import ParamSpec
-from bbh.hypernets.common import NoiseMode, check_generator_args, mlp, parse_noise_mode
+from bbh.hypernets.common import (
+    NoiseMode,
+    check_generator_args,
+    mlp,
+    mlp_with_tangents,
+    parse_noise_mode,
+)
 
 
 class ChunkedGenerator(nn.Module):
@@ -39,14 +45,15 @@ class ChunkedGenerator(nn.Module):
     ):
         super().__init__()
         self.hidden = check_generator_args(noise_dim, hidden)
+        if not isinstance(embedding_dim, int) or embedding_dim < 1:
+            raise ValueError(f"embedding_dim must be an int >= 1, got {embedding_dim!r}")
+        width = self.hidden[-1] if self.hidden else noise_dim + embedding_dim
         if chunk_size is None:
-            chunk_size = math.ceil(spec.dim / self.hidden[-1])
+            chunk_size = math.ceil(spec.dim / width)
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
         if init is not None and tuple(init.shape) != (spec.dim,):
             raise ValueError(f"init must have shape [{spec.dim}], got {list(init.shape)}")
-        if not isinstance(embedding_dim, int) or embedding_dim < 1:
-            raise ValueError(f"embedding_dim must be an int >= 1, got {embedding_dim!r}")
         self.spec = spec
         self.noise_dim = noise_dim
         self.noise = parse_noise_mode(noise)
@@ -55,10 +62,10 @@ class ChunkedGenerator(nn.Module):
         self.embeddings = nn.Parameter(torch.randn(self.num_chunks, embedding_dim))
         self.net = mlp(noise_dim + embedding_dim, self.hidden, chunk_size, negative_slope)
         # The output layer is shared by every chunk, so an Adam step on it moves all D weights
-        # at once, by about lr * hidden[-1]: its weights enter through a multiplier 1/hidden[-1]
+        # at once, by about lr * width: its weights enter through a multiplier 1/width
         # (stored values scaled up to match, times ``init_noise_scale``), which makes the step
         # on each generated weight about lr, as for the offset.
-        self.output_multiplier = 1.0 / self.hidden[-1]
+        self.output_multiplier = 1.0 / width
         with torch.no_grad():
             self._out.weight.mul_(init_noise_scale / self.output_multiplier)
         # A free per-weight offset carries each weight's mean (like the per-tensor output bias of
@@ -69,16 +76,50 @@ class ChunkedGenerator(nn.Module):
     def _out(self) -> nn.Linear:
         return cast(nn.Linear, self.net[-1])
 
+    @property
+    def noise_segments(self) -> tuple[int, ...]:
+        """Sizes of the contiguous runs of ``[D]`` driven by each noise block (sum = D)."""
+        if self.noise is NoiseMode.INDEPENDENT:
+            last = self.spec.dim - (self.num_chunks - 1) * self.chunk_size
+            return (self.chunk_size,) * (self.num_chunks - 1) + (last,)
+        return (self.spec.dim,)
+
+    def draw_noise(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
+        """Fresh noise ``z [S, n_blocks, k]`` (one block, or one per chunk)."""
+        emb = self.embeddings
+        n = self.num_chunks if self.noise is NoiseMode.INDEPENDENT else 1
+        z = torch.randn(num_samples, n, self.noise_dim, generator=generator, device=emb.device)
+        return z.to(emb.dtype)
+
+    def generate(self, z: Tensor) -> Tensor:
+        """Flat weights ``[S, D]`` for given noise ``z [S, n_blocks, k]``."""
+        h = self.net[:-1](self._inputs(z))
+        return self._output(h, bias=True) + self.offset
+
+    def generate_with_tangents(self, z: Tensor, dz: Tensor) -> tuple[Tensor, Tensor]:
+        """Weights ``[S, D]`` and derivatives ``[T, S, D]`` along ``dz [T, S, n_blocks, k]``."""
+        s = z.shape[0]
+        dz = dz.expand(*dz.shape[:2], self.num_chunks, self.noise_dim)
+        dx = torch.cat([dz, dz.new_zeros(*dz.shape[:3], self.embeddings.shape[1])], dim=-1)
+        h, dh = mlp_with_tangents(cast(nn.Sequential, self.net[:-1]), self._inputs(z), dx)
+        w = self._output(h, bias=True) + self.offset
+        return w, self._output(dh, bias=False).reshape(-1, s, w.shape[1])
+
     def forward(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``num_samples`` joint weight samples ``[S, D]`` with fresh noise."""
-        emb = self.embeddings
-        n_noise = self.num_chunks if self.noise is NoiseMode.INDEPENDENT else 1
-        z = torch.randn(
-            num_samples, n_noise, self.noise_dim, generator=generator, device=emb.device
-        ).to(emb.dtype)
-        z = z.expand(num_samples, self.num_chunks, self.noise_dim)
-        e = emb.unsqueeze(0).expand(num_samples, -1, -1)
-        h = self.net[:-1](torch.cat([z, e], dim=-1))
+        return self.generate(self.draw_noise(num_samples, generator=generator))
+
+    def _inputs(self, z: Tensor) -> Tensor:
+        """Per chunk, the MLP input ``concat(z_block, e_c)`` ``[S, C, k + embedding_dim]``."""
+        s = z.shape[0]
+        z = z.expand(s, self.num_chunks, self.noise_dim)
+        e = self.embeddings.unsqueeze(0).expand(s, -1, -1)
+        return torch.cat([z, e], dim=-1)
+
+    def _output(self, h: Tensor, *, bias: bool) -> Tensor:
+        """The shared output layer on ``h [..., C, width]`` -> flat ``[..., D]``."""
         out = self._out
-        chunks = nn.functional.linear(h, out.weight * self.output_multiplier, out.bias)
-        return chunks.reshape(num_samples, -1)[:, : self.spec.dim] + self.offset
+        chunks = nn.functional.linear(
+            h, out.weight * self.output_multiplier, out.bias if bias else None
+        )
+        return chunks.reshape(*chunks.shape[:-2], -1)[..., : self.spec.dim]

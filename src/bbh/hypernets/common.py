@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from enum import Enum
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from bbh.options import parse_enum
 
@@ -26,8 +27,11 @@ def check_generator_args(noise_dim: int, hidden: Sequence[int]) -> tuple[int, ..
     if not isinstance(noise_dim, int) or noise_dim < 1:
         raise ValueError(f"noise_dim must be an int >= 1, got {noise_dim!r}")
     hidden = tuple(hidden)
-    if not hidden or any(not isinstance(h, int) or h < 1 for h in hidden):
-        raise ValueError(f"hidden must be a non-empty sequence of positive ints, got {hidden!r}")
+    if any(not isinstance(h, int) or h < 1 for h in hidden):
+        raise ValueError(
+            "hidden must be a sequence of positive ints (empty: an affine generator), "
+            f"got {hidden!r}"
+        )
     return hidden
 
 
@@ -46,3 +50,23 @@ def mlp(in_features: int, hidden: Sequence[int], out_features: int, slope: float
             nn.init.xavier_uniform_(m.weight)
             nn.init.zeros_(m.bias)
     return nn.Sequential(*layers)
+
+
+def mlp_with_tangents(layers: Iterable[nn.Module], x: Tensor, dx: Tensor) -> tuple[Tensor, Tensor]:
+    """Run ``layers`` (``Linear`` / ``LeakyReLU`` only) on ``x [..., in]`` and push tangents along.
+
+    ``dx [T, ..., in]`` holds T tangent directions of the input; returns the output ``[..., out]``
+    and its directional derivatives ``[T, ..., out]`` (forward-mode differentiation written out,
+    so both stay ordinary autograd tensors: a loss on the tangents back-propagates to the weights).
+    """
+    for layer in layers:
+        if isinstance(layer, nn.Linear):
+            x = layer(x)
+            dx = dx @ layer.weight.t()
+        elif isinstance(layer, nn.LeakyReLU):
+            slope = torch.where(x > 0, 1.0, layer.negative_slope).to(x.dtype)
+            x = layer(x)
+            dx = dx * slope
+        else:
+            raise TypeError(f"mlp_with_tangents supports Linear and LeakyReLU, got {layer}")
+    return x, dx

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
 
 from bbh.functional import ParamSpec
-from bbh.hypernets.common import NoiseMode, check_generator_args, mlp, parse_noise_mode
+from bbh.hypernets.common import (
+    NoiseMode,
+    check_generator_args,
+    mlp,
+    mlp_with_tangents,
+    parse_noise_mode,
+)
 
 
 class LayerwiseGenerator(nn.Module):
@@ -16,7 +24,12 @@ class LayerwiseGenerator(nn.Module):
 
     Each generator maps ``concat(z, 1)`` through ``hidden`` LeakyReLU(0.1) layers (the paper:
     64, 256, 512) to the tensor's ``numel`` outputs. Its size is about ``hidden[-1] * D``: the
-    faithful option, large for big nets (see ``ChunkedGenerator``).
+    faithful option, large for big nets (see ``ChunkedGenerator``). ``hidden=()`` makes each
+    generator affine in z.
+
+    Noise: ``aligned`` draws one ``z`` for every tensor, ``independent`` one per tensor; either
+    way ``draw_noise`` returns ``[S, n_blocks, k]`` and ``noise_segments`` says which contiguous
+    run of the flat weights each block drives.
     """
 
     def __init__(
@@ -26,24 +39,91 @@ class LayerwiseGenerator(nn.Module):
         hidden: Sequence[int] = (64, 256, 512),
         noise: NoiseMode | str = NoiseMode.ALIGNED,
         negative_slope: float = 0.1,
+        init: Tensor | None = None,
+        init_noise_scale: float = 0.01,
     ):
         super().__init__()
         self.hidden = check_generator_args(noise_dim, hidden)
+        if init is not None and tuple(init.shape) != (spec.dim,):
+            raise ValueError(f"init must have shape [{spec.dim}], got {list(init.shape)}")
         self.spec = spec
         self.noise_dim = noise_dim
         self.noise = parse_noise_mode(noise)
+        # the paper's input is concat(z, 1); without hidden layers the 1 would only repeat the
+        # output bias, so an affine generator maps z alone: its weight is the loadings A
         self.generators = nn.ModuleList(
-            mlp(noise_dim + 1, self.hidden, e.numel, negative_slope) for e in spec
+            mlp(noise_dim + self._const, self.hidden, e.numel, negative_slope) for e in spec
         )
+        # An affine generator takes z / sqrt(k), so that an Adam step of lr on its loadings moves
+        # each weight by about lr (not k lr); its loadings start at ``init_noise_scale`` (the
+        # generated spread of each weight) and its biases, the means, at ``init`` (BbH: the
+        # net's own initial values). The paper's generators keep TF's Xavier/zero init.
+        self.input_scale = 1.0 / math.sqrt(noise_dim) if self.affine else 1.0
+        if self.affine:
+            with torch.no_grad():
+                for g, e in zip(self.generators, spec, strict=True):
+                    layer = cast(nn.Linear, cast(nn.Sequential, g)[0])
+                    layer.weight.normal_(0.0, init_noise_scale)
+                    if init is not None:
+                        layer.bias.copy_(init[e.offset : e.offset + e.numel])
+
+    @property
+    def noise_segments(self) -> tuple[int, ...]:
+        """Sizes of the contiguous runs of ``[D]`` driven by each noise block (sum = D)."""
+        if self.noise is NoiseMode.INDEPENDENT:
+            return tuple(e.numel for e in self.spec)
+        return (self.spec.dim,)
+
+    def draw_noise(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
+        """Fresh noise ``z [S, n_blocks, k]``."""
+        ref = next(self.parameters())
+        n = len(self.noise_segments)
+        z = torch.randn(n, num_samples, self.noise_dim, generator=generator, device=ref.device)
+        return z.to(ref.dtype).transpose(0, 1)
+
+    def generate(self, z: Tensor) -> Tensor:
+        """Flat weights ``[S, D]`` for given noise ``z [S, n_blocks, k]``."""
+        return torch.cat([g(x) for g, x in zip(self.generators, self._inputs(z), strict=True)], 1)
+
+    @property
+    def _const(self) -> int:
+        """Width of the constant input appended to z: 1 (the paper's), 0 for an affine map."""
+        return 1 if self.hidden else 0
+
+    @property
+    def affine(self) -> bool:
+        """True without hidden layers: ``G(z) = A z + b``, a Jacobian that does not depend on z."""
+        return not self.hidden
+
+    def noise_loadings(self) -> list[Tensor]:
+        """Per tensor, the ``[numel, k]`` columns of its affine map that multiply the noise."""
+        if not self.affine:
+            raise RuntimeError("noise_loadings needs an affine generator (hidden=())")
+        return [
+            cast(nn.Linear, cast(nn.Sequential, g)[0]).weight * self.input_scale
+            for g in self.generators
+        ]
+
+    def generate_with_tangents(self, z: Tensor, dz: Tensor) -> tuple[Tensor, Tensor]:
+        """Weights ``[S, D]`` and derivatives ``[T, S, D]`` along ``dz [T, S, n_blocks, k]``."""
+        zero = dz.new_zeros(*dz.shape[:-2], self._const)
+        outs, douts = [], []
+        for i, (g, x) in enumerate(zip(self.generators, self._inputs(z), strict=True)):
+            j = i if dz.shape[-2] > 1 else 0
+            w, dw = mlp_with_tangents(
+                cast(nn.Sequential, g), x, torch.cat([dz[..., j, :] * self.input_scale, zero], -1)
+            )
+            outs.append(w)
+            douts.append(dw)
+        return torch.cat(outs, 1), torch.cat(douts, 2)
 
     def forward(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``num_samples`` joint weight samples ``[S, D]`` with fresh noise."""
-        ref = next(self.parameters())
-        n_noise = len(self.generators) if self.noise is NoiseMode.INDEPENDENT else 1
-        z = torch.randn(
-            n_noise, num_samples, self.noise_dim, generator=generator, device=ref.device
-        ).to(ref.dtype)
-        ones = torch.ones(n_noise, num_samples, 1, device=ref.device, dtype=ref.dtype)
-        inputs = torch.cat([z, ones], dim=-1)
-        outs = [g(inputs[i if n_noise > 1 else 0]) for i, g in enumerate(self.generators)]
-        return torch.cat(outs, dim=1)
+        return self.generate(self.draw_noise(num_samples, generator=generator))
+
+    def _inputs(self, z: Tensor) -> list[Tensor]:
+        """Per tensor, the generator input ``concat(z_block, 1)`` ``[S, k + 1]`` (affine: z)."""
+        ones = z.new_ones(z.shape[0], self._const)
+        z = z * self.input_scale
+        blocks = [z[:, i if z.shape[1] > 1 else 0] for i in range(len(self.generators))]
+        return [torch.cat([b, ones], dim=-1) for b in blocks]

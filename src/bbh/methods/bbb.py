@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from bbh.divergences import KL_ESTIMATORS, make_kl_estimator
+from bbh.divergences import KL_ESTIMATORS, make_kl_estimator, uses_posterior
 from bbh.functional import ForwardMode, ParamSpec, sampled_forward
 from bbh.likelihoods import make_likelihood
 from bbh.methods.base import Method, check_num_samples
@@ -86,9 +86,10 @@ class BayesByBackprop(Method):
     ):
         super().__init__()
         check_num_samples(kl_samples, minimum=2, name="kl_samples")
-        if kl != "closed_form" and kl not in KL_ESTIMATORS:
+        if kl != "closed_form" and (kl not in KL_ESTIMATORS or uses_posterior(kl)):
             raise ValueError(
-                f"unknown kl {kl!r}; allowed: {['closed_form', *sorted(KL_ESTIMATORS)]}"
+                f"unknown kl {kl!r}; allowed: "
+                f"{['closed_form', *sorted(n for n in KL_ESTIMATORS if not uses_posterior(n))]}"
             )
         self.kl_estimator = None if kl == "closed_form" else make_kl_estimator(kl)
         self.kl_samples = kl_samples

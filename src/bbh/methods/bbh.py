@@ -11,19 +11,20 @@ with ``KL_hat`` a sample-based estimate from the S generated weight samples (``b
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from bbh.divergences import make_kl_estimator
+from bbh.divergences import JacobianKL, make_kl_estimator, uses_posterior
 from bbh.functional import ForwardMode, ParamPredicate, ParamSpec, sampled_forward
 from bbh.hypernets import GENERATORS, GeneratorName, NoiseMode
 from bbh.likelihoods import log_mean_exp, make_likelihood
 from bbh.methods.base import Method, check_num_samples
 from bbh.options import parse_enum
+from bbh.posteriors.implicit import ImplicitPosterior
 from bbh.priors import GaussianPrior
 from bbh.validation import at_least, checked_args, positive
 
@@ -37,18 +38,65 @@ class NLLMode(str, Enum):
     PREDICTIVE = "predictive"  # NLL of the S-averaged predictive (the paper's ``-m``)
 
 
+class Preset(str, Enum):
+    """Named option sets: ours (the default) and the paper's."""
+
+    RECOMMENDED = "recommended"
+    PAPER = "paper"
+
+
+class _Unset:
+    """Marks an option the caller did not give (``weight_noise=None`` is a real value)."""
+
+
+UNSET = _Unset()
+
+#: The options each preset fills in where the caller gives none.
+PRESETS: dict[Preset, dict[str, Any]] = {
+    # the paper's README runs (PAPER.md 2, 4.1b): layer-wise generator, aligned noise, the
+    # full-vector nearest-neighbour KL, the likelihood on sample 0; purely implicit
+    Preset.PAPER: dict(
+        noise_dim=8,
+        num_samples=5,
+        generator="layerwise",
+        hidden=(64, 256, 512),
+        noise="aligned",
+        kl="nn_full",
+        nll="first",
+        weight_noise=None,
+    ),
+    # ours, chosen by the posterior checks (docs/posterior_check.md, docs/methods.md)
+    Preset.RECOMMENDED: dict(
+        noise_dim=8,
+        num_samples=2,
+        generator="chunked",
+        hidden=(64, 16),
+        noise="aligned",
+        kl="jacobian",
+        nll="split",
+        weight_noise=0.01,
+    ),
+}
+
+
 class BayesByHypernet(Method):
     """The BbH posterior around an unmodified ``net`` (which is copied, not changed).
 
     Args:
         net: any ``nn.Module``; its generated parameters are replaced by hypernet samples.
+        preset: ``recommended`` (default) or ``paper``: fills in every option below that is
+            not given (``PRESETS`` lists them); explicit arguments win.
         noise_dim: k, the size of the noise z (the paper: 1, 8 or 64).
         num_samples: S, weight samples per training step (the paper: 5; >= 2 for the KL).
         generator: ``layerwise`` (the paper's, one MLP per tensor) or ``chunked`` (ours).
         hidden: generator hidden sizes (the paper: 64, 256, 512).
         noise: ``aligned`` (one z for every generator) or ``independent``.
-        kl: ``nn_full``, ``nn_coordinate``, ``entropy``, ``entropy_coordinate`` (see
-            ``bbh.divergences``).
+        kl: ``nn_full``, ``nn_coordinate``, ``entropy``, ``entropy_coordinate``,
+            ``discriminator`` or ``jacobian`` (see ``bbh.divergences``).
+        weight_noise: initial sigma of semi-implicit per-weight noise, ``w = G(z) + sigma * eps``
+            with sigma learned (``bbh.posteriors.ImplicitPosterior``); ``None`` for the paper's
+            purely implicit ``w = G(z)``. ``kl="jacobian"`` needs it.
+        jacobian_samples: noise draws per step for the log-determinant of ``kl="jacobian"``.
         prior_scale: s of the prior ``N(0, s^2 I)``.
         nll: ``first``, ``mean``, ``split`` or ``predictive`` (see ``NLLMode``).
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
@@ -59,6 +107,21 @@ class BayesByHypernet(Method):
         sample_batch: how many weight samples ``predict_logits`` runs at once.
     """
 
+    @staticmethod
+    def resolve_options(options: Mapping[str, Any]) -> dict[str, Any]:
+        """The preset's options overridden by those in ``options`` that are given (not ``None``;
+        for ``weight_noise``, present and not ``UNSET``), with ``preset`` as its name."""
+        preset = parse_enum(Preset, options.get("preset", Preset.RECOMMENDED), "preset")
+        chosen = dict(PRESETS[preset])
+        for key in chosen:
+            value = options.get(key, UNSET)
+            if key == "weight_noise":
+                if not isinstance(value, _Unset):
+                    chosen[key] = value
+            elif value is not None and not isinstance(value, _Unset):
+                chosen[key] = value
+        return dict(chosen, preset=preset.value)
+
     @checked_args(
         noise_dim=at_least(1),
         prior_scale=positive(),
@@ -68,15 +131,18 @@ class BayesByHypernet(Method):
     def __init__(
         self,
         net: nn.Module,
-        noise_dim: int = 8,
-        num_samples: int = 5,
+        noise_dim: int | None = None,
+        num_samples: int | None = None,
         *,
-        generator: GeneratorName | str = GeneratorName.LAYERWISE,
-        hidden: Sequence[int] = (64, 256, 512),
-        noise: NoiseMode | str = NoiseMode.ALIGNED,
-        kl: str = "nn_full",
+        preset: Preset | str = Preset.RECOMMENDED,
+        generator: GeneratorName | str | None = None,
+        hidden: Sequence[int] | None = None,
+        noise: NoiseMode | str | None = None,
+        kl: str | None = None,
+        weight_noise: float | _Unset | None = UNSET,
+        jacobian_samples: int = 1,
         prior_scale: float = 1.0,
-        nll: NLLMode | str = NLLMode.FIRST,
+        nll: NLLMode | str | None = None,
         likelihood: str = "categorical",
         noise_scale: float | None = None,
         include: ParamPredicate | None = None,
@@ -85,6 +151,28 @@ class BayesByHypernet(Method):
         embedding_dim: int = 64,
         sample_batch: int = 25,
     ):
+        chosen = self.resolve_options(
+            dict(
+                preset=preset,
+                noise_dim=noise_dim,
+                num_samples=num_samples,
+                generator=generator,
+                hidden=hidden,
+                noise=noise,
+                kl=kl,
+                nll=nll,
+                weight_noise=weight_noise,
+            )
+        )
+        #: the options in force after the preset and the explicit arguments (for run records)
+        self.resolved_options = chosen
+        noise_dim, num_samples, generator = (
+            chosen["noise_dim"],
+            chosen["num_samples"],
+            chosen["generator"],
+        )
+        hidden, noise, kl, nll = chosen["hidden"], chosen["noise"], chosen["kl"], chosen["nll"]
+        sigma0: float | None = chosen["weight_noise"]
         super().__init__()
         check_num_samples(num_samples, minimum=2)
         check_num_samples(sample_batch, name="sample_batch")
@@ -94,6 +182,15 @@ class BayesByHypernet(Method):
         self.likelihood = make_likelihood(likelihood, noise_scale)
         self.prior = GaussianPrior(prior_scale)
         self.kl_estimator = make_kl_estimator(kl)
+        if uses_posterior(kl) and sigma0 is None:
+            raise ValueError(
+                f"kl={kl!r} needs weight_noise > 0 (the semi-implicit posterior's initial sigma, "
+                "e.g. 0.01): a purely implicit q has no density in R^D"
+            )
+        if kl == "jacobian":
+            self.kl_estimator = JacobianKL(jacobian_samples)
+        elif jacobian_samples != 1:
+            raise ValueError("jacobian_samples applies only to kl='jacobian'")
         self.num_samples = num_samples
         self.sample_batch = sample_batch
 
@@ -112,9 +209,17 @@ class BayesByHypernet(Method):
             )
         elif chunk_size is not None:
             raise ValueError("chunk_size applies only to generator='chunked'")
-        self.hypernet = GENERATORS[gen_name.value](self.spec, **gen_options)
+        affine = gen_name is GeneratorName.LAYERWISE and not tuple(hidden)
+        if affine:  # ours: starts at the net's init with a spread of about sigma0
+            gen_options.update(
+                init=self.spec.from_module_values(self.net)[0],
+                init_noise_scale=sigma0 if sigma0 is not None else 0.01,
+            )
+        hypernet = GENERATORS[gen_name.value](self.spec, **gen_options)
         # the layer-wise output layers move each weight by ~hidden[-1] x lr per Adam step
-        self.default_lr = 1e-4 if gen_name is GeneratorName.LAYERWISE else 1e-3
+        self.default_lr = 1e-4 if gen_name is GeneratorName.LAYERWISE and not affine else 1e-3
+        #: the posterior: ``self.hypernet(S)`` draws ``[S, D]``; ``.generator`` is the hypernet
+        self.hypernet = ImplicitPosterior(hypernet, sigma0, log_sigma_scale=1e-3 / self.default_lr)
 
     def sample_weights(self, num_samples: int) -> Tensor:
         """``num_samples`` joint weight samples ``[S, D]`` (fresh noise each call)."""
@@ -129,9 +234,13 @@ class BayesByHypernet(Method):
         self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
         x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)
-        flat = self.sample_weights(self.num_samples)
+        draw = self.hypernet.sample(self.num_samples)
+        flat = draw.weights
         nll = self._nll(flat, x, y)
-        kl = self.kl_estimator(flat, self.prior)
+        if getattr(self.kl_estimator, "uses_posterior", False):
+            kl = self.kl_estimator(draw, self.prior, self.hypernet)
+        else:
+            kl = self.kl_estimator(flat, self.prior)
         loss = nll + kl_weight * kl / num_data
         logs = {"nll": nll.detach(), "kl": kl.detach()}
         aux = getattr(self.kl_estimator, "auxiliary_loss", None)

@@ -47,11 +47,22 @@ class MethodSpec:
 
 
 def bbh_spec(generator: str, kl: str, *, lr: float | None = None, **options: Any) -> MethodSpec:
-    """BbH with ``generator`` and estimator ``kl``: S = 5 samples, likelihood on every sample."""
+    """BbH with ``generator`` and estimator ``kl``: S = 5 samples, likelihood on every sample.
+
+    The other options are the paper's (``preset="paper"``: noise 8, hidden 64-256-512, aligned,
+    purely implicit); semi-implicit estimators need ``weight_noise`` in ``options``.
+    """
     return MethodSpec(
         label=f"bbh-{generator}-{kl}",
         method="bbh",
-        options={"generator": generator, "kl": kl, "num_samples": 5, "nll": "mean", **options},
+        options={
+            "preset": "paper",
+            "generator": generator,
+            "kl": kl,
+            "num_samples": 5,
+            "nll": "mean",
+            **options,
+        },
         lr=lr,
     )
 
@@ -76,6 +87,29 @@ METHOD_SPECS: list[MethodSpec] = [
     bbh_spec("chunked", "entropy", lr=1e-2),
     bbh_spec("chunked", "entropy_coordinate", lr=1e-2),
     bbh_spec("chunked", "discriminator", lr=1e-2),
+    # ours: the semi-implicit posterior with the Jacobian entropy (and the SIVI bound to compare)
+    MethodSpec("bbh-recommended", "bbh", lr=1e-2),  # the defaults (preset "recommended")
+    bbh_spec("chunked", "jacobian", lr=1e-2, weight_noise=0.01, hidden=(64, 32), noise_dim=32),
+    bbh_spec("chunked", "sivi", lr=1e-2, weight_noise=0.01, hidden=(64, 16), noise_dim=8),
+    # an affine generator (hidden=()): q = N(b, A A^T + diag sigma^2), the Jacobian estimator exact
+    MethodSpec("bbh-affine-k8", "bbh", {"generator": "layerwise", "hidden": ()}, lr=1e-2),
+    # an affine generator with k >= D: the family holds every Gaussian and the estimator is exact
+    # there, so what is left is optimisation (10 samples, 15,000 steps)
+    MethodSpec(
+        "bbh-affine-jacobian",
+        "bbh",
+        {
+            "generator": "layerwise",
+            "hidden": (),
+            "noise_dim": 512,
+            "kl": "jacobian",
+            "weight_noise": 0.01,
+            "num_samples": 10,
+            "nll": "mean",
+        },
+        lr=3e-3,
+        steps=15000,
+    ),
 ]
 
 

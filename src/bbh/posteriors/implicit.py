@@ -1,0 +1,121 @@
+"""The implicit posterior of Bayes by Hypernet, optionally semi-implicit.
+
+``w = G(z) + sigma * eps`` with ``z ~ N(0, I_k)`` per noise block, ``eps ~ N(0, I_D)`` and a learned
+per-weight ``sigma``:
+
+    q(w) = integral N(w; G(z), diag(sigma^2)) N(z; 0, I) dz.
+
+With ``sigma = 0`` (``weight_noise=None``) this is the paper's implicit posterior: the samples lie
+on the k-dimensional image of the generator, so ``KL(q || p)`` to a Gaussian prior in R^D is
+infinite and only sample-based estimates of it exist. With ``sigma > 0`` (semi-implicit; Yin and
+Zhou 2018) the density exists everywhere and ``bbh.divergences.JacobianKL`` estimates its entropy
+from the generator's Jacobian.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+
+class Generator(Protocol):
+    """What a generator offers the posterior (``bbh.hypernets``)."""
+
+    noise_dim: int
+
+    @property
+    def noise_segments(self) -> tuple[int, ...]: ...
+
+    def draw_noise(
+        self, num_samples: int, *, generator: torch.Generator | None = None
+    ) -> Tensor: ...
+
+    def generate(self, z: Tensor) -> Tensor: ...
+
+    def generate_with_tangents(self, z: Tensor, dz: Tensor) -> tuple[Tensor, Tensor]: ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
+
+
+@dataclass(frozen=True)
+class ImplicitSample:
+    """One draw of S joint samples: ``weights = mean + sigma * eps``."""
+
+    weights: Tensor  # [S, D]
+    mean: Tensor  # [S, D], G(z)
+    noise: Tensor  # [S, n_blocks, k], z
+
+
+class ImplicitPosterior(nn.Module):
+    """``q(w)`` given by a generator and, optionally, learned per-weight Gaussian noise.
+
+    Args:
+        generator: a ``bbh.hypernets`` generator (noise ``[S, n_blocks, k]`` -> ``[S, D]``).
+        weight_noise: initial ``sigma`` of the semi-implicit noise (the same for every weight,
+            then learned as ``log sigma``); ``None`` for the paper's purely implicit posterior.
+    """
+
+    def __init__(
+        self,
+        generator: Generator,
+        weight_noise: float | None = None,
+        *,
+        log_sigma_scale: float = 1.0,
+    ):
+        super().__init__()
+        if weight_noise is not None and not (
+            isinstance(weight_noise, (int, float)) and 0 < weight_noise < math.inf
+        ):
+            raise ValueError(
+                f"weight_noise must be a positive number or None, got {weight_noise!r}"
+            )
+        if not log_sigma_scale > 0:
+            raise ValueError(f"log_sigma_scale must be positive, got {log_sigma_scale!r}")
+        self.generator: Generator = generator  # an nn.Module: registered as a submodule
+        dim = sum(generator.noise_segments)
+        ref = next(generator.parameters())
+        # stored divided by ``log_sigma_scale``: an Adam step of lr moves log sigma by about
+        # lr * log_sigma_scale (BbH sets it so that sigma learns at ~1e-3 whatever the lr)
+        self.log_sigma_scale = float(log_sigma_scale)
+        self.log_sigma_param = (
+            None
+            if weight_noise is None
+            else nn.Parameter(
+                torch.full((dim,), math.log(weight_noise) / log_sigma_scale, dtype=ref.dtype)
+            )
+        )
+
+    @property
+    def semi_implicit(self) -> bool:
+        return self.log_sigma_param is not None
+
+    @property
+    def log_sigma(self) -> Tensor:
+        """Per-weight ``log sigma`` ``[D]`` (only for a semi-implicit posterior)."""
+        if self.log_sigma_param is None:
+            raise RuntimeError("this posterior is purely implicit (weight_noise=None): no sigma")
+        return self.log_sigma_param * self.log_sigma_scale
+
+    def sigma(self) -> Tensor:
+        """Per-weight ``sigma`` ``[D]`` (only for a semi-implicit posterior)."""
+        return self.log_sigma.exp()
+
+    def sample(
+        self, num_samples: int, *, generator: torch.Generator | None = None
+    ) -> ImplicitSample:
+        """Draw S joint samples with fresh noise."""
+        z = self.generator.draw_noise(num_samples, generator=generator)
+        mean = self.generator.generate(z)
+        if not self.semi_implicit:
+            return ImplicitSample(mean, mean, z)
+        eps = torch.randn(mean.shape, generator=generator, device=mean.device).to(mean.dtype)
+        return ImplicitSample(mean + self.sigma() * eps, mean, z)
+
+    def forward(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
+        """``num_samples`` joint weight samples ``[S, D]``."""
+        return self.sample(num_samples, generator=generator).weights

@@ -1,0 +1,168 @@
+"""The Jacobian (linearised semi-implicit) KL: exact for affine generators, right tangents."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.func import jvp
+
+from bbh.divergences import JacobianKL, make_kl_estimator
+from bbh.divergences.jacobian import block_grams, entropy_linearised
+from bbh.functional import ParamSpec
+from bbh.hypernets import ChunkedGenerator, LayerwiseGenerator
+from bbh.posteriors.implicit import ImplicitPosterior
+from bbh.priors import GaussianPrior
+
+
+def _spec(d_in=6, d_hidden=5, d_out=3):
+    return ParamSpec.from_module(
+        nn.Sequential(nn.Linear(d_in, d_hidden), nn.ReLU(), nn.Linear(d_hidden, d_out))
+    )
+
+
+def _generators(spec, hidden, noise):
+    torch.manual_seed(0)
+    return [
+        LayerwiseGenerator(spec, noise_dim=3, hidden=hidden, noise=noise),
+        ChunkedGenerator(spec, noise_dim=3, hidden=hidden, noise=noise, chunk_size=7),
+    ]
+
+
+def _full_jacobian(gen, z):
+    """Reference ``dG/dz`` for one noise draw ``z [1, n, k]``: ``[D, n * k]``."""
+    return torch.autograd.functional.jacobian(
+        lambda v: gen.generate(v.reshape(z.shape))[0], z.reshape(-1)
+    )
+
+
+@pytest.mark.parametrize("noise", ["aligned", "independent"])
+@pytest.mark.parametrize("hidden", [(), (8, 4)])
+def test_tangents_match_autograd_jvp(noise, hidden):
+    spec = _spec()
+    for gen in _generators(spec, hidden, noise):
+        z = gen.draw_noise(2)
+        dz = torch.randn(4, *z.shape)
+        w, dw = gen.generate_with_tangents(z, dz)
+        torch.testing.assert_close(w, gen.generate(z))
+        for t in range(4):
+            _, ref = jvp(gen.generate, (z,), (dz[t],))
+            torch.testing.assert_close(dw[t], ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("noise", ["aligned", "independent"])
+def test_entropy_is_exact_for_affine_generators(noise):
+    """``hidden=()``: q = N(b, A A^T + Sigma) and the estimate is its entropy, whatever z."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        spec = _spec()
+        for gen in _generators(spec, (), noise):
+            post = ImplicitPosterior(gen, weight_noise=0.05)
+            with torch.no_grad():
+                post.log_sigma_param.uniform_(-4, -1)  # anisotropic noise
+            z = gen.draw_noise(1)
+            jac = _full_jacobian(gen, z)  # [D, n k]: constant for an affine G
+            cov = jac @ jac.T + torch.diag(post.sigma() ** 2)
+            exact = 0.5 * torch.logdet(2 * math.pi * math.e * cov)
+            got = entropy_linearised(post, gen.draw_noise(3))
+            torch.testing.assert_close(got, exact)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def test_entropy_of_an_affine_generator_with_more_noise_than_weights():
+    """k > D takes the D x D determinant; the value is still the exact Gaussian entropy."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        spec = _spec(2, 2, 1)  # D = 9
+        torch.manual_seed(0)
+        gen = LayerwiseGenerator(spec, noise_dim=16, hidden=())
+        post = ImplicitPosterior(gen, weight_noise=0.05)
+        jac = _full_jacobian(gen, gen.draw_noise(1))  # [9, 16]
+        cov = jac @ jac.T + torch.diag(post.sigma() ** 2)
+        exact = 0.5 * torch.logdet(2 * math.pi * math.e * cov)
+        torch.testing.assert_close(entropy_linearised(post, gen.draw_noise(2)), exact)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def test_kl_matches_the_closed_form_gaussian_kl_in_expectation():
+    torch.set_default_dtype(torch.float64)
+    try:
+        spec = _spec()
+        gen = _generators(spec, (), "aligned")[0]
+        post = ImplicitPosterior(gen, weight_noise=0.3)
+        prior = GaussianPrior(1.5)
+        z = gen.draw_noise(1)
+        jac = _full_jacobian(gen, z)
+        b = gen.generate(torch.zeros_like(z))[0]
+        cov = jac @ jac.T + torch.diag(post.sigma() ** 2)
+        d, s2 = spec.dim, 2.25
+        exact = 0.5 * (cov.trace() / s2 + b @ b / s2 - d + d * math.log(s2) - torch.logdet(cov))
+        est = JacobianKL()(post.sample(20000), prior, post)
+        assert abs(est.item() - exact.item()) < 0.01 * exact.item()
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def test_gradients_reach_generator_and_sigma():
+    spec = _spec()
+    gen = _generators(spec, (8,), "aligned")[1]
+    post = ImplicitPosterior(gen, weight_noise=0.1)
+    kl = JacobianKL(jacobian_samples=2)(post.sample(4), GaussianPrior(), post)
+    kl.backward()
+    grad = post.log_sigma_param.grad
+    assert grad is not None and torch.isfinite(grad).all()
+    assert all(p.grad is not None for p in gen.parameters())
+
+
+def test_block_grams_of_uneven_and_even_segments():
+    a = torch.randn(3, 2, 10, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(10, dtype=torch.float64, requires_grad=True)
+    for segments in [(10,), (4, 4, 2), (3, 5, 2)]:
+        got = block_grams(a, segments, w)
+        parts = zip(a.split(list(segments), -1), w.split(list(segments)), strict=True)
+        want = torch.stack([torch.einsum("ajd,bjd->jab", p * v, p) for p, v in parts], 1)
+        torch.testing.assert_close(got, want)
+        assert torch.autograd.gradcheck(lambda a, w, s=segments: block_grams(a, s, w), (a, w))
+
+
+def test_needs_a_semi_implicit_posterior():
+    spec = _spec()
+    gen = _generators(spec, (8,), "aligned")[0]
+    post = ImplicitPosterior(gen, weight_noise=None)
+    with pytest.raises(ValueError, match="semi-implicit"):
+        JacobianKL()(post.sample(2), GaussianPrior(), post)
+    with pytest.raises(ValueError, match="weight_noise must be a positive number"):
+        ImplicitPosterior(gen, weight_noise=-1.0)
+    with pytest.raises(ValueError, match="unknown kl estimator 'jacobian'"):
+        make_kl_estimator("jacobian", samples_only=True)
+
+
+def test_semi_implicit_bound_is_exact_when_the_generator_is_constant_and_bounds_otherwise():
+    """SIVI's bound: exact for q = N(b, Sigma) (G ignores z); above the exact KL in expectation."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        spec = _spec()
+        gen = _generators(spec, (), "aligned")[0]
+        post = ImplicitPosterior(gen, weight_noise=0.2)
+        prior = GaussianPrior(1.0)
+        sivi = make_kl_estimator("sivi")
+        with torch.no_grad():
+            for g in gen.generators:
+                g[0].weight[:, :3].zero_()  # G(z) = b: q = N(b, sigma^2 I)
+        b = gen.generate(torch.zeros(1, 1, 3))[0]
+        d, s2 = spec.dim, 0.04
+        exact = 0.5 * (d * s2 + b @ b - d - d * math.log(s2))
+        est = torch.stack([sivi(post.sample(200), prior, post) for _ in range(20)]).mean()
+        assert abs(est.item() - exact.item()) < 0.02 * exact.item()
+        with torch.no_grad():
+            for g in gen.generators:
+                g[0].weight[:, :3].normal_(0, 0.3)  # now G varies with z
+        jac = _full_jacobian(gen, gen.draw_noise(1))
+        cov = jac @ jac.T + s2 * torch.eye(d)
+        exact = 0.5 * (cov.trace() + b @ b - d - torch.logdet(cov))
+        est = torch.stack([sivi(post.sample(200), prior, post) for _ in range(20)]).mean()
+        assert est.item() > exact.item()
+    finally:
+        torch.set_default_dtype(torch.float32)
