@@ -4,7 +4,7 @@ Scenarios (each rank writes ``OUT/<scenario>-rank<r>.pt`` for the test to read):
 
 - ``checks``: MAP's one step; BbH's per-step parameter fingerprints and logged losses; every
   registered method's fingerprints; a non-finite loss on rank 1 only; a stop request on rank 1
-  only; an interrupted and resumed BbH run.
+  only; a parameter without a gradient; an interrupted and resumed BbH run.
 - ``raise``: rank 1 raises in a hook at step 2; rank 0 must not hang.
 """
 
@@ -23,7 +23,15 @@ import torch.distributed as dist
 import bbh
 from bbh.methods.map import MAP
 from bbh.nets import MLP
-from bbh.training import FitHooks, TrainingDiverged, TrainingInterrupted, TrainState, fit
+from bbh.training import (
+    DDPSettings,
+    DistributedError,
+    FitHooks,
+    TrainingDiverged,
+    TrainingInterrupted,
+    TrainState,
+    fit,
+)
 
 NUM_EXAMPLES, FEATURES, CLASSES = 64, 5, 3
 BBH_OPTIONS: dict[str, Any] = {"hidden": (8, 16), "num_samples": 16, "kl": "entropy", "nll": "mean"}
@@ -141,6 +149,20 @@ def checks(rank: int) -> dict[str, Any]:
     except TrainingInterrupted as exc:
         out["stopped_at"] = exc.step
     out["stop_checkpoints"] = sorted(hooks.states)
+
+    # a net with a parameter no step uses: DDP's error, made specific; trains with the option
+    torch.manual_seed(0)
+    net = MLP(FEATURES, [7], CLASSES)
+    net.register_parameter("unused", torch.nn.Parameter(torch.zeros(3)))
+    try:
+        fit(MAP(copy.deepcopy(net), weight_decay="none"), x, y, steps=3, batch_size=16)
+        out["unused_error"] = None
+    except DistributedError as exc:
+        out["unused_error"] = str(exc)
+    method = MAP(net, weight_decay="none")
+    hooks = Recorder(method)
+    fit(method, x, y, steps=3, batch_size=16, hooks=hooks, ddp=DDPSettings(True))
+    out["unused_prints"] = hooks.prints
 
     # exact resume: 6 steps straight, and from rank 0's checkpoint at step 3
     method = build("bbh", **BBH_OPTIONS)

@@ -115,6 +115,14 @@ def test_a_stop_request_on_one_rank_stops_every_rank_at_the_same_step(ranks_out)
     assert ranks_out[1]["stop_checkpoints"] == []
 
 
+def test_a_parameter_without_gradient_needs_find_unused_parameters(ranks_out):
+    for out in ranks_out:
+        assert out["unused_error"] is not None, "DDP accepted a parameter without a gradient"
+        assert "distributed.find_unused_parameters = true" in out["unused_error"]
+    first, second = (out["unused_prints"] for out in ranks_out)
+    assert len(first) == 3 and first == second and len(set(first)) == 3
+
+
 def test_resume_from_rank_0s_checkpoint_ends_bit_identical(ranks_out):
     for out in ranks_out:
         assert out["resumed_print"] == out["straight_print"]
