@@ -80,11 +80,13 @@ def entropy_linearised(posterior: ImplicitPosterior, z: Tensor) -> Tensor:
     k = z.shape[-1]
     d = log_sigma.numel()
     gaussian = log_sigma.sum() + 0.5 * d * math.log(2 * math.pi * math.e)
-    inv_var = torch.exp(-2 * log_sigma)
     loadings = getattr(gen, "noise_loadings", None)
     if getattr(gen, "affine", False) and loadings is not None:  # J = A for every z
-        gram = affine_grams(loadings(), gen.noise_segments, inv_var)  # [1, n, k, k]
+        gram = affine_grams(loadings(), gen.noise_segments, torch.exp(-2 * log_sigma))
+    elif hasattr(gen, "jacobian_grams"):  # the generator's fused form of the branch below
+        gram = gen.jacobian_grams(z, -2 * log_sigma)  # [J, n, k, k]
     else:
+        inv_var = torch.exp(-2 * log_sigma)
         tangents = torch.eye(k, dtype=z.dtype, device=z.device)[:, None, None, :].expand(
             k, *z.shape[:2], k
         )

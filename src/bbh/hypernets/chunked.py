@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -105,6 +105,28 @@ class ChunkedGenerator(nn.Module):
         w = self._output(h, bias=True) + self.offset
         return w, self._output(dh, bias=False).reshape(-1, s, w.shape[1])
 
+    def jacobian_grams(self, z: Tensor, log_weight: Tensor) -> Tensor:
+        """``J^T diag(exp(log_weight)) J`` per noise block, ``J = dG/dz [D, k]`` at each draw.
+
+        ``z [J, n_blocks, k]``, ``log_weight [D]`` -> ``[J, n_blocks, k, k]``; the same as
+        ``bbh.divergences.jacobian.block_grams`` of ``generate_with_tangents`` along the unit
+        directions, fused: the output layer's tangents are formed chunk-major ``[J, C, k, chunk]``
+        (the padding of the last chunk gets weight 0 instead of a slice), one Gram per chunk,
+        and the backward needs no ``[k, D]`` pass beyond two matrix products and one product sum.
+        """
+        k, c, chunk = self.noise_dim, self.num_chunks, self.chunk_size
+        eye = torch.eye(k, dtype=z.dtype, device=z.device)
+        dz = eye[:, None, None, :].expand(k, z.shape[0], c, k)
+        dx = torch.cat([dz, dz.new_zeros(*dz.shape[:3], self.embeddings.shape[1])], dim=-1)
+        _, dh = mlp_with_tangents(cast(nn.Sequential, self.net[:-1]), self._inputs(z), dx)
+        dh = dh.permute(1, 2, 0, 3) * self.output_multiplier  # [J, C, k, width]
+        pad = c * chunk - self.spec.dim
+        log_w = nn.functional.pad(log_weight, (0, pad), value=-math.inf).view(c, chunk)
+        grams = _ChunkGram.apply(dh, self._out.weight, log_w)  # [J, C, k, k]
+        if self.noise is NoiseMode.ALIGNED:
+            return grams.sum(1, keepdim=True)
+        return grams
+
     def forward(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``num_samples`` joint weight samples ``[S, D]`` with fresh noise."""
         return self.generate(self.draw_noise(num_samples, generator=generator))
@@ -123,3 +145,58 @@ class ChunkedGenerator(nn.Module):
             h, out.weight * self.output_multiplier, out.bias if bias else None
         )
         return chunks.reshape(*chunks.shape[:-2], -1)[..., : self.spec.dim]
+
+
+#: On a CPU, ``_ChunkGram`` works through the chunk in column tiles of about this many floats per
+#: ``[J, C, k, tile]`` temporary, so that they stay in cache (LeNet-5: 2048 columns; measured
+#: against whole chunks in ``benchmarks/ab_jacobian.py``). On a GPU one tile spans the chunk.
+CPU_TILE_FLOATS = 1 << 18
+
+
+class _ChunkGram(torch.autograd.Function):
+    """Per chunk, ``a diag(exp(log_w)) a^T`` of the output layer's tangents ``a = dh W^T``.
+
+    ``dh [J, C, k, width]``, ``W [chunk, width]``, ``log_w [C, chunk]`` -> ``[J, C, k, k]``.
+    Nothing of size ``[k, D]`` is kept: forward and backward form ``a`` tile by tile (columns
+    of the chunk), and the backward takes ``ga = (G + G^T) a w`` once per tile and builds every
+    gradient from it: ``d/da = ga``, ``d/dlog_w = 1/2 sum a * ga`` (no division by ``w``, so the
+    zero weights of the padding are fine).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, dh: Tensor, weight: Tensor, log_w: Tensor) -> Tensor:
+        j, c, k, _ = dh.shape
+        dh = dh.contiguous()
+        w = log_w.exp().unsqueeze(1)  # [C, 1, chunk]
+        gram = dh.new_zeros(j * c, k, k)
+        for cols in _tiles(dh, weight.shape[0]):
+            a = dh @ weight[cols].t()  # [J, C, k, tile]
+            aw = (a * w[..., cols]).view(j * c, k, -1)
+            gram.baddbmm_(aw, a.view(j * c, k, -1).transpose(-1, -2))
+        ctx.save_for_backward(dh, weight, w)
+        return gram.view(j, c, k, k)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        dh, weight, w = ctx.saved_tensors
+        g_sym = grad + grad.transpose(-1, -2)
+        dh_rows = dh.view(-1, dh.shape[-1])  # [J C k, width]
+        grad_dh = torch.zeros_like(dh)
+        grad_weight = torch.empty_like(weight)
+        grad_log_w = w.new_empty(w.shape[0], w.shape[2])
+        for cols in _tiles(dh, weight.shape[0]):
+            tile = weight[cols]
+            a = dh @ tile.t()  # recomputed: cheaper than keeping [J, C, k, chunk]
+            ga = g_sym @ (a * w[..., cols])  # d gram / d a, [J, C, k, tile]
+            grad_dh.add_(ga @ tile)
+            torch.mm(ga.view(-1, ga.shape[-1]).t(), dh_rows, out=grad_weight[cols])
+            grad_log_w[:, cols] = a.mul_(ga).sum((0, 2)).mul_(0.5)
+        return grad_dh, grad_weight, grad_log_w
+
+
+def _tiles(dh: Tensor, chunk: int) -> list[slice]:
+    """Column ranges of the chunk: one on a GPU, cache-sized on a CPU."""
+    if dh.device.type != "cpu":
+        return [slice(0, chunk)]
+    size = max(256, CPU_TILE_FLOATS // (dh.numel() // dh.shape[-1]))
+    return [slice(t, min(t + size, chunk)) for t in range(0, chunk, size)]
