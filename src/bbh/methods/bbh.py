@@ -87,7 +87,8 @@ class BayesByHypernet(Method):
         preset: ``recommended`` (default) or ``paper``: fills in every option below that is
             not given (``PRESETS`` lists them); explicit arguments win.
         noise_dim: k, the size of the noise z (the paper: 1, 8 or 64).
-        num_samples: S, weight samples per training step (the paper: 5; >= 2 for the KL).
+        num_samples: S, weight samples per training step (the paper: 5). The KL estimators
+            of the posterior (``jacobian``, ``sivi``) allow S = 1; the others need S >= 2.
         generator: ``layerwise`` (the paper's, one MLP per tensor) or ``chunked`` (ours).
         hidden: generator hidden sizes (the paper: 64, 256, 512).
         noise: ``aligned`` (one z for every generator) or ``independent``.
@@ -174,7 +175,6 @@ class BayesByHypernet(Method):
         hidden, noise, kl, nll = chosen["hidden"], chosen["noise"], chosen["kl"], chosen["nll"]
         sigma0: float | None = chosen["weight_noise"]
         super().__init__()
-        check_num_samples(num_samples, minimum=2)
         check_num_samples(sample_batch, name="sample_batch")
         self.nll_mode = parse_enum(NLLMode, nll, "nll")
         self.forward_mode = parse_enum(ForwardMode, forward_mode, "forward_mode")
@@ -191,6 +191,8 @@ class BayesByHypernet(Method):
             self.kl_estimator = JacobianKL(jacobian_samples)
         elif jacobian_samples != 1:
             raise ValueError("jacobian_samples applies only to kl='jacobian'")
+        # the estimators of the posterior need one sample; the others compare samples
+        check_num_samples(num_samples, minimum=1 if uses_posterior(kl) else 2)
         self.num_samples = num_samples
         self.sample_batch = sample_batch
 
