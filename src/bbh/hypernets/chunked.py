@@ -140,9 +140,9 @@ class ChunkedGenerator(nn.Module):
 
     def _output(self, h: Tensor, *, bias: bool) -> Tensor:
         """The shared output layer on ``h [..., C, width]`` -> flat ``[..., D]``."""
-        out = self._out
+        out = self._out  # the multiplier on h [..., C, width], not on the weight [chunk, width]
         chunks = nn.functional.linear(
-            h, out.weight * self.output_multiplier, out.bias if bias else None
+            h * self.output_multiplier, out.weight, out.bias if bias else None
         )
         return chunks.reshape(*chunks.shape[:-2], -1)[..., : self.spec.dim]
 
