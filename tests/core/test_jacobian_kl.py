@@ -209,3 +209,22 @@ def test_entropy_uses_the_fused_grams_of_the_chunked_generator():
     d = post.log_sigma.numel()
     want = post.log_sigma.sum() + 0.5 * d * math.log(2 * math.pi * math.e) + 0.5 * logdet
     torch.testing.assert_close(got, want)
+
+
+def test_gram_from_random_chunks_is_unbiased():
+    """``chunks=m``: ``C/m`` times the Gram of m random chunks; its mean over draws is the Gram."""
+    torch.manual_seed(3)
+    gen = ChunkedGenerator(_spec(), 3, (8, 4), chunk_size=7).double()  # 8 chunks
+    z = gen.draw_noise(1)
+    log_w = torch.randn(gen.spec.dim, dtype=torch.float64)
+    full = gen.jacobian_grams(z, log_w)
+    one = gen.jacobian_grams(z, log_w, chunks=2)
+    assert not torch.allclose(one, full)
+    # every pair of chunks equally likely: the mean over many draws converges to the full Gram
+    mean = torch.stack([gen.jacobian_grams(z, log_w, chunks=2) for _ in range(4000)]).mean(0)
+    torch.testing.assert_close(mean, full, rtol=0.05, atol=0.05 * full.abs().max().item())
+    torch.testing.assert_close(gen.jacobian_grams(z, log_w, chunks=8), full)
+    with pytest.raises(ValueError, match="aligned noise"):
+        ChunkedGenerator(_spec(), 3, (8,), "independent").jacobian_grams(z, log_w, chunks=2)
+    with pytest.raises(ValueError, match="jacobian_chunks must be an int >= 1"):
+        JacobianKL(jacobian_chunks=0)

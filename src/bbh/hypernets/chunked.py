@@ -105,7 +105,9 @@ class ChunkedGenerator(nn.Module):
         w = self._output(h, bias=True) + self.offset
         return w, self._output(dh, bias=False).reshape(-1, s, w.shape[1])
 
-    def jacobian_grams(self, z: Tensor, log_weight: Tensor) -> Tensor:
+    def jacobian_grams(
+        self, z: Tensor, log_weight: Tensor, *, chunks: int | None = None
+    ) -> Tensor:
         """``J^T diag(exp(log_weight)) J`` per noise block, ``J = dG/dz [D, k]`` at each draw.
 
         ``z [J, n_blocks, k]``, ``log_weight [D]`` -> ``[J, n_blocks, k, k]``; the same as
@@ -113,8 +115,13 @@ class ChunkedGenerator(nn.Module):
         directions, fused: the output layer's tangents are formed chunk-major ``[J, C, k, chunk]``
         (the padding of the last chunk gets weight 0 instead of a slice), one Gram per chunk,
         and the backward needs no ``[k, D]`` pass beyond two matrix products and one product sum.
+
+        ``chunks`` (aligned noise only): the Gram from that many chunks drawn at random without
+        replacement, times ``C / chunks`` (unbiased for the Gram; its cost falls in proportion).
         """
         k, c, chunk = self.noise_dim, self.num_chunks, self.chunk_size
+        if chunks is not None and self.noise is not NoiseMode.ALIGNED:
+            raise ValueError("jacobian_chunks needs aligned noise (one noise block)")
         eye = torch.eye(k, dtype=z.dtype, device=z.device)
         dz = eye[:, None, None, :].expand(k, z.shape[0], c, k)
         dx = torch.cat([dz, dz.new_zeros(*dz.shape[:3], self.embeddings.shape[1])], dim=-1)
@@ -122,9 +129,13 @@ class ChunkedGenerator(nn.Module):
         dh = dh.permute(1, 2, 0, 3) * self.output_multiplier  # [J, C, k, width]
         pad = c * chunk - self.spec.dim
         log_w = nn.functional.pad(log_weight, (0, pad), value=-math.inf).view(c, chunk)
+        scale = 1.0
+        if chunks is not None and chunks < c:
+            picked = torch.randperm(c, device=dh.device)[:chunks]
+            dh, log_w, scale = dh[:, picked], log_w[picked], c / chunks
         grams = _ChunkGram.apply(dh, self._out.weight, log_w)  # [J, C, k, k]
         if self.noise is NoiseMode.ALIGNED:
-            return grams.sum(1, keepdim=True)
+            return grams.sum(1, keepdim=True) * scale
         return grams
 
     def forward(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
