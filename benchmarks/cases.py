@@ -207,6 +207,15 @@ BASELINES: list[MethodCase] = [
 BBH_CONFIGS: list[MethodCase] = [
     # the defaults (preset "recommended"): chunked, semi-implicit, kl="jacobian", S = 2, split
     MethodCase("bbh recommended", "bbh", {}, {"noise_dim": 4}),
+    # cheaper variants of it a user can choose (docs/performance.md: their cost and accuracy)
+    MethodCase("bbh recommended, S=1", "bbh", {"num_samples": 1}, {"noise_dim": 4}),
+    MethodCase("bbh recommended, S=1, k=4", "bbh", {"num_samples": 1, "noise_dim": 4}),
+    MethodCase(
+        "bbh recommended, S=1, jacobian_chunks=4",
+        "bbh",
+        {"num_samples": 1, "jacobian_chunks": 4},
+        {"noise_dim": 4, "jacobian_chunks": 2},
+    ),
     MethodCase("bbh paper (layerwise, nn_full, nll=first)", "bbh", _PAPER, _TINY_HYPERNET),
     MethodCase("bbh layerwise, entropy", "bbh", {**_PAPER, "kl": "entropy"}, _TINY_HYPERNET),
     MethodCase(

@@ -165,7 +165,7 @@ def test_one_sample_with_the_jacobian_kl():
 
 def test_jacobian_chunks_option():
     m = BayesByHypernet(tiny_net(), hidden=(8,), chunk_size=10, jacobian_chunks=2)
-    loss, logs = m.loss(torch.randn(6, 6), torch.randint(0, 3, (6,)), num_data=6)
+    loss, _ = m.loss(torch.randn(6, 6), torch.randint(0, 3, (6,)), num_data=6)
     loss.backward()
     assert torch.isfinite(loss) and m.kl_estimator.jacobian_chunks == 2
     with pytest.raises(ValueError, match="needs generator='chunked' with noise='aligned'"):

@@ -105,9 +105,7 @@ class ChunkedGenerator(nn.Module):
         w = self._output(h, bias=True) + self.offset
         return w, self._output(dh, bias=False).reshape(-1, s, w.shape[1])
 
-    def jacobian_grams(
-        self, z: Tensor, log_weight: Tensor, *, chunks: int | None = None
-    ) -> Tensor:
+    def jacobian_grams(self, z: Tensor, log_weight: Tensor, *, chunks: int | None = None) -> Tensor:
         """``J^T diag(exp(log_weight)) J`` per noise block, ``J = dG/dz [D, k]`` at each draw.
 
         ``z [J, n_blocks, k]``, ``log_weight [D]`` -> ``[J, n_blocks, k, k]``; the same as
