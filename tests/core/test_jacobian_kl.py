@@ -152,12 +152,12 @@ def test_semi_implicit_bound_is_exact_when_the_generator_is_constant_and_bounds_
         torch.set_default_dtype(torch.float32)
 
 
-def _generic_grams(gen, z, log_weight):
+def _generic_grams(gen, z, log_sigma):
     """The unfused path: tangents along the unit directions, then ``block_grams``."""
     k = z.shape[-1]
     tangents = torch.eye(k, dtype=z.dtype)[:, None, None, :].expand(k, *z.shape[:2], k)
     _, jac = gen.generate_with_tangents(z, tangents)
-    return block_grams(jac, gen.noise_segments, log_weight.exp())
+    return block_grams(jac, gen.noise_segments, torch.exp(-2 * log_sigma))
 
 
 @pytest.mark.parametrize("noise", ["aligned", "independent"])
@@ -191,11 +191,12 @@ def test_fused_chunk_gram_gradcheck(monkeypatch):
     monkeypatch.setattr(chunked, "CPU_TILE_FLOATS", 1)  # 256-column tiles: several here
     dh = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(600, 5, dtype=torch.float64, requires_grad=True)
-    log_w = torch.randn(3, 600, dtype=torch.float64)
-    log_w[-1, -7:] = -math.inf  # the padding of the last chunk
-    log_w.requires_grad_(True)
+    log_sigma = torch.randn(1793, dtype=torch.float64, requires_grad=True)  # 3 chunks, padded
     assert len(chunked._tiles(dh, 600)) == 3
-    assert torch.autograd.gradcheck(chunked._ChunkGram.apply, (dh, weight, log_w))
+    assert torch.autograd.gradcheck(chunked._ChunkGram.apply, (dh, weight, log_sigma, None))
+    picked = torch.tensor([2, 0])  # a subset of the chunks, the padded one included
+    sub = dh[:, :2].detach().requires_grad_(True)
+    assert torch.autograd.gradcheck(chunked._ChunkGram.apply, (sub, weight, log_sigma, picked))
 
 
 def test_entropy_uses_the_fused_grams_of_the_chunked_generator():
@@ -204,7 +205,7 @@ def test_entropy_uses_the_fused_grams_of_the_chunked_generator():
     post = ImplicitPosterior(gen, weight_noise=0.1)
     z = gen.draw_noise(2)
     got = entropy_linearised(post, z)
-    gram = _generic_grams(gen, z, -2 * post.log_sigma)
+    gram = _generic_grams(gen, z, post.log_sigma)
     logdet = torch.logdet(torch.eye(3, dtype=torch.float64) + gram).sum(1).mean()
     d = post.log_sigma.numel()
     want = post.log_sigma.sum() + 0.5 * d * math.log(2 * math.pi * math.e) + 0.5 * logdet

@@ -98,7 +98,7 @@ def entropy_linearised(
     if getattr(gen, "affine", False) and loadings is not None:  # J = A for every z
         gram = affine_grams(loadings(), gen.noise_segments, torch.exp(-2 * log_sigma))
     elif hasattr(gen, "jacobian_grams"):  # the generator's fused form of the branch below
-        gram = gen.jacobian_grams(z, -2 * log_sigma, chunks=chunks)  # [J, n, k, k]
+        gram = gen.jacobian_grams(z, log_sigma, chunks=chunks)  # [J, n, k, k]
     elif chunks is not None:
         raise ValueError("jacobian_chunks needs the chunked generator")
     else:

@@ -105,10 +105,10 @@ class ChunkedGenerator(nn.Module):
         w = self._output(h, bias=True) + self.offset
         return w, self._output(dh, bias=False).reshape(-1, s, w.shape[1])
 
-    def jacobian_grams(self, z: Tensor, log_weight: Tensor, *, chunks: int | None = None) -> Tensor:
-        """``J^T diag(exp(log_weight)) J`` per noise block, ``J = dG/dz [D, k]`` at each draw.
+    def jacobian_grams(self, z: Tensor, log_sigma: Tensor, *, chunks: int | None = None) -> Tensor:
+        """``J^T diag(sigma^-2) J`` per noise block, ``J = dG/dz [D, k]`` at each draw.
 
-        ``z [J, n_blocks, k]``, ``log_weight [D]`` -> ``[J, n_blocks, k, k]``; the same as
+        ``z [J, n_blocks, k]``, ``log_sigma [D]`` -> ``[J, n_blocks, k, k]``; the same as
         ``bbh.divergences.jacobian.block_grams`` of ``generate_with_tangents`` along the unit
         directions, fused: the output layer's tangents are formed chunk-major ``[J, C, k, chunk]``
         (the padding of the last chunk gets weight 0 instead of a slice), one Gram per chunk,
@@ -117,7 +117,7 @@ class ChunkedGenerator(nn.Module):
         ``chunks`` (aligned noise only): the Gram from that many chunks drawn at random without
         replacement, times ``C / chunks`` (unbiased for the Gram; its cost falls in proportion).
         """
-        k, c, chunk = self.noise_dim, self.num_chunks, self.chunk_size
+        k, c = self.noise_dim, self.num_chunks
         if chunks is not None and self.noise is not NoiseMode.ALIGNED:
             raise ValueError("jacobian_chunks needs aligned noise (one noise block)")
         eye = torch.eye(k, dtype=z.dtype, device=z.device)
@@ -125,13 +125,11 @@ class ChunkedGenerator(nn.Module):
         dx = torch.cat([dz, dz.new_zeros(*dz.shape[:3], self.embeddings.shape[1])], dim=-1)
         _, dh = mlp_with_tangents(cast(nn.Sequential, self.net[:-1]), self._inputs(z), dx)
         dh = dh.permute(1, 2, 0, 3) * self.output_multiplier  # [J, C, k, width]
-        pad = c * chunk - self.spec.dim
-        log_w = nn.functional.pad(log_weight, (0, pad), value=-math.inf).view(c, chunk)
-        scale = 1.0
+        picked, scale = None, 1.0
         if chunks is not None and chunks < c:
             picked = torch.randperm(c, device=dh.device)[:chunks]
-            dh, log_w, scale = dh[:, picked], log_w[picked], c / chunks
-        grams = _ChunkGram.apply(dh, self._out.weight, log_w)  # [J, C, k, k]
+            dh, scale = dh[:, picked], c / chunks
+        grams = _ChunkGram.apply(dh, self._out.weight, log_sigma, picked)  # [J, C', k, k]
         if self.noise is NoiseMode.ALIGNED:
             return grams.sum(1, keepdim=True) * scale
         return grams
@@ -163,44 +161,56 @@ CPU_TILE_FLOATS = 1 << 18
 
 
 class _ChunkGram(torch.autograd.Function):
-    """Per chunk, ``a diag(exp(log_w)) a^T`` of the output layer's tangents ``a = dh W^T``.
+    """Per chunk, ``a diag(sigma^-2) a^T`` of the output layer's tangents ``a = dh W^T``.
 
-    ``dh [J, C, k, width]``, ``W [chunk, width]``, ``log_w [C, chunk]`` -> ``[J, C, k, k]``.
-    Nothing of size ``[k, D]`` is kept: forward and backward form ``a`` tile by tile (columns
-    of the chunk), and the backward takes ``ga = (G + G^T) a w`` once per tile and builds every
-    gradient from it: ``d/da = ga``, ``d/dlog_w = 1/2 sum a * ga`` (no division by ``w``, so the
-    zero weights of the padding are fine).
+    ``dh [J, C', k, width]`` (the chunks ``picked [C']``, or all), ``W [chunk, width]``,
+    ``log_sigma [D]`` -> ``[J, C', k, k]``. The weights ``w = sigma^-2`` are laid out
+    ``[C, chunk]`` with zeros on the padding of the last chunk. Nothing of size ``[k, D]`` is
+    kept: forward and backward form ``a`` tile by tile (columns of the chunk), and the backward
+    takes ``ga = (G + G^T) a w`` once per tile and builds every gradient from it:
+    ``d/da = ga``, ``d/dlog_sigma = -sum a * ga`` (no division by ``w``).
     """
 
     @staticmethod
-    def forward(ctx: Any, dh: Tensor, weight: Tensor, log_w: Tensor) -> Tensor:
+    def forward(
+        ctx: Any, dh: Tensor, weight: Tensor, log_sigma: Tensor, picked: Tensor | None
+    ) -> Tensor:
         j, c, k, _ = dh.shape
         dh = dh.contiguous()
-        w = log_w.exp().unsqueeze(1)  # [C, 1, chunk]
+        d, chunk = log_sigma.shape[0], weight.shape[0]
+        w_all = log_sigma.new_zeros(-(-d // chunk) * chunk)
+        torch.mul(log_sigma, -2, out=w_all[:d]).exp_()
+        w = w_all.view(-1, chunk) if picked is None else w_all.view(-1, chunk)[picked]
+        w = w.unsqueeze(1)  # [C', 1, chunk]
         gram = dh.new_zeros(j * c, k, k)
-        for cols in _tiles(dh, weight.shape[0]):
-            a = dh @ weight[cols].t()  # [J, C, k, tile]
+        for cols in _tiles(dh, chunk):
+            a = dh @ weight[cols].t()  # [J, C', k, tile]
             aw = (a * w[..., cols]).view(j * c, k, -1)
             gram.baddbmm_(aw, a.view(j * c, k, -1).transpose(-1, -2))
-        ctx.save_for_backward(dh, weight, w)
+        ctx.save_for_backward(dh, weight, w, picked)
+        ctx.dim, ctx.padded = d, w_all.shape[0]
         return gram.view(j, c, k, k)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        dh, weight, w = ctx.saved_tensors
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
+        dh, weight, w, picked = ctx.saved_tensors
         g_sym = grad + grad.transpose(-1, -2)
-        dh_rows = dh.view(-1, dh.shape[-1])  # [J C k, width]
+        dh_rows = dh.view(-1, dh.shape[-1])  # [J C' k, width]
         grad_dh = torch.zeros_like(dh)
         grad_weight = torch.empty_like(weight)
-        grad_log_w = w.new_empty(w.shape[0], w.shape[2])
+        grad_log_sigma = w.new_empty(w.shape[0], w.shape[2])  # [C', chunk]
         for cols in _tiles(dh, weight.shape[0]):
             tile = weight[cols]
-            a = dh @ tile.t()  # recomputed: cheaper than keeping [J, C, k, chunk]
-            ga = g_sym @ (a * w[..., cols])  # d gram / d a, [J, C, k, tile]
+            a = dh @ tile.t()  # recomputed: cheaper than keeping [J, C', k, chunk]
+            ga = g_sym @ (a * w[..., cols])  # d gram / d a, [J, C', k, tile]
             grad_dh.add_(ga @ tile)
             torch.mm(ga.view(-1, ga.shape[-1]).t(), dh_rows, out=grad_weight[cols])
-            grad_log_w[:, cols] = a.mul_(ga).sum((0, 2)).mul_(0.5)
-        return grad_dh, grad_weight, grad_log_w
+            grad_log_sigma[:, cols] = a.mul_(ga).sum((0, 2)).neg_()
+        if picked is not None:
+            grad_log_sigma = grad_log_sigma.new_zeros(
+                ctx.padded // weight.shape[0], weight.shape[0]
+            ).index_copy_(0, picked, grad_log_sigma)
+        return grad_dh, grad_weight, grad_log_sigma.view(-1)[: ctx.dim], None
 
 
 def _tiles(dh: Tensor, chunk: int) -> list[slice]:
