@@ -19,7 +19,8 @@ For ``w = G(z) + sigma * eps`` (``bbh.posteriors.ImplicitPosterior`` with ``weig
 Unlike nearest-neighbour estimates it uses no distances between the S samples, so it neither
 concentrates in high dimension nor needs many samples: the expectation over z is estimated from
 ``jacobian_samples`` of the step's noise draws (default 1, unbiased). Cost per step: k forward-mode
-passes through the generator for each of those draws (``generate_with_tangents``), i.e. about k
+passes through the generator for each of those draws (``generate_with_tangents``; a generator with
+``jacobian_grams``, the chunked one, forms the Gram fused without storing J), i.e. about k
 generator forward passes, and a ``k x k`` Cholesky per noise block.
 """
 
