@@ -116,7 +116,7 @@ class ImplicitPosterior(nn.Module):
             return ImplicitSample(mean, mean, z)
         eps = torch.randn(mean.shape, generator=generator, device=mean.device).to(mean.dtype)
         sigma = self.sigma()
-        return ImplicitSample(mean + sigma * eps, mean, z, sigma)
+        return ImplicitSample(torch.addcmul(mean, sigma, eps), mean, z, sigma)  # one pass
 
     def forward(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
         """``num_samples`` joint weight samples ``[S, D]``."""
