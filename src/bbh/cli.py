@@ -137,12 +137,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {"toy": _toy, "data": _data, "check-posterior": _check_posterior}
     command = commands.get(args.command, _experiment)
     try:
+        _one_process_unless_train(args.command)
         return command(args)
     except USER_ERRORS as err:
         return _fail(args.command, err)
     except KeyboardInterrupt:
         print(f"bbh {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_process_unless_train(command: str) -> None:
+    """Under torchrun (``WORLD_SIZE`` > 1) only ``bbh train`` runs: every other command would run
+    once per process on the same files."""
+    from bbh.training.distributed import env_world_size
+
+    if command != "train" and env_world_size() > 1:
+        raise RuntimeError(
+            f"bbh {command} runs in one process; under torchrun only bbh train runs "
+            "(start this command without torchrun)"
+        )
 
 
 def _fail(command: str, err: BaseException) -> int:

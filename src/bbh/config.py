@@ -40,6 +40,7 @@ AUGMENTATIONS = ("none", "cifar")
 DEVICES = ("cpu", "cuda", "auto")
 TOY_SETTINGS = ("ours", "paper")
 TOY_REFERENCES = ("gp", "hmc", "none")
+DIST_BACKENDS = ("auto", "gloo", "nccl")
 
 
 class ConfigError(ValueError):
@@ -119,6 +120,20 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class DistributedConfig:
+    """How ``bbh train`` runs under ``torchrun`` (ignored in one process; none of it changes the
+    config hash). ``backend``: ``auto`` is ``nccl`` on CUDA, ``gloo`` on CPUs.
+    ``find_unused_parameters``: for nets or methods that leave parameters without a gradient in
+    a step (DDP's option; every registered method uses all of its parameters).
+    ``timeout_s``: how long a rank waits for the others in a collective (None: torch's default,
+    30 minutes for gloo, 10 for nccl)."""
+
+    backend: str = field(default="auto", metadata=_choices(*DIST_BACKENDS))
+    find_unused_parameters: bool = False
+    timeout_s: float | None = field(default=None, metadata={"gt": 0.0})
+
+
+@dataclass(frozen=True)
 class AttackSettings:
     """The attacks of ``bbh.evaluation.evaluate`` (see ``AttackConfig``); ``enabled = false``
     skips them."""
@@ -160,6 +175,7 @@ class ExperimentConfig:
     seed: int = 0
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     @property
     def display_name(self) -> str:
@@ -280,11 +296,12 @@ def config_hash(cfg: AnyConfig, resolved_method_options: Mapping[str, Any] | Non
     """A short hash of everything that changes the trained weights.
 
     Leaves out what does not: the data root, the device, logging and checkpoint intervals, the
-    label, description and evaluation settings. ``resolved_method_options`` (the method's options
-    with its defaults filled in) makes a change of a method's defaults a different run.
+    label, description, evaluation and distributed settings. ``resolved_method_options`` (the
+    method's options with its defaults filled in) makes a change of a method's defaults a
+    different run.
     """
     d = config_to_dict(cfg)
-    for key in ("label", "description", "eval"):
+    for key in ("label", "description", "eval", "distributed"):
         d.pop(key, None)
     if isinstance(cfg, ExperimentConfig):
         d["data"].pop("root", None)

@@ -70,6 +70,22 @@ def test_entropy_is_exact_for_affine_generators(noise):
         torch.set_default_dtype(torch.float32)
 
 
+def test_entropy_of_an_affine_generator_with_more_noise_than_weights():
+    """k > D takes the D x D determinant; the value is still the exact Gaussian entropy."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        spec = _spec(2, 2, 1)  # D = 9
+        torch.manual_seed(0)
+        gen = LayerwiseGenerator(spec, noise_dim=16, hidden=())
+        post = ImplicitPosterior(gen, weight_noise=0.05)
+        jac = _full_jacobian(gen, gen.draw_noise(1))  # [9, 16]
+        cov = jac @ jac.T + torch.diag(post.sigma() ** 2)
+        exact = 0.5 * torch.logdet(2 * math.pi * math.e * cov)
+        torch.testing.assert_close(entropy_linearised(post, gen.draw_noise(2)), exact)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
 def test_kl_matches_the_closed_form_gaussian_kl_in_expectation():
     torch.set_default_dtype(torch.float64)
     try:

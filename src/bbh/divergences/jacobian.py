@@ -97,7 +97,14 @@ def entropy_linearised(
     gaussian = log_sigma.sum() + 0.5 * d * math.log(2 * math.pi * math.e)
     loadings = getattr(gen, "noise_loadings", None)
     if getattr(gen, "affine", False) and loadings is not None:  # J = A for every z
-        gram = affine_grams(loadings(), gen.noise_segments, torch.exp(-2 * log_sigma))
+        inv_var = torch.exp(-2 * log_sigma)
+        a = loadings()
+        if len(gen.noise_segments) == 1 and d < k:
+            # det(I_k + B^T B) = det(I_D + B B^T) with B = Sigma^-1/2 A: the smaller matrix
+            b = torch.cat(a) * inv_var.sqrt().unsqueeze(1)  # [D, k]
+            gram = (b @ b.t())[None, None]  # [1, 1, D, D]
+        else:
+            gram = affine_grams(a, gen.noise_segments, inv_var)  # [1, n, k, k]
     elif hasattr(gen, "jacobian_grams"):  # the generator's fused form of the branch below
         gram = gen.jacobian_grams(z, log_sigma, chunks=chunks)  # [J, n, k, k]
     elif chunks is not None:
@@ -109,7 +116,7 @@ def entropy_linearised(
         )
         _, jac = gen.generate_with_tangents(z, tangents)  # [k, J, D]
         gram = block_grams(jac, gen.noise_segments, inv_var)  # [J, n, k, k]
-    eye = torch.eye(k, dtype=torch.float64, device=z.device)
+    eye = torch.eye(gram.shape[-1], dtype=torch.float64, device=z.device)
     chol = torch.linalg.cholesky(eye + gram.double())
     logdet = 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum((-1, -2))  # [J]
     return gaussian + 0.5 * logdet.mean().to(log_sigma.dtype)

@@ -60,20 +60,39 @@ def _configs(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from bbh.experiments.train import train_run, with_data_root
+    from bbh.experiments.train import RunInterrupted, resolve_device, train_run, with_data_root
+    from bbh.training.distributed import (
+        env_world_size,
+        is_reported_by_main,
+        process_group_from_env,
+    )
 
     cfg = load_config(args.config, scale=args.scale, overrides=[*args.set, *_threads(args)])
     out = args.out or f"runs/{cfg.name.replace('/', '-')}-{args.scale}"
     if isinstance(cfg, ToyConfig):
         if args.resume:
             raise ConfigError(f"{args.config}: the toy has no checkpoints to resume")
+        if env_world_size() > 1:
+            raise ConfigError(f"{args.config}: the toy trains in one process, not under torchrun")
         from bbh.experiments.reproduce import _toy
 
         _toy(cfg, Path(out), lambda text: print(text, file=sys.stderr))
         print(f"wrote {out}/metrics.json and {out}/toy.png")
         return 0
     cfg = with_data_root(cfg, args.data_dir)
-    outcome = train_run(cfg, out, device=args.device, resume=args.resume, progress=not args.quiet)
+    device = resolve_device(args.device or cfg.train.device)
+    dist = cfg.distributed
+    try:  # under torchrun: join the process group, train, leave it
+        with process_group_from_env(dist.backend, device, dist.timeout_s):
+            outcome = train_run(
+                cfg, out, device=args.device, resume=args.resume, progress=not args.quiet
+            )
+    except Exception as exc:
+        if is_reported_by_main(exc):  # rank 0 raises the same error and says it
+            return 130 if isinstance(exc, RunInterrupted) else 2
+        raise
+    if outcome.rank != 0:
+        return 0
     if outcome.status == "already finished":
         print(f"{out} already holds this finished run (nothing to do); evaluate it with "
               f"bbh evaluate {out}")  # fmt: skip

@@ -6,6 +6,14 @@ unfinished run without ``resume`` and a foreign folder are errors), loads the da
 with :func:`bbh.training.fit`, writing ``log.jsonl`` rows, per-epoch validation, checkpoints every
 ``train.checkpoint_every`` steps and at the end, ``model.pt`` and, last, ``train.json``.
 SIGINT stops at the next step boundary with a checkpoint (a second SIGINT stops at once).
+
+Under ``torchrun`` (a process group of several ranks, see ``bbh.training.distributed``) every
+rank trains, and only rank 0 touches the run folder: it holds the lock, decides what to do
+(train, resume, nothing, an error: every rank then raises it), writes the config, log,
+checkpoints, model and summary, and reads the checkpoint it resumes from (the other ranks get
+its contents over the process group, so other nodes need no access to the folder). Each rank
+loads the data itself, after rank 0 (which fills the caches and downloads what is missing);
+the per-epoch validation is split between the ranks and its metrics reduced.
 """
 
 from __future__ import annotations
@@ -50,6 +58,8 @@ from bbh.training import (
     load_latest_checkpoint,
     save_checkpoint,
 )
+from bbh.training import distributed as ddp_tools
+from bbh.training.distributed import DDPSettings, Ranks, current_ranks, run_on_main
 
 
 class RunInterrupted(RunError):
@@ -63,6 +73,8 @@ class TrainOutcome:
     steps: int
     seconds: float
     notes: list[str] = field(default_factory=list)
+    rank: int = 0  # this process's rank under torchrun (0 in one process)
+    world_size: int = 1
 
 
 def with_data_root(cfg: ExperimentConfig, root: str | None) -> ExperimentConfig:
@@ -83,10 +95,14 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``auto`` (CUDA if available); under torchrun CUDA means this rank's
+    device (``cuda:LOCAL_RANK``)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RunError(f"device {name!r}: no CUDA device is available here")
+    if name == "cuda" and ddp_tools.env_world_size() > 1:
+        return torch.device("cuda", ddp_tools.local_rank())
     return torch.device(name)
 
 
@@ -121,14 +137,22 @@ def _locked(run: RunFolder) -> Any:
 def _train_run(
     cfg: ExperimentConfig, out: Path, device: str | None, resume: bool | None, progress: bool
 ) -> TrainOutcome:
-    torch.manual_seed(cfg.seed)
+    ranks = current_ranks()
+    torch.manual_seed(cfg.seed)  # the same initialisation on every rank
     method = build_method(cfg)
     options = method_options(cfg)
     digest = config_hash(cfg, options)
     dev = resolve_device(device or cfg.train.device)
+    if ranks is not None and ranks.backend == "nccl" and dev.type != "cuda":
+        raise RunError(f"the process group uses nccl, which needs CUDA; this run trains on {dev}")
     run = RunFolder.at(out)
-    with _locked(run):
-        return _train_in(run, cfg, method, dev, digest, options, resume, progress)
+    with contextlib.ExitStack() as held:  # rank 0 holds the folder's lock for the whole run
+
+        def lock() -> None:
+            held.enter_context(_locked(run))
+
+        run_on_main(lock, ranks, "locking the run folder")
+        return _train_in(run, cfg, method, dev, digest, options, resume, progress, ranks)
 
 
 def _train_in(
@@ -140,70 +164,110 @@ def _train_in(
     options: dict[str, Any],
     resume: bool | None,
     progress: bool,
+    ranks: Ranks | None,
 ) -> TrainOutcome:
-    status = _check_folder(run, digest, resume)
+    rank, world = (ranks.rank, ranks.world_size) if ranks else (0, 1)
+    main = rank == 0
+
+    def check() -> tuple[str, int, float]:
+        status = _check_folder(run, digest, resume)
+        if status == "finished":
+            summary = run.train_summary()
+            return status, int(summary.get("steps", 0)), float(summary.get("seconds", 0.0))
+        check_writable(run.path)
+        return status, 0, 0.0
+
+    status, done_steps, done_seconds = run_on_main(check, ranks, "checking the run folder")
     if status == "finished":
-        summary = run.train_summary()
-        return TrainOutcome(
-            run, "already finished", int(summary.get("steps", 0)), summary.get("seconds", 0.0)
-        )
-    check_writable(run.path)
-    data = load_run_data(cfg)
+        return TrainOutcome(run, "already finished", done_steps, done_seconds, [], rank, world)
+    data = _load_data(cfg, ranks)
     steps, per_epoch = total_steps(cfg, len(data.train_y))
 
-    notes: list[str] = []
     state: TrainState | None = None
-    if status == "partial":
-        try:
-            state, path, notes = load_latest_checkpoint(run.checkpoints, map_location=dev)
-            notes.append(f"resuming from {path} (step {state.step} of {steps})")
-        except CheckpointError as exc:
-            notes.append(f"{exc}; starting again from step 0")
-    else:
-        meta = {
-            "config": config_to_dict(cfg),
-            "config_hash": digest,
-            "method_options": options,
-            "bbh_version": bbh.__version__,
-            "torch_version": torch.__version__,
-            "data_source": data.source,
-            "num_train": len(data.train_y),
-            "steps": steps,
-            "steps_per_epoch": per_epoch,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        }
-        write_json(run.config_file, meta)
-    for note in notes:
-        print(f"bbh train: {note}", file=sys.stderr)
 
-    log = RunLog(run.log_file, keep_until_step=state.step if state else 0)
+    def prepare() -> tuple[list[str], int | None]:
+        """Rank 0: the checkpoint to resume from (kept in ``state``) or a fresh config.json;
+        the notes to log and the step resumed from (None: a fresh start)."""
+        nonlocal state
+        notes: list[str] = []
+        if status == "partial":
+            try:
+                state, path, notes = load_latest_checkpoint(run.checkpoints, map_location=dev)
+            except CheckpointError as exc:
+                notes.append(f"{exc}; starting again from step 0")
+            else:
+                try:
+                    ddp_tools.check_resumable(state, steps, world)
+                except ValueError as exc:
+                    raise RunError(f"--resume: {run.path}: {exc}") from None
+                notes.append(f"resuming from {path} (step {state.step} of {steps})")
+        else:
+            meta = {
+                "config": config_to_dict(cfg),
+                "config_hash": digest,
+                "method_options": options,
+                "bbh_version": bbh.__version__,
+                "torch_version": torch.__version__,
+                "data_source": data.source,
+                "num_train": len(data.train_y),
+                "steps": steps,
+                "steps_per_epoch": per_epoch,
+                "world_size": world,
+                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            }
+            write_json(run.config_file, meta)
+        for note in notes:
+            print(f"bbh train: {note}", file=sys.stderr)
+        return notes, state.step if state else None
+
+    notes, resumed_from = run_on_main(prepare, ranks, "preparing the run folder")
+    resuming = resumed_from is not None
+    log: RunLog | _NoLog = (
+        RunLog(run.log_file, keep_until_step=state.step if state else 0) if main else _NoLog()
+    )
     try:
-        log.write({"event": "resume" if state else "start", "step": state.step if state else 0,
-                   "device": str(dev), "notes": notes})  # fmt: skip
+        log.write({"event": "resume" if resuming else "start", "step": resumed_from or 0,
+                   "device": str(dev), "world_size": world, "notes": notes})  # fmt: skip
         method.to(dev)
-        hooks = _RunHooks(cfg, run, log, data, dev, digest)
-        result = _fit(cfg, method, data, dev, steps, per_epoch, hooks, state, progress)
-        save_model(
-            run.model_file,
-            method,
-            {"config": config_to_dict(cfg), "config_hash": digest, "bbh_version": bbh.__version__},
-        )
-        summary = {
-            "config_hash": digest,
-            "steps": result.steps,
-            "epochs": result.steps / per_epoch,
-            "seconds": result.seconds,
-            "final": result.logs[-1] if result.logs else {},
-            "validation": hooks.validation,
-            "device": str(dev),
-            "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        }
-        write_json(run.train_file, summary)
-        log.write({"event": "done", "step": result.steps, "seconds": result.seconds})
-        run.mark_done()
+        hooks = _RunHooks(cfg, run, log, data, dev, digest, ranks)
+        result = _fit(cfg, method, data, dev, steps, per_epoch, hooks, state, progress and main)
+
+        def finish() -> None:
+            save_model(
+                run.model_file,
+                method,
+                {"config": config_to_dict(cfg), "config_hash": digest,
+                 "bbh_version": bbh.__version__},
+            )  # fmt: skip
+            summary = {
+                "config_hash": digest,
+                "steps": result.steps,
+                "epochs": result.steps / per_epoch,
+                "seconds": result.seconds,
+                "final": result.logs[-1] if result.logs else {},
+                "validation": hooks.validation,
+                "device": str(dev),
+                "world_size": world,
+                "backend": ranks.backend if ranks else None,
+                "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            }
+            write_json(run.train_file, summary)
+            log.write({"event": "done", "step": result.steps, "seconds": result.seconds})
+            run.mark_done()
+
+        run_on_main(finish, ranks, "writing the trained model")
     finally:
         log.close()
-    return TrainOutcome(run, "resumed" if state else "trained", result.steps, result.seconds, notes)
+    status = "resumed" if resuming else "trained"
+    return TrainOutcome(run, status, result.steps, result.seconds, notes, rank, world)
+
+
+def _load_data(cfg: ExperimentConfig, ranks: Ranks | None) -> RunData:
+    """Every rank's copy of the data: rank 0 first (it downloads and caches what is missing;
+    its error stops every rank), then the others."""
+    loaded: list[RunData] = []
+    run_on_main(lambda: loaded.append(load_run_data(cfg)), ranks, "loading the data")
+    return loaded[0] if loaded else load_run_data(cfg)
 
 
 def _fit(
@@ -222,7 +286,7 @@ def _fit(
     with progress_bar(steps, state.step if state else 0, cfg.display_name, progress) as bar:
         hooks.bar = bar
         try:
-            with _sigint_requests_stop(hooks):
+            with _sigint_requests_stop(hooks, announce=progress_owner(hooks)):
                 return fit(
                     method,
                     data.train_x.to(dev),
@@ -238,17 +302,23 @@ def _fit(
                     log_every=cfg.train.log_every,
                     hooks=hooks,
                     resume=state,
+                    ddp=DDPSettings(find_unused_parameters=cfg.distributed.find_unused_parameters),
                 )
-        except TrainingInterrupted as stop:
+        except TrainingInterrupted as stop:  # every rank stops at the same step
             hooks.log.write({"event": "interrupted", "step": stop.step})
-            raise RunInterrupted(
-                f"interrupted at step {stop.step}; checkpoint {hooks.last_checkpoint}; "
-                f"continue with --resume"
+            raise ddp_tools.reported_by_main(
+                RunInterrupted(
+                    f"interrupted at step {stop.step}; checkpoint {hooks.last_checkpoint}; "
+                    f"continue with --resume"
+                ),
+                hooks.ranks,
             ) from None
-        except FloatingPointError as exc:
+        except FloatingPointError as exc:  # every rank raises at the same step
             hooks.log.write({"event": "non-finite", "message": str(exc)})
             last = hooks.last_checkpoint or "none (no checkpoint was written yet)"
-            raise RunError(f"{hooks.run.path}: {exc}; last good checkpoint: {last}") from None
+            raise ddp_tools.reported_by_main(
+                RunError(f"{hooks.run.path}: {exc}; last good checkpoint: {last}"), hooks.ranks
+            ) from None
 
 
 def _check_folder(run: RunFolder, digest: str, resume: bool | None) -> str:
@@ -279,6 +349,16 @@ def _check_folder(run: RunFolder, digest: str, resume: bool | None) -> str:
 
 
 # ------------------------------------------------------------------------------ run log
+
+
+class _NoLog:
+    """The log of a rank other than 0: it writes nothing."""
+
+    def write(self, row: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class RunLog:
@@ -338,13 +418,15 @@ class _RunHooks(FitHooks):
         self,
         cfg: ExperimentConfig,
         run: RunFolder,
-        log: RunLog,
+        log: RunLog | _NoLog,
         data: RunData,
         device: torch.device,
         digest: str,
+        ranks: Ranks | None = None,
     ):
         self.cfg, self.run, self.log, self.data, self.device = cfg, run, log, data, device
         self.digest = digest
+        self.ranks = ranks
         self.checkpoint_every = cfg.train.checkpoint_every
         self.last_checkpoint: Path | None = None
         self.validation: list[dict[str, float]] = []
@@ -363,19 +445,26 @@ class _RunHooks(FitHooks):
         self.bar.update(1)
 
     def on_epoch_end(self, method: Method, epoch: int, step: int) -> None:
+        """Validation accuracy and NLL; under DDP each rank predicts its share of the
+        validation set and the metrics are averaged over the ranks, weighted by share."""
         val = self.data.val
         if val is None:
             return
         torch.manual_seed(self.cfg.seed + epoch)  # inside fit's forked RNG
-        pred = predict_batched(
-            method,
-            val.images.to(self.device),
-            num_samples=self.cfg.train.val_samples,
-            batch_size=self.cfg.eval.batch_size,
-            input_transform=self.data.input_transform,
-        )
-        row = {"epoch": epoch, "step": step, "accuracy": accuracy(pred.probs, val.labels),
-               "nll": nll(pred.probs, val.labels)}  # fmt: skip
+        part = ddp_tools.shard(len(val.labels), self.ranks)
+        labels = val.labels[part]
+        metrics = {"accuracy": 0.0, "nll": 0.0}
+        if len(labels):
+            pred = predict_batched(
+                method,
+                val.images[part].to(self.device),
+                num_samples=self.cfg.train.val_samples,
+                batch_size=self.cfg.eval.batch_size,
+                input_transform=self.data.input_transform,
+            )
+            metrics = {"accuracy": accuracy(pred.probs, labels), "nll": nll(pred.probs, labels)}
+        metrics = ddp_tools.mean_over_ranks(metrics, self.ranks, weight=len(labels))
+        row = {"epoch": epoch, "step": step, **metrics}
         self.validation.append(row)
         self.log.write({"event": "val", **row})
         self._postfix["val_acc"] = f"{row['accuracy']:.4f}"
@@ -390,9 +479,17 @@ class _RunHooks(FitHooks):
         return self.stop_requested
 
 
+def progress_owner(hooks: _RunHooks) -> bool:
+    """Does this process speak for the run (one process, or rank 0)?"""
+    return hooks.ranks is None or hooks.ranks.is_main
+
+
 @contextmanager
-def _sigint_requests_stop(hooks: _RunHooks) -> Iterator[None]:
-    """The first SIGINT asks the loop to stop at the next step boundary; a second one stops now."""
+def _sigint_requests_stop(hooks: _RunHooks, announce: bool = True) -> Iterator[None]:
+    """The first SIGINT asks the loop to stop at the next step boundary; a second one stops now.
+
+    Under torchrun the agent forwards SIGINT to every rank; the ranks agree on the step to stop
+    at (``bbh.training.distributed.StepAgreement``), and rank 0 alone announces it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -401,6 +498,8 @@ def _sigint_requests_stop(hooks: _RunHooks) -> Iterator[None]:
         if hooks.stop_requested:
             raise KeyboardInterrupt
         hooks.stop_requested = True
+        if not announce:
+            return
         print(
             "\nbbh train: stopping at the next step (a checkpoint is saved); "
             "press Ctrl-C again to stop at once",

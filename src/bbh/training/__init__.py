@@ -1,4 +1,5 @@
-"""Training: one loop for every method, its guard, KL schedules, checkpoints and exact resume."""
+"""Training: one loop for every method, its guard, KL schedules, checkpoints and exact resume;
+data-parallel over the ranks of a ``torch.distributed`` process group (``distributed``)."""
 
 from bbh.training.checkpoint import (
     CheckpointError,
@@ -8,6 +9,7 @@ from bbh.training.checkpoint import (
     load_latest_checkpoint,
     save_checkpoint,
 )
+from bbh.training.distributed import DDPSettings, DistributedError, process_group_from_env
 from bbh.training.guards import TrainingDiverged, TrainingGuard, TrainingWarning
 from bbh.training.loop import FitHooks, FitResult, TrainingInterrupted, fit, make_optimizer
 from bbh.training.sampler import ShuffleSampler
@@ -15,6 +17,8 @@ from bbh.training.schedules import annealing, constant, kl_annealing, paper_toy_
 
 __all__ = [
     "CheckpointError",
+    "DDPSettings",
+    "DistributedError",
     "FitHooks",
     "FitResult",
     "ShuffleSampler",
@@ -32,5 +36,6 @@ __all__ = [
     "load_latest_checkpoint",
     "make_optimizer",
     "paper_toy_schedule",
+    "process_group_from_env",
     "save_checkpoint",
 ]

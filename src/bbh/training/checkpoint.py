@@ -2,7 +2,8 @@
 
 A checkpoint holds the method's ``state_dict`` (generators, posteriors, a discriminator and its
 ``pretrained`` flag), the optimiser's state, the sampler's permutation, position and generator, the
-global RNG states, the step and the seconds trained. Files are plain ``torch.save`` dicts of
+global RNG states (under DDP those of every rank, and the number of ranks), the step and the
+seconds trained. Files are plain ``torch.save`` dicts of
 tensors and numbers (read back with ``weights_only=True``: no pickled code), named
 ``step-00001234.pt``; the newest ``keep`` are kept. A checkpoint that cannot be read (truncated,
 corrupt) is reported and the previous one used.
@@ -21,7 +22,8 @@ import torch
 from bbh.io import atomic_write
 
 CHECKPOINT_FORMAT = "bbh-train-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2 added world_size and rank_rngs (DDP)
+_READABLE_VERSIONS = (1, 2)
 _NAME = re.compile(r"^step-(\d{8})\.pt$")
 
 
@@ -31,7 +33,12 @@ class CheckpointError(RuntimeError):
 
 @dataclass
 class TrainState:
-    """The state of ``bbh.training.fit`` after ``step`` optimiser steps."""
+    """The state of ``bbh.training.fit`` after ``step`` optimiser steps.
+
+    ``rng`` is the global RNG state of the process (of rank 0 under DDP); ``world_size`` the
+    number of ranks that trained, and ``rank_rngs`` every rank's RNG state, by rank (empty in
+    one process). The method, optimiser and sampler states are the same on every rank.
+    """
 
     step: int
     method: dict[str, Any]
@@ -40,6 +47,8 @@ class TrainState:
     rng: dict[str, Any]
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    world_size: int = 1
+    rank_rngs: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -52,15 +61,18 @@ class TrainState:
             "rng": self.rng,
             "seconds": self.seconds,
             "extra": self.extra,
+            "world_size": self.world_size,
+            "rank_rngs": self.rank_rngs,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainState:
         if d.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"not a bbh training checkpoint (format {d.get('format')!r})")
-        if d.get("version") != CHECKPOINT_VERSION:
+        if d.get("version") not in _READABLE_VERSIONS:
             raise ValueError(
-                f"checkpoint version {d.get('version')!r}; this bbh reads {CHECKPOINT_VERSION}"
+                f"checkpoint version {d.get('version')!r}; this bbh reads versions "
+                f"{', '.join(map(str, _READABLE_VERSIONS))}"
             )
         return cls(
             step=int(d["step"]),
@@ -70,6 +82,8 @@ class TrainState:
             rng=d["rng"],
             seconds=float(d["seconds"]),
             extra=dict(d.get("extra", {})),
+            world_size=int(d.get("world_size", 1)),
+            rank_rngs=list(d.get("rank_rngs", [])),
         )
 
 

@@ -11,6 +11,8 @@
   last good step. ``at_log`` then raises ``TrainingDiverged`` naming that step. Other optimisers
   (RMSprop, non-fused Adam) cost one host sync per step: the flag is read before the update.
   Buffers (BatchNorm running statistics) are restored to their values at the last log interval.
+  Under DDP the flags pass through ``reduce_flags`` (a max over the ranks), so every rank skips
+  the same steps and raises at the same log.
 - **Warnings** (each kind once per run): at the first step, when the KL term at the schedule's
   largest weight dwarfs the likelihood (``num_data`` small for the number of weights: anneal,
   temper or use a smaller net); at a log interval, when the KL estimate went negative (a KL never
@@ -56,6 +58,9 @@ class TrainingGuard:
         kl_dominance: warn when the KL term exceeds this many NLLs at the first step.
         nll_rise: warn when the NLL exceeds its first value by this many times
             ``max(|first NLL|, 1)``.
+        reduce_flags: combines this process's ``[loss bad, gradient bad]`` flags (a float
+            tensor ``[2]``) with those of the other processes (DDP: a max over the ranks).
+        warn: issue the warnings (under DDP rank 0 does).
     """
 
     def __init__(
@@ -68,6 +73,8 @@ class TrainingGuard:
         lr: float | None = None,
         kl_dominance: float = 50.0,
         nll_rise: float = 10.0,
+        reduce_flags: Callable[[Tensor], Tensor] | None = None,
+        warn: bool = True,
     ):
         self.method = method
         self.optimizer = optimizer
@@ -76,6 +83,8 @@ class TrainingGuard:
         self.lr = lr
         self.kl_dominance = kl_dominance
         self.nll_rise = nll_rise
+        self.reduce_flags = reduce_flags
+        self.warn = warn
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
         device = self.params[0].device if self.params else torch.device("cpu")
         # found_inf protocol: a float32 flag on the parameters' device, 1.0 = skip this step
@@ -102,9 +111,14 @@ class TrainingGuard:
         if self._start_step is None:
             self._start_step = step
             self._interval_start = step
-            self._first_step(step, logs)
-        loss_bad = ~torch.isfinite(loss.detach())
-        bad_now = loss_bad | _any_nonfinite(self.params, self._bad.device)
+            if self.warn:
+                self._first_step(step, logs)
+        loss_bad = ~torch.isfinite(loss.detach()).to(self._bad.device)
+        grad_bad = _any_nonfinite(self.params, self._bad.device)
+        if self.reduce_flags is not None:
+            flags = self.reduce_flags(torch.stack([loss_bad, grad_bad]).float())
+            loss_bad, grad_bad = flags[0] > 0, flags[1] > 0
+        bad_now = loss_bad | grad_bad
         new = bad_now & (self._bad == 0)
         self._count += 1
         self._first_bad = torch.where(new, self._count, self._first_bad)
@@ -191,7 +205,7 @@ class TrainingGuard:
         )
 
     def _warn(self, kind: str, message: str) -> None:
-        if kind not in self._warned:
+        if self.warn and kind not in self._warned:
             self._warned.add(kind)
             warnings.warn(message, TrainingWarning, stacklevel=_caller_outside_bbh())
 

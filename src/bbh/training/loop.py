@@ -12,6 +12,10 @@ epoch (validation; run under a forked RNG so it never changes the training's ran
 checkpoints every ``checkpoint_every`` steps and a stop request (SIGINT). ``resume=`` a
 :class:`TrainState` continues a run exactly: the same batches, noise and optimiser state, so on
 the CPU the weights end bit-identical to those of an uninterrupted run.
+
+When a ``torch.distributed`` process group of several processes is initialised (``torchrun``),
+the same call trains data-parallel with DDP: each rank its share of every global batch, its own
+noise, gradients averaged; see ``bbh.training.distributed`` for what that means exactly.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ import torch
 from torch import Tensor
 
 from bbh.methods.base import Method
+from bbh.training import distributed as ddp_tools
 from bbh.training.checkpoint import TrainState
+from bbh.training.distributed import DDPSettings, Ranks, StepAgreement, current_ranks
 from bbh.training.guards import TrainingGuard
 from bbh.training.rng import rng_state, set_rng_state
 from bbh.training.sampler import ShuffleSampler
@@ -54,7 +60,8 @@ class FitHooks:
     """Callbacks of :func:`fit`; every one is optional (this base class does nothing).
 
     ``checkpoint_every``: call ``on_checkpoint(state)`` every that many steps, at the end and on a
-    stop.
+    stop. Under DDP ``on_log`` and ``on_checkpoint`` run on rank 0 only (log rows hold means
+    over the ranks), the others on every rank; a stop request of any rank stops all of them.
     """
 
     checkpoint_every: int | None = None
@@ -119,6 +126,7 @@ def fit(
     verbose: bool = False,
     hooks: FitHooks | None = None,
     resume: TrainState | None = None,
+    ddp: DDPSettings | None = None,
 ) -> FitResult:
     """Train ``method`` on ``(x, y)`` for ``steps`` minibatch steps; reshuffles every epoch.
 
@@ -128,6 +136,11 @@ def fit(
     CIFAR augmentation) with the loop's seeded generator. ``hooks`` and ``resume``: see the module
     docstring.
 
+    Under DDP (an initialised process group of several processes) every rank passes the same
+    ``(x, y)`` and arguments; ``batch_size`` is the global batch (a multiple of the number of
+    ranks), ``num_data`` defaults to ``len(x)``, the global size; rank 0's ``resume`` counts
+    (the others may pass None); ``ddp`` sets DDP's options. See ``bbh.training.distributed``.
+
     Raises ``bbh.training.TrainingDiverged`` when the loss or a gradient goes NaN or infinite,
     naming the step, with the parameters of the step before (checked at each log and before each
     checkpoint, so a checkpoint never holds them); warns (``TrainingWarning``) when the KL term
@@ -135,29 +148,47 @@ def fit(
     """
     x, y = _check_data(method, x, y, transform, seed)
     hooks = hooks or FitHooks()
+    ranks = current_ranks()
+    if ranks is not None:
+        ddp_tools.check_same_data(x, y, ranks)
     n = len(x)
     num_data = n if num_data is None else num_data
     schedule = kl_schedule or constant(1.0)
-    sampler = ShuffleSampler(n, batch_size, torch.Generator().manual_seed(seed))
+    sampler = ShuffleSampler(
+        n,
+        batch_size,
+        torch.Generator().manual_seed(seed),
+        rank=ranks.rank if ranks else 0,
+        world_size=ranks.world_size if ranks else 1,
+    )
     params = [p for p in method.parameters() if p.requires_grad]
     lr = method.default_lr if lr is None else lr
     opt = make_optimizer(params, optimizer, lr)
-    start_step, seconds_before = 0, 0.0
-    if resume is not None:
-        if resume.step > steps:
-            raise ValueError(f"the checkpoint is at step {resume.step}, past steps={steps}")
-        method.load_state_dict(resume.method)
-        opt.load_state_dict(resume.optimizer)
-        sampler.load_state_dict(resume.sampler)
-        set_rng_state(resume.rng)
-        start_step, seconds_before = resume.step, resume.seconds
-    guard = TrainingGuard(method, opt, num_data=num_data, kl_schedule=schedule, lr=lr)
+    if ranks is None:
+        start_step, seconds_before = _resume_one(method, opt, sampler, resume, steps)
+        loss_fn: Callable[..., tuple[Tensor, dict[str, Tensor]]] = method.loss
+        agreement = None
+    else:
+        start_step, seconds_before = ddp_tools.start_ranks(
+            method, opt, sampler, resume, steps=steps, seed=seed, ranks=ranks
+        )
+        loss_fn = ddp_tools.wrap_loss(method, ranks, ddp or DDPSettings())
+        agreement = StepAgreement(ranks, hooks.should_stop)
+    main = ranks is None or ranks.is_main
+    guard = TrainingGuard(
+        method, opt, num_data=num_data, kl_schedule=schedule, lr=lr,
+        reduce_flags=agreement, warn=main,
+    )  # fmt: skip
     method.train()
     result = FitResult()
     start = time.perf_counter()
     last_log_time, last_log_step = start, start_step
 
-    def state(step: int) -> TrainState:
+    def state(step: int) -> TrainState | None:
+        """The checkpoint after ``step`` (under DDP: on rank 0, None on the others)."""
+        rngs = ddp_tools.gather_to_main(rng_state(), ranks, "a checkpoint") if ranks else []
+        if not main:
+            return None
         return TrainState(
             step=step,
             method=method.state_dict(),
@@ -165,6 +196,8 @@ def fit(
             sampler=sampler.state_dict(),
             rng=rng_state(),
             seconds=seconds_before + time.perf_counter() - start,
+            world_size=ranks.world_size if ranks else 1,
+            rank_rngs=rngs or [],
         )
 
     with values_prechecked():  # the data were checked above: no value check (sync) per step
@@ -174,40 +207,74 @@ def fit(
             if transform is not None:
                 xb = transform(xb, sampler.generator)
             kl_weight = schedule(step)
-            loss, logs = method.loss(xb, yb, num_data=num_data, kl_weight=kl_weight)
+            loss, logs = loss_fn(xb, yb, num_data=num_data, kl_weight=kl_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             guard.after_backward(step, loss, logs)
             opt.step()
+            if ranks is not None and step == start_step:
+                _first_step_agreement(method, ranks)
             done = step + 1
             hooks.on_step(done)
             if done % log_every == 0 or done == steps:
                 guard.at_log(step)
                 row = {"step": float(done), "epoch": done / sampler.steps_per_epoch}
                 row["kl_weight"] = float(kl_weight)
-                row.update({k: float(v) for k, v in logs.items()})
+                values = {k: float(v) for k, v in logs.items()}
+                row.update(ddp_tools.mean_over_ranks(values, ranks))
                 now = time.perf_counter()
                 row["examples_per_s"] = (
                     (done - last_log_step) * sampler.batch_size / max(now - last_log_time, 1e-9)
                 )
                 last_log_time, last_log_step = now, done
                 result.logs.append(row)
-                hooks.on_log(row)
-                if verbose:
+                if main:
+                    hooks.on_log(row)
+                if verbose and main:
                     print(" ".join(f"{k}={v:.4g}" for k, v in row.items()), file=sys.stderr)
             if done % sampler.steps_per_epoch == 0:
                 _epoch_end(method, hooks, done // sampler.steps_per_epoch, done)
-            stop = done < steps and hooks.should_stop()
+            asked = agreement.stop_agreed() if agreement else hooks.should_stop()
+            stop = done < steps and asked
             every = hooks.checkpoint_every
             if stop or (every and (done % every == 0 or done == steps)):
                 guard.at_log(step)  # never checkpoint the weights of a non-finite step
-                hooks.on_checkpoint(state(done))
+                if ranks is not None:
+                    ddp_tools.check_parameters_agree(method, ranks, done)
+                checkpoint = state(done)
+                if checkpoint is not None:
+                    hooks.on_checkpoint(checkpoint)
             if stop:
                 raise TrainingInterrupted(done)
     result.seconds = seconds_before + time.perf_counter() - start
     result.steps = steps
     method.eval()
     return result
+
+
+def _resume_one(
+    method: Method,
+    opt: torch.optim.Optimizer,
+    sampler: ShuffleSampler,
+    resume: TrainState | None,
+    steps: int,
+) -> tuple[int, float]:
+    """Load ``resume`` in a single process: ``(start step, seconds trained before)``."""
+    if resume is None:
+        return 0, 0.0
+    ddp_tools.check_resumable(resume, steps, world_size=1)
+    method.load_state_dict(resume.method)
+    opt.load_state_dict(resume.optimizer)
+    sampler.load_state_dict(resume.sampler)
+    set_rng_state(resume.rng)
+    return resume.step, resume.seconds
+
+
+def _first_step_agreement(method: Method, ranks: Ranks) -> None:
+    """After the first step: lazy initialisation inside a loss (the discriminator's
+    pretraining) ran on each rank's own samples; from here on every rank holds rank 0's."""
+    if not ddp_tools.parameters_agree(method, ranks):
+        ddp_tools.broadcast_module_state(method, ranks)
 
 
 def _epoch_end(method: Method, hooks: FitHooks, epoch: int, step: int) -> None:

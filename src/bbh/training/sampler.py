@@ -1,7 +1,8 @@
 """Minibatch order: one seeded permutation per epoch, the remainder of an epoch dropped.
 
-Kept apart from the loop so that its state can be saved for an exact resume and so that a
-distributed sampler (each rank its own share of every permutation) can take its place.
+Kept apart from the loop so that its state can be saved for an exact resume. Under DDP every
+rank draws the same permutation and takes its own slice of each global batch (``rank``,
+``world_size``), so the ranks' batches together are the batch one process would draw.
 """
 
 from __future__ import annotations
@@ -13,17 +14,39 @@ from torch import Tensor
 
 
 class ShuffleSampler:
-    """Indices ``[batch_size]`` for each step: a fresh ``randperm(n)`` from ``generator`` per epoch.
+    """Indices for each step: a fresh ``randperm(n)`` from ``generator`` per epoch.
 
-    ``epoch`` counts completed permutations; ``state_dict``/``load_state_dict`` capture the
-    permutation, the position in it and the generator, so a resumed run draws the same batches.
+    Each step takes the next ``batch_size`` indices of the permutation (the global batch);
+    ``next_indices`` returns this rank's slice of them, ``[batch_size // world_size]`` (all of
+    them in one process). ``epoch`` counts completed permutations; ``state_dict`` /
+    ``load_state_dict`` capture the permutation, the position in it and the generator, so a
+    resumed run draws the same batches (the state is the same on every rank).
     """
 
-    def __init__(self, n: int, batch_size: int, generator: torch.Generator):
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        generator: torch.Generator,
+        *,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         if n < 1 or batch_size < 1:
             raise ValueError(f"need n >= 1 and batch_size >= 1, got n={n}, batch_size={batch_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(
+                f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}"
+            )
         self.n = n
         self.batch_size = min(batch_size, n)
+        if self.batch_size % world_size:
+            raise ValueError(
+                f"batch_size {self.batch_size} (the global batch) does not split evenly over "
+                f"{world_size} ranks; use a multiple of {world_size}"
+            )
+        self.rank, self.world_size = rank, world_size
+        self.local_batch_size = self.batch_size // world_size
         self.generator = generator
         self.perm = torch.randperm(n, generator=generator)
         self.cursor = 0
@@ -37,7 +60,8 @@ class ShuffleSampler:
         if self.cursor + self.batch_size > self.n:
             self.perm, self.cursor = torch.randperm(self.n, generator=self.generator), 0
             self.epoch += 1
-        idx = self.perm[self.cursor : self.cursor + self.batch_size]
+        start = self.cursor + self.rank * self.local_batch_size
+        idx = self.perm[start : start + self.local_batch_size]
         self.cursor += self.batch_size
         return idx
 
