@@ -110,9 +110,9 @@ class ChunkedGenerator(nn.Module):
 
         ``z [J, n_blocks, k]``, ``log_sigma [D]`` -> ``[J, n_blocks, k, k]``; the same as
         ``bbh.divergences.jacobian.block_grams`` of ``generate_with_tangents`` along the unit
-        directions, fused: the output layer's tangents are formed chunk-major ``[J, C, k, chunk]``
-        (the padding of the last chunk gets weight 0 instead of a slice), one Gram per chunk,
-        and the backward needs no ``[k, D]`` pass beyond two matrix products and one product sum.
+        directions, fused: the output layer's tangents ``dh W^T`` are never stored, only formed
+        tile by tile into one Gram per chunk (``_ChunkGram``; the padding of the last chunk gets
+        weight 0 instead of a slice).
 
         ``chunks`` (aligned noise only): the Gram from that many chunks drawn at random without
         replacement, times ``C / chunks`` (unbiased for the Gram; its cost falls in proportion).
