@@ -207,6 +207,15 @@ BASELINES: list[MethodCase] = [
 BBH_CONFIGS: list[MethodCase] = [
     # the defaults (preset "recommended"): chunked, semi-implicit, kl="jacobian", S = 2, split
     MethodCase("bbh recommended", "bbh", {}, {"noise_dim": 4}),
+    # cheaper variants of it a user can choose (docs/performance.md: their cost and accuracy)
+    MethodCase("bbh recommended, S=1", "bbh", {"num_samples": 1}, {"noise_dim": 4}),
+    MethodCase("bbh recommended, S=1, k=4", "bbh", {"num_samples": 1, "noise_dim": 4}),
+    MethodCase(
+        "bbh recommended, S=1, jacobian_chunks=4",
+        "bbh",
+        {"num_samples": 1, "jacobian_chunks": 4},
+        {"noise_dim": 4, "jacobian_chunks": 2},
+    ),
     MethodCase("bbh paper (layerwise, nn_full, nll=first)", "bbh", _PAPER, _TINY_HYPERNET),
     MethodCase("bbh layerwise, entropy", "bbh", {**_PAPER, "kl": "entropy"}, _TINY_HYPERNET),
     MethodCase(
@@ -250,16 +259,23 @@ def all_methods() -> list[MethodCase]:
 
 
 def select_methods(patterns: list[str] | None) -> list[MethodCase]:
-    """Methods whose label contains any of ``patterns`` (default: all but MAP itself)."""
+    """Methods whose label contains any of ``patterns`` (default: all but MAP itself); a pattern
+    equal to a label picks that method only."""
     cases = all_methods()
     if patterns is None:
         return cases
-    chosen = [c for c in cases if any(p in c.label for p in patterns)]
+    chosen = [c for c in cases if any(label_matches(p, c.label, cases) for p in patterns)]
     if not chosen:
         raise SystemExit(
             f"--methods {patterns} matches no method; labels: {[c.label for c in cases]}"
         )
     return chosen
+
+
+def label_matches(pattern: str, label: str, cases: list[MethodCase]) -> bool:
+    if any(c.label == pattern for c in cases):
+        return label == pattern
+    return pattern in label
 
 
 def planned_parameters(case: MethodCase, net: nn.Module, scale: str) -> int:

@@ -98,7 +98,9 @@ def scaling(record: dict[str, Any], path: Path) -> None:
     ax_d.axhline(1.0, color="black", lw=0.8)
     ax_d.set_xlabel("weights D (LeNet-5, CIFAR ResNet, ResNet-18 widths; log)")
     ax_d.set_ylabel("step time / MAP step time (log)")
-    ax_d.set_title(f"Growth with D (S={record['samples_for_D']})", fontsize=9)
+    s_for_d = record["samples_for_D"]
+    s_text = "each configuration's own S" if s_for_d is None else f"S={s_for_d}"
+    ax_d.set_title(f"Growth with D ({s_text})", fontsize=9)
     ax_d.legend(fontsize=7)
     for label, rows in record["by_S"].items():
         pts = sorted((r["S"], r["ratio_to_map"]) for r in rows if "ratio_to_map" in r)

@@ -124,12 +124,14 @@ def test_gpu_script_runs_every_benchmark_on_the_cpu_at_tiny_sizes(tmp_path):
     for name in ["step_time", "bbh_scaling", "predict"]:
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000
     step = json.loads((tmp_path / "step_time.json").read_text())
-    lenet = step["nets"]["lenet"]["methods"]["bbh chunked, entropy, nll=split"]
+    assert set(step["nets"]["lenet"]["methods"]) == {"mc_dropout (p=0.5)", "bbh recommended"}
+    lenet = step["nets"]["lenet"]["methods"]["bbh recommended"]
     assert lenet["ratio_to_map"] > 0 and lenet["map_step_s"] > 0
     assert lenet["memory_ratio_to_map"] > 1  # a hypernet holds more than the net
     assert lenet["hypernet_parameters"] > 0
     scaling = json.loads((tmp_path / "bbh_scaling.json").read_text())
-    d_sweep = scaling["by_D"]["bbh chunked, entropy, nll=split"]
+    assert [r["S"] for r in scaling["by_S"]["bbh recommended"]] == [1]
+    d_sweep = scaling["by_D"]["bbh recommended"]
     assert [r["net"] for r in d_sweep] == ["lenet", "cifar_resnet", "resnet18_w2", "resnet18_w4"]
     training = json.loads((tmp_path / "mnist_training.json").read_text())
     assert 0 <= training["runs"]["map"]["test_accuracy"] <= 1

@@ -166,3 +166,82 @@ def test_semi_implicit_bound_is_exact_when_the_generator_is_constant_and_bounds_
         assert est.item() > exact.item()
     finally:
         torch.set_default_dtype(torch.float32)
+
+
+def _generic_grams(gen, z, log_sigma):
+    """The unfused path: tangents along the unit directions, then ``block_grams``."""
+    k = z.shape[-1]
+    tangents = torch.eye(k, dtype=z.dtype)[:, None, None, :].expand(k, *z.shape[:2], k)
+    _, jac = gen.generate_with_tangents(z, tangents)
+    return block_grams(jac, gen.noise_segments, torch.exp(-2 * log_sigma))
+
+
+@pytest.mark.parametrize("noise", ["aligned", "independent"])
+@pytest.mark.parametrize("chunk_size", [7, 11, 53])  # padded, padded, one unpadded chunk
+@pytest.mark.parametrize("tile_floats", [1, 1 << 18])  # many column tiles, one
+def test_fused_chunked_grams_equal_the_generic_path(noise, chunk_size, tile_floats, monkeypatch):
+    """``ChunkedGenerator.jacobian_grams`` = ``block_grams`` of the tangents: values, gradients."""
+    from bbh.hypernets import chunked
+
+    monkeypatch.setattr(chunked, "CPU_TILE_FLOATS", tile_floats)
+    torch.manual_seed(1)
+    spec = _spec()  # D = 53
+    gen = ChunkedGenerator(spec, 3, (8, 4), noise, chunk_size=chunk_size).double()
+    z = gen.draw_noise(2)
+    log_w = torch.randn(spec.dim, dtype=torch.float64, requires_grad=True)
+    probe = torch.randn(2, len(gen.noise_segments), 3, 3, dtype=torch.float64)
+    results = []
+    for grams in (_generic_grams, type(gen).jacobian_grams):
+        gen.zero_grad()
+        log_w.grad = None
+        got = grams(gen, z, log_w)
+        (got * probe).sum().backward()
+        results.append([got, log_w.grad, *[p.grad for p in gen.parameters()]])
+    for want, got in zip(*results, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_fused_chunk_gram_gradcheck(monkeypatch):
+    from bbh.hypernets import chunked
+
+    monkeypatch.setattr(chunked, "CPU_TILE_FLOATS", 1)  # 256-column tiles: several here
+    dh = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(600, 5, dtype=torch.float64, requires_grad=True)
+    log_sigma = torch.randn(1793, dtype=torch.float64, requires_grad=True)  # 3 chunks, padded
+    assert len(chunked._tiles(dh, 600)) == 3
+    assert torch.autograd.gradcheck(chunked._ChunkGram.apply, (dh, weight, log_sigma, None))
+    picked = torch.tensor([2, 0])  # a subset of the chunks, the padded one included
+    sub = dh[:, :2].detach().requires_grad_(True)
+    assert torch.autograd.gradcheck(chunked._ChunkGram.apply, (sub, weight, log_sigma, picked))
+
+
+def test_entropy_uses_the_fused_grams_of_the_chunked_generator():
+    torch.manual_seed(2)
+    gen = ChunkedGenerator(_spec(), 3, (8, 4), chunk_size=7).double()
+    post = ImplicitPosterior(gen, weight_noise=0.1)
+    z = gen.draw_noise(2)
+    got = entropy_linearised(post, z)
+    gram = _generic_grams(gen, z, post.log_sigma)
+    logdet = torch.logdet(torch.eye(3, dtype=torch.float64) + gram).sum(1).mean()
+    d = post.log_sigma.numel()
+    want = post.log_sigma.sum() + 0.5 * d * math.log(2 * math.pi * math.e) + 0.5 * logdet
+    torch.testing.assert_close(got, want)
+
+
+def test_gram_from_random_chunks_is_unbiased():
+    """``chunks=m``: ``C/m`` times the Gram of m random chunks; its mean over draws is the Gram."""
+    torch.manual_seed(3)
+    gen = ChunkedGenerator(_spec(), 3, (8, 4), chunk_size=7).double()  # 8 chunks
+    z = gen.draw_noise(1)
+    log_w = torch.randn(gen.spec.dim, dtype=torch.float64)
+    full = gen.jacobian_grams(z, log_w)
+    one = gen.jacobian_grams(z, log_w, chunks=2)
+    assert not torch.allclose(one, full)
+    # every pair of chunks equally likely: the mean over many draws converges to the full Gram
+    mean = torch.stack([gen.jacobian_grams(z, log_w, chunks=2) for _ in range(4000)]).mean(0)
+    torch.testing.assert_close(mean, full, rtol=0.05, atol=0.05 * full.abs().max().item())
+    torch.testing.assert_close(gen.jacobian_grams(z, log_w, chunks=8), full)
+    with pytest.raises(ValueError, match="aligned noise"):
+        ChunkedGenerator(_spec(), 3, (8,), "independent").jacobian_grams(z, log_w, chunks=2)
+    with pytest.raises(ValueError, match="jacobian_chunks must be an int >= 1"):
+        JacobianKL(jacobian_chunks=0)

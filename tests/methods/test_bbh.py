@@ -115,7 +115,8 @@ def test_regression_likelihood():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"num_samples": 1}, "num_samples must be an int >= 2"),
+        ({"num_samples": 1, "kl": "nn_full", "weight_noise": None}, "must be an int >= 2"),
+        ({"num_samples": 0}, "num_samples must be an int >= 1"),
         ({"noise_dim": 0}, "noise_dim"),
         ({"nll": "sum"}, "unknown nll 'sum'; allowed"),
         ({"kl": "kde"}, "unknown kl estimator 'kde'"),
@@ -149,3 +150,25 @@ def test_registry_builds_bbh_and_rejects_unknown_options():
         bbh.build("bbh", tiny_net(), noise_dims=2)
     with pytest.raises(ValueError, match="unknown method"):
         bbh.build("laplace", tiny_net())
+
+
+def test_one_sample_with_the_jacobian_kl():
+    """kl='jacobian' needs no second sample: S = 1 trains (the whole batch on the one sample)."""
+    torch.manual_seed(0)
+    m = BayesByHypernet(tiny_net(), hidden=(8,), num_samples=1)
+    assert m.num_samples == 1 and m.resolved_options["kl"] == "jacobian"
+    loss, logs = m.loss(torch.randn(6, 6), torch.randint(0, 3, (6,)), num_data=6)
+    loss.backward()
+    assert torch.isfinite(logs["kl"]) and torch.isfinite(loss)
+    assert m.hypernet.log_sigma_param.grad is not None
+
+
+def test_jacobian_chunks_option():
+    m = BayesByHypernet(tiny_net(), hidden=(8,), chunk_size=10, jacobian_chunks=2)
+    loss, _ = m.loss(torch.randn(6, 6), torch.randint(0, 3, (6,)), num_data=6)
+    loss.backward()
+    assert torch.isfinite(loss) and m.kl_estimator.jacobian_chunks == 2
+    with pytest.raises(ValueError, match="needs generator='chunked' with noise='aligned'"):
+        BayesByHypernet(tiny_net(), hidden=(8,), noise="independent", jacobian_chunks=2)
+    with pytest.raises(ValueError, match="apply only to kl='jacobian'"):
+        BayesByHypernet(tiny_net(), hidden=(8,), kl="sivi", jacobian_chunks=2)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -105,6 +105,35 @@ class ChunkedGenerator(nn.Module):
         w = self._output(h, bias=True) + self.offset
         return w, self._output(dh, bias=False).reshape(-1, s, w.shape[1])
 
+    def jacobian_grams(self, z: Tensor, log_sigma: Tensor, *, chunks: int | None = None) -> Tensor:
+        """``J^T diag(sigma^-2) J`` per noise block, ``J = dG/dz [D, k]`` at each draw.
+
+        ``z [J, n_blocks, k]``, ``log_sigma [D]`` -> ``[J, n_blocks, k, k]``; the same as
+        ``bbh.divergences.jacobian.block_grams`` of ``generate_with_tangents`` along the unit
+        directions, fused: the output layer's tangents ``dh W^T`` are never stored, only formed
+        tile by tile into one Gram per chunk (``_ChunkGram``; the padding of the last chunk gets
+        weight 0 instead of a slice).
+
+        ``chunks`` (aligned noise only): the Gram from that many chunks drawn at random without
+        replacement, times ``C / chunks`` (unbiased for the Gram; its cost falls in proportion).
+        """
+        k, c = self.noise_dim, self.num_chunks
+        if chunks is not None and self.noise is not NoiseMode.ALIGNED:
+            raise ValueError("jacobian_chunks needs aligned noise (one noise block)")
+        eye = torch.eye(k, dtype=z.dtype, device=z.device)
+        dz = eye[:, None, None, :].expand(k, z.shape[0], c, k)
+        dx = torch.cat([dz, dz.new_zeros(*dz.shape[:3], self.embeddings.shape[1])], dim=-1)
+        _, dh = mlp_with_tangents(cast(nn.Sequential, self.net[:-1]), self._inputs(z), dx)
+        dh = dh.permute(1, 2, 0, 3) * self.output_multiplier  # [J, C, k, width]
+        picked, scale = None, 1.0
+        if chunks is not None and chunks < c:
+            picked = torch.randperm(c, device=dh.device)[:chunks]
+            dh, scale = dh[:, picked], c / chunks
+        grams = _ChunkGram.apply(dh, self._out.weight, log_sigma, picked)  # [J, C', k, k]
+        if self.noise is NoiseMode.ALIGNED:
+            return grams.sum(1, keepdim=True) * scale
+        return grams
+
     def forward(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``num_samples`` joint weight samples ``[S, D]`` with fresh noise."""
         return self.generate(self.draw_noise(num_samples, generator=generator))
@@ -118,8 +147,75 @@ class ChunkedGenerator(nn.Module):
 
     def _output(self, h: Tensor, *, bias: bool) -> Tensor:
         """The shared output layer on ``h [..., C, width]`` -> flat ``[..., D]``."""
-        out = self._out
+        out = self._out  # the multiplier on h [..., C, width], not on the weight [chunk, width]
         chunks = nn.functional.linear(
-            h, out.weight * self.output_multiplier, out.bias if bias else None
+            h * self.output_multiplier, out.weight, out.bias if bias else None
         )
         return chunks.reshape(*chunks.shape[:-2], -1)[..., : self.spec.dim]
+
+
+#: On a CPU, ``_ChunkGram`` works through the chunk in column tiles of about this many floats per
+#: ``[J, C, k, tile]`` temporary, so that they stay in cache (LeNet-5: 2048 columns; measured
+#: against whole chunks in ``benchmarks/ab_jacobian.py``). On a GPU one tile spans the chunk.
+CPU_TILE_FLOATS = 1 << 18
+
+
+class _ChunkGram(torch.autograd.Function):
+    """Per chunk, ``a diag(sigma^-2) a^T`` of the output layer's tangents ``a = dh W^T``.
+
+    ``dh [J, C', k, width]`` (the chunks ``picked [C']``, or all), ``W [chunk, width]``,
+    ``log_sigma [D]`` -> ``[J, C', k, k]``. The weights ``w = sigma^-2`` are laid out
+    ``[C, chunk]`` with zeros on the padding of the last chunk. Nothing of size ``[k, D]`` is
+    kept: forward and backward form ``a`` tile by tile (columns of the chunk), and the backward
+    takes ``ga = (G + G^T) a w`` once per tile and builds every gradient from it:
+    ``d/da = ga``, ``d/dlog_sigma = -sum a * ga`` (no division by ``w``).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, dh: Tensor, weight: Tensor, log_sigma: Tensor, picked: Tensor | None
+    ) -> Tensor:
+        j, c, k, _ = dh.shape
+        dh = dh.contiguous()
+        d, chunk = log_sigma.shape[0], weight.shape[0]
+        w_all = log_sigma.new_zeros(-(-d // chunk) * chunk)
+        torch.mul(log_sigma, -2, out=w_all[:d]).exp_()
+        w = w_all.view(-1, chunk) if picked is None else w_all.view(-1, chunk)[picked]
+        w = w.unsqueeze(1)  # [C', 1, chunk]
+        gram = dh.new_zeros(j * c, k, k)
+        for cols in _tiles(dh, chunk):
+            a = dh @ weight[cols].t()  # [J, C', k, tile]
+            aw = (a * w[..., cols]).view(j * c, k, -1)
+            gram.baddbmm_(aw, a.view(j * c, k, -1).transpose(-1, -2))
+        ctx.save_for_backward(dh, weight, w, picked)
+        ctx.dim, ctx.padded = d, w_all.shape[0]
+        return gram.view(j, c, k, k)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:
+        dh, weight, w, picked = ctx.saved_tensors
+        g_sym = grad + grad.transpose(-1, -2)
+        dh_rows = dh.view(-1, dh.shape[-1])  # [J C' k, width]
+        grad_dh = torch.zeros_like(dh)
+        grad_weight = torch.empty_like(weight)
+        grad_log_sigma = w.new_empty(w.shape[0], w.shape[2])  # [C', chunk]
+        for cols in _tiles(dh, weight.shape[0]):
+            tile = weight[cols]
+            a = dh @ tile.t()  # recomputed: cheaper than keeping [J, C', k, chunk]
+            ga = g_sym @ (a * w[..., cols])  # d gram / d a, [J, C', k, tile]
+            grad_dh.add_(ga @ tile)
+            torch.mm(ga.view(-1, ga.shape[-1]).t(), dh_rows, out=grad_weight[cols])
+            grad_log_sigma[:, cols] = a.mul_(ga).sum((0, 2)).neg_()
+        if picked is not None:
+            grad_log_sigma = grad_log_sigma.new_zeros(
+                ctx.padded // weight.shape[0], weight.shape[0]
+            ).index_copy_(0, picked, grad_log_sigma)
+        return grad_dh, grad_weight, grad_log_sigma.view(-1)[: ctx.dim], None
+
+
+def _tiles(dh: Tensor, chunk: int) -> list[slice]:
+    """Column ranges of the chunk: one on a GPU, cache-sized on a CPU."""
+    if dh.device.type != "cpu":
+        return [slice(0, chunk)]
+    size = max(256, CPU_TILE_FLOATS // (dh.numel() // dh.shape[-1]))
+    return [slice(t, min(t + size, chunk)) for t in range(0, chunk, size)]

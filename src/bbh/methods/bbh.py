@@ -87,7 +87,8 @@ class BayesByHypernet(Method):
         preset: ``recommended`` (default) or ``paper``: fills in every option below that is
             not given (``PRESETS`` lists them); explicit arguments win.
         noise_dim: k, the size of the noise z (the paper: 1, 8 or 64).
-        num_samples: S, weight samples per training step (the paper: 5; >= 2 for the KL).
+        num_samples: S, weight samples per training step (the paper: 5). The KL estimators
+            of the posterior (``jacobian``, ``sivi``) allow S = 1; the others need S >= 2.
         generator: ``layerwise`` (the paper's, one MLP per tensor) or ``chunked`` (ours).
         hidden: generator hidden sizes (the paper: 64, 256, 512).
         noise: ``aligned`` (one z for every generator) or ``independent``.
@@ -97,6 +98,9 @@ class BayesByHypernet(Method):
             with sigma learned (``bbh.posteriors.ImplicitPosterior``); ``None`` for the paper's
             purely implicit ``w = G(z)``. ``kl="jacobian"`` needs it.
         jacobian_samples: noise draws per step for the log-determinant of ``kl="jacobian"``.
+        jacobian_chunks: ``kl="jacobian"`` with the chunked generator: the Jacobian's Gram from
+            this many random chunks per step (cheaper; biases the KL up, see ``JacobianKL``);
+            ``None`` (default): all chunks, exact.
         prior_scale: s of the prior ``N(0, s^2 I)``.
         nll: ``first``, ``mean``, ``split`` or ``predictive`` (see ``NLLMode``).
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
@@ -141,6 +145,7 @@ class BayesByHypernet(Method):
         kl: str | None = None,
         weight_noise: float | _Unset | None = UNSET,
         jacobian_samples: int = 1,
+        jacobian_chunks: int | None = None,
         prior_scale: float = 1.0,
         nll: NLLMode | str | None = None,
         likelihood: str = "categorical",
@@ -174,7 +179,6 @@ class BayesByHypernet(Method):
         hidden, noise, kl, nll = chosen["hidden"], chosen["noise"], chosen["kl"], chosen["nll"]
         sigma0: float | None = chosen["weight_noise"]
         super().__init__()
-        check_num_samples(num_samples, minimum=2)
         check_num_samples(sample_batch, name="sample_batch")
         self.nll_mode = parse_enum(NLLMode, nll, "nll")
         self.forward_mode = parse_enum(ForwardMode, forward_mode, "forward_mode")
@@ -188,9 +192,11 @@ class BayesByHypernet(Method):
                 "e.g. 0.01): a purely implicit q has no density in R^D"
             )
         if kl == "jacobian":
-            self.kl_estimator = JacobianKL(jacobian_samples)
-        elif jacobian_samples != 1:
-            raise ValueError("jacobian_samples applies only to kl='jacobian'")
+            self.kl_estimator = JacobianKL(jacobian_samples, jacobian_chunks)
+        elif jacobian_samples != 1 or jacobian_chunks is not None:
+            raise ValueError("jacobian_samples and jacobian_chunks apply only to kl='jacobian'")
+        # the estimators of the posterior need one sample; the others compare samples
+        check_num_samples(num_samples, minimum=1 if uses_posterior(kl) else 2)
         self.num_samples = num_samples
         self.sample_batch = sample_batch
 
@@ -201,6 +207,11 @@ class BayesByHypernet(Method):
             if name in generated:
                 p.requires_grad_(False)  # replaced by samples in every forward pass
         gen_options: dict[str, Any] = {"noise_dim": noise_dim, "hidden": hidden, "noise": noise}
+        if jacobian_chunks is not None and (
+            gen_name is not GeneratorName.CHUNKED
+            or parse_enum(NoiseMode, noise, "noise") is not NoiseMode.ALIGNED
+        ):
+            raise ValueError("jacobian_chunks needs generator='chunked' with noise='aligned'")
         if gen_name is GeneratorName.CHUNKED:
             gen_options.update(
                 chunk_size=chunk_size,

@@ -49,6 +49,7 @@ class ImplicitSample:
     weights: Tensor  # [S, D]
     mean: Tensor  # [S, D], G(z)
     noise: Tensor  # [S, n_blocks, k], z
+    sigma: Tensor | None = None  # [D], the semi-implicit noise's scale (None: purely implicit)
 
 
 class ImplicitPosterior(nn.Module):
@@ -114,7 +115,8 @@ class ImplicitPosterior(nn.Module):
         if not self.semi_implicit:
             return ImplicitSample(mean, mean, z)
         eps = torch.randn(mean.shape, generator=generator, device=mean.device).to(mean.dtype)
-        return ImplicitSample(mean + self.sigma() * eps, mean, z)
+        sigma = self.sigma()
+        return ImplicitSample(torch.addcmul(mean, sigma, eps), mean, z, sigma)  # one pass
 
     def forward(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
         """``num_samples`` joint weight samples ``[S, D]``."""
