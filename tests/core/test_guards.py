@@ -82,6 +82,19 @@ def test_learning_rate_10_stops_at_the_step_that_overflows() -> None:
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+def test_diverging_default_bbh_stops_with_the_guard_not_a_linear_algebra_error() -> None:
+    """The Jacobian KL's Cholesky of non-finite weights gives NaN for the guard, not an error."""
+    torch.manual_seed(0)
+    x, y = torch.rand(200, 784), torch.randint(0, 10, (200,))
+    model = BayesByHypernet(MLP(784, [20], 10))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TrainingWarning)
+        with pytest.raises(TrainingDiverged, match=r"lower learning rate \(now 10") as err:
+            fit(model, x, y, steps=50, batch_size=20, lr=10.0, log_every=10)
+    assert 1 <= err.value.step < 50
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
 def test_batchnorm_statistics_are_restored_after_a_bad_step() -> None:
     x, y = _data()
     torch.manual_seed(0)

@@ -117,8 +117,11 @@ def entropy_linearised(
         _, jac = gen.generate_with_tangents(z, tangents)  # [k, J, D]
         gram = block_grams(jac, gen.noise_segments, inv_var)  # [J, n, k, k]
     eye = torch.eye(gram.shape[-1], dtype=torch.float64, device=z.device)
-    chol = torch.linalg.cholesky(eye + gram.double())
-    logdet = 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum((-1, -2))  # [J]
+    # I + gram is positive definite unless the weights went non-finite; then the log-determinant
+    # is NaN (no error, no host sync) so that the training guard names the step
+    chol, info = torch.linalg.cholesky_ex(eye + gram.double())
+    logdet = 2 * chol.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # [J, n]
+    logdet = torch.where(info == 0, logdet, torch.full_like(logdet, math.nan)).sum(-1)  # [J]
     return gaussian + 0.5 * logdet.mean().to(log_sigma.dtype)
 
 
