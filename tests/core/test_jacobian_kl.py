@@ -15,6 +15,14 @@ from bbh.posteriors.implicit import ImplicitPosterior
 from bbh.priors import GaussianPrior
 
 
+@pytest.fixture
+def float64():
+    """Run the test in float64 (exact comparisons), float32 again afterwards."""
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(torch.float32)
+
+
 def _spec(d_in=6, d_hidden=5, d_out=3):
     return ParamSpec.from_module(
         nn.Sequential(nn.Linear(d_in, d_hidden), nn.ReLU(), nn.Linear(d_hidden, d_out))
@@ -51,58 +59,46 @@ def test_tangents_match_autograd_jvp(noise, hidden):
 
 
 @pytest.mark.parametrize("noise", ["aligned", "independent"])
-def test_entropy_is_exact_for_affine_generators(noise):
+def test_entropy_is_exact_for_affine_generators(noise, float64):
     """``hidden=()``: q = N(b, A A^T + Sigma) and the estimate is its entropy, whatever z."""
-    torch.set_default_dtype(torch.float64)
-    try:
-        spec = _spec()
-        for gen in _generators(spec, (), noise):
-            post = ImplicitPosterior(gen, weight_noise=0.05)
-            with torch.no_grad():
-                post.log_sigma_param.uniform_(-4, -1)  # anisotropic noise
-            z = gen.draw_noise(1)
-            jac = _full_jacobian(gen, z)  # [D, n k]: constant for an affine G
-            cov = jac @ jac.T + torch.diag(post.sigma() ** 2)
-            exact = 0.5 * torch.logdet(2 * math.pi * math.e * cov)
-            got = entropy_linearised(post, gen.draw_noise(3))
-            torch.testing.assert_close(got, exact)
-    finally:
-        torch.set_default_dtype(torch.float32)
-
-
-def test_entropy_of_an_affine_generator_with_more_noise_than_weights():
-    """k > D takes the D x D determinant; the value is still the exact Gaussian entropy."""
-    torch.set_default_dtype(torch.float64)
-    try:
-        spec = _spec(2, 2, 1)  # D = 9
-        torch.manual_seed(0)
-        gen = LayerwiseGenerator(spec, noise_dim=16, hidden=())
+    spec = _spec()
+    for gen in _generators(spec, (), noise):
         post = ImplicitPosterior(gen, weight_noise=0.05)
-        jac = _full_jacobian(gen, gen.draw_noise(1))  # [9, 16]
+        with torch.no_grad():
+            post.log_sigma_param.uniform_(-4, -1)  # anisotropic noise
+        z = gen.draw_noise(1)
+        jac = _full_jacobian(gen, z)  # [D, n k]: constant for an affine G
         cov = jac @ jac.T + torch.diag(post.sigma() ** 2)
         exact = 0.5 * torch.logdet(2 * math.pi * math.e * cov)
-        torch.testing.assert_close(entropy_linearised(post, gen.draw_noise(2)), exact)
-    finally:
-        torch.set_default_dtype(torch.float32)
+        got = entropy_linearised(post, gen.draw_noise(3))
+        torch.testing.assert_close(got, exact)
 
 
-def test_kl_matches_the_closed_form_gaussian_kl_in_expectation():
-    torch.set_default_dtype(torch.float64)
-    try:
-        spec = _spec()
-        gen = _generators(spec, (), "aligned")[0]
-        post = ImplicitPosterior(gen, weight_noise=0.3)
-        prior = GaussianPrior(1.5)
-        z = gen.draw_noise(1)
-        jac = _full_jacobian(gen, z)
-        b = gen.generate(torch.zeros_like(z))[0]
-        cov = jac @ jac.T + torch.diag(post.sigma() ** 2)
-        d, s2 = spec.dim, 2.25
-        exact = 0.5 * (cov.trace() / s2 + b @ b / s2 - d + d * math.log(s2) - torch.logdet(cov))
-        est = JacobianKL()(post.sample(20000), prior, post)
-        assert abs(est.item() - exact.item()) < 0.01 * exact.item()
-    finally:
-        torch.set_default_dtype(torch.float32)
+def test_entropy_of_an_affine_generator_with_more_noise_than_weights(float64):
+    """k > D takes the D x D determinant; the value is still the exact Gaussian entropy."""
+    spec = _spec(2, 2, 1)  # D = 9
+    torch.manual_seed(0)
+    gen = LayerwiseGenerator(spec, noise_dim=16, hidden=())
+    post = ImplicitPosterior(gen, weight_noise=0.05)
+    jac = _full_jacobian(gen, gen.draw_noise(1))  # [9, 16]
+    cov = jac @ jac.T + torch.diag(post.sigma() ** 2)
+    exact = 0.5 * torch.logdet(2 * math.pi * math.e * cov)
+    torch.testing.assert_close(entropy_linearised(post, gen.draw_noise(2)), exact)
+
+
+def test_kl_matches_the_closed_form_gaussian_kl_in_expectation(float64):
+    spec = _spec()
+    gen = _generators(spec, (), "aligned")[0]
+    post = ImplicitPosterior(gen, weight_noise=0.3)
+    prior = GaussianPrior(1.5)
+    z = gen.draw_noise(1)
+    jac = _full_jacobian(gen, z)
+    b = gen.generate(torch.zeros_like(z))[0]
+    cov = jac @ jac.T + torch.diag(post.sigma() ** 2)
+    d, s2 = spec.dim, 2.25
+    exact = 0.5 * (cov.trace() / s2 + b @ b / s2 - d + d * math.log(s2) - torch.logdet(cov))
+    est = JacobianKL()(post.sample(20000), prior, post)
+    assert abs(est.item() - exact.item()) < 0.01 * exact.item()
 
 
 def test_gradients_reach_generator_and_sigma():
@@ -139,33 +135,29 @@ def test_needs_a_semi_implicit_posterior():
         make_kl_estimator("jacobian", samples_only=True)
 
 
-def test_semi_implicit_bound_is_exact_when_the_generator_is_constant_and_bounds_otherwise():
+def test_semi_implicit_bound_is_exact_when_the_generator_is_constant_and_bounds_otherwise(float64):
     """SIVI's bound: exact for q = N(b, Sigma) (G ignores z); above the exact KL in expectation."""
-    torch.set_default_dtype(torch.float64)
-    try:
-        spec = _spec()
-        gen = _generators(spec, (), "aligned")[0]
-        post = ImplicitPosterior(gen, weight_noise=0.2)
-        prior = GaussianPrior(1.0)
-        sivi = make_kl_estimator("sivi")
-        with torch.no_grad():
-            for g in gen.generators:
-                g[0].weight[:, :3].zero_()  # G(z) = b: q = N(b, sigma^2 I)
-        b = gen.generate(torch.zeros(1, 1, 3))[0]
-        d, s2 = spec.dim, 0.04
-        exact = 0.5 * (d * s2 + b @ b - d - d * math.log(s2))
-        est = torch.stack([sivi(post.sample(200), prior, post) for _ in range(20)]).mean()
-        assert abs(est.item() - exact.item()) < 0.02 * exact.item()
-        with torch.no_grad():
-            for g in gen.generators:
-                g[0].weight[:, :3].normal_(0, 0.3)  # now G varies with z
-        jac = _full_jacobian(gen, gen.draw_noise(1))
-        cov = jac @ jac.T + s2 * torch.eye(d)
-        exact = 0.5 * (cov.trace() + b @ b - d - torch.logdet(cov))
-        est = torch.stack([sivi(post.sample(200), prior, post) for _ in range(20)]).mean()
-        assert est.item() > exact.item()
-    finally:
-        torch.set_default_dtype(torch.float32)
+    spec = _spec()
+    gen = _generators(spec, (), "aligned")[0]
+    post = ImplicitPosterior(gen, weight_noise=0.2)
+    prior = GaussianPrior(1.0)
+    sivi = make_kl_estimator("sivi")
+    with torch.no_grad():
+        for g in gen.generators:
+            g[0].weight[:, :3].zero_()  # G(z) = b: q = N(b, sigma^2 I)
+    b = gen.generate(torch.zeros(1, 1, 3))[0]
+    d, s2 = spec.dim, 0.04
+    exact = 0.5 * (d * s2 + b @ b - d - d * math.log(s2))
+    est = torch.stack([sivi(post.sample(200), prior, post) for _ in range(20)]).mean()
+    assert abs(est.item() - exact.item()) < 0.02 * exact.item()
+    with torch.no_grad():
+        for g in gen.generators:
+            g[0].weight[:, :3].normal_(0, 0.3)  # now G varies with z
+    jac = _full_jacobian(gen, gen.draw_noise(1))
+    cov = jac @ jac.T + s2 * torch.eye(d)
+    exact = 0.5 * (cov.trace() + b @ b - d - torch.logdet(cov))
+    est = torch.stack([sivi(post.sample(200), prior, post) for _ in range(20)]).mean()
+    assert est.item() > exact.item()
 
 
 def _generic_grams(gen, z, log_sigma):
