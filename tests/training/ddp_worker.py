@@ -31,6 +31,7 @@ from bbh.training import (
     TrainingInterrupted,
     TrainState,
     fit,
+    process_group_from_env,
 )
 
 NUM_EXAMPLES, FEATURES, CLASSES = 64, 5, 3
@@ -188,13 +189,10 @@ def fail_in_a_hook(rank: int) -> dict[str, Any]:
 
 def main(scenario: str, out: Path) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo")
-    rank = dist.get_rank()
-    try:
+    with process_group_from_env("gloo"):  # destroys the group after a barrier on success
+        rank = dist.get_rank()
         result = {"checks": checks, "raise": fail_in_a_hook}[scenario](rank)
         torch.save(result, out / f"{scenario}-rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -195,9 +195,16 @@ def process_group_from_env(
         )
     timeout = None if timeout_s is None else dt.timedelta(seconds=timeout_s)
     dist.init_process_group(backend=name, timeout=timeout)
+    finished = False
     try:
         yield current_ranks()
+        finished = True
     finally:
+        if finished:
+            # every rank is done with the group before any tears it down: a rank that destroys
+            # it while another still talks to it can end both with std::terminate (SIGABRT)
+            with contextlib.suppress(Exception):
+                dist.barrier()
         dist.destroy_process_group()
 
 
