@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import gc
 import os
 import pickle
 from collections.abc import Callable, Iterator
@@ -200,9 +201,12 @@ def process_group_from_env(
         yield current_ranks()
         finished = True
     finally:
+        # DDP wrappers left in reference cycles hold the group's gloo work; collected only at
+        # interpreter shutdown, their destructors can end the process with std::terminate
+        # (SIGABRT after a finished run), so collect them while the interpreter is whole
+        gc.collect()
         if finished:
-            # every rank is done with the group before any tears it down: a rank that destroys
-            # it while another still talks to it can end both with std::terminate (SIGABRT)
+            # every rank is done with the group before any tears it down
             with contextlib.suppress(Exception):
                 dist.barrier()
         dist.destroy_process_group()
