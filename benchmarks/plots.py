@@ -52,19 +52,23 @@ def _save(fig: Any, path: Path) -> None:
     _pyplot().close(fig)
 
 
-def step_time(record: dict[str, Any], path: Path) -> None:
-    """Horizontal bars: each method's step-time ratio to MAP, one panel per net (log scale)."""
-    plt = _pyplot()
-    nets = record["nets"]
-    labels = _labels_top_down(nets)
-    fig, axes = plt.subplots(
+def _net_panels(num_nets: int, num_labels: int, *, extra_height: float) -> tuple[Any, Any]:
+    """One panel per net side by side, sharing the method labels' y axis."""
+    return _pyplot().subplots(
         1,
-        len(nets),
-        figsize=(5 * len(nets), 0.35 * len(labels) + 1.8),
+        num_nets,
+        figsize=(5 * num_nets, 0.35 * num_labels + extra_height),
         sharey=True,
         squeeze=False,
         layout="constrained",
     )
+
+
+def step_time(record: dict[str, Any], path: Path) -> None:
+    """Horizontal bars: each method's step-time ratio to MAP, one panel per net (log scale)."""
+    nets = record["nets"]
+    labels = _labels_top_down(nets)
+    fig, axes = _net_panels(len(nets), len(labels), extra_height=1.8)
     for ax, (name, net) in zip(axes[0], nets.items(), strict=True):
         ratios = [net["methods"].get(label, {}).get("ratio_to_map") for label in labels]
         ys = range(len(labels))
@@ -121,17 +125,9 @@ def scaling(record: dict[str, Any], path: Path) -> None:
 
 def predict(record: dict[str, Any], path: Path) -> None:
     """Bars: milliseconds per weight sample of prediction, per method, one panel per net."""
-    plt = _pyplot()
     nets = record["nets"]
     labels = _labels_top_down(nets)
-    fig, axes = plt.subplots(
-        1,
-        len(nets),
-        figsize=(5 * len(nets), 0.35 * len(labels) + 2.2),
-        sharey=True,
-        squeeze=False,
-        layout="constrained",
-    )
+    fig, axes = _net_panels(len(nets), len(labels), extra_height=2.2)
     for ax, (name, net) in zip(axes[0], nets.items(), strict=True):
         per = [net["methods"].get(label, {}).get("per_sample_s") for label in labels]
         ax.barh(range(len(labels)), [(p or 0) * 1e3 for p in per], color="tab:green")

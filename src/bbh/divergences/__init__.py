@@ -41,6 +41,7 @@ limit is a strict xfail):
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -98,12 +99,13 @@ KL_ESTIMATORS: dict[str, KLFactory] = {
 }
 
 
-def make_kl_estimator(name: str, *, samples_only: bool = False) -> nn.Module:
-    """Build the estimator ``name``; ``samples_only`` refuses those that need the posterior."""
+def make_kl_estimator(name: str, *, samples_only: bool = False, **options: Any) -> nn.Module:
+    """Build the estimator ``name`` with its ``options``; ``samples_only`` refuses those that
+    need the posterior."""
     allowed = sorted(n for n in KL_ESTIMATORS if not (samples_only and uses_posterior(n)))
     if name not in allowed:
         raise ValueError(f"unknown kl estimator {name!r}; allowed: {allowed}")
-    return KL_ESTIMATORS[name]()
+    return KL_ESTIMATORS[name](**options)
 
 
 def uses_posterior(name: str) -> bool:

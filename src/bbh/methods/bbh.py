@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bbh.divergences import JacobianKL, make_kl_estimator, uses_posterior
+from bbh.divergences import make_kl_estimator, uses_posterior
 from bbh.functional import ForwardMode, ParamPredicate, ParamSpec, sampled_forward
 from bbh.hypernets import GENERATORS, GeneratorName, NoiseMode
 from bbh.likelihoods import log_mean_exp, make_likelihood
@@ -185,16 +185,17 @@ class BayesByHypernet(Method):
         gen_name = parse_enum(GeneratorName, generator, "generator")
         self.likelihood = make_likelihood(likelihood, noise_scale)
         self.prior = GaussianPrior(prior_scale)
-        self.kl_estimator = make_kl_estimator(kl)
+        kl_options: dict[str, Any] = {}
+        if kl == "jacobian":
+            kl_options = dict(jacobian_samples=jacobian_samples, jacobian_chunks=jacobian_chunks)
+        elif jacobian_samples != 1 or jacobian_chunks is not None:
+            raise ValueError("jacobian_samples and jacobian_chunks apply only to kl='jacobian'")
+        self.kl_estimator = make_kl_estimator(kl, **kl_options)
         if uses_posterior(kl) and sigma0 is None:
             raise ValueError(
                 f"kl={kl!r} needs weight_noise > 0 (the semi-implicit posterior's initial sigma, "
                 "e.g. 0.01): a purely implicit q has no density in R^D"
             )
-        if kl == "jacobian":
-            self.kl_estimator = JacobianKL(jacobian_samples, jacobian_chunks)
-        elif jacobian_samples != 1 or jacobian_chunks is not None:
-            raise ValueError("jacobian_samples and jacobian_chunks apply only to kl='jacobian'")
         # the estimators of the posterior need one sample; the others compare samples
         check_num_samples(num_samples, minimum=1 if uses_posterior(kl) else 2)
         self.num_samples = num_samples
