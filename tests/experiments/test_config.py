@@ -21,7 +21,7 @@ from bbh.config import (
     resolved_options,
 )
 from bbh.experiments.builders import build_net, method_options
-from bbh.experiments.reproduce import experiment_runs
+from bbh.experiments.reproduce import budget_notes, experiment_runs
 from bbh.methods import METHODS
 
 PAPER_RUNS = ["map", "mc_dropout", "ensemble", "bbb", "mnf", "bbh"] + [
@@ -48,6 +48,18 @@ def test_one_config_per_paper_run(experiment):
     cpu = load_config(f"{experiment}/map", scale="cpu")
     assert paper.train.epochs == (100 if experiment == "mnist" else 200)
     assert cpu.train.epochs < paper.train.epochs
+
+
+def test_cpu_scale_report_says_which_budgets_are_shortened():
+    names = experiment_runs("mnist")
+    cpu = [load_config(n, scale="cpu") for n in names]
+    (note,) = budget_notes(names, cpu)
+    # the methods compared at equal epochs, the paper's six BbH runs shortened further
+    assert "map: epochs 5 (paper: 100)" in note
+    assert "bbh_k8_aligned: epochs 2 (paper: 100), batch 1000 (paper: 100)" in note
+    assert {c.train.epochs for n, c in zip(names, cpu, strict=True) if "_k" not in n} == {5.0}
+    paper = [load_config(n) for n in names]
+    assert budget_notes(names, paper) == []
 
 
 @pytest.mark.parametrize("experiment", ["mnist", "cifar5", "demo"])

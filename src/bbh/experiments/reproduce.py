@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bbh.config import (
+    AnyConfig,
     ConfigError,
     ExperimentConfig,
     ToyConfig,
@@ -149,6 +150,8 @@ def reproduce(
         result.timings[name] = timing
         result.rows.append(read_row(name.split("/", 1)[1], folder))
     notes = [f"Scale {scale!r}; configs: " + ", ".join(names) + "."]
+    if scale != "paper":
+        notes += budget_notes(names, configs, overrides)
     if result.missing:
         notes.append(
             "Not trained and evaluated yet for the current configs (not in this report): "
@@ -175,6 +178,45 @@ def reproduce(
     write_json(root / "reproduce.json", {"experiment": experiment, "scale": scale,
                                           "timings": result.timings})  # fmt: skip
     return result
+
+
+def budget_notes(
+    names: Sequence[str], configs: Sequence[AnyConfig], overrides: Sequence[str] = ()
+) -> list[str]:
+    """One note listing where each run's training budget differs from its ``paper`` scale
+    (epochs, batch size, learning rate, optimiser), so a shortened run is never read as the
+    paper's."""
+    changes = []
+    for name, cfg in zip(names, configs, strict=True):
+        if isinstance(cfg, ToyConfig):
+            continue
+        paper = load_config(name, scale="paper", overrides=overrides)
+        assert isinstance(paper, ExperimentConfig)
+        diffs = [
+            f"{label} {_budget_value(getattr(cfg.train, key))} "
+            f"(paper: {_budget_value(getattr(paper.train, key))})"
+            for key, label in _BUDGET_FIELDS
+            if getattr(cfg.train, key) != getattr(paper.train, key)
+        ]
+        if diffs:
+            changes.append(f"{name.split('/', 1)[1]}: " + ", ".join(diffs))
+    if not changes:
+        return []
+    return ["Shortened training budgets at this scale, against the paper's: " + "; ".join(changes)
+            + "."]  # fmt: skip
+
+
+_BUDGET_FIELDS = (
+    ("epochs", "epochs"),
+    ("steps", "steps"),
+    ("batch_size", "batch"),
+    ("lr", "lr"),
+    ("optimizer", "optimiser"),
+)
+
+
+def _budget_value(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 _TABLE_NOTES = [
