@@ -2,12 +2,16 @@
 
     python benchmarks/predict.py                      # S = 100, every net and method, CPU
     python benchmarks/predict.py --nets lenet --methods "bbh chunked" mc_dropout --samples 30
+    python benchmarks/predict.py --nets lenet --batches 20     # a data set of 20 batches
 
 Each method runs ``predict_logits(x, S)`` in eval mode without gradients on the net's batch;
 beside it, interleaved, MAP runs S forward passes of the same batch (a loop, as a user would)
-and one pass. The record gives each method's time per weight sample (time / the number of draws
-it returned: an ensemble returns its M members whatever S is) and its ratios to the S MAP passes
-and to one MAP pass. Target: per sample no slower than a MAP pass (ratio to S passes <= 1).
+and one pass. With ``--batches N`` the input is a data set of N batches: each method predicts
+it through ``bbh.evaluation.predict_batched`` (what ``bbh evaluate`` uses: BbH and BbB draw
+their S weight samples once for all batches) and MAP runs S passes over every batch. The record
+gives each method's time per weight sample (time / the number of draws it returned: an ensemble
+returns its M members whatever S is) and its ratios to the S MAP passes and to one MAP pass.
+Target: per sample no slower than a MAP pass (ratio to S passes <= 1).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from bbh.evaluation import predict_batched
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -37,14 +43,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", nargs="+", help="substrings of method labels (default: all)")
     ap.add_argument("--samples", type=int, default=100, help="weight samples S (default: 100)")
     ap.add_argument("--max-hypernet-params", type=int, default=DEFAULT_MAX_HYPERNET_PARAMS)
+    ap.add_argument(
+        "--batches", type=int, default=1, help="batches in the predicted data set (default: 1)"
+    )
     args = ap.parse_args(argv)
     if args.samples < 1:
         raise SystemExit(f"--samples must be >= 1, got {args.samples}")
+    if args.batches < 1:
+        raise SystemExit(f"--batches must be >= 1, got {args.batches}")
     device, load = harness.setup(args)
     s = args.samples
     results: dict[str, Any] = {}
     for net_case in select_nets(args.nets, args.scale, device):
-        x, _ = net_case.batch(device)
+        xs = [net_case.batch(device, seed=i)[0] for i in range(args.batches)]
+        x = xs[0]
         map_net = MAP_CASE.build(net_case.make(), args.scale).to(device).eval().net
         rows: dict[str, Any] = {}
         for case in select_methods(args.methods):
@@ -56,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             method = case.build(net_case.make(), args.scale).to(device).eval()
             with torch.no_grad():
                 draws = method.predict_logits(x, s).shape[0]
-            timed = _time(method, map_net, x, s, args, device)
+            timed = _time(method, map_net, xs, s, args, device)
             per_sample = timed["method"]["median_s"] / draws
             map_pass = timed["map_1"]["median_s"]
             rows[case.label] = {
@@ -80,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         results[net_case.name] = {
             "net": net_case.description,
             "batch_size": net_case.batch_size,
+            "batches": args.batches,
             "map_per_pass_s": timed["map_1"]["median_s"] if rows else None,
             "methods": rows,
         }
@@ -107,19 +120,28 @@ def _record(s: int, args: Any, results: dict[str, Any], *, complete: bool) -> di
     }
 
 
-def _time(method: Any, map_net: Any, x: torch.Tensor, s: int, args: Any, device: Any) -> Any:
+def _time(method: Any, map_net: Any, xs: list[torch.Tensor], s: int, args: Any, device: Any) -> Any:
+    """Interleaved medians; with several batches every timing covers all of them (the
+    per-pass and per-sample figures are then per pass over the data set)."""
+    data = torch.cat(xs)
+
     @torch.no_grad()
     def run_method() -> None:
-        method.predict_logits(x, s)
+        if len(xs) == 1:
+            method.predict_logits(xs[0], s)
+        else:
+            predict_batched(method, data, num_samples=s, batch_size=xs[0].shape[0])
 
     @torch.no_grad()
     def map_s() -> None:
-        for _ in range(s):
-            map_net(x)
+        for x in xs:
+            for _ in range(s):
+                map_net(x)
 
     @torch.no_grad()
     def map_1() -> None:
-        map_net(x)
+        for x in xs:
+            map_net(x)
 
     return harness.interleaved(
         {"method": run_method, "map_S": map_s, "map_1": map_1},

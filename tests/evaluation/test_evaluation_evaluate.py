@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from eval_toys import CLASSES, images
+from eval_toys import CLASSES, SIDE, images
 
 from bbh.evaluation import AttackConfig, Progress, evaluate, predict_batched, write_json
 from bbh.metrics import accuracy, mutual_information, nll
@@ -64,6 +64,35 @@ def test_predict_batched_matches_one_batch(sto) -> None:
     pred = predict_batched(sto, x, num_samples=4, batch_size=9)
     assert torch.allclose(pred.probs, full.double().softmax(-1).mean(0))
     assert torch.allclose(pred.mutual_information, mutual_information(full), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["bbh", "bbb"])
+def test_predict_batched_shares_draws_across_batches(name) -> None:
+    """BbH and BbB predict a data set with one set of S draws (generated sample_batch at a
+    time): batch by batch equals one batch with the same seed, and progress counts inputs."""
+    import bbh
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(SIDE * SIDE, CLASSES))
+    method = bbh.build(name, net, **({"noise_dim": 3} if name == "bbh" else {}))
+    method.sample_batch = 3  # 7 draws: groups of 3, 3, 1
+    x, _ = images(10)
+    torch.manual_seed(5)
+    one = predict_batched(method, x, num_samples=7, batch_size=10)
+    stream = io.StringIO()
+    progress = Progress(10, "p", stream=stream, min_interval=0.0)
+    torch.manual_seed(5)
+    many = predict_batched(method, x, num_samples=7, batch_size=4, progress=progress)
+    assert torch.allclose(one.probs, many.probs, atol=1e-12) and many.num_samples == 7
+    assert torch.allclose(one.expected_entropy, many.expected_entropy, atol=1e-12)
+    assert progress.done == 10
+    # the same S = 7 draws as predict_logits makes, averaged per input
+    torch.manual_seed(5)
+    draws = torch.cat([method.draw_predictive(3), method.draw_predictive(3),
+                       method.draw_predictive(1)])  # fmt: skip
+    with torch.no_grad():
+        logits = method.predict_logits_with(draws, x)
+    assert torch.allclose(many.probs, logits.double().softmax(-1).mean(0), atol=1e-6)
+    assert not torch.allclose(logits[0], logits[1])  # the draws differ
 
 
 def test_bad_input(det) -> None:

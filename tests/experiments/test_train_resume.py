@@ -21,9 +21,14 @@ from bbh.experiments.runs import RunError, RunFolder
 from bbh.experiments.train import read_log, train_run
 from bbh.training import list_checkpoints
 
+# The child sleeps 5 ms after each optimiser step, so that a tiny run of 300 steps takes at least
+# 1.5 s: the parent, polling every 5 ms on a loaded machine, then always signals it mid-run (a run
+# that finished before the signal made these tests flaky). Sleeping changes no number.
 SUBPROCESS = """
-import sys, torch
+import sys, time, torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 torch.set_num_threads(1)
+register_optimizer_step_post_hook(lambda *args: time.sleep(0.005))
 from bbh.cli import main
 raise SystemExit(main(sys.argv[1:]))
 """

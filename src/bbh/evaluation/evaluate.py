@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
@@ -108,24 +109,39 @@ def predict_batched(
     """Run ``method.predict_logits`` over ``x`` in batches without keeping ``[S, N, C]``.
 
     A deterministic method (``stochastic = False``) is run with one sample (PAPER.md §9: MAP
-    uses one pass). Each batch draws fresh weight samples.
+    uses one pass). A method with posterior draws that fit any batch (``draw_predictive``: BbH,
+    Bayes by Backprop) predicts every batch with the same S draws, made ``sample_batch`` at a
+    time, so that its weights are generated S times in all rather than S times per batch; the
+    others draw fresh noise with each batch. Either way each input's prediction averages S
+    independent draws.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     s = num_samples if getattr(method, "stochastic", True) else 1
-    probs, exp_ent, drawn = [], [], s
+    batches = [x[start : start + batch_size] for start in range(0, x.shape[0], batch_size)]
+
+    def logits_of(xb: Tensor, run: Callable[[Tensor], Tensor]) -> Tensor:
+        inp = input_transform(xb) if input_transform is not None else xb
+        logits = run(inp)
+        if logits.dim() != 3 or logits.shape[1] != xb.shape[0]:
+            raise ValueError(
+                f"method.predict_logits must return [S, B, C] with B = {xb.shape[0]}, "
+                f"got {tuple(logits.shape)}"
+            )
+        if not bool(torch.isfinite(logits).all()):
+            raise ValueError("method.predict_logits returned NaN or infinite logits")
+        return logits
+
     with torch.no_grad():
-        for start in range(0, x.shape[0], batch_size):
-            xb = x[start : start + batch_size]
-            inp = input_transform(xb) if input_transform is not None else xb
-            logits = method.predict_logits(inp, s)
-            if logits.dim() != 3 or logits.shape[1] != xb.shape[0]:
-                raise ValueError(
-                    f"method.predict_logits must return [S, B, C] with B = {xb.shape[0]}, "
-                    f"got {tuple(logits.shape)}"
-                )
-            if not bool(torch.isfinite(logits).all()):
-                raise ValueError("method.predict_logits returned NaN or infinite logits")
+        group = min(s, int(getattr(method, "sample_batch", s)))
+        draws = (
+            method.draw_predictive(group) if s > 1 and hasattr(method, "draw_predictive") else None
+        )
+        if draws is not None:
+            return _predict_with_shared_draws(method, batches, s, draws, logits_of, progress)
+        probs, exp_ent, drawn = [], [], s
+        for xb in batches:
+            logits = logits_of(xb, lambda inp: method.predict_logits(inp, s))
             drawn = logits.shape[0]  # an ensemble returns its M members whatever S is
             log_p = logits.double().log_softmax(dim=-1)
             p = log_p.exp()
@@ -134,6 +150,44 @@ def predict_batched(
             if progress is not None:
                 progress.update(xb.shape[0])
     return Predictions(torch.cat(probs), torch.cat(exp_ent), drawn)
+
+
+def _predict_with_shared_draws(
+    method: Any,
+    batches: list[Tensor],
+    num_samples: int,
+    first: Tensor,
+    logits_of: Callable[[Tensor, Callable[[Tensor], Tensor]], Tensor],
+    progress: Progress | None,
+) -> Predictions:
+    """``predict_batched`` for methods with ``draw_predictive``: the outer loop over groups of
+    draws (``first`` is the first group), the inner over the batches; sums in float64."""
+    n = sum(xb.shape[0] for xb in batches)
+    prob_sum: Tensor | None = None
+    ent_sum = torch.zeros(n, dtype=torch.float64)
+    done, reported, draws = 0, 0, first
+    while True:
+        g = draws.shape[0]
+        start = 0
+        for xb in batches:
+            logits = logits_of(xb, lambda inp, d=draws: method.predict_logits_with(d, inp))
+            log_p = logits.double().log_softmax(dim=-1)
+            p = log_p.exp()
+            if prob_sum is None:
+                prob_sum = torch.zeros(n, p.shape[-1], dtype=torch.float64)
+            prob_sum[start : start + xb.shape[0]] += p.sum(0).cpu()
+            ent_sum[start : start + xb.shape[0]] += (-(p * log_p).sum(-1)).sum(0).cpu()
+            start += xb.shape[0]
+            if progress is not None:  # progress counts inputs: n in all, over every group
+                units = ((done * n + g * start) // num_samples) - reported
+                progress.update(units)
+                reported += units
+        done += g
+        if done >= num_samples:
+            break
+        draws = method.draw_predictive(min(g, num_samples - done))
+    assert prob_sum is not None
+    return Predictions(prob_sum / num_samples, ent_sum / num_samples, num_samples)
 
 
 @checked_args(

@@ -53,6 +53,18 @@ class Method(nn.Module):
     def predict_logits(self, x: Tensor, num_samples: int = 100) -> Tensor:
         raise NotImplementedError
 
+    def draw_predictive(self, num_samples: int) -> Tensor | None:
+        """``num_samples`` posterior draws that :meth:`predict_logits_with` applies to any batch,
+        or None (the default) where the method draws its noise with each batch.
+
+        ``bbh.evaluation.predict_batched`` uses them to predict a whole data set with one set of
+        draws: the weights are generated once per draw, not once per draw and batch."""
+        return None
+
+    def predict_logits_with(self, draws: Tensor, x: Tensor) -> Tensor:
+        """Outputs ``[S, B, C]`` of the draws of :meth:`draw_predictive` on the batch ``x``."""
+        raise NotImplementedError(f"{type(self).__name__} has no draw_predictive")
+
     @torch.no_grad()
     def predict(self, x: Tensor, num_samples: int = 100) -> Tensor:
         """Predictive probabilities ``[B, C]``: the mean over S draws of ``softmax(logits)``."""

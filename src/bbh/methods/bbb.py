@@ -181,6 +181,21 @@ class BayesByBackprop(Method):
         logs.update(kl=kl.detach(), loss=loss.detach())
         return loss, logs
 
+    def draw_predictive(self, num_samples: int) -> Tensor | None:
+        """Weight samples ``[S, D]`` for :meth:`predict_logits_with`; None with
+        ``predict_noise="training"`` (noise per example is drawn with each batch)."""
+        if self.predict_noise != "weights":
+            return None
+        check_num_samples(num_samples)
+        return self.posterior.rsample(num_samples)
+
+    def predict_logits_with(self, draws: Tensor, x: Tensor) -> Tensor:
+        """Outputs ``[S, B, C]`` of given weight samples ``[S, D]`` on the batch ``x``."""
+        with plain_weights(self.net):
+            return sampled_forward(
+                self.net, self.spec.unflatten(draws), self.check_input(x), mode=self.forward_mode
+            )
+
     def predict_logits(self, x: Tensor, num_samples: int = 100) -> Tensor:
         """Outputs ``[S, B, C]`` for S posterior draws, ``sample_batch`` at a time.
 

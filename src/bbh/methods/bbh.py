@@ -273,6 +273,14 @@ class BayesByHypernet(Method):
             outs.append(self.forward_samples(self.sample_weights(n), x))
         return torch.cat(outs)
 
+    def draw_predictive(self, num_samples: int) -> Tensor:
+        """Joint weight samples ``[S, D]`` for :meth:`predict_logits_with` (fresh noise)."""
+        return self.sample_weights(num_samples)
+
+    def predict_logits_with(self, draws: Tensor, x: Tensor) -> Tensor:
+        """Outputs ``[S, B, C]`` of given weight samples ``[S, D]`` on the batch ``x``."""
+        return self.forward_samples(draws, self.check_input(x))
+
     def _nll(self, flat: Tensor, x: Tensor, y: Tensor) -> Tensor:
         mode, s, b = self.nll_mode, flat.shape[0], x.shape[0]
         if mode is NLLMode.FIRST:
