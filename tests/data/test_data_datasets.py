@@ -33,6 +33,7 @@ from bbh.data import (
     load_mnist,
     load_notmnist,
 )
+from bbh.data.datasets import class_interleaved_order
 
 # ------------------------------------------------------------------------------------ MNIST
 
@@ -165,6 +166,17 @@ def test_cifar5_from_jpeg_tar(tmp_path: Path) -> None:
     assert len(full.train) == 30 and full.class_names == CIFAR10_CLASSES
     # OOD images are the class 5..9 test images, relabelled 0..4.
     assert torch.equal(splits.ood.images, full.test.images[full.test.labels >= 5])
+    # the folder layout sorts by class; the test split is put in turn by class, as the
+    # canonical file mixes them, so that its first images (the attack set) span the classes
+    assert full.test.labels.tolist() == list(range(10)) * 2
+    assert splits.test.labels.tolist() == list(range(5)) * 2
+
+
+def test_class_interleaved_order_keeps_the_order_within_a_class() -> None:
+    labels = np.array([0, 0, 0, 1, 2, 2])
+    order = class_interleaved_order(labels)
+    assert order.tolist() == [0, 3, 4, 1, 5, 2]
+    assert labels[order].tolist() == [0, 1, 2, 0, 2, 0]
 
 
 def test_cifar_second_load_uses_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -342,7 +342,26 @@ def _cached_jpeg(
         }
         return _check_cifar(arrays, path)
 
-    return cached_arrays("cifar10-jpeg", files, build, cache_dir=cache_dir, use_cache=use_cache)
+    arrays = cached_arrays("cifar10-jpeg", files, build, cache_dir=cache_dir, use_cache=use_cache)
+    order = class_interleaved_order(arrays["test_labels"])
+    return dict(
+        arrays, test_images=arrays["test_images"][order], test_labels=arrays["test_labels"][order]
+    )
+
+
+def class_interleaved_order(labels: np.ndarray) -> np.ndarray:
+    """Indices that put the examples in turn by class: the first of each class (in class order),
+    then the second of each, and so on; within a class the order is kept.
+
+    The JPEG copy's folder layout sorts the test split by class, where the canonical file mixes
+    the classes: its first 100 test images (the paper's attack set) would all be airplanes.
+    Interleaved, they hold 10 of each class (CIFAR-5: 20 of each)."""
+    labels = np.asarray(labels)
+    rank = np.empty(labels.shape[0], dtype=np.int64)
+    for cls in np.unique(labels):
+        where = np.flatnonzero(labels == cls)
+        rank[where] = np.arange(where.shape[0])
+    return np.lexsort((labels, rank))
 
 
 def _check_cifar(arrays: dict[str, np.ndarray], path: Path) -> dict[str, np.ndarray]:
