@@ -66,4 +66,4 @@ def test_configs_lists_and_shows(capsys):
     assert "mnist/bbh_k64_independent" in names and "cifar5/ensemble" in names
     assert "toy/toy" in names and not any(n.split("/")[1].startswith("_") for n in names)
     assert main(["configs", "mnist/map", "--scale", "cpu"]) == 0
-    assert '"epochs": 2.0' in capsys.readouterr().out
+    assert '"epochs": 5.0' in capsys.readouterr().out
