@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +171,7 @@ def _predict_with_shared_draws(
         g = draws.shape[0]
         start = 0
         for xb in batches:
-            logits = logits_of(xb, lambda inp, d=draws: method.predict_logits_with(d, inp))
+            logits = logits_of(xb, partial(method.predict_logits_with, draws))
             log_p = logits.double().log_softmax(dim=-1)
             p = log_p.exp()
             if prob_sum is None:
