@@ -134,7 +134,10 @@ def predict(record: dict[str, Any], path: Path) -> None:
         ax.axvline(net["map_per_pass_s"] * 1e3, color="black", lw=0.8, label="one MAP pass")
         ax.set_xlabel("ms per weight sample")
         ax.set_title(
-            f"{name}: {record['num_samples']} samples, batch {net['batch_size']}", fontsize=9
+            f"{name}: {record['num_samples']} samples, "
+            + (f"{net['batches']} batches of " if net.get("batches", 1) > 1 else "batch ")
+            + f"{net['batch_size']}",
+            fontsize=9,
         )
         ax.legend(fontsize=7)
     axes[0][0].set_yticks(range(len(labels)), labels, fontsize=8)
