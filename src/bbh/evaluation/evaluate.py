@@ -144,13 +144,20 @@ def predict_batched(
         for xb in batches:
             logits = logits_of(xb, lambda inp: method.predict_logits(inp, s))
             drawn = logits.shape[0]  # an ensemble returns its M members whatever S is
-            log_p = logits.double().log_softmax(dim=-1)
-            p = log_p.exp()
-            probs.append(p.mean(0).cpu())
-            exp_ent.append((-(p * log_p).sum(-1)).mean(0).cpu())
+            prob_sum, ent_sum = _sums_over_draws(logits)
+            probs.append(prob_sum / drawn)
+            exp_ent.append(ent_sum / drawn)
             if progress is not None:
                 progress.update(xb.shape[0])
     return Predictions(torch.cat(probs), torch.cat(exp_ent), drawn)
+
+
+def _sums_over_draws(logits: Tensor) -> tuple[Tensor, Tensor]:
+    """Sums over the draws of ``logits [S, B, C]``, in float64 on the CPU: of the softmax
+    ``[B, C]`` and of its entropy ``[B]``."""
+    log_p = logits.double().log_softmax(dim=-1)
+    p = log_p.exp()
+    return p.sum(0).cpu(), (-(p * log_p).sum(-1)).sum(0).cpu()
 
 
 def _predict_with_shared_draws(
@@ -171,13 +178,13 @@ def _predict_with_shared_draws(
         g = draws.shape[0]
         start = 0
         for xb in batches:
-            logits = logits_of(xb, partial(method.predict_logits_with, draws))
-            log_p = logits.double().log_softmax(dim=-1)
-            p = log_p.exp()
+            batch_probs, batch_ent = _sums_over_draws(
+                logits_of(xb, partial(method.predict_logits_with, draws))
+            )
             if prob_sum is None:
-                prob_sum = torch.zeros(n, p.shape[-1], dtype=torch.float64)
-            prob_sum[start : start + xb.shape[0]] += p.sum(0).cpu()
-            ent_sum[start : start + xb.shape[0]] += (-(p * log_p).sum(-1)).sum(0).cpu()
+                prob_sum = torch.zeros(n, batch_probs.shape[-1], dtype=torch.float64)
+            prob_sum[start : start + xb.shape[0]] += batch_probs
+            ent_sum[start : start + xb.shape[0]] += batch_ent
             start += xb.shape[0]
             if progress is not None:  # progress counts inputs: n in all, over every group
                 units = ((done * n + g * start) // num_samples) - reported

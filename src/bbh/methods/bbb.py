@@ -149,11 +149,7 @@ class BayesByBackprop(Method):
         """
         noise = self.weight_noise if noise is None else noise
         if noise is WeightNoise.SAMPLE:
-            flat = self.posterior.rsample(num_samples)
-            with plain_weights(self.net):
-                return sampled_forward(
-                    self.net, self.spec.unflatten(flat), x, mode=self.forward_mode
-                )
+            return self._forward_weights(self.posterior.rsample(num_samples), x)
         params = {k: v[0] for k, v in self.spec.unflatten(self.posterior.mean[None]).items()}
         log_vars = self.spec.unflatten(self.posterior.log_var[None])
         params.update({k + "_log_var": v[0] for k, v in log_vars.items()})
@@ -191,10 +187,12 @@ class BayesByBackprop(Method):
 
     def predict_logits_with(self, draws: Tensor, x: Tensor) -> Tensor:
         """Outputs ``[S, B, C]`` of given weight samples ``[S, D]`` on the batch ``x``."""
+        return self._forward_weights(draws, self.check_input(x))
+
+    def _forward_weights(self, flat: Tensor, x: Tensor) -> Tensor:
+        """The net on each weight sample ``[S, D]`` (each shared by the batch), ``[S, B, C]``."""
         with plain_weights(self.net):
-            return sampled_forward(
-                self.net, self.spec.unflatten(draws), self.check_input(x), mode=self.forward_mode
-            )
+            return sampled_forward(self.net, self.spec.unflatten(flat), x, mode=self.forward_mode)
 
     def predict_logits(self, x: Tensor, num_samples: int = 100) -> Tensor:
         """Outputs ``[S, B, C]`` for S posterior draws, ``sample_batch`` at a time.
