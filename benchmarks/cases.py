@@ -216,6 +216,13 @@ BBH_CONFIGS: list[MethodCase] = [
         {"num_samples": 1, "jacobian_chunks": 4},
         {"noise_dim": 4, "jacobian_chunks": 2},
     ),
+    # the defaults before the chunks' linear noise path and the antithetic pairs (their cost)
+    MethodCase(
+        "bbh recommended, plain",
+        "bbh",
+        {"noise_mixing": False, "antithetic": False},
+        {"noise_dim": 4},
+    ),
     MethodCase("bbh paper (layerwise, nn_full, nll=first)", "bbh", _PAPER, _TINY_HYPERNET),
     MethodCase("bbh layerwise, entropy", "bbh", {**_PAPER, "kl": "entropy"}, _TINY_HYPERNET),
     MethodCase(

@@ -34,7 +34,15 @@ def _generators(spec, hidden, noise):
     return [
         LayerwiseGenerator(spec, noise_dim=3, hidden=hidden, noise=noise),
         ChunkedGenerator(spec, noise_dim=3, hidden=hidden, noise=noise, chunk_size=7),
+        _mixing(ChunkedGenerator(spec, 3, hidden, noise, chunk_size=7, noise_mixing=True)),
     ]
+
+
+def _mixing(gen):
+    """A chunked generator whose linear noise path is in use (it starts at zero)."""
+    with torch.no_grad():
+        gen.noise_mixing.normal_(0, 0.5)
+    return gen
 
 
 def _full_jacobian(gen, z):
@@ -171,14 +179,21 @@ def _generic_grams(gen, z, log_sigma):
 @pytest.mark.parametrize("noise", ["aligned", "independent"])
 @pytest.mark.parametrize("chunk_size", [7, 11, 53])  # padded, padded, one unpadded chunk
 @pytest.mark.parametrize("tile_floats", [1, 1 << 18])  # many column tiles, one
-def test_fused_chunked_grams_equal_the_generic_path(noise, chunk_size, tile_floats, monkeypatch):
+@pytest.mark.parametrize("mixing", [False, True])
+def test_fused_chunked_grams_equal_the_generic_path(
+    noise, chunk_size, tile_floats, mixing, monkeypatch
+):
     """``ChunkedGenerator.jacobian_grams`` = ``block_grams`` of the tangents: values, gradients."""
     from bbh.hypernets import chunked
 
     monkeypatch.setattr(chunked, "CPU_TILE_FLOATS", tile_floats)
     torch.manual_seed(1)
     spec = _spec()  # D = 53
-    gen = ChunkedGenerator(spec, 3, (8, 4), noise, chunk_size=chunk_size).double()
+    gen = ChunkedGenerator(
+        spec, 3, (8, 4), noise, chunk_size=chunk_size, noise_mixing=mixing
+    ).double()
+    if mixing:
+        _mixing(gen)
     z = gen.draw_noise(2)
     log_w = torch.randn(spec.dim, dtype=torch.float64, requires_grad=True)
     probe = torch.randn(2, len(gen.noise_segments), 3, 3, dtype=torch.float64)

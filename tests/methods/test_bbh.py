@@ -48,7 +48,7 @@ def test_split_with_uneven_batch_matches_manual_split():
     torch.manual_seed(1)
     _, logs = m.loss(x, y, num_data=10, kl_weight=0.0)
     torch.manual_seed(1)
-    w = m.sample_weights(3)
+    w = m.hypernet.sample(3, antithetic=m.antithetic).weights  # the training step's draw
     out = [m.forward_samples(w[i : i + 1], xi)[0] for i, xi in enumerate(x.tensor_split(3))]
     ce = nn.functional.cross_entropy(torch.cat(out), y)
     torch.testing.assert_close(logs["nll"], ce)
@@ -61,7 +61,7 @@ def test_first_mode_uses_sample_zero_only():
     torch.manual_seed(2)
     _, logs = m.loss(x, y, num_data=10, kl_weight=0.0)
     torch.manual_seed(2)
-    w = m.sample_weights(3)
+    w = m.hypernet.sample(3, antithetic=m.antithetic).weights
     ce = nn.functional.cross_entropy(m.forward_samples(w[:1], x)[0], y)
     torch.testing.assert_close(logs["nll"], ce)
 
@@ -123,7 +123,8 @@ def test_regression_likelihood():
         ({"generator": "big"}, "unknown generator 'big'"),
         ({"likelihood": "poisson"}, "unknown likelihood 'poisson'"),
         ({"likelihood": "gaussian"}, "needs noise_scale"),
-        ({"chunk_size": 4, "generator": "layerwise"}, "chunk_size applies only"),
+        ({"chunk_size": 4, "generator": "layerwise"}, "chunk_size and noise_mixing apply only"),
+        ({"noise_mixing": False, "generator": "layerwise"}, "noise_mixing apply only"),
         ({"prior_scale": -1.0}, "prior_scale"),
     ],
 )
@@ -172,3 +173,46 @@ def test_jacobian_chunks_option():
         BayesByHypernet(tiny_net(), hidden=(8,), noise="independent", jacobian_chunks=2)
     with pytest.raises(ValueError, match="apply only to kl='jacobian'"):
         BayesByHypernet(tiny_net(), hidden=(8,), kl="sivi", jacobian_chunks=2)
+
+
+@pytest.mark.parametrize("num_samples", [1, 4, 5])
+def test_antithetic_draws_come_in_mirrored_pairs(num_samples):
+    """Sample i + ceil(S/2) is ``(-z, -eps)`` of sample i; an odd S leaves the middle one alone."""
+    torch.manual_seed(0)
+    m = BayesByHypernet(tiny_net(), hidden=(8,))
+    post = m.hypernet
+    draw = post.sample(num_samples, antithetic=True)
+    half = -(-num_samples // 2)
+    pairs = num_samples - half
+    torch.testing.assert_close(draw.noise[half:], -draw.noise[:pairs])
+    eps = (draw.weights - draw.mean) / draw.sigma
+    torch.testing.assert_close(eps[half:], -eps[:pairs], rtol=1e-4, atol=1e-4)
+    # without it the S draws are independent: no sample mirrors another
+    free = post.sample(4)
+    assert not torch.allclose(free.noise[2:], -free.noise[:2])
+
+
+def test_antithetic_pairs_keep_the_marginal_and_cancel_odd_noise():
+    """Each antithetic sample is a draw of q (mean and std over many draws match the free
+    sampler's); the pair mean of an affine generator's weights is its offset exactly."""
+    torch.manual_seed(1)
+    m = BayesByHypernet(tiny_net(), generator="layerwise", hidden=(), weight_noise=0.3)
+    post = m.hypernet
+    with torch.no_grad():
+        paired = torch.cat([post.sample(2, antithetic=True).weights for _ in range(3000)])
+        free = torch.cat([post.sample(2).weights for _ in range(3000)])
+        torch.testing.assert_close(paired.std(0), free.std(0), rtol=0.1, atol=0.0)
+        pair = post.sample(2, antithetic=True).weights
+        offset = post.generator.generate(torch.zeros(1, 1, m.hypernet.generator.noise_dim))[0]
+    torch.testing.assert_close(pair.mean(0), offset)
+
+
+def test_presets_set_antithetic_and_noise_mixing():
+    rec = BayesByHypernet(tiny_net(), hidden=(8,))
+    assert rec.antithetic and rec.hypernet.generator.noise_mixing is not None
+    paper = BayesByHypernet(tiny_net(), preset="paper", generator="chunked", hidden=(8,))
+    assert not paper.antithetic and paper.hypernet.generator.noise_mixing is None
+    off = BayesByHypernet(tiny_net(), hidden=(8,), antithetic=False, noise_mixing=False)
+    assert not off.antithetic and off.hypernet.generator.noise_mixing is None
+    # the preset's noise_mixing is for the chunked generator; layer-wise ones just leave it out
+    BayesByHypernet(tiny_net(), generator="layerwise", hidden=(8,))

@@ -42,6 +42,7 @@ class ChunkedGenerator(nn.Module):
         negative_slope: float = 0.1,
         init: Tensor | None = None,
         init_noise_scale: float = 0.1,
+        noise_mixing: bool = False,
     ):
         super().__init__()
         self.hidden = check_generator_args(noise_dim, hidden)
@@ -61,6 +62,15 @@ class ChunkedGenerator(nn.Module):
         self.num_chunks = math.ceil(spec.dim / chunk_size)
         self.embeddings = nn.Parameter(torch.randn(self.num_chunks, embedding_dim))
         self.net = mlp(noise_dim + embedding_dim, self.hidden, chunk_size, negative_slope)
+        # ``noise_mixing``: a free linear path from the noise into each chunk's output-layer
+        # input, ``h_c += B_c z`` (B_c starts at 0). Without it the chunks differ only through
+        # the MLP's gating of ``e_c``, so the directions in which a chunk moves with z are nearly
+        # the same for every chunk and q cannot take a dense low-rank covariance
+        # (docs/posterior_check.md). ``[C, width, k]`` is about width^2 * k numbers with the
+        # default chunk size: 2,048 for hidden (64, 16) and k = 8, 2.1M for a width of 512.
+        self.noise_mixing = (
+            nn.Parameter(torch.zeros(self.num_chunks, width, noise_dim)) if noise_mixing else None
+        )
         # The output layer is shared by every chunk, so an Adam step on it moves all D weights
         # at once, by about lr * width: its weights enter through a multiplier 1/width
         # (stored values scaled up to match, times ``init_noise_scale``), which makes the step
@@ -93,7 +103,7 @@ class ChunkedGenerator(nn.Module):
 
     def generate(self, z: Tensor) -> Tensor:
         """Flat weights ``[S, D]`` for given noise ``z [S, n_blocks, k]``."""
-        h = self.net[:-1](self._inputs(z))
+        h = self._mix(self.net[:-1](self._inputs(z)), z)
         return self._output(h, bias=True) + self.offset
 
     def generate_with_tangents(self, z: Tensor, dz: Tensor) -> tuple[Tensor, Tensor]:
@@ -102,6 +112,7 @@ class ChunkedGenerator(nn.Module):
         dz = dz.expand(*dz.shape[:2], self.num_chunks, self.noise_dim)
         dx = torch.cat([dz, dz.new_zeros(*dz.shape[:3], self.embeddings.shape[1])], dim=-1)
         h, dh = mlp_with_tangents(cast(nn.Sequential, self.net[:-1]), self._inputs(z), dx)
+        h, dh = self._mix(h, z), self._mix(dh, dz)
         w = self._output(h, bias=True) + self.offset
         return w, self._output(dh, bias=False).reshape(-1, s, w.shape[1])
 
@@ -124,6 +135,8 @@ class ChunkedGenerator(nn.Module):
         dz = eye[:, None, None, :].expand(k, z.shape[0], c, k)
         dx = torch.cat([dz, dz.new_zeros(*dz.shape[:3], self.embeddings.shape[1])], dim=-1)
         _, dh = mlp_with_tangents(cast(nn.Sequential, self.net[:-1]), self._inputs(z), dx)
+        if self.noise_mixing is not None:  # the linear path's tangent along e_i is B_c[:, i]
+            dh = dh + self.noise_mixing.permute(2, 0, 1).unsqueeze(1)
         dh = dh.permute(1, 2, 0, 3) * self.output_multiplier  # [J, C, k, width]
         picked, scale = None, 1.0
         if chunks is not None and chunks < c:
@@ -144,6 +157,13 @@ class ChunkedGenerator(nn.Module):
         z = z.expand(s, self.num_chunks, self.noise_dim)
         e = self.embeddings.unsqueeze(0).expand(s, -1, -1)
         return torch.cat([z, e], dim=-1)
+
+    def _mix(self, h: Tensor, z: Tensor) -> Tensor:
+        """``h [..., C, width]`` plus the linear noise path ``B_c z`` (z ``[..., n_blocks, k]``)."""
+        if self.noise_mixing is None:
+            return h
+        z = z.expand(*z.shape[:-2], self.num_chunks, self.noise_dim)
+        return h + torch.einsum("...ck,cwk->...cw", z, self.noise_mixing)
 
     def _output(self, h: Tensor, *, bias: bool) -> Tensor:
         """The shared output layer on ``h [..., C, width]`` -> flat ``[..., D]``."""

@@ -64,6 +64,8 @@ PRESETS: dict[Preset, dict[str, Any]] = {
         kl="nn_full",
         nll="first",
         weight_noise=None,
+        antithetic=False,
+        noise_mixing=False,  # used by generator="chunked" only
     ),
     # ours, chosen by the posterior checks (docs/posterior_check.md, docs/methods.md)
     Preset.RECOMMENDED: dict(
@@ -75,6 +77,8 @@ PRESETS: dict[Preset, dict[str, Any]] = {
         kl="jacobian",
         nll="split",
         weight_noise=0.01,
+        antithetic=True,
+        noise_mixing=True,
     ),
 }
 
@@ -97,6 +101,9 @@ class BayesByHypernet(Method):
         weight_noise: initial sigma of semi-implicit per-weight noise, ``w = G(z) + sigma * eps``
             with sigma learned (``bbh.posteriors.ImplicitPosterior``); ``None`` for the paper's
             purely implicit ``w = G(z)``. ``kl="jacobian"`` needs it.
+        antithetic: training steps draw the S samples in mirrored pairs ``(z, eps)``,
+            ``(-z, -eps)`` (``ImplicitPosterior.sample``): still unbiased, with less gradient
+            noise and half the random draws (recommended: on; paper: off).
         jacobian_samples: noise draws per step for the log-determinant of ``kl="jacobian"``.
         jacobian_chunks: ``kl="jacobian"`` with the chunked generator: the Jacobian's Gram from
             this many random chunks per step (cheaper; biases the KL up, see ``JacobianKL``);
@@ -108,6 +115,10 @@ class BayesByHypernet(Method):
             the others stay ordinary deterministic parameters, trained by point estimate.
         forward_mode: ``auto``, ``vmap`` or ``loop`` (see ``bbh.functional.sampled_forward``).
         chunk_size, embedding_dim: options of the chunked generator.
+        noise_mixing: the chunked generator's free linear path from z into each chunk
+            (``ChunkedGenerator``; recommended: on, paper: off; only for ``chunked``). It lets q
+            take a dense low-rank covariance (docs/posterior_check.md: linear-150's std ratio
+            0.517 -> 0.61); it costs C * width * k parameters (2,048 with the recommended options).
         sample_batch: how many weight samples ``predict_logits`` runs at once.
     """
 
@@ -144,6 +155,7 @@ class BayesByHypernet(Method):
         noise: NoiseMode | str | None = None,
         kl: str | None = None,
         weight_noise: float | _Unset | None = UNSET,
+        antithetic: bool | None = None,
         jacobian_samples: int = 1,
         jacobian_chunks: int | None = None,
         prior_scale: float = 1.0,
@@ -154,6 +166,7 @@ class BayesByHypernet(Method):
         forward_mode: ForwardMode | str = ForwardMode.AUTO,
         chunk_size: int | None = None,
         embedding_dim: int = 64,
+        noise_mixing: bool | None = None,
         sample_batch: int = 25,
     ):
         chosen = self.resolve_options(
@@ -167,6 +180,8 @@ class BayesByHypernet(Method):
                 kl=kl,
                 nll=nll,
                 weight_noise=weight_noise,
+                antithetic=antithetic,
+                noise_mixing=noise_mixing,
             )
         )
         #: the options in force after the preset and the explicit arguments (for run records)
@@ -178,6 +193,8 @@ class BayesByHypernet(Method):
         )
         hidden, noise, kl, nll = chosen["hidden"], chosen["noise"], chosen["kl"], chosen["nll"]
         sigma0: float | None = chosen["weight_noise"]
+        #: training steps draw their S samples in mirrored pairs (``ImplicitPosterior.sample``)
+        self.antithetic = bool(chosen["antithetic"])
         super().__init__()
         check_num_samples(sample_batch, name="sample_batch")
         self.nll_mode = parse_enum(NLLMode, nll, "nll")
@@ -218,9 +235,10 @@ class BayesByHypernet(Method):
                 chunk_size=chunk_size,
                 embedding_dim=embedding_dim,
                 init=self.spec.from_module_values(self.net)[0],
+                noise_mixing=bool(chosen["noise_mixing"]),
             )
-        elif chunk_size is not None:
-            raise ValueError("chunk_size applies only to generator='chunked'")
+        elif chunk_size is not None or noise_mixing is not None:
+            raise ValueError("chunk_size and noise_mixing apply only to generator='chunked'")
         affine = gen_name is GeneratorName.LAYERWISE and not tuple(hidden)
         if affine:  # ours: starts at the net's init with a spread of about sigma0
             gen_options.update(
@@ -246,7 +264,7 @@ class BayesByHypernet(Method):
         self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
         x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)
-        draw = self.hypernet.sample(self.num_samples)
+        draw = self.hypernet.sample(self.num_samples, antithetic=self.antithetic)
         flat = draw.weights
         nll = self._nll(flat, x, y)
         if getattr(self.kl_estimator, "uses_posterior", False):

@@ -107,17 +107,38 @@ class ImplicitPosterior(nn.Module):
         return self.log_sigma.exp()
 
     def sample(
-        self, num_samples: int, *, generator: torch.Generator | None = None
+        self,
+        num_samples: int,
+        *,
+        generator: torch.Generator | None = None,
+        antithetic: bool = False,
     ) -> ImplicitSample:
-        """Draw S joint samples with fresh noise."""
-        z = self.generator.draw_noise(num_samples, generator=generator)
+        """Draw S joint samples with fresh noise.
+
+        ``antithetic``: the second half of the samples mirrors the first, ``(-z, -eps)`` for
+        ``(z, eps)`` (the last one unpaired when S is odd). Every sample is still a draw of q, so
+        averages over the S samples stay unbiased; the pairs cancel the terms of a gradient that
+        are odd in the noise (all of a quadratic log-likelihood's noise in the mean's gradient),
+        and half as many normals are drawn. For training steps, not for sample statistics
+        (the pairs are not independent).
+        """
+        half = -(-num_samples // 2) if antithetic else num_samples
+        z = _mirrored(self.generator.draw_noise(half, generator=generator), num_samples)
         mean = self.generator.generate(z)
         if not self.semi_implicit:
             return ImplicitSample(mean, mean, z)
-        eps = torch.randn(mean.shape, generator=generator, device=mean.device).to(mean.dtype)
+        eps = torch.randn(half, mean.shape[1], generator=generator, device=mean.device)
+        eps = _mirrored(eps.to(mean.dtype), num_samples)
         sigma = self.sigma()
         return ImplicitSample(torch.addcmul(mean, sigma, eps), mean, z, sigma)  # one pass
 
     def forward(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
         """``num_samples`` joint weight samples ``[S, D]``."""
         return self.sample(num_samples, generator=generator).weights
+
+
+def _mirrored(noise: Tensor, num_samples: int) -> Tensor:
+    """``noise`` followed by its negation, cut to ``num_samples`` rows (as is if it has them)."""
+    if noise.shape[0] == num_samples:
+        return noise
+    return torch.cat([noise, -noise])[:num_samples]

@@ -89,6 +89,10 @@ METHOD_SPECS: list[MethodSpec] = [
     bbh_spec("chunked", "discriminator", lr=1e-2),
     # ours: the semi-implicit posterior with the Jacobian entropy (and the SIVI bound to compare)
     MethodSpec("bbh-recommended", "bbh", lr=1e-2),  # the defaults (preset "recommended")
+    # ablation: the defaults without the chunks' linear noise path and the antithetic pairs
+    MethodSpec(
+        "bbh-recommended-plain", "bbh", {"noise_mixing": False, "antithetic": False}, lr=1e-2
+    ),
     bbh_spec("chunked", "jacobian", lr=1e-2, weight_noise=0.01, hidden=(64, 32), noise_dim=32),
     bbh_spec("chunked", "sivi", lr=1e-2, weight_noise=0.01, hidden=(64, 16), noise_dim=8),
     # an affine generator (hidden=()): q = N(b, A A^T + diag sigma^2), the Jacobian estimator exact
