@@ -216,12 +216,19 @@ BBH_CONFIGS: list[MethodCase] = [
         {"num_samples": 1, "jacobian_chunks": 4},
         {"noise_dim": 4, "jacobian_chunks": 2},
     ),
-    # the defaults before the chunks' linear noise path and the antithetic pairs (their cost)
+    # the exact Gram (the default, jacobian_chunks="auto", takes 4 random chunks on large nets)
+    MethodCase(
+        "bbh recommended, all chunks",
+        "bbh",
+        {"jacobian_chunks": None},
+        {"noise_dim": 4, "jacobian_chunks": None},
+    ),
+    # the defaults before the chunks' linear noise path, the antithetic pairs and "auto" chunks
     MethodCase(
         "bbh recommended, plain",
         "bbh",
-        {"noise_mixing": False, "antithetic": False},
-        {"noise_dim": 4},
+        {"noise_mixing": False, "antithetic": False, "jacobian_chunks": None},
+        {"noise_dim": 4, "jacobian_chunks": None},
     ),
     MethodCase("bbh paper (layerwise, nn_full, nll=first)", "bbh", _PAPER, _TINY_HYPERNET),
     MethodCase("bbh layerwise, entropy", "bbh", {**_PAPER, "kl": "entropy"}, _TINY_HYPERNET),

@@ -216,3 +216,30 @@ def test_presets_set_antithetic_and_noise_mixing():
     assert not off.antithetic and off.hypernet.generator.noise_mixing is None
     # the preset's noise_mixing is for the chunked generator; layer-wise ones just leave it out
     BayesByHypernet(tiny_net(), generator="layerwise", hidden=(8,))
+
+
+def test_jacobian_chunks_auto_subsamples_only_large_nets(monkeypatch):
+    """``"auto"`` (default): 4 random chunks from AUTO_JACOBIAN_CHUNKS_FROM weights on, else all;
+    never for a layer-wise generator, independent noise or another estimator."""
+    from bbh.methods import bbh as bbh_module
+
+    small = BayesByHypernet(tiny_net(), hidden=(8,), chunk_size=10)
+    assert small.kl_estimator.jacobian_chunks is None  # 99 weights: the exact Gram
+    monkeypatch.setattr(bbh_module, "AUTO_JACOBIAN_CHUNKS_FROM", 50)
+    large = BayesByHypernet(tiny_net(), hidden=(8,), chunk_size=10)
+    assert large.kl_estimator.jacobian_chunks == bbh_module.AUTO_JACOBIAN_CHUNKS
+    loss, _ = large.loss(*batch(), num_data=12)
+    loss.backward()
+    assert torch.isfinite(loss)
+    exact = BayesByHypernet(tiny_net(), hidden=(8,), chunk_size=10, jacobian_chunks=None)
+    assert exact.kl_estimator.jacobian_chunks is None
+    for options in (
+        {"generator": "layerwise"},
+        {"noise": "independent"},
+        {"kl": "sivi"},
+        {"preset": "paper"},
+    ):
+        m = BayesByHypernet(tiny_net(), hidden=(8,), **options)  # "auto" stands aside
+        assert getattr(m.kl_estimator, "jacobian_chunks", None) is None
+    with pytest.raises(ValueError, match="None or 'auto'"):
+        BayesByHypernet(tiny_net(), hidden=(8,), jacobian_chunks="some")

@@ -83,6 +83,26 @@ PRESETS: dict[Preset, dict[str, Any]] = {
 }
 
 
+#: ``jacobian_chunks="auto"`` subsamples the Jacobian's Gram from this many generated weights on
+#: (below it the Gram is cheap and the subset's bias shows: linear-20's std ratio 0.976 -> 0.944)
+AUTO_JACOBIAN_CHUNKS_FROM = 65_536
+#: how many chunks ``"auto"`` takes (of about hidden[-1] = 16 with the default chunk size)
+AUTO_JACOBIAN_CHUNKS = 4
+
+
+def _resolve_jacobian_chunks(
+    value: int | str | None, kl: str, generator: GeneratorName, noise: NoiseMode, dim: int
+) -> int | None:
+    """``jacobian_chunks`` as ``JacobianKL`` takes it: ``"auto"`` made an int or None."""
+    if value != "auto":
+        if isinstance(value, str):
+            raise ValueError(f"jacobian_chunks must be an int >= 1, None or 'auto', got {value!r}")
+        return value
+    usable = kl == "jacobian" and generator is GeneratorName.CHUNKED
+    usable = usable and noise is NoiseMode.ALIGNED and dim >= AUTO_JACOBIAN_CHUNKS_FROM
+    return AUTO_JACOBIAN_CHUNKS if usable else None
+
+
 class BayesByHypernet(Method):
     """The BbH posterior around an unmodified ``net`` (which is copied, not changed).
 
@@ -107,7 +127,9 @@ class BayesByHypernet(Method):
         jacobian_samples: noise draws per step for the log-determinant of ``kl="jacobian"``.
         jacobian_chunks: ``kl="jacobian"`` with the chunked generator: the Jacobian's Gram from
             this many random chunks per step (cheaper; biases the KL up, see ``JacobianKL``);
-            ``None`` (default): all chunks, exact.
+            ``None``: all chunks, exact; ``"auto"`` (default): 4 chunks where the net has at
+            least ``AUTO_JACOBIAN_CHUNKS_FROM`` generated weights (with aligned noise and more
+            than 4 chunks; LeNet-5's step 2.11x -> 1.79x MAP's), else all.
         prior_scale: s of the prior ``N(0, s^2 I)``.
         nll: ``first``, ``mean``, ``split`` or ``predictive`` (see ``NLLMode``).
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
@@ -157,7 +179,7 @@ class BayesByHypernet(Method):
         weight_noise: float | _Unset | None = UNSET,
         antithetic: bool | None = None,
         jacobian_samples: int = 1,
-        jacobian_chunks: int | None = None,
+        jacobian_chunks: int | str | None = "auto",
         prior_scale: float = 1.0,
         nll: NLLMode | str | None = None,
         likelihood: str = "categorical",
@@ -202,6 +224,11 @@ class BayesByHypernet(Method):
         gen_name = parse_enum(GeneratorName, generator, "generator")
         self.likelihood = make_likelihood(likelihood, noise_scale)
         self.prior = GaussianPrior(prior_scale)
+        self.net = copy.deepcopy(net)
+        self.spec = ParamSpec.from_module(self.net, include)
+        jacobian_chunks = _resolve_jacobian_chunks(
+            jacobian_chunks, kl, gen_name, parse_enum(NoiseMode, noise, "noise"), self.spec.dim
+        )
         kl_options: dict[str, Any] = {}
         if kl == "jacobian":
             kl_options = dict(jacobian_samples=jacobian_samples, jacobian_chunks=jacobian_chunks)
@@ -218,8 +245,6 @@ class BayesByHypernet(Method):
         self.num_samples = num_samples
         self.sample_batch = sample_batch
 
-        self.net = copy.deepcopy(net)
-        self.spec = ParamSpec.from_module(self.net, include)
         generated = set(self.spec.names)
         for name, p in self.net.named_parameters():
             if name in generated:
