@@ -129,7 +129,7 @@ class BayesByHypernet(Method):
             this many random chunks per step (cheaper; biases the KL up, see ``JacobianKL``);
             ``None``: all chunks, exact; ``"auto"`` (default): 4 chunks where the net has at
             least ``AUTO_JACOBIAN_CHUNKS_FROM`` generated weights (with aligned noise and more
-            than 4 chunks; LeNet-5's step 2.11x -> 1.79x MAP's), else all.
+            than 4 chunks; LeNet-5's step 2.06x -> 1.79x MAP's), else all.
         prior_scale: s of the prior ``N(0, s^2 I)``.
         nll: ``first``, ``mean``, ``split`` or ``predictive`` (see ``NLLMode``).
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
