@@ -145,3 +145,26 @@ def test_demo_trains_five_methods_and_prints_the_table(tmp_path):
         numbers = line.split()[-7:]
         assert all(re.fullmatch(r"\d+(\.\d+)?", n) for n in numbers), line
     assert result.report_html is not None and result.report_html.is_file()
+
+
+def test_load_reads_a_bbh_model_saved_before_the_linear_noise_path(tmp_path):
+    """A recommended BbH written without ``noise_mixing`` (its default before 2026-11-27) loads:
+    the layout is read from the saved state; its predictions are the saved model's."""
+    cfg_path = write_tiny(tmp_path, steps=3)
+    run = tmp_path / "run"
+    train_run(load_config(cfg_path), run, progress=False)
+    data = torch.load(run / "model.pt", weights_only=True)
+    assert "hypernet.generator.noise_mixing" in data["state_dict"]  # today's default
+    old = {k: v for k, v in data["state_dict"].items() if not k.endswith("noise_mixing")}
+    torch.save({**data, "state_dict": old}, tmp_path / "old.pt")
+    method = bbh.load(tmp_path / "old.pt")
+    assert method.hypernet.generator.noise_mixing is None
+    loaded = method.state_dict()
+    assert loaded.keys() == old.keys()
+    assert all(torch.equal(loaded[k], old[k]) for k in old)
+    assert torch.isfinite(method.predict_logits(load_embedded_mnist().test.images[:5], 3)).all()
+    # a state that matches neither layout is still an error that names the keys
+    del old["hypernet.generator.offset"]
+    torch.save({**data, "state_dict": old}, tmp_path / "broken.pt")
+    with pytest.raises(RunError, match="missing"):
+        bbh.load(tmp_path / "broken.pt")

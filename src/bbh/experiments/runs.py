@@ -18,6 +18,7 @@ an unfinished run must stay where ``--resume`` finds it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -192,6 +193,7 @@ def load_with_config(
     run: str | os.PathLike[str], device: str | torch.device | None = None
 ) -> tuple[Any, ExperimentConfig]:
     from bbh.experiments.builders import build_method
+    from bbh.methods import METHODS
 
     path = Path(run)
     model_file = path if path.is_file() else RunFolder(path).model_file
@@ -222,6 +224,10 @@ def load_with_config(
         ) from None
     if not isinstance(cfg, ExperimentConfig):
         raise RunError(f"{model_file} holds no trained method")
+    adapt = getattr(METHODS.get(cfg.method.name), "options_for_state_dict", None)
+    if adapt is not None:  # a method whose layout depends on options that defaults fill in
+        options = adapt(cfg.method.options, data["state_dict"])
+        cfg = dataclasses.replace(cfg, method=dataclasses.replace(cfg.method, options=options))
     method = build_method(cfg)
     result = method.load_state_dict(data["state_dict"], strict=False)
     if result.missing_keys or result.unexpected_keys:

@@ -159,6 +159,24 @@ class BayesByHypernet(Method):
                 chosen[key] = value
         return dict(chosen, preset=preset.value)
 
+    @staticmethod
+    def options_for_state_dict(
+        options: Mapping[str, Any], state_dict: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """``options`` that rebuild the module ``state_dict`` was saved from: a chunked
+        generator saved without the linear noise path (model files written before it became
+        the default) gets ``noise_mixing=False``; ``bbh.load`` uses this."""
+        options = dict(options)
+        chosen = BayesByHypernet.resolve_options(options)
+        saved_without_path = (
+            chosen["generator"] == GeneratorName.CHUNKED.value
+            and "hypernet.generator.offset" in state_dict
+            and "hypernet.generator.noise_mixing" not in state_dict
+        )
+        if saved_without_path and "noise_mixing" not in options:
+            options["noise_mixing"] = False
+        return options
+
     @checked_args(
         noise_dim=at_least(1),
         prior_scale=positive(),
