@@ -98,8 +98,12 @@ def _resolve_jacobian_chunks(
         if isinstance(value, str):
             raise ValueError(f"jacobian_chunks must be an int >= 1, None or 'auto', got {value!r}")
         return value
-    usable = kl == "jacobian" and generator is GeneratorName.CHUNKED
-    usable = usable and noise is NoiseMode.ALIGNED and dim >= AUTO_JACOBIAN_CHUNKS_FROM
+    usable = (
+        kl == "jacobian"
+        and generator is GeneratorName.CHUNKED
+        and noise is NoiseMode.ALIGNED
+        and dim >= AUTO_JACOBIAN_CHUNKS_FROM
+    )
     return AUTO_JACOBIAN_CHUNKS if usable else None
 
 
@@ -128,8 +132,9 @@ class BayesByHypernet(Method):
         jacobian_chunks: ``kl="jacobian"`` with the chunked generator: the Jacobian's Gram from
             this many random chunks per step (cheaper; biases the KL up, see ``JacobianKL``);
             ``None``: all chunks, exact; ``"auto"`` (default): 4 chunks where the net has at
-            least ``AUTO_JACOBIAN_CHUNKS_FROM`` generated weights (with aligned noise and more
-            than 4 chunks; LeNet-5's step 2.06x -> 1.79x MAP's), else all.
+            least ``AUTO_JACOBIAN_CHUNKS_FROM`` generated weights (chunked generator, aligned
+            noise; a net of 4 chunks or fewer gets all of them; LeNet-5's step 2.06x -> 1.79x
+            MAP's), else all.
         prior_scale: s of the prior ``N(0, s^2 I)``.
         nll: ``first``, ``mean``, ``split`` or ``predictive`` (see ``NLLMode``).
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
@@ -244,8 +249,9 @@ class BayesByHypernet(Method):
         self.prior = GaussianPrior(prior_scale)
         self.net = copy.deepcopy(net)
         self.spec = ParamSpec.from_module(self.net, include)
+        noise_mode = parse_enum(NoiseMode, noise, "noise")
         jacobian_chunks = _resolve_jacobian_chunks(
-            jacobian_chunks, kl, gen_name, parse_enum(NoiseMode, noise, "noise"), self.spec.dim
+            jacobian_chunks, kl, gen_name, noise_mode, self.spec.dim
         )
         kl_options: dict[str, Any] = {}
         if kl == "jacobian":
@@ -269,8 +275,7 @@ class BayesByHypernet(Method):
                 p.requires_grad_(False)  # replaced by samples in every forward pass
         gen_options: dict[str, Any] = {"noise_dim": noise_dim, "hidden": hidden, "noise": noise}
         if jacobian_chunks is not None and (
-            gen_name is not GeneratorName.CHUNKED
-            or parse_enum(NoiseMode, noise, "noise") is not NoiseMode.ALIGNED
+            gen_name is not GeneratorName.CHUNKED or noise_mode is not NoiseMode.ALIGNED
         ):
             raise ValueError("jacobian_chunks needs generator='chunked' with noise='aligned'")
         if gen_name is GeneratorName.CHUNKED:
