@@ -252,3 +252,38 @@ def test_gram_from_random_chunks_is_unbiased():
         ChunkedGenerator(_spec(), 3, (8,), "independent").jacobian_grams(z, log_w, chunks=2)
     with pytest.raises(ValueError, match="jacobian_chunks must be an int >= 1"):
         JacobianKL(jacobian_chunks=0)
+
+
+def test_shared_sigma_groups_give_the_same_kl_as_the_expanded_per_weight_sigma(float64):
+    """``sigma_groups``: one scale per group, expanded to ``[D]``; the Jacobian KL and its
+    gradient equal those of a per-weight posterior holding the expanded values (the gradient
+    summed per group)."""
+    spec = _spec()  # D = 53
+    groups = [6] * 5 + [1] * 5 + [5] * 3 + [1] * 3
+    assert sum(groups) == spec.dim
+    torch.manual_seed(4)
+    gen = ChunkedGenerator(spec, 3, (8, 4), chunk_size=7, noise_mixing=True)
+    _mixing(gen)
+    shared = ImplicitPosterior(gen, weight_noise=0.1, sigma_groups=groups)
+    assert shared.log_sigma_param.shape == (len(groups),)
+    with torch.no_grad():
+        shared.log_sigma_param.uniform_(-3, -1)
+    per_weight = ImplicitPosterior(gen, weight_noise=0.1)
+    with torch.no_grad():
+        per_weight.log_sigma_param.copy_(shared.log_sigma)
+    starts = torch.tensor([0, *groups[:-1]]).cumsum(0)
+    assert torch.equal(shared.log_sigma[starts], shared.log_sigma_param)
+    assert torch.equal(shared.log_sigma.unique().sort().values, shared.log_sigma_param.unique())
+    kl, prior = JacobianKL(), GaussianPrior(1.0)
+    torch.manual_seed(5)
+    a = kl(shared.sample(2), prior, shared)
+    torch.manual_seed(5)
+    b = kl(per_weight.sample(2), prior, per_weight)
+    torch.testing.assert_close(a, b)
+    (ga,) = torch.autograd.grad(a, shared.log_sigma_param)
+    (gb,) = torch.autograd.grad(b, per_weight.log_sigma_param)
+    want = torch.stack([g.sum() for g in gb.split(groups)])
+    torch.testing.assert_close(ga, want)
+    for bad in ([53, 1], [0, 53], []):
+        with pytest.raises(ValueError, match="sigma_groups must be positive sizes summing to D"):
+            ImplicitPosterior(gen, weight_noise=0.1, sigma_groups=bad)

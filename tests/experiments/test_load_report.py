@@ -46,6 +46,18 @@ def test_load_returns_the_trained_method(tmp_path):
         assert torch.equal(value, saved[key])
 
 
+def test_load_rebuilds_a_bbh_with_shared_sigmas_and_many_chunks(tmp_path):
+    options = '{ hidden = [8], sigma_per = "unit", num_chunks = 64 }'
+    run = tmp_path / "run"
+    train_run(load_config(write_tiny(tmp_path, options=options, steps=5)), run, progress=False)
+    method = bbh.load(run)
+    assert method.hypernet.log_sigma_param.numel() == 8 + 8 + 10 + 10  # units of 784-8-10
+    assert method.hypernet.generator.num_chunks == 64
+    saved = torch.load(run / "model.pt", weights_only=True)["state_dict"]
+    for key, value in method.state_dict().items():
+        assert torch.equal(value, saved[key]), key
+
+
 def test_load_reports_old_or_foreign_files(tmp_path):
     cfg_path = write_tiny(tmp_path, steps=4, checkpoint_every=2)
     run = tmp_path / "run"

@@ -123,7 +123,7 @@ def test_regression_likelihood():
         ({"generator": "big"}, "unknown generator 'big'"),
         ({"likelihood": "poisson"}, "unknown likelihood 'poisson'"),
         ({"likelihood": "gaussian"}, "needs noise_scale"),
-        ({"chunk_size": 4, "generator": "layerwise"}, "chunk_size and noise_mixing apply only"),
+        ({"chunk_size": 4, "generator": "layerwise"}, "num_chunks and noise_mixing apply"),
         ({"noise_mixing": False, "generator": "layerwise"}, "noise_mixing apply only"),
         ({"prior_scale": -1.0}, "prior_scale"),
     ],
@@ -243,3 +243,34 @@ def test_jacobian_chunks_auto_subsamples_only_large_nets(monkeypatch):
         assert getattr(m.kl_estimator, "jacobian_chunks", None) is None
     with pytest.raises(ValueError, match="None or 'auto'"):
         BayesByHypernet(tiny_net(), hidden=(8,), jacobian_chunks="some")
+    # with more chunks "auto" takes a quarter of them: 83 weights in 28 chunks of 3 -> 7
+    many = BayesByHypernet(tiny_net(), hidden=(8,), num_chunks=40)
+    assert many.hypernet.generator.num_chunks == 28
+    assert many.kl_estimator.jacobian_chunks == 7
+
+
+def test_sigma_per_unit_and_num_chunks_shrink_the_hypernet():
+    """The scalable options: one sigma per output unit (per entry for vectors) and a smaller
+    shared output layer from more chunks; the step trains every part."""
+    net = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 3))  # D = 387
+    base = BayesByHypernet(net, hidden=(8,))
+    small = BayesByHypernet(net, hidden=(8,), sigma_per="unit", num_chunks=32)
+    assert base.hypernet.log_sigma_param.numel() == 387
+    assert small.hypernet.log_sigma_param.numel() == 16 + 16 + 3 + 3
+    assert base.hypernet.generator._out.weight.numel() == 8 * 49  # 8 chunks of 49
+    assert small.hypernet.generator._out.weight.numel() == 8 * 13  # 30 chunks of 13
+    sigma = small.hypernet.log_sigma
+    assert sigma.shape == (387,)
+    assert torch.equal(sigma[:320].view(16, 20), sigma[:320].view(16, 20)[:, :1].expand(16, 20))
+    x, y = torch.randn(12, 20), torch.randint(0, 3, (12,))
+    loss, _ = small.loss(x, y, num_data=100)
+    loss.backward()
+    for name, p in small.hypernet.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert small.hypernet.log_sigma_param.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="needs weight_noise"):
+        BayesByHypernet(net, preset="paper", generator="chunked", sigma_per="unit")
+    with pytest.raises(ValueError, match="sigma_per"):
+        BayesByHypernet(net, sigma_per="tensor")
+    with pytest.raises(ValueError, match="chunk_size or num_chunks, not both"):
+        BayesByHypernet(net, chunk_size=10, num_chunks=4)

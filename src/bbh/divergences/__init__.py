@@ -110,6 +110,8 @@ def make_kl_estimator(name: str, *, samples_only: bool = False, **options: Any) 
 
 def uses_posterior(name: str) -> bool:
     """True for estimators called as ``kl(draw, prior, posterior)`` (see the module docstring)."""
+    if name not in KL_ESTIMATORS:
+        raise ValueError(f"unknown kl estimator {name!r}; allowed: {sorted(KL_ESTIMATORS)}")
     return bool(getattr(KL_ESTIMATORS[name], "uses_posterior", False))
 
 

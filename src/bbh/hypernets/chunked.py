@@ -6,7 +6,9 @@ chunk matrix ``[C, chunk_size]`` can take any value, so by default ``chunk_size 
 ceil(D / hidden[-1])``. A free per-weight offset carries the mean of each weight (as the output
 bias of the layer-wise generator does; BbH starts it at the primary net's own initial values).
 The generator then has about ``2 D`` parameters, against ``hidden[-1] * D`` for the layer-wise
-generator (PAPER.md 2.2 describes the paper's one-hot variant).
+generator (PAPER.md 2.2 describes the paper's one-hot variant). The shared output layer has
+``hidden[-1] * chunk_size`` of them: more chunks (``num_chunks``) make it smaller, down to about
+``D / 16`` with 256 chunks, and since the offset carries the means it costs q nothing there.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class ChunkedGenerator(nn.Module):
         hidden: Sequence[int] = (64, 256, 512),
         noise: NoiseMode | str = NoiseMode.ALIGNED,
         chunk_size: int | None = None,
+        num_chunks: int | None = None,
         embedding_dim: int = 64,
         negative_slope: float = 0.1,
         init: Tensor | None = None,
@@ -49,6 +52,12 @@ class ChunkedGenerator(nn.Module):
         if not isinstance(embedding_dim, int) or embedding_dim < 1:
             raise ValueError(f"embedding_dim must be an int >= 1, got {embedding_dim!r}")
         width = self.hidden[-1] if self.hidden else noise_dim + embedding_dim
+        if chunk_size is not None and num_chunks is not None:
+            raise ValueError("give chunk_size or num_chunks, not both")
+        if num_chunks is not None:
+            if not isinstance(num_chunks, int) or num_chunks < 1:
+                raise ValueError(f"num_chunks must be an int >= 1, got {num_chunks!r}")
+            chunk_size = math.ceil(spec.dim / num_chunks)
         if chunk_size is None:
             chunk_size = math.ceil(spec.dim / width)
         if not isinstance(chunk_size, int) or chunk_size < 1:

@@ -86,12 +86,17 @@ PRESETS: dict[Preset, dict[str, Any]] = {
 #: ``jacobian_chunks="auto"`` subsamples the Jacobian's Gram from this many generated weights on
 #: (below it the Gram is cheap and the subset's bias shows: linear-20's std ratio 0.976 -> 0.944)
 AUTO_JACOBIAN_CHUNKS_FROM = 65_536
-#: how many chunks ``"auto"`` takes (of about hidden[-1] = 16 with the default chunk size)
+#: ``"auto"`` takes a quarter of the chunks, and at least this many (4 of the default 16)
 AUTO_JACOBIAN_CHUNKS = 4
 
 
 def _resolve_jacobian_chunks(
-    value: int | str | None, kl: str, generator: GeneratorName, noise: NoiseMode, dim: int
+    value: int | str | None,
+    kl: str,
+    generator: GeneratorName,
+    noise: NoiseMode,
+    dim: int,
+    num_chunks: int | None,
 ) -> int | None:
     """``jacobian_chunks`` as ``JacobianKL`` takes it: ``"auto"`` made an int or None."""
     if value != "auto":
@@ -104,7 +109,31 @@ def _resolve_jacobian_chunks(
         and noise is NoiseMode.ALIGNED
         and dim >= AUTO_JACOBIAN_CHUNKS_FROM
     )
-    return AUTO_JACOBIAN_CHUNKS if usable else None
+    if not usable or num_chunks is None:
+        return None
+    return max(AUTO_JACOBIAN_CHUNKS, num_chunks // 4)
+
+
+class SigmaPer(str, Enum):
+    """How many learned scales the semi-implicit noise ``sigma * eps`` has."""
+
+    WEIGHT = "weight"  # one per generated weight (D)
+    UNIT = "unit"  # one per output unit: row of a matrix, output channel of a convolution
+
+
+def sigma_groups(spec: ParamSpec, per: SigmaPer) -> list[int] | None:
+    """``ImplicitPosterior``'s ``sigma_groups`` for ``per``: None for one scale per weight; per
+    unit, ``shape[0]`` groups of ``numel / shape[0]`` for tensors of 2 or more dimensions, one
+    group per entry for vectors (biases, normalisation scales) and scalars."""
+    if per is SigmaPer.WEIGHT:
+        return None
+    groups: list[int] = []
+    for entry in spec:
+        if len(entry.shape) >= 2:
+            groups += [entry.numel // entry.shape[0]] * entry.shape[0]
+        else:
+            groups += [1] * entry.numel
+    return groups
 
 
 class BayesByHypernet(Method):
@@ -131,17 +160,24 @@ class BayesByHypernet(Method):
         jacobian_samples: noise draws per step for the log-determinant of ``kl="jacobian"``.
         jacobian_chunks: ``kl="jacobian"`` with the chunked generator: the Jacobian's Gram from
             this many random chunks per step (cheaper; biases the KL up, see ``JacobianKL``);
-            ``None``: all chunks, exact; ``"auto"`` (default): 4 chunks where the net has at
-            least ``AUTO_JACOBIAN_CHUNKS_FROM`` generated weights (chunked generator, aligned
-            noise; a net of 4 chunks or fewer gets all of them; LeNet-5's step 2.06x -> 1.79x
-            MAP's), else all.
+            ``None``: all chunks, exact; ``"auto"`` (default): a quarter of the chunks, at least
+            4 (4 of the default 16), where the net has at least ``AUTO_JACOBIAN_CHUNKS_FROM``
+            generated weights (chunked generator, aligned noise; a net of 4 chunks or fewer
+            gets all of them; LeNet-5's step 2.06x -> 1.79x MAP's), else all.
         prior_scale: s of the prior ``N(0, s^2 I)``.
         nll: ``first``, ``mean``, ``split`` or ``predictive`` (see ``NLLMode``).
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
         include: predicate ``(name, param) -> bool`` choosing generated parameters (default all);
             the others stay ordinary deterministic parameters, trained by point estimate.
         forward_mode: ``auto``, ``vmap`` or ``loop`` (see ``bbh.functional.sampled_forward``).
-        chunk_size, embedding_dim: options of the chunked generator.
+        chunk_size, num_chunks, embedding_dim: options of the chunked generator (give
+            ``chunk_size`` or ``num_chunks``; default about ``hidden[-1]`` chunks). Its shared
+            output layer has ``hidden[-1] * D / num_chunks`` parameters: D with the default,
+            D / 16 with 256 chunks (the scalable configuration of docs/performance.md).
+        sigma_per: ``weight`` (default): a learned sigma per weight; ``unit``: one per output
+            unit (row or output channel; per entry for vectors), D fewer parameters in q and in
+            Adam's state, for large nets (docs/performance.md); the generator's low-rank part
+            still varies weight by weight.
         noise_mixing: the chunked generator's free linear path from z into each chunk
             (``ChunkedGenerator``; recommended: on, paper: off; only for ``chunked``). It lets q
             take a dense low-rank covariance (docs/posterior_check.md: linear-150's std ratio
@@ -187,6 +223,7 @@ class BayesByHypernet(Method):
         prior_scale=positive(),
         embedding_dim=at_least(1),
         chunk_size=at_least(1),
+        num_chunks=at_least(1),
     )
     def __init__(
         self,
@@ -210,8 +247,10 @@ class BayesByHypernet(Method):
         include: ParamPredicate | None = None,
         forward_mode: ForwardMode | str = ForwardMode.AUTO,
         chunk_size: int | None = None,
+        num_chunks: int | None = None,
         embedding_dim: int = 64,
         noise_mixing: bool | None = None,
+        sigma_per: SigmaPer | str = SigmaPer.WEIGHT,
         sample_batch: int = 25,
     ):
         chosen = self.resolve_options(
@@ -250,19 +289,19 @@ class BayesByHypernet(Method):
         self.net = copy.deepcopy(net)
         self.spec = ParamSpec.from_module(self.net, include)
         noise_mode = parse_enum(NoiseMode, noise, "noise")
-        jacobian_chunks = _resolve_jacobian_chunks(
-            jacobian_chunks, kl, gen_name, noise_mode, self.spec.dim
-        )
-        kl_options: dict[str, Any] = {}
-        if kl == "jacobian":
-            kl_options = dict(jacobian_samples=jacobian_samples, jacobian_chunks=jacobian_chunks)
-        elif jacobian_samples != 1 or jacobian_chunks is not None:
-            raise ValueError("jacobian_samples and jacobian_chunks apply only to kl='jacobian'")
-        self.kl_estimator = make_kl_estimator(kl, **kl_options)
+        sigma_mode = parse_enum(SigmaPer, sigma_per, "sigma_per")
+        if isinstance(jacobian_chunks, str) and jacobian_chunks != "auto":
+            raise ValueError(
+                f"jacobian_chunks must be an int >= 1, None or 'auto', got {jacobian_chunks!r}"
+            )
         if uses_posterior(kl) and sigma0 is None:
             raise ValueError(
                 f"kl={kl!r} needs weight_noise > 0 (the semi-implicit posterior's initial sigma, "
                 "e.g. 0.01): a purely implicit q has no density in R^D"
+            )
+        if sigma_mode is not SigmaPer.WEIGHT and sigma0 is None:
+            raise ValueError(
+                f"sigma_per={sigma_mode.value!r} needs weight_noise (a semi-implicit q)"
             )
         # the estimators of the posterior need one sample; the others compare samples
         check_num_samples(num_samples, minimum=1 if uses_posterior(kl) else 2)
@@ -274,19 +313,22 @@ class BayesByHypernet(Method):
             if name in generated:
                 p.requires_grad_(False)  # replaced by samples in every forward pass
         gen_options: dict[str, Any] = {"noise_dim": noise_dim, "hidden": hidden, "noise": noise}
-        if jacobian_chunks is not None and (
+        if jacobian_chunks not in ("auto", None) and (
             gen_name is not GeneratorName.CHUNKED or noise_mode is not NoiseMode.ALIGNED
         ):
             raise ValueError("jacobian_chunks needs generator='chunked' with noise='aligned'")
         if gen_name is GeneratorName.CHUNKED:
             gen_options.update(
                 chunk_size=chunk_size,
+                num_chunks=num_chunks,
                 embedding_dim=embedding_dim,
                 init=self.spec.from_module_values(self.net)[0],
                 noise_mixing=bool(chosen["noise_mixing"]),
             )
-        elif chunk_size is not None or noise_mixing is not None:
-            raise ValueError("chunk_size and noise_mixing apply only to generator='chunked'")
+        elif chunk_size is not None or num_chunks is not None or noise_mixing is not None:
+            raise ValueError(
+                "chunk_size, num_chunks and noise_mixing apply only to generator='chunked'"
+            )
         affine = gen_name is GeneratorName.LAYERWISE and not tuple(hidden)
         if affine:  # ours: starts at the net's init with a spread of about sigma0
             gen_options.update(
@@ -294,10 +336,29 @@ class BayesByHypernet(Method):
                 init_noise_scale=sigma0 if sigma0 is not None else 0.01,
             )
         hypernet = GENERATORS[gen_name.value](self.spec, **gen_options)
+        jacobian_chunks = _resolve_jacobian_chunks(
+            jacobian_chunks,
+            kl,
+            gen_name,
+            noise_mode,
+            self.spec.dim,
+            getattr(hypernet, "num_chunks", None),
+        )
+        kl_options: dict[str, Any] = {}
+        if kl == "jacobian":
+            kl_options = dict(jacobian_samples=jacobian_samples, jacobian_chunks=jacobian_chunks)
+        elif jacobian_samples != 1 or jacobian_chunks is not None:
+            raise ValueError("jacobian_samples and jacobian_chunks apply only to kl='jacobian'")
+        self.kl_estimator = make_kl_estimator(kl, **kl_options)
         # the layer-wise output layers move each weight by ~hidden[-1] x lr per Adam step
         self.default_lr = 1e-4 if gen_name is GeneratorName.LAYERWISE and not affine else 1e-3
         #: the posterior: ``self.hypernet(S)`` draws ``[S, D]``; ``.generator`` is the hypernet
-        self.hypernet = ImplicitPosterior(hypernet, sigma0, log_sigma_scale=1e-3 / self.default_lr)
+        self.hypernet = ImplicitPosterior(
+            hypernet,
+            sigma0,
+            log_sigma_scale=1e-3 / self.default_lr,
+            sigma_groups=sigma_groups(self.spec, sigma_mode),
+        )
 
     def sample_weights(self, num_samples: int) -> Tensor:
         """``num_samples`` joint weight samples ``[S, D]`` (fresh noise each call)."""

@@ -15,7 +15,7 @@ from the generator's Jacobian.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -59,6 +59,9 @@ class ImplicitPosterior(nn.Module):
         generator: a ``bbh.hypernets`` generator (noise ``[S, n_blocks, k]`` -> ``[S, D]``).
         weight_noise: initial ``sigma`` of the semi-implicit noise (the same for every weight,
             then learned as ``log sigma``); ``None`` for the paper's purely implicit posterior.
+        sigma_groups: sizes of contiguous runs of ``[D]`` that share one learned sigma (sum D);
+            ``None``: one sigma per weight. Shared scales cut q's parameters by about D
+            (``BayesByHypernet(sigma_per="unit")``); ``log_sigma`` is still ``[D]``.
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class ImplicitPosterior(nn.Module):
         weight_noise: float | None = None,
         *,
         log_sigma_scale: float = 1.0,
+        sigma_groups: Sequence[int] | None = None,
     ):
         super().__init__()
         if weight_noise is not None and not (
@@ -83,11 +87,25 @@ class ImplicitPosterior(nn.Module):
         # stored divided by ``log_sigma_scale``: an Adam step of lr moves log sigma by about
         # lr * log_sigma_scale (BbH sets it so that sigma learns at ~1e-3 whatever the lr)
         self.log_sigma_scale = float(log_sigma_scale)
+        self.dim = dim
+        repeats = None
+        if sigma_groups is not None:
+            sizes = [int(g) for g in sigma_groups]
+            if not sizes or min(sizes) < 1 or sum(sizes) != dim:
+                raise ValueError(
+                    f"sigma_groups must be positive sizes summing to D = {dim}; got "
+                    f"{len(sizes)} groups summing to {sum(sizes)}"
+                )
+            repeats = torch.tensor(sizes, device=ref.device)
+        num_scales = dim if repeats is None else repeats.numel()
+        # one sigma per group, expanded to [D] by ``log_sigma`` (not saved: it is the layout)
+        self.sigma_repeats: Tensor | None
+        self.register_buffer("sigma_repeats", repeats, persistent=False)
         self.log_sigma_param = (
             None
             if weight_noise is None
             else nn.Parameter(
-                torch.full((dim,), math.log(weight_noise) / log_sigma_scale, dtype=ref.dtype)
+                torch.full((num_scales,), math.log(weight_noise) / log_sigma_scale, dtype=ref.dtype)
             )
         )
 
@@ -100,7 +118,10 @@ class ImplicitPosterior(nn.Module):
         """Per-weight ``log sigma`` ``[D]`` (only for a semi-implicit posterior)."""
         if self.log_sigma_param is None:
             raise RuntimeError("this posterior is purely implicit (weight_noise=None): no sigma")
-        return self.log_sigma_param * self.log_sigma_scale
+        log_sigma = self.log_sigma_param * self.log_sigma_scale
+        if self.sigma_repeats is None:
+            return log_sigma
+        return log_sigma.repeat_interleave(self.sigma_repeats, output_size=self.dim)
 
     def sigma(self) -> Tensor:
         """Per-weight ``sigma`` ``[D]`` (only for a semi-implicit posterior)."""
