@@ -273,7 +273,7 @@ def config_from_dict(raw: Mapping[str, Any], *, source: str = "config") -> AnyCo
 
 def config_to_dict(cfg: AnyConfig) -> dict[str, Any]:
     """The config as plain JSON types (tuples as lists), with its ``kind``."""
-    out = _plain(dataclasses.asdict(cfg))
+    out = plain_value(dataclasses.asdict(cfg))
     out["kind"] = "toy" if isinstance(cfg, ToyConfig) else "train"
     return out
 
@@ -308,7 +308,7 @@ def config_hash(cfg: AnyConfig, resolved_method_options: Mapping[str, Any] | Non
         for key in ("device", "threads", "log_every", "checkpoint_every", "val_samples"):
             d["train"].pop(key, None)
         if resolved_method_options is not None:
-            d["method"]["options"] = _plain(dict(resolved_method_options))
+            d["method"]["options"] = plain_value(dict(resolved_method_options))
     text = json.dumps(d, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -327,7 +327,7 @@ def resolved_options(factory: Callable[..., Any], options: Mapping[str, Any]) ->
     resolve = getattr(factory, "resolve_options", None)
     if resolve is not None:
         out.update(resolve(options))
-    return _plain(out)
+    return plain_value(out)
 
 
 def check_options(
@@ -516,12 +516,12 @@ def _check_experiment(cfg: ExperimentConfig, source: str) -> None:
         raise ConfigError(f"{source}: data.augment: 'cifar' applies only to data.name = 'cifar5'")
 
 
-def _plain(obj: Any) -> Any:
+def plain_value(obj: Any) -> Any:
     """Tuples as lists, enums as values: JSON- and TOML-ready."""
     if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
+        return {str(k): plain_value(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
+        return [plain_value(v) for v in obj]
     value = getattr(obj, "value", None)
     if value is not None and type(obj).__module__ != "builtins" and isinstance(value, str):
         return value

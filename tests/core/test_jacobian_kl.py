@@ -254,26 +254,30 @@ def test_gram_from_random_chunks_is_unbiased():
         JacobianKL(jacobian_chunks=0)
 
 
-def test_shared_sigma_groups_give_the_same_kl_as_the_expanded_per_weight_sigma(float64):
-    """``sigma_groups``: one scale per group, expanded to ``[D]``; the Jacobian KL and its
-    gradient equal those of a per-weight posterior holding the expanded values (the gradient
-    summed per group)."""
-    spec = _spec()  # D = 53
-    groups = [6] * 5 + [1] * 5 + [5] * 3 + [1] * 3
-    assert sum(groups) == spec.dim
+@pytest.mark.parametrize("columns", [False, True])
+def test_shared_sigmas_give_the_same_kl_as_the_expanded_per_weight_sigma(float64, columns):
+    """``sigma_blocks``: one scale per row (and, with ``sigma_columns``, times one per column),
+    expanded to ``[D]``; the Jacobian KL and its gradient equal those of a per-weight posterior
+    holding the expanded values (the gradient summed over each scale's weights)."""
+    spec = _spec()  # D = 53: Linear(6, 5) and Linear(5, 3)
+    blocks = [(5, 6), (5, 1), (3, 5), (3, 1)]
     torch.manual_seed(4)
-    gen = ChunkedGenerator(spec, 3, (8, 4), chunk_size=7, noise_mixing=True)
-    _mixing(gen)
-    shared = ImplicitPosterior(gen, weight_noise=0.1, sigma_groups=groups)
-    assert shared.log_sigma_param.shape == (len(groups),)
+    gen = _mixing(ChunkedGenerator(spec, 3, (8, 4), chunk_size=7, noise_mixing=True))
+    shared = ImplicitPosterior(gen, 0.1, sigma_blocks=blocks, sigma_columns=columns)
+    assert shared.log_sigma_param.numel() == (27 if columns else 16)
+    torch.testing.assert_close(shared.log_sigma, torch.full((53,), math.log(0.1)))
     with torch.no_grad():
         shared.log_sigma_param.uniform_(-3, -1)
     per_weight = ImplicitPosterior(gen, weight_noise=0.1)
     with torch.no_grad():
         per_weight.log_sigma_param.copy_(shared.log_sigma)
-    starts = torch.tensor([0, *groups[:-1]]).cumsum(0)
-    assert torch.equal(shared.log_sigma[starts], shared.log_sigma_param)
-    assert torch.equal(shared.log_sigma.unique().sort().values, shared.log_sigma_param.unique())
+    first = shared.log_sigma[:30].view(5, 6)
+    if columns:  # log sigma_ij = a_i + b_j: every 2 x 2 minor of the log-scales is additive
+        diff = first[:, 1:] - first[:, :1]  # b_j - b_0, the same in every row
+        torch.testing.assert_close(diff, diff[:1].expand(5, 5))
+        assert not torch.allclose(first[:, 1:], first[:, :1])
+    else:
+        assert torch.equal(first, first[:, :1].expand(5, 6))
     kl, prior = JacobianKL(), GaussianPrior(1.0)
     torch.manual_seed(5)
     a = kl(shared.sample(2), prior, shared)
@@ -282,8 +286,12 @@ def test_shared_sigma_groups_give_the_same_kl_as_the_expanded_per_weight_sigma(f
     torch.testing.assert_close(a, b)
     (ga,) = torch.autograd.grad(a, shared.log_sigma_param)
     (gb,) = torch.autograd.grad(b, per_weight.log_sigma_param)
-    want = torch.stack([g.sum() for g in gb.split(groups)])
-    torch.testing.assert_close(ga, want)
-    for bad in ([53, 1], [0, 53], []):
-        with pytest.raises(ValueError, match="sigma_groups must be positive sizes summing to D"):
-            ImplicitPosterior(gen, weight_noise=0.1, sigma_groups=bad)
+    g1, g2 = gb[:30].view(5, 6), gb[35:50].view(3, 5)
+    parts = [g1.sum(1), g1.sum(0)] if columns else [g1.sum(1)]
+    parts += (
+        [gb[30:35], g2.sum(1), g2.sum(0), gb[50:]] if columns else [gb[30:35], g2.sum(1), gb[50:]]
+    )
+    torch.testing.assert_close(ga, torch.cat(parts) * shared.log_sigma_scale)
+    for bad in ([(53, 2)], [(0, 53)], []):
+        with pytest.raises(ValueError, match="sigma_blocks must be"):
+            ImplicitPosterior(gen, weight_noise=0.1, sigma_blocks=bad)

@@ -257,6 +257,8 @@ def test_sigma_per_unit_and_num_chunks_shrink_the_hypernet():
     small = BayesByHypernet(net, hidden=(8,), sigma_per="unit", num_chunks=32)
     assert base.hypernet.log_sigma_param.numel() == 387
     assert small.hypernet.log_sigma_param.numel() == 16 + 16 + 3 + 3
+    factored = BayesByHypernet(net, hidden=(8,), sigma_per="factored")
+    assert factored.hypernet.log_sigma_param.numel() == (16 + 20) + 16 + (3 + 16) + 3
     assert base.hypernet.generator._out.weight.numel() == 8 * 49  # 8 chunks of 49
     assert small.hypernet.generator._out.weight.numel() == 8 * 13  # 30 chunks of 13
     sigma = small.hypernet.log_sigma
@@ -274,3 +276,36 @@ def test_sigma_per_unit_and_num_chunks_shrink_the_hypernet():
         BayesByHypernet(net, sigma_per="tensor")
     with pytest.raises(ValueError, match="chunk_size or num_chunks, not both"):
         BayesByHypernet(net, chunk_size=10, num_chunks=4)
+
+
+def test_small_nets_get_the_affine_generator_and_32_samples():
+    """The recommended preset on a net of <= SMALL_NET_WEIGHTS weights: an affine generator with
+    k = min(D, 512), 32 samples on the whole batch; each bundle stands aside where any of its
+    options is given; larger nets and the paper's preset keep theirs."""
+    from bbh.hypernets import LayerwiseGenerator
+    from bbh.methods import bbh as bbh_module
+
+    small = BayesByHypernet(tiny_net())  # 83 weights
+    gen = small.hypernet.generator
+    assert isinstance(gen, LayerwiseGenerator) and gen.noise_dim == 83
+    assert small.num_samples == 32 and small.nll_mode.value == "mean"
+    assert small.resolved_options["generator"] == "layerwise"
+    assert small.resolved_options["hidden"] == () and small.resolved_options["noise_dim"] == 83
+    loss, _ = small.loss(*batch(), num_data=100)
+    loss.backward()
+    assert torch.isfinite(loss)
+    chunked = BayesByHypernet(tiny_net(), num_chunks=4)  # a chunked-only option asks for it
+    assert chunked.resolved_options["generator"] == "chunked" and chunked.num_samples == 32
+    few = BayesByHypernet(tiny_net(), num_samples=4)
+    assert few.num_samples == 4 and few.nll_mode.value == "split"
+    assert few.resolved_options["generator"] == "layerwise"
+    paper = BayesByHypernet(tiny_net(), preset="paper")
+    assert paper.num_samples == 5 and paper.resolved_options["hidden"] == (64, 256, 512)
+    wide = nn.Sequential(nn.Linear(100, 11))  # 1,111 weights
+    assert bbh_module.SMALL_NET_WEIGHTS < 1111
+    large = BayesByHypernet(wide)
+    assert large.resolved_options["generator"] == "chunked" and large.num_samples == 2
+    # a small net's model saved with the chunked generator before these options loads as saved
+    state = BayesByHypernet(tiny_net(), generator="chunked").state_dict()
+    options = BayesByHypernet.options_for_state_dict({}, state)
+    BayesByHypernet(tiny_net(), **options).load_state_dict(state)

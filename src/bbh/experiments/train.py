@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 import bbh
-from bbh.config import ExperimentConfig, config_hash, config_to_dict
+from bbh.config import ExperimentConfig, config_hash, config_to_dict, plain_value
 from bbh.evaluation import predict_batched
 from bbh.experiments.builders import (
     RunData,
@@ -142,6 +142,9 @@ def _train_run(
     method = build_method(cfg)
     options = method_options(cfg)
     digest = config_hash(cfg, options)
+    # what is in force where it depends on the net (BbH's small-net options); not in the hash,
+    # which the config alone fixes
+    options.update(plain_value(getattr(method, "resolved_options", {})))
     dev = resolve_device(device or cfg.train.device)
     if ranks is not None and ranks.backend == "nccl" and dev.type != "cuda":
         raise RunError(f"the process group uses nccl, which needs CUDA; this run trains on {dev}")

@@ -83,6 +83,33 @@ PRESETS: dict[Preset, dict[str, Any]] = {
 }
 
 
+#: Nets of at most this many generated weights get the recommended preset's small-net options
+#: (``small_net_options``): measured on the posterior check's cases, D = 2 to 500
+SMALL_NET_WEIGHTS = 1_024
+#: the largest noise size (rank of the affine part) the small-net options give
+SMALL_NET_MAX_NOISE = 512
+
+
+def small_net_options(dim: int) -> dict[str, dict[str, Any]]:
+    """The recommended preset's options for a net of ``dim <= SMALL_NET_WEIGHTS`` weights, in
+    bundles that apply only where the caller gives none of their keys.
+
+    ``generator``: an affine generator with ``k = min(D, 512)``, ``q = N(b, A A^T + diag
+    sigma^2)`` (every Gaussian when k >= D), whose Jacobian KL is exact; ``samples``: 32 samples
+    on the whole batch, which a small net pays little for and whose gradient noise the chunked
+    defaults' two samples leave too large (docs/posterior_check.md: linear-150's std ratio 0.60
+    with the large-net defaults, 1.02 with these; linear-500 0.09 against 0.77).
+    """
+    return {
+        "generator": dict(
+            generator="layerwise", hidden=(), noise_dim=min(dim, SMALL_NET_MAX_NOISE)
+        ),
+        "samples": dict(num_samples=32, nll="mean"),
+    }
+
+
+_CHUNKED_ONLY = ("chunk_size", "num_chunks", "noise_mixing")
+
 #: ``jacobian_chunks="auto"`` subsamples the Jacobian's Gram from this many generated weights on
 #: (below it the Gram is cheap and the subset's bias shows: linear-20's std ratio 0.976 -> 0.944)
 AUTO_JACOBIAN_CHUNKS_FROM = 65_536
@@ -119,21 +146,15 @@ class SigmaPer(str, Enum):
 
     WEIGHT = "weight"  # one per generated weight (D)
     UNIT = "unit"  # one per output unit: row of a matrix, output channel of a convolution
+    FACTORED = "factored"  # sigma_ij = u_i v_j: one per output unit and one per input
 
 
-def sigma_groups(spec: ParamSpec, per: SigmaPer) -> list[int] | None:
-    """``ImplicitPosterior``'s ``sigma_groups`` for ``per``: None for one scale per weight; per
-    unit, ``shape[0]`` groups of ``numel / shape[0]`` for tensors of 2 or more dimensions, one
-    group per entry for vectors (biases, normalisation scales) and scalars."""
-    if per is SigmaPer.WEIGHT:
-        return None
-    groups: list[int] = []
-    for entry in spec:
-        if len(entry.shape) >= 2:
-            groups += [entry.numel // entry.shape[0]] * entry.shape[0]
-        else:
-            groups += [1] * entry.numel
-    return groups
+def sigma_blocks(spec: ParamSpec) -> list[tuple[int, int]]:
+    """``ImplicitPosterior``'s ``sigma_blocks``: ``(shape[0], numel / shape[0])`` for tensors of
+    2 or more dimensions (units x inputs), ``(numel, 1)`` for vectors and scalars."""
+    return [
+        (e.shape[0], e.numel // e.shape[0]) if len(e.shape) >= 2 else (e.numel, 1) for e in spec
+    ]
 
 
 class BayesByHypernet(Method):
@@ -175,9 +196,10 @@ class BayesByHypernet(Method):
             output layer has ``hidden[-1] * D / num_chunks`` parameters: D with the default,
             D / 16 with 256 chunks (the scalable configuration of docs/performance.md).
         sigma_per: ``weight`` (default): a learned sigma per weight; ``unit``: one per output
-            unit (row or output channel; per entry for vectors), D fewer parameters in q and in
-            Adam's state, for large nets (docs/performance.md); the generator's low-rank part
-            still varies weight by weight.
+            unit (row or output channel; per entry for vectors); ``factored``: ``sigma_ij = u_i
+            v_j``, one scale per unit and one per input of each tensor. The last two have about
+            D fewer parameters in q and in Adam's state, for large nets (docs/performance.md);
+            the generator's low-rank part still varies weight by weight.
         noise_mixing: the chunked generator's free linear path from z into each chunk
             (``ChunkedGenerator``; recommended: on, paper: off; only for ``chunked``). It lets q
             take a dense low-rank covariance (docs/posterior_check.md: linear-150's std ratio
@@ -186,11 +208,24 @@ class BayesByHypernet(Method):
     """
 
     @staticmethod
-    def resolve_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    def resolve_options(options: Mapping[str, Any], dim: int | None = None) -> dict[str, Any]:
         """The preset's options overridden by those in ``options`` that are given (not ``None``;
-        for ``weight_noise``, present and not ``UNSET``), with ``preset`` as its name."""
+        for ``weight_noise``, present and not ``UNSET``), with ``preset`` as its name. With the
+        net's number of generated weights ``dim``, the recommended preset of a small net takes
+        ``small_net_options`` (each bundle only where none of its keys is given)."""
         preset = parse_enum(Preset, options.get("preset", Preset.RECOMMENDED), "preset")
         chosen = dict(PRESETS[preset])
+
+        def given(key: str) -> bool:
+            value = options.get(key, UNSET)
+            return not isinstance(value, _Unset) and (value is not None or key == "weight_noise")
+
+        if preset is Preset.RECOMMENDED and dim is not None and dim <= SMALL_NET_WEIGHTS:
+            for name, bundle in small_net_options(dim).items():
+                # the chunked generator's own options ask for it
+                keys = [*bundle, *(_CHUNKED_ONLY if name == "generator" else ())]
+                if not any(given(key) for key in keys):
+                    chosen.update(bundle)
         for key in chosen:
             value = options.get(key, UNSET)
             if key == "weight_noise":
@@ -206,9 +241,15 @@ class BayesByHypernet(Method):
     ) -> dict[str, Any]:
         """``options`` that rebuild the module ``state_dict`` was saved from: a chunked
         generator saved without the linear noise path (model files written before it became
-        the default) gets ``noise_mixing=False``; ``bbh.load`` uses this."""
+        the default) gets ``noise_mixing=False``, and a chunked generator saved without an
+        explicit ``generator`` keeps it (a small net saved before ``small_net_options``);
+        ``bbh.load`` uses this."""
         options = dict(options)
         chosen = BayesByHypernet.resolve_options(options)
+        chunked_keys = "hypernet.generator.embeddings" in state_dict
+        if chunked_keys and options.get("generator") is None:
+            # a small net saved before the small-net options: it had the chunked generator
+            options["generator"] = GeneratorName.CHUNKED.value
         saved_without_path = (
             chosen["generator"] == GeneratorName.CHUNKED.value
             and "hypernet.generator.offset" in state_dict
@@ -266,7 +307,10 @@ class BayesByHypernet(Method):
                 weight_noise=weight_noise,
                 antithetic=antithetic,
                 noise_mixing=noise_mixing,
-            )
+                chunk_size=chunk_size,
+                num_chunks=num_chunks,
+            ),
+            dim=ParamSpec.from_module(net, include).dim,  # the small-net options depend on D
         )
         #: the options in force after the preset and the explicit arguments (for run records)
         self.resolved_options = chosen
@@ -357,7 +401,8 @@ class BayesByHypernet(Method):
             hypernet,
             sigma0,
             log_sigma_scale=1e-3 / self.default_lr,
-            sigma_groups=sigma_groups(self.spec, sigma_mode),
+            sigma_blocks=None if sigma_mode is SigmaPer.WEIGHT else sigma_blocks(self.spec),
+            sigma_columns=sigma_mode is SigmaPer.FACTORED,
         )
 
     def sample_weights(self, num_samples: int) -> Tensor:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -59,9 +59,12 @@ class ImplicitPosterior(nn.Module):
         generator: a ``bbh.hypernets`` generator (noise ``[S, n_blocks, k]`` -> ``[S, D]``).
         weight_noise: initial ``sigma`` of the semi-implicit noise (the same for every weight,
             then learned as ``log sigma``); ``None`` for the paper's purely implicit posterior.
-        sigma_groups: sizes of contiguous runs of ``[D]`` that share one learned sigma (sum D);
-            ``None``: one sigma per weight. Shared scales cut q's parameters by about D
-            (``BayesByHypernet(sigma_per="unit")``); ``log_sigma`` is still ``[D]``.
+        sigma_blocks: ``(rows, cols)`` per contiguous block of ``[D]`` (row-major, sum of
+            ``rows * cols`` = D) whose rows share one learned sigma; ``None``: one sigma per
+            weight. Shared scales cut q's parameters by about D (``BayesByHypernet(sigma_per=
+            "unit")``); ``log_sigma`` is still ``[D]``.
+        sigma_columns: with ``sigma_blocks``, also one learned scale per column of each block
+            with several rows and columns: ``sigma_ij = u_i v_j`` (``sigma_per="factored"``).
     """
 
     def __init__(
@@ -70,7 +73,8 @@ class ImplicitPosterior(nn.Module):
         weight_noise: float | None = None,
         *,
         log_sigma_scale: float = 1.0,
-        sigma_groups: Sequence[int] | None = None,
+        sigma_blocks: Sequence[tuple[int, int]] | None = None,
+        sigma_columns: bool = False,
     ):
         super().__init__()
         if weight_noise is not None and not (
@@ -87,33 +91,42 @@ class ImplicitPosterior(nn.Module):
         # stored divided by ``log_sigma_scale``: an Adam step of lr moves log sigma by about
         # lr * log_sigma_scale (BbH sets it so that sigma learns at ~1e-3 whatever the lr)
         self.log_sigma_scale = float(log_sigma_scale)
-        #: ``sigma_groups`` as runs ``(n, size)`` of equal-sized groups (a unit-per-row tensor is
-        #: one run): ``log_sigma`` expands each run with one broadcast, whose backward is a sum
-        #: (``repeat_interleave``'s ``index_add`` backward cost LeNet-5 3 ms a step)
-        self.sigma_runs: tuple[tuple[int, int], ...] | None = None
+        #: the blocks of shared scales, adjacent row-only blocks of equal width merged (a
+        #: tensor's rows, a run of vectors): ``log_sigma`` expands each with one broadcast, whose
+        #: backward is a sum (``repeat_interleave``'s ``index_add`` cost LeNet-5 3 ms a step)
+        self.sigma_blocks: tuple[tuple[int, int, bool], ...] | None = None
         num_scales = dim
-        if sigma_groups is not None:
-            sizes = [int(g) for g in sigma_groups]
-            if not sizes or min(sizes) < 1 or sum(sizes) != dim:
+        if sigma_blocks is not None:
+            shapes = [(int(r), int(c)) for r, c in sigma_blocks]
+            if (
+                not shapes
+                or min(min(b) for b in shapes) < 1
+                or sum(r * c for r, c in shapes) != dim
+            ):
                 raise ValueError(
-                    f"sigma_groups must be positive sizes summing to D = {dim}; got "
-                    f"{len(sizes)} groups summing to {sum(sizes)}"
+                    f"sigma_blocks must be (rows, cols) >= 1 covering D = {dim} weights; got "
+                    f"{len(shapes)} blocks covering {sum(r * c for r, c in shapes)}"
                 )
-            runs: list[list[int]] = []
-            for size in sizes:
-                if runs and runs[-1][1] == size:
-                    runs[-1][0] += 1
+            blocks: list[list[Any]] = []
+            for rows, cols in shapes:
+                factored = sigma_columns and rows > 1 and cols > 1
+                last = blocks[-1] if blocks else None
+                if last is not None and not factored and not last[2] and last[1] == cols:
+                    last[0] += rows
                 else:
-                    runs.append([1, size])
-            self.sigma_runs = tuple((n, size) for n, size in runs)
-            num_scales = len(sizes)
-        self.log_sigma_param = (
-            None
-            if weight_noise is None
-            else nn.Parameter(
-                torch.full((num_scales,), math.log(weight_noise) / log_sigma_scale, dtype=ref.dtype)
+                    blocks.append([rows, cols, factored])
+            self.sigma_blocks = tuple((r, c, f) for r, c, f in blocks)
+            num_scales = sum(r + (c if f else 0) for r, c, f in self.sigma_blocks)
+        start = math.log(weight_noise) / log_sigma_scale if weight_noise is not None else 0.0
+        initial = torch.full((num_scales,), start, dtype=ref.dtype)
+        if self.sigma_blocks is not None:  # column scales start at 1 (log 0)
+            initial = torch.cat(
+                [
+                    torch.cat([initial.new_full((r,), start), initial.new_zeros(c if f else 0)])
+                    for r, c, f in self.sigma_blocks
+                ]
             )
-        )
+        self.log_sigma_param = None if weight_noise is None else nn.Parameter(initial)
 
     @property
     def semi_implicit(self) -> bool:
@@ -125,13 +138,19 @@ class ImplicitPosterior(nn.Module):
         if self.log_sigma_param is None:
             raise RuntimeError("this posterior is purely implicit (weight_noise=None): no sigma")
         log_sigma = self.log_sigma_param * self.log_sigma_scale
-        if self.sigma_runs is None:
+        if self.sigma_blocks is None:
             return log_sigma
-        counts = [n for n, _ in self.sigma_runs]
-        parts = [
-            run if size == 1 else run.unsqueeze(1).expand(n, size).reshape(-1)
-            for run, (n, size) in zip(log_sigma.split(counts), self.sigma_runs, strict=True)
-        ]
+        counts = [r + (c if f else 0) for r, c, f in self.sigma_blocks]
+        parts = []
+        for block, (rows, cols, factored) in zip(
+            log_sigma.split(counts), self.sigma_blocks, strict=True
+        ):
+            if factored:  # log u_i + log v_j
+                parts.append((block[:rows, None] + block[None, rows:]).reshape(-1))
+            elif cols == 1:
+                parts.append(block)
+            else:
+                parts.append(block.unsqueeze(1).expand(rows, cols).reshape(-1))
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def sigma(self) -> Tensor:

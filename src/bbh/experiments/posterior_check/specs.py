@@ -89,9 +89,14 @@ METHOD_SPECS: list[MethodSpec] = [
     bbh_spec("chunked", "discriminator", lr=1e-2),
     # ours: the semi-implicit posterior with the Jacobian entropy (and the SIVI bound to compare)
     MethodSpec("bbh-recommended", "bbh", lr=1e-2),  # the defaults (preset "recommended")
-    # ablation: the defaults without the chunks' linear noise path and the antithetic pairs
+    # the defaults of nets above SMALL_NET_WEIGHTS (every case here is below): chunked, S = 2
+    MethodSpec("bbh-recommended-large", "bbh", {"generator": "chunked", "num_samples": 2}, lr=1e-2),
+    # ablation: those without the chunks' linear noise path and the antithetic pairs
     MethodSpec(
-        "bbh-recommended-plain", "bbh", {"noise_mixing": False, "antithetic": False}, lr=1e-2
+        "bbh-recommended-plain",
+        "bbh",
+        {"noise_mixing": False, "antithetic": False, "num_samples": 2},
+        lr=1e-2,
     ),
     bbh_spec("chunked", "jacobian", lr=1e-2, weight_noise=0.01, hidden=(64, 32), noise_dim=32),
     bbh_spec("chunked", "sivi", lr=1e-2, weight_noise=0.01, hidden=(64, 16), noise_dim=8),
