@@ -204,8 +204,6 @@ BASELINES: list[MethodCase] = [
 ]
 
 #: Bayes by Hypernet configurations. Add the recommended configuration here (first).
-_SCALABLE: dict[str, Any] = {"sigma_per": "unit", "num_chunks": 256}
-
 BBH_CONFIGS: list[MethodCase] = [
     # the defaults (preset "recommended"): chunked, semi-implicit, kl="jacobian", S = 2, split
     MethodCase("bbh recommended", "bbh", {}, {"noise_dim": 4}),
@@ -232,19 +230,17 @@ BBH_CONFIGS: list[MethodCase] = [
         {"noise_mixing": False, "antithetic": False, "jacobian_chunks": None},
         {"noise_dim": 4, "jacobian_chunks": None},
     ),
-    # the scalable configuration for large nets: one sigma per output unit and 256 chunks (the
-    # shared output layer D / 16): q's parameters about 1.07 D instead of 3 D
+    # the defaults before num_chunks="auto": 16 chunks, the shared output layer about D
+    MethodCase("bbh recommended, 16 chunks", "bbh", {"num_chunks": 16}, {"noise_dim": 4}),
+    # the smallest q: one sigma per output unit (q's parameters about 1.07 D on ResNet-18)
     MethodCase(
-        "bbh scalable (sigma per unit, 256 chunks)",
-        "bbh",
-        _SCALABLE,
-        {"noise_dim": 4, "sigma_per": "unit", "num_chunks": 8},
+        "bbh sigma per unit", "bbh", {"sigma_per": "unit"}, {"noise_dim": 4, "sigma_per": "unit"}
     ),
     MethodCase(
-        "bbh scalable, S=1",
+        "bbh sigma per unit, S=1",
         "bbh",
-        {**_SCALABLE, "num_samples": 1},
-        {"noise_dim": 4, "sigma_per": "unit", "num_chunks": 8, "num_samples": 1},
+        {"sigma_per": "unit", "num_samples": 1},
+        {"noise_dim": 4, "sigma_per": "unit", "num_samples": 1},
     ),
     MethodCase("bbh paper (layerwise, nn_full, nll=first)", "bbh", _PAPER, _TINY_HYPERNET),
     MethodCase("bbh layerwise, entropy", "bbh", {**_PAPER, "kl": "entropy"}, _TINY_HYPERNET),

@@ -11,6 +11,7 @@ with ``KL_hat`` a sample-based estimate from the S generated weight samples (``b
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping, Sequence
 from enum import Enum
 from typing import Any
@@ -110,6 +111,16 @@ def small_net_options(dim: int) -> dict[str, dict[str, Any]]:
 
 _CHUNKED_ONLY = ("chunk_size", "num_chunks", "noise_mixing")
 
+
+def auto_num_chunks(dim: int, width: int, embedding_dim: int, noise_dim: int, mixing: bool) -> int:
+    """``num_chunks="auto"``: the count that minimises what the chunks cost in parameters, each
+    ``embedding_dim (+ width * noise_dim with the noise path)`` against the shared output
+    layer's ``width * D / C``, and never fewer than ``width`` (the former default):
+    ``sqrt(D / 12)`` with the recommended options, 190 on LeNet-5, 965 on ResNet-18."""
+    per_chunk = embedding_dim + (width * noise_dim if mixing else 0)
+    return max(width, round(math.sqrt(width * dim / per_chunk)))
+
+
 #: ``jacobian_chunks="auto"`` subsamples the Jacobian's Gram from this many generated weights on
 #: (below it the Gram is cheap and the subset's bias shows: linear-20's std ratio 0.976 -> 0.944)
 AUTO_JACOBIAN_CHUNKS_FROM = 65_536
@@ -192,9 +203,10 @@ class BayesByHypernet(Method):
             the others stay ordinary deterministic parameters, trained by point estimate.
         forward_mode: ``auto``, ``vmap`` or ``loop`` (see ``bbh.functional.sampled_forward``).
         chunk_size, num_chunks, embedding_dim: options of the chunked generator (give
-            ``chunk_size`` or ``num_chunks``; default about ``hidden[-1]`` chunks). Its shared
-            output layer has ``hidden[-1] * D / num_chunks`` parameters: D with the default,
-            D / 16 with 256 chunks (the scalable configuration of docs/performance.md).
+            ``chunk_size`` or ``num_chunks``). Its shared output layer has ``hidden[-1] * D /
+            num_chunks`` parameters; ``num_chunks="auto"`` (default) picks the count with the
+            fewest parameters in all (``auto_num_chunks``: 190 on LeNet-5, whose output layer
+            then has 0.08 D, against D with the former ``hidden[-1]`` chunks).
         sigma_per: ``weight`` (default): a learned sigma per weight; ``unit``: one per output
             unit (row or output channel; per entry for vectors); ``factored``: ``sigma_ij = u_i
             v_j``, one scale per unit and one per input of each tensor. The last two have about
@@ -241,8 +253,9 @@ class BayesByHypernet(Method):
     ) -> dict[str, Any]:
         """``options`` that rebuild the module ``state_dict`` was saved from: a chunked
         generator saved without the linear noise path (model files written before it became
-        the default) gets ``noise_mixing=False``, and a chunked generator saved without an
-        explicit ``generator`` keeps it (a small net saved before ``small_net_options``);
+        the default) gets ``noise_mixing=False``, a chunked generator saved without an
+        explicit ``generator`` keeps it (a small net saved before ``small_net_options``), and
+        its chunk size is the saved one (models saved before ``num_chunks="auto"``);
         ``bbh.load`` uses this."""
         options = dict(options)
         chosen = BayesByHypernet.resolve_options(options)
@@ -250,6 +263,12 @@ class BayesByHypernet(Method):
         if chunked_keys and options.get("generator") is None:
             # a small net saved before the small-net options: it had the chunked generator
             options["generator"] = GeneratorName.CHUNKED.value
+        layers = [k for k in state_dict if k.startswith("hypernet.generator.net.")]
+        sized = options.get("chunk_size") is not None or options.get("num_chunks", "auto") != "auto"
+        if chunked_keys and layers and not sized:  # the saved chunk size, whatever the rule
+            last = max(layers, key=lambda k: int(k.split(".")[3]))
+            options["chunk_size"] = int(state_dict[last].shape[0])
+            options.pop("num_chunks", None)
         saved_without_path = (
             chosen["generator"] == GeneratorName.CHUNKED.value
             and "hypernet.generator.offset" in state_dict
@@ -264,7 +283,6 @@ class BayesByHypernet(Method):
         prior_scale=positive(),
         embedding_dim=at_least(1),
         chunk_size=at_least(1),
-        num_chunks=at_least(1),
     )
     def __init__(
         self,
@@ -288,7 +306,7 @@ class BayesByHypernet(Method):
         include: ParamPredicate | None = None,
         forward_mode: ForwardMode | str = ForwardMode.AUTO,
         chunk_size: int | None = None,
-        num_chunks: int | None = None,
+        num_chunks: int | str | None = "auto",
         embedding_dim: int = 64,
         noise_mixing: bool | None = None,
         sigma_per: SigmaPer | str = SigmaPer.WEIGHT,
@@ -308,7 +326,7 @@ class BayesByHypernet(Method):
                 antithetic=antithetic,
                 noise_mixing=noise_mixing,
                 chunk_size=chunk_size,
-                num_chunks=num_chunks,
+                num_chunks=None if num_chunks == "auto" else num_chunks,
             ),
             dim=ParamSpec.from_module(net, include).dim,  # the small-net options depend on D
         )
@@ -361,6 +379,15 @@ class BayesByHypernet(Method):
             gen_name is not GeneratorName.CHUNKED or noise_mode is not NoiseMode.ALIGNED
         ):
             raise ValueError("jacobian_chunks needs generator='chunked' with noise='aligned'")
+        if num_chunks == "auto":
+            num_chunks = None
+            if gen_name is GeneratorName.CHUNKED and chunk_size is None:
+                width = tuple(hidden)[-1] if tuple(hidden) else noise_dim + embedding_dim
+                num_chunks = auto_num_chunks(
+                    self.spec.dim, width, embedding_dim, noise_dim, bool(chosen["noise_mixing"])
+                )
+        elif isinstance(num_chunks, str):
+            raise ValueError(f"num_chunks must be an int >= 1, None or 'auto', got {num_chunks!r}")
         if gen_name is GeneratorName.CHUNKED:
             gen_options.update(
                 chunk_size=chunk_size,
