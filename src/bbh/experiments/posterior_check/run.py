@@ -120,6 +120,8 @@ def train_and_score(
     """Build, train (full batch) and score one method: ``(row, f [S, T], weights [S, D])``."""
     steps = max(1, round(spec.steps * case.budget))
     predict_samples = spec.predict_samples
+    if predict_samples is None:
+        predict_samples = len(case.reference.floor_f_draws)
     if quick:
         steps = max(1, steps // QUICK_FACTOR)
         predict_samples = max(2, predict_samples // QUICK_FACTOR)
