@@ -297,7 +297,7 @@ def test_small_nets_get_the_affine_generator_and_32_samples():
     chunked = BayesByHypernet(tiny_net(), num_chunks=4)  # a chunked-only option asks for it
     assert chunked.resolved_options["generator"] == "chunked" and chunked.num_samples == 32
     few = BayesByHypernet(tiny_net(), num_samples=4)
-    assert few.num_samples == 4 and few.nll_mode.value == "split"
+    assert few.num_samples == 4 and few.nll_mode.value == "mean"
     assert few.resolved_options["generator"] == "layerwise"
     paper = BayesByHypernet(tiny_net(), preset="paper")
     assert paper.num_samples == 5 and paper.resolved_options["hidden"] == (64, 256, 512)

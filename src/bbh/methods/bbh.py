@@ -93,7 +93,8 @@ SMALL_NET_MAX_NOISE = 512
 
 def small_net_options(dim: int) -> dict[str, dict[str, Any]]:
     """The recommended preset's options for a net of ``dim <= SMALL_NET_WEIGHTS`` weights, in
-    bundles that apply only where the caller gives none of their keys.
+    bundles that apply only where the caller gives none of their keys (the generator's three
+    go together; ``num_samples`` and ``nll`` each on its own).
 
     ``generator``: an affine generator with ``k = min(D, 512)``, ``q = N(b, A A^T + diag
     sigma^2)`` (every Gaussian when k >= D), whose Jacobian KL is exact; ``samples``: 32 samples
@@ -105,7 +106,8 @@ def small_net_options(dim: int) -> dict[str, dict[str, Any]]:
         "generator": dict(
             generator="layerwise", hidden=(), noise_dim=min(dim, SMALL_NET_MAX_NOISE)
         ),
-        "samples": dict(num_samples=32, nll="mean"),
+        "num_samples": dict(num_samples=32),
+        "nll": dict(nll="mean"),
     }
 
 
