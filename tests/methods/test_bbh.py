@@ -313,21 +313,21 @@ def test_small_nets_get_the_affine_generator_and_32_samples():
 
 def test_auto_chunk_count_and_models_saved_with_another_one():
     """``num_chunks="auto"``: about ``sqrt(16 D / 192)`` chunks (never fewer than 16); a model
-    saved with another chunk size (the former default, ``ceil(D / 16)``) loads with its own."""
+    saved with another chunk count than the default loads with its own chunk size."""
     from bbh.methods.bbh import auto_num_chunks
 
     net = nn.Linear(100, 50)  # D = 5,050
-    m = BayesByHypernet(net)
+    m = BayesByHypernet(net, num_chunks="auto")
     assert auto_num_chunks(5050, 16, 64, 8, True) == 21
     assert m.hypernet.generator.num_chunks == 21
+    assert BayesByHypernet(net).hypernet.generator.num_chunks == 16  # the default
     assert auto_num_chunks(431_080, 16, 64, 8, True) == 190  # LeNet-5
     assert auto_num_chunks(2_000, 16, 64, 8, True) == 16
-    old = BayesByHypernet(net, chunk_size=316)  # the former default: 16 chunks
-    state = old.state_dict()
-    options = BayesByHypernet.options_for_state_dict({}, state)
-    assert options["chunk_size"] == 316
-    BayesByHypernet(net, **options).load_state_dict(state)
+    state = m.state_dict()
     with pytest.raises(RuntimeError, match="size mismatch"):
         BayesByHypernet(net).load_state_dict(state)
+    options = BayesByHypernet.options_for_state_dict({}, state)
+    assert options["chunk_size"] == 241
+    BayesByHypernet(net, **options).load_state_dict(state)
     with pytest.raises(ValueError, match="num_chunks must be"):
         BayesByHypernet(net, num_chunks="many")
