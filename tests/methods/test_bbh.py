@@ -278,9 +278,9 @@ def test_sigma_per_unit_and_num_chunks_shrink_the_hypernet():
         BayesByHypernet(net, chunk_size=10, num_chunks=4)
 
 
-def test_small_nets_get_the_affine_generator_and_32_samples():
+def test_small_nets_get_the_affine_generator_and_64_samples():
     """The recommended preset on a net of <= SMALL_NET_WEIGHTS weights: an affine generator with
-    k = min(D, 512), 32 samples on the whole batch; each bundle stands aside where any of its
+    k = min(D, 512), 64 samples on the whole batch; each bundle stands aside where any of its
     options is given; larger nets and the paper's preset keep theirs."""
     from bbh.hypernets import LayerwiseGenerator
     from bbh.methods import bbh as bbh_module
@@ -288,14 +288,14 @@ def test_small_nets_get_the_affine_generator_and_32_samples():
     small = BayesByHypernet(tiny_net())  # 83 weights
     gen = small.hypernet.generator
     assert isinstance(gen, LayerwiseGenerator) and gen.noise_dim == 83
-    assert small.num_samples == 32 and small.nll_mode.value == "mean"
+    assert small.num_samples == 64 and small.nll_mode.value == "mean"
     assert small.resolved_options["generator"] == "layerwise"
     assert small.resolved_options["hidden"] == () and small.resolved_options["noise_dim"] == 83
     loss, _ = small.loss(*batch(), num_data=100)
     loss.backward()
     assert torch.isfinite(loss)
     chunked = BayesByHypernet(tiny_net(), num_chunks=4)  # a chunked-only option asks for it
-    assert chunked.resolved_options["generator"] == "chunked" and chunked.num_samples == 32
+    assert chunked.resolved_options["generator"] == "chunked" and chunked.num_samples == 64
     few = BayesByHypernet(tiny_net(), num_samples=4)
     assert few.num_samples == 4 and few.nll_mode.value == "mean"
     assert few.resolved_options["generator"] == "layerwise"
