@@ -247,6 +247,13 @@ BBH_CONFIGS: list[MethodCase] = [
         {"sigma_per": "unit", "num_samples": 1},
         {"noise_dim": 4, "sigma_per": "unit", "num_samples": 1},
     ),
+    # the smallest q and step: q about 1.04 D on ResNet-18 (MNIST calibration worse: docs)
+    MethodCase(
+        "bbh sigma per unit, auto chunks, S=1",
+        "bbh",
+        {"sigma_per": "unit", "num_chunks": "auto", "num_samples": 1},
+        {"noise_dim": 4, "sigma_per": "unit", "num_chunks": "auto", "num_samples": 1},
+    ),
     MethodCase("bbh paper (layerwise, nn_full, nll=first)", "bbh", _PAPER, _TINY_HYPERNET),
     MethodCase("bbh layerwise, entropy", "bbh", {**_PAPER, "kl": "entropy"}, _TINY_HYPERNET),
     MethodCase(
