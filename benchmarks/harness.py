@@ -134,7 +134,8 @@ def interleaved(
     device: torch.device,
     baseline: str | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Run each function once per round, in turn, ``warmup`` untimed rounds then ``repeats``.
+    """Run each function once per round, in turn, ``warmup`` untimed rounds then ``repeats``;
+    the order rotates by one each round (the prediction timings depended on it).
 
     Returns ``{name: {"median_s", "min_s", "repeats"}}``; with ``baseline`` each other entry also
     gets ``"ratio"``: the median over rounds of (its time / the baseline's time in that round),
@@ -145,8 +146,11 @@ def interleaved(
     if baseline is not None and baseline not in fns:
         raise ValueError(f"baseline {baseline!r} is not one of {list(fns)}")
     times: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
     for r in range(warmup + repeats):
-        for name, fn in fns.items():
+        # each round starts with the next function: none always runs first or after another
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            fn = fns[name]
             synchronize(device)
             start = time.perf_counter()
             fn()
