@@ -134,22 +134,13 @@ def predict(record: dict[str, Any], path: Path) -> None:
         ax.axvline(net["map_per_pass_s"] * 1e3, color="black", lw=0.8, label="one MAP pass")
         rows = [r for r in net["methods"].values() if "map_S_passes_s" in r]
         s = record["num_samples"]
-        if rows:  # the S-pass baselines per pass: one net's, and nets cycled (fresh weights)
-            ax.axvline(
-                rows[0]["map_S_passes_s"] / s * 1e3,
-                color="black",
-                ls="--",
-                lw=0.8,
-                label=f"per pass of {s} passes of one MAP net",
-            )
-            if "map_S_fresh_passes_s" in rows[0]:
-                ax.axvline(
-                    rows[0]["map_S_fresh_passes_s"] / s * 1e3,
-                    color="tab:red",
-                    ls=":",
-                    lw=1.2,
-                    label=f"per pass of {s} passes of MAP nets cycled (fresh weights)",
-                )
+        baselines = [  # the S-pass baselines, per pass: one net's, and nets cycled
+            ("map_S_passes_s", "black", "--", f"per pass of {s} passes of one MAP net"),
+            ("map_S_fresh_passes_s", "tab:red", ":", f"per pass of {s} passes of MAP nets cycled"),
+        ]
+        for key, color, style, label in baselines:
+            if rows and key in rows[0]:
+                ax.axvline(rows[0][key] / s * 1e3, color=color, ls=style, lw=1.0, label=label)
         ax.set_xlabel("ms per weight sample")
         ax.set_title(
             f"{name}: {record['num_samples']} samples, "
