@@ -119,7 +119,7 @@ _CHUNKED_ONLY = ("chunk_size", "num_chunks", "noise_mixing")
 def auto_num_chunks(dim: int, width: int, embedding_dim: int, noise_dim: int, mixing: bool) -> int:
     """``num_chunks="auto"``: the count that minimises what the chunks cost in parameters, each
     ``embedding_dim (+ width * noise_dim with the noise path)`` against the shared output
-    layer's ``width * D / C``, and never fewer than ``width`` (the former default):
+    layer's ``width * D / C``, and never fewer than ``width`` (the default count):
     ``sqrt(D / 12)`` with the recommended options, 190 on LeNet-5, 965 on ResNet-18."""
     per_chunk = embedding_dim + (width * noise_dim if mixing else 0)
     return max(width, round(math.sqrt(width * dim / per_chunk)))
@@ -140,10 +140,9 @@ def _resolve_jacobian_chunks(
     dim: int,
     num_chunks: int | None,
 ) -> int | None:
-    """``jacobian_chunks`` as ``JacobianKL`` takes it: ``"auto"`` made an int or None."""
-    if value != "auto":
-        if isinstance(value, str):
-            raise ValueError(f"jacobian_chunks must be an int >= 1, None or 'auto', got {value!r}")
+    """``jacobian_chunks`` as ``JacobianKL`` takes it: ``"auto"`` made an int or None (other
+    strings are refused before, by ``BayesByHypernet``)."""
+    if not isinstance(value, str):
         return value
     usable = (
         kl == "jacobian"
@@ -263,7 +262,6 @@ class BayesByHypernet(Method):
         its chunk size is the saved one unless ``chunk_size`` or an int ``num_chunks`` is given;
         ``bbh.load`` uses this."""
         options = dict(options)
-        chosen = BayesByHypernet.resolve_options(options)
         chunked_keys = "hypernet.generator.embeddings" in state_dict
         if chunked_keys and options.get("generator") is None:
             # a small net saved before the small-net options: it had the chunked generator
@@ -274,11 +272,7 @@ class BayesByHypernet(Method):
             last = max(layers, key=lambda k: int(k.split(".")[3]))
             options["chunk_size"] = int(state_dict[last].shape[0])
             options.pop("num_chunks", None)
-        saved_without_path = (
-            chosen["generator"] == GeneratorName.CHUNKED.value
-            and "hypernet.generator.offset" in state_dict
-            and "hypernet.generator.noise_mixing" not in state_dict
-        )
+        saved_without_path = chunked_keys and "hypernet.generator.noise_mixing" not in state_dict
         if saved_without_path and "noise_mixing" not in options:
             options["noise_mixing"] = False
         return options
@@ -317,6 +311,7 @@ class BayesByHypernet(Method):
         sigma_per: SigmaPer | str = SigmaPer.WEIGHT,
         sample_batch: int = 25,
     ):
+        spec = ParamSpec.from_module(net, include)  # names and shapes: the copy's too
         chosen = self.resolve_options(
             dict(
                 preset=preset,
@@ -333,7 +328,7 @@ class BayesByHypernet(Method):
                 chunk_size=chunk_size,
                 num_chunks=None if num_chunks == "auto" else num_chunks,
             ),
-            dim=ParamSpec.from_module(net, include).dim,  # the small-net options depend on D
+            dim=spec.dim,  # the small-net options depend on D
         )
         #: the options in force after the preset and the explicit arguments (for run records)
         self.resolved_options = chosen
@@ -354,7 +349,7 @@ class BayesByHypernet(Method):
         self.likelihood = make_likelihood(likelihood, noise_scale)
         self.prior = GaussianPrior(prior_scale)
         self.net = copy.deepcopy(net)
-        self.spec = ParamSpec.from_module(self.net, include)
+        self.spec = spec
         noise_mode = parse_enum(NoiseMode, noise, "noise")
         sigma_mode = parse_enum(SigmaPer, sigma_per, "sigma_per")
         if isinstance(jacobian_chunks, str) and jacobian_chunks != "auto":

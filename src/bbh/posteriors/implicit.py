@@ -95,7 +95,6 @@ class ImplicitPosterior(nn.Module):
         #: tensor's rows, a run of vectors): ``log_sigma`` expands each with one broadcast, whose
         #: backward is a sum (``repeat_interleave``'s ``index_add`` cost LeNet-5 3 ms a step)
         self.sigma_blocks: tuple[tuple[int, int, bool], ...] | None = None
-        num_scales = dim
         if sigma_blocks is not None:
             shapes = [(int(r), int(c)) for r, c in sigma_blocks]
             if (
@@ -116,16 +115,18 @@ class ImplicitPosterior(nn.Module):
                 else:
                     blocks.append([rows, cols, factored])
             self.sigma_blocks = tuple((r, c, f) for r, c, f in blocks)
-            num_scales = sum(r + (c if f else 0) for r, c, f in self.sigma_blocks)
+        #: how many of ``log_sigma_param`` each block holds (rows, then columns if factored)
+        self._sigma_counts = [r + (c if f else 0) for r, c, f in self.sigma_blocks or ()]
         start = math.log(weight_noise) / log_sigma_scale if weight_noise is not None else 0.0
-        initial = torch.full((num_scales,), start, dtype=ref.dtype)
-        if self.sigma_blocks is not None:  # column scales start at 1 (log 0)
+        if self.sigma_blocks is None:
+            initial = torch.full((dim,), start, dtype=ref.dtype)
+        else:  # row scales at sigma0, column scales at 1 (log 0)
             initial = torch.cat(
                 [
-                    torch.cat([initial.new_full((r,), start), initial.new_zeros(c if f else 0)])
+                    torch.cat([torch.full((r,), start), torch.zeros(c if f else 0)])
                     for r, c, f in self.sigma_blocks
                 ]
-            )
+            ).to(ref.dtype)
         self.log_sigma_param = None if weight_noise is None else nn.Parameter(initial)
 
     @property
@@ -140,10 +141,9 @@ class ImplicitPosterior(nn.Module):
         log_sigma = self.log_sigma_param * self.log_sigma_scale
         if self.sigma_blocks is None:
             return log_sigma
-        counts = [r + (c if f else 0) for r, c, f in self.sigma_blocks]
         parts = []
         for block, (rows, cols, factored) in zip(
-            log_sigma.split(counts), self.sigma_blocks, strict=True
+            log_sigma.split(self._sigma_counts), self.sigma_blocks, strict=True
         ):
             if factored:  # log u_i + log v_j
                 parts.append((block[:rows, None] + block[None, rows:]).reshape(-1))
