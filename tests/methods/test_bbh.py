@@ -4,6 +4,7 @@ from torch import nn
 
 import bbh
 from bbh.methods import BayesByHypernet
+from bbh.training import fit
 
 NLL_MODES = ["first", "mean", "split", "predictive"]
 
@@ -331,3 +332,86 @@ def test_auto_chunk_count_and_models_saved_with_another_one():
     BayesByHypernet(net, **options).load_state_dict(state)
     with pytest.raises(ValueError, match="num_chunks must be"):
         BayesByHypernet(net, num_chunks="many")
+
+
+def regression_net() -> nn.Module:
+    return nn.Sequential(nn.Linear(2, 6), nn.Tanh(), nn.Linear(6, 2))
+
+
+def test_collapsed_log_marginal_and_readout_draws_are_the_conjugate_posterior():
+    """``bbh.posteriors.last_layer``: the Woodbury form equals ``log N(y; 0, s^2 Phi Phi^T +
+    noise^2 I)`` computed directly, and the readout draws have the exact posterior's moments."""
+    from bbh.posteriors.last_layer import log_marginal, readout_posterior, sample_readout
+
+    g = torch.Generator().manual_seed(0)
+    phi, y = torch.randn(3, 7, 4, generator=g), torch.randn(7, 2, generator=g)
+    noise, prior = 0.7, 1.3
+    got = log_marginal(phi, y, noise, prior)
+    for s in range(3):
+        cov = prior**2 * phi[s] @ phi[s].T + noise**2 * torch.eye(7)
+        mvn = torch.distributions.MultivariateNormal(torch.zeros(7), cov.double())
+        want = sum(mvn.log_prob(y[:, o].double()) for o in range(2))
+        torch.testing.assert_close(got[s], want)
+    chol, mean, _ = readout_posterior(phi[:1], y, noise, prior)
+    draws = sample_readout(phi[:1].expand(20_000, -1, -1), y, noise, prior, generator=g)
+    torch.testing.assert_close(draws.mean(0), mean[0], atol=0.02, rtol=0)
+    cov = torch.cholesky_inverse(chol[0])
+    emp = torch.cov(draws[:, :, 0].T)
+    torch.testing.assert_close(emp, cov, atol=0.02, rtol=0)
+
+
+def test_exact_last_layer_trains_the_rest_and_samples_the_readout():
+    """``last_layer="exact"``: the hypernet generates every weight but the output layer's, the
+    loss is the collapsed ELBO (full batch), predictions condition on the training data, and a
+    saved model predicts the same after loading."""
+    torch.manual_seed(0)
+    net = regression_net()
+    m = BayesByHypernet(net, likelihood="gaussian", noise_scale=0.5, last_layer="exact")
+    assert m.spec.dim == 18 and m.predictive_spec.dim == 32
+    assert m.sample_weights(3).shape == (3, 32)  # before training: the readout's prior
+    x = torch.randn(30, 2)
+    y = torch.stack([x[:, 0].sin(), x[:, 1]], 1)
+    loss, _ = m.loss(x, y, num_data=30)
+    loss.backward()
+    trainable = [n for n, p in m.named_parameters() if p.requires_grad]
+    assert all(n.startswith("hypernet.") for n in trainable)
+    assert all(p.grad is not None for n, p in m.named_parameters() if p.requires_grad)
+    torch.testing.assert_close(m.conditioning_x, x)
+    fit(m, x, y, steps=300, batch_size=30, lr=1e-2, log_every=300)
+    with torch.no_grad():
+        mean = m.predict_logits(x, 200).mean(0)
+    assert float((mean - y).pow(2).mean()) < 0.1  # the conditioned readout fits the data
+    with pytest.raises(ValueError, match="full batch"):
+        m.loss(x[:10], y[:10], num_data=30)
+    state = m.state_dict()
+    again = BayesByHypernet(
+        regression_net(), likelihood="gaussian", noise_scale=0.5, last_layer="exact"
+    )
+    again.load_state_dict(state)
+    torch.testing.assert_close(again.conditioning_y, m.conditioning_y)  # (fit shuffles)
+    torch.manual_seed(1)
+    a = m.sample_weights(4)
+    torch.manual_seed(1)
+    torch.testing.assert_close(again.sample_weights(4), a)
+
+
+def test_exact_last_layer_refuses_what_it_cannot_integrate():
+    def build(net: nn.Module, **kw):
+        options = dict(likelihood="gaussian", noise_scale=1.0, last_layer="exact")
+        return BayesByHypernet(net, **{**options, **kw})
+
+    with pytest.raises(ValueError, match="likelihood='gaussian'"):
+        build(tiny_net(), likelihood="categorical", noise_scale=None)
+    with pytest.raises(ValueError, match=r"bare nn\.Linear"):
+        build(nn.Linear(3, 1))
+    with pytest.raises(ValueError, match=r"nn\.Linear output layer"):
+        build(nn.Sequential(nn.Conv1d(1, 1, 3), nn.Flatten()))
+    with pytest.raises(ValueError, match="nll does not apply"):
+        build(regression_net(), nll="split")
+    with pytest.raises(ValueError, match="include keeps"):
+        build(regression_net(), include=lambda name, p: name.startswith("0."))
+    with pytest.raises(ValueError, match="last_layer"):
+        build(regression_net(), last_layer="closed")
+    after = build(nn.Sequential(nn.Linear(2, 6), nn.Tanh(), nn.Linear(6, 1), nn.Tanh()))
+    with pytest.raises(ValueError, match="something runs after it"):
+        after.loss(torch.randn(8, 2), torch.randn(8), num_data=8)

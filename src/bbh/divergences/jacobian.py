@@ -4,7 +4,8 @@ For ``w = G(z) + sigma * eps`` (``bbh.posteriors.ImplicitPosterior`` with ``weig
 ``KL(q || p) = E_q[-log p(w)] - H[q]`` with
 
 - the cross term exact given the noise draws: for ``p = N(0, s^2 I)``,
-  ``E_eps[-log p(G(z) + sigma eps)] = (|G(z)|^2 + sum sigma^2) / (2 s^2) + D log(s sqrt(2 pi))``;
+  ``E_eps[-log p(G(z) + sigma eps)] = (|G(z)|^2 + sum sigma^2) / (2 s^2) + D log(s sqrt(2 pi))``
+  (and exact over z too for an affine ``G(z) = A z + b``: ``E |G(z)|^2 = |b|^2 + |A|_F^2``);
 - the entropy of ``q`` linearised at each noise draw: with ``J(z) = dG/dz`` ``[D, k]`` per noise
   block and ``Sigma = diag(sigma^2)``,
 
@@ -70,7 +71,12 @@ class JacobianKL(nn.Module):
                 "weight_noise > 0 (a purely implicit q has no density in R^D)"
             )
         sigma = draw.sigma if draw.sigma is not None else posterior.sigma()
-        cross = cross_entropy_semi_implicit(draw.mean, sigma, prior)
+        gen = posterior.generator
+        if getattr(gen, "affine", False) and hasattr(gen, "noise_offsets"):
+            # G(z) = A z + b: E_z |G(z)|^2 = |b|^2 + |A|_F^2, so the whole KL is exact
+            cross = cross_entropy_affine(gen.noise_offsets(), gen.noise_loadings(), sigma, prior)
+        else:
+            cross = cross_entropy_semi_implicit(draw.mean, sigma, prior)
         z = draw.noise[: self.jacobian_samples]
         return cross - entropy_linearised(posterior, z, chunks=self.jacobian_chunks)
 
@@ -79,6 +85,16 @@ def cross_entropy_semi_implicit(mean: Tensor, sigma: Tensor, prior: GaussianPrio
     """``E_q[-log p(w)]`` for ``w = mean_s + sigma * eps``, exact over eps, averaged over s."""
     d, s2 = sigma.numel(), prior.scale**2
     quad = (mean * mean).sum() / mean.shape[0] + (sigma * sigma).sum()  # mul: 2x pow's speed
+    return 0.5 * quad / s2 + d * (math.log(prior.scale) + 0.5 * math.log(2 * math.pi))
+
+
+def cross_entropy_affine(
+    offsets: list[Tensor], loadings: list[Tensor], sigma: Tensor, prior: GaussianPrior
+) -> Tensor:
+    """``E_q[-log p(w)]`` for ``w = A z + b + sigma * eps``, exact over z and eps."""
+    d, s2 = sigma.numel(), prior.scale**2
+    quad = sum((b * b).sum() + (a * a).sum() for b, a in zip(offsets, loadings, strict=True))
+    quad = quad + (sigma * sigma).sum()
     return 0.5 * quad / s2 + d * (math.log(prior.scale) + 0.5 * math.log(2 * math.pi))
 
 

@@ -104,6 +104,12 @@ class LayerwiseGenerator(nn.Module):
             for g in self.generators
         ]
 
+    def noise_offsets(self) -> list[Tensor]:
+        """Per tensor, the ``[numel]`` offsets b of its affine map (the weights' mean)."""
+        if not self.affine:
+            raise RuntimeError("noise_offsets needs an affine generator (hidden=())")
+        return [cast(nn.Linear, cast(nn.Sequential, g)[0]).bias for g in self.generators]
+
     def generate_with_tangents(self, z: Tensor, dz: Tensor) -> tuple[Tensor, Tensor]:
         """Weights ``[S, D]`` and derivatives ``[T, S, D]`` along ``dz [T, S, n_blocks, k]``."""
         zero = dz.new_zeros(*dz.shape[:-2], self._const)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -26,6 +27,7 @@ from bbh.likelihoods import log_mean_exp, make_likelihood
 from bbh.methods.base import Method, check_num_samples
 from bbh.options import parse_enum
 from bbh.posteriors.implicit import ImplicitPosterior
+from bbh.posteriors.last_layer import log_marginal, sample_readout
 from bbh.priors import GaussianPrior
 from bbh.validation import at_least, checked_args, positive
 
@@ -155,6 +157,40 @@ def _resolve_jacobian_chunks(
     return max(AUTO_JACOBIAN_CHUNKS, num_chunks // 4)
 
 
+class LastLayer(str, Enum):
+    """How the net's output layer is treated."""
+
+    SAMPLED = "sampled"  # generated with the other weights (the default)
+    EXACT = "exact"  # integrated exactly: its conjugate Gaussian posterior (Gaussian likelihood)
+
+
+@dataclass(frozen=True)
+class Readout:
+    """The output layer that ``last_layer="exact"`` integrates: where it is and its sizes."""
+
+    name: str  # the module's name in the net
+    weight: str  # its parameters' names
+    bias: str | None
+    in_features: int
+    out_features: int
+    noise_scale: float  # the Gaussian likelihood's
+
+    @property
+    def features(self) -> int:
+        """F: the layer's inputs, plus one for the bias."""
+        return self.in_features + (self.bias is not None)
+
+
+def output_layer(net: nn.Module) -> tuple[str, nn.Linear]:
+    """The last ``nn.Linear`` registered in ``net``: its name and the layer."""
+    linears = [(name, m) for name, m in net.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(
+            f"last_layer='exact' needs an nn.Linear output layer; {type(net).__name__} has none"
+        )
+    return linears[-1]
+
+
 class SigmaPer(str, Enum):
     """How many learned scales the semi-implicit noise ``sigma * eps`` has."""
 
@@ -169,6 +205,40 @@ def sigma_blocks(spec: ParamSpec) -> list[tuple[int, int]]:
     return [
         (e.shape[0], e.numel // e.shape[0]) if len(e.shape) >= 2 else (e.numel, 1) for e in spec
     ]
+
+
+def _check_exact_readout(
+    net: nn.Module,
+    likelihood: str,
+    noise_scale: float | None,
+    nll: NLLMode | str | None,
+    include: ParamPredicate | None,
+) -> tuple[str, nn.Linear]:
+    """The output layer that ``last_layer="exact"`` integrates, after checking that it can."""
+    if likelihood != "gaussian" or noise_scale is None:
+        raise ValueError(
+            "last_layer='exact' needs likelihood='gaussian' with a noise_scale (the output "
+            f"layer's posterior is conjugate only there); got likelihood={likelihood!r}"
+        )
+    if nll is not None and parse_enum(NLLMode, nll, "nll") is not NLLMode.MEAN:
+        raise ValueError(
+            "nll does not apply with last_layer='exact' (the collapsed likelihood sees every "
+            f"example with every sample); got nll={nll!r}"
+        )
+    name, layer = output_layer(net)
+    if not name:
+        raise ValueError(
+            "last_layer='exact' on a bare nn.Linear leaves nothing for the hypernet: that is "
+            "Bayesian linear regression, whose posterior is exact without one"
+        )
+    for pname, param in layer.named_parameters():
+        kept = include is None or include(f"{name}.{pname}", param)
+        if not param.requires_grad or not kept:
+            raise ValueError(
+                f"last_layer='exact': the output layer {name!r}'s {pname} must be a trainable "
+                "parameter that include keeps (it is integrated, not point-estimated)"
+            )
+    return name, layer
 
 
 class BayesByHypernet(Method):
@@ -220,6 +290,14 @@ class BayesByHypernet(Method):
             (``ChunkedGenerator``; recommended: on, paper: off; only for ``chunked``). It lets q
             take a dense low-rank covariance (docs/posterior_check.md: linear-150's std ratio
             0.517 -> 0.61); it costs C * width * k parameters (2,048 with the recommended options).
+        last_layer: ``sampled`` (default): the output layer is generated with the rest;
+            ``exact``: for regression (``likelihood="gaussian"``), the net's last ``nn.Linear``
+            (whose output must be the net's) is integrated out exactly, its conjugate Gaussian
+            posterior given the other weights (``bbh.posteriors.last_layer``), and the hypernet
+            generates only the others. Training is then full batch (the collapsed likelihood
+            needs every example; the model keeps the training data to condition its
+            predictions on) and ``nll`` does not apply. On the toy it brings BbH's predictive
+            std from 2.6x HMC's to 1.0x (docs/posterior_check.md).
         sample_batch: how many weight samples ``predict_logits`` runs at once.
     """
 
@@ -309,9 +387,24 @@ class BayesByHypernet(Method):
         embedding_dim: int = 64,
         noise_mixing: bool | None = None,
         sigma_per: SigmaPer | str = SigmaPer.WEIGHT,
+        last_layer: LastLayer | str = LastLayer.SAMPLED,
         sample_batch: int = 25,
     ):
-        spec = ParamSpec.from_module(net, include)  # names and shapes: the copy's too
+        last_mode = parse_enum(LastLayer, last_layer, "last_layer")
+        #: every parameter a weight sample holds (the output layer's too, with ``exact``)
+        full_spec = ParamSpec.from_module(net, include)
+        readout: tuple[str, nn.Linear] | None = None
+        if last_mode is LastLayer.EXACT:
+            readout = _check_exact_readout(net, likelihood, noise_scale, nll, include)
+            prefix = f"{readout[0]}."
+            generated_full = set(full_spec.names)
+
+            def without_readout(name: str, param: nn.Parameter) -> bool:
+                return name in generated_full and not name.startswith(prefix)
+
+            spec = ParamSpec.from_module(net, without_readout)
+        else:
+            spec = full_spec  # names and shapes: the copy's too
         chosen = self.resolve_options(
             dict(
                 preset=preset,
@@ -370,7 +463,26 @@ class BayesByHypernet(Method):
         self.num_samples = num_samples
         self.sample_batch = sample_batch
 
-        generated = set(self.spec.names)
+        #: the layout of a predictive weight sample (``self.spec`` plus an exact output layer)
+        self.predictive_spec = full_spec
+        self.last_layer = last_mode
+        #: with ``last_layer="exact"``: the integrated output layer
+        self.readout: Readout | None = None
+        if readout is not None:
+            name, layer = readout
+            self.readout = Readout(
+                name,
+                f"{name}.weight",
+                f"{name}.bias" if layer.bias is not None else None,
+                layer.in_features,
+                layer.out_features,
+                float(noise_scale),  # type: ignore[arg-type]  # checked: not None
+            )
+            # the data the readout's posterior is conditioned on (the last full-batch step's)
+            self.register_buffer("conditioning_x", torch.zeros(0))
+            self.register_buffer("conditioning_y", torch.zeros(0))
+            self._readout_checked = False
+        generated = set(full_spec.names)
         for name, p in self.net.named_parameters():
             if name in generated:
                 p.requires_grad_(False)  # replaced by samples in every forward pass
@@ -433,13 +545,102 @@ class BayesByHypernet(Method):
         )
 
     def sample_weights(self, num_samples: int) -> Tensor:
-        """``num_samples`` joint weight samples ``[S, D]`` (fresh noise each call)."""
+        """``num_samples`` joint weight samples ``[S, D]`` (fresh noise each call); with an
+        exact output layer, ``D`` counts it too (``predictive_spec``), drawn from its
+        posterior given the generated weights and the training data."""
         check_num_samples(num_samples)
-        return self.hypernet(num_samples)
+        theta = self.hypernet(num_samples)
+        r = self.readout
+        if r is None:
+            return theta
+        if self.conditioning_x.shape[0] == 0:  # before training: the prior
+            phi = theta.new_zeros(num_samples, 0, r.features)
+            y = theta.new_zeros(0, r.out_features)
+        else:
+            phi = self.features(theta, self.conditioning_x)
+            y = self.conditioning_y.reshape(phi.shape[1], -1)
+        v = sample_readout(phi, y, r.noise_scale, self.prior.scale).to(theta.dtype)  # [S, F, O]
+        params = dict(self.spec.unflatten(theta))
+        params[r.weight] = v[:, : r.in_features].transpose(1, 2)  # [S, O, in]
+        if r.bias is not None:
+            params[r.bias] = v[:, r.in_features]
+        return self.predictive_spec.flatten(params)
 
     def forward_samples(self, flat: Tensor, x: Tensor) -> Tensor:
         """Outputs ``[S, B, C]`` of the primary net for given flat weights ``[S, D]``."""
-        return sampled_forward(self.net, self.spec.unflatten(flat), x, mode=self.forward_mode)
+        params = self.predictive_spec.unflatten(flat)
+        return sampled_forward(self.net, params, x, mode=self.forward_mode)
+
+    def features(self, theta: Tensor, x: Tensor) -> Tensor:
+        """With ``last_layer="exact"``: the output layer's inputs ``[S, B, F]`` for generated
+        weights ``theta [S, D]``, with a column of ones for its bias."""
+        r = self.readout
+        if r is None:
+            raise RuntimeError("features() is for last_layer='exact'")
+        parent_name, _, child = r.name.rpartition(".")
+        parent = self.net.get_submodule(parent_name)
+        layer = getattr(parent, child)
+        setattr(parent, child, nn.Identity())  # the net now returns the layer's input
+        try:
+            phi = sampled_forward(self.net, self.spec.unflatten(theta), x, mode=self.forward_mode)
+        finally:
+            setattr(parent, child, layer)
+        if phi.dim() != 3 or phi.shape[-1] != r.in_features:
+            raise ValueError(
+                f"last_layer='exact': the net must end with its output layer {r.name!r} on "
+                f"[B, {r.in_features}] features; without it the net returned "
+                f"{list(phi.shape[1:])}"
+            )
+        if r.bias is not None:
+            phi = torch.cat([phi, torch.ones_like(phi[..., :1])], dim=-1)
+        return phi
+
+    def _exact_readout_nll(self, flat: Tensor, x: Tensor, y: Tensor, num_data: int) -> Tensor:
+        """Minus the collapsed log-likelihood per example (the output layer integrated)."""
+        r = self.readout
+        assert r is not None
+        if x.shape[0] != num_data:
+            raise ValueError(
+                "last_layer='exact' trains full batch (the output layer is integrated over "
+                f"every example): got a batch of {x.shape[0]} of num_data={num_data}"
+            )
+        phi = self.features(flat, x)
+        targets = y.reshape(x.shape[0], -1)
+        if targets.shape[1] != r.out_features:
+            raise ValueError(
+                f"targets {list(y.shape)} do not match the output layer's {r.out_features} outputs"
+            )
+        if not self._readout_checked:
+            self._check_output_is_readout(flat[:1].detach(), x[:8])
+        self.conditioning_x = x.detach()
+        self.conditioning_y = y.detach()
+        log_lik = log_marginal(phi, targets, r.noise_scale, self.prior.scale)  # [S]
+        return -(log_lik.mean() / num_data).to(flat.dtype)
+
+    def _check_output_is_readout(self, theta: Tensor, x: Tensor) -> None:
+        """Once: the net's output is its output layer's (nothing runs after it)."""
+        r = self.readout
+        assert r is not None
+        layer = self.net.get_submodule(r.name)
+        with torch.no_grad():
+            readout = {k: v.unsqueeze(0) for k, v in layer.named_parameters(prefix=r.name)}
+            whole = {**self.spec.unflatten(theta), **readout}
+            direct = self.forward_samples(self.predictive_spec.flatten(whole), x)[0]
+            via = layer(self.features(theta, x)[0, :, : r.in_features])
+        if direct.shape != via.shape or not torch.allclose(direct, via, atol=1e-5, rtol=1e-4):
+            raise ValueError(
+                "last_layer='exact': the net's output must be its last nn.Linear's output "
+                f"({r.name!r}); something runs after it"
+            )
+        self._readout_checked = True
+
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
+        # the conditioning data's size is the saved model's
+        for key in ("conditioning_x", "conditioning_y"):
+            saved = state_dict.get(prefix + key)
+            if saved is not None and hasattr(self, key):
+                setattr(self, key, torch.empty_like(saved))
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def loss(
         self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
@@ -447,7 +648,10 @@ class BayesByHypernet(Method):
         x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)
         draw = self.hypernet.sample(self.num_samples, antithetic=self.antithetic)
         flat = draw.weights
-        nll = self._nll(flat, x, y)
+        if self.readout is not None:
+            nll = self._exact_readout_nll(flat, x, y, num_data)
+        else:
+            nll = self._nll(flat, x, y)
         if getattr(self.kl_estimator, "uses_posterior", False):
             kl = self.kl_estimator(draw, self.prior, self.hypernet)
         else:
@@ -473,7 +677,8 @@ class BayesByHypernet(Method):
         return torch.cat(outs)
 
     def draw_predictive(self, num_samples: int) -> Tensor:
-        """Joint weight samples ``[S, D]`` for :meth:`predict_logits_with` (fresh noise)."""
+        """Joint weight samples ``[S, D]`` for :meth:`predict_logits_with` (fresh noise; with
+        an exact output layer, D counts it)."""
         return self.sample_weights(num_samples)
 
     def predict_logits_with(self, draws: Tensor, x: Tensor) -> Tensor:

@@ -99,6 +99,8 @@ def check_case(
     rows: dict[str, dict[str, Any]] = {FLOOR_LABEL: score(case, ref.floor_f_draws, _floor_w(case))}
     draws: dict[str, tuple[Tensor, Tensor | None]] = {}
     for spec in specs:
+        if spec.cases is not None and case.name not in spec.cases:
+            continue
         row, f, w = train_and_score(case, spec, quick=quick, seed=seed)
         rows[spec.label] = row
         if f is not None:
