@@ -72,9 +72,11 @@ class JacobianKL(nn.Module):
             )
         sigma = draw.sigma if draw.sigma is not None else posterior.sigma()
         gen = posterior.generator
-        if getattr(gen, "affine", False) and hasattr(gen, "noise_offsets"):
+        offsets = getattr(gen, "noise_offsets", None)
+        if getattr(gen, "affine", False) and offsets is not None:
             # G(z) = A z + b: E_z |G(z)|^2 = |b|^2 + |A|_F^2, so the whole KL is exact
-            cross = cross_entropy_affine(gen.noise_offsets(), gen.noise_loadings(), sigma, prior)
+            loadings = gen.noise_loadings()  # type: ignore[attr-defined]
+            cross = cross_entropy_affine(offsets(), loadings, sigma, prior)
         else:
             cross = cross_entropy_semi_implicit(draw.mean, sigma, prior)
         z = draw.noise[: self.jacobian_samples]
