@@ -33,7 +33,9 @@ def main() -> None:
         default='{"map": {"method": "map"}, "bbh": {}}',
         help="JSON {label: {method, lr, ...options}}; method defaults to bbh",
     )
-    parser.add_argument("--samples", type=int, default=30)
+    parser.add_argument(
+        "--samples", type=int, nargs="+", default=[30], help="weight samples for prediction"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -52,21 +54,24 @@ def main() -> None:
         fit(model, x, y, steps=steps, batch_size=100, lr=lr, log_every=max(1, steps // 5))
         seconds = time.perf_counter() - start
         model.eval()
-        n = args.samples if model.stochastic else 1
-        with torch.no_grad():
-            p_in = torch.cat([model.predict(b, n) for b in mnist.test.images.split(1000)])
-            p_out = torch.cat([model.predict(b, n) for b in ood.images.split(1000)])
-        yt = mnist.test.labels
-        row = {
-            "accuracy": metrics.accuracy(p_in, yt),
-            "nll": metrics.nll(p_in, yt),
-            "ece": metrics.expected_calibration_error(p_in, yt),
-            "ood_auroc_entropy": metrics.auroc(
-                metrics.predictive_entropy(p_in), metrics.predictive_entropy(p_out)
-            ),
-            "train_seconds": round(seconds),
-        }
-        print(label, json.dumps(row), flush=True)
+        for samples in args.samples if model.stochastic else [1]:
+            with torch.no_grad():
+                p_in = torch.cat([model.predict(b, samples) for b in mnist.test.images.split(1000)])
+                p_out = torch.cat([model.predict(b, samples) for b in ood.images.split(1000)])
+            yt = mnist.test.labels
+            row = {
+                "samples": samples,
+                "accuracy": metrics.accuracy(p_in, yt),
+                "nll": metrics.nll(p_in, yt),
+                "ece": metrics.expected_calibration_error(p_in, yt),
+                # below the accuracy: underconfident on average; above: overconfident
+                "mean_confidence": float(p_in.max(-1).values.mean()),
+                "ood_auroc_entropy": metrics.auroc(
+                    metrics.predictive_entropy(p_in), metrics.predictive_entropy(p_out)
+                ),
+                "train_seconds": round(seconds),
+            }
+            print(label, json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":
