@@ -90,35 +90,62 @@ def step_time(record: dict[str, Any], path: Path) -> None:
 
 
 def scaling(record: dict[str, Any], path: Path) -> None:
-    """Left: ratio to MAP against D (log x); right: step time against S, per configuration."""
+    """Ratio to MAP against D (log x; the ResNet-18 widths joined, the other nets as points)
+    and, where measured, step time against S, per configuration."""
     plt = _pyplot()
-    fig, (ax_d, ax_s) = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
-    for label, rows in record["by_D"].items():
-        pts = sorted((r["weights_D"], r["ratio_to_map"]) for r in rows if "ratio_to_map" in r)
-        if pts:
-            ax_d.plot(*zip(*pts, strict=True), marker="o", label=label)
+    has_s = any(record["by_S"].values())
+    fig, axes = plt.subplots(
+        1, 2 if has_s else 1, figsize=(12 if has_s else 7, 4.8), layout="constrained", squeeze=False
+    )
+    ax_d = axes[0][0]
+    for i, (label, rows) in enumerate(record["by_D"].items()):
+        color = f"C{i}"
+        done = [r for r in rows if "ratio_to_map" in r]
+        widths = sorted(
+            (r["weights_D"], r["ratio_to_map"]) for r in done if r["net"].startswith("resnet18")
+        )
+        if widths:
+            ax_d.plot(*zip(*widths, strict=True), marker="o", color=color, label=label)
+        for r in done:
+            if not r["net"].startswith("resnet18"):  # another architecture: not on the line
+                ax_d.plot(r["weights_D"], r["ratio_to_map"], marker="s", color=color, ls="none")
+                ax_d.annotate(
+                    r["net"],
+                    (r["weights_D"], r["ratio_to_map"]),
+                    fontsize=7,
+                    textcoords="offset points",
+                    xytext=(4, 3),
+                )
     ax_d.set_xscale("log")
     ax_d.set_yscale("log")
     ax_d.axhline(1.0, color="black", lw=0.8)
-    ax_d.set_xlabel("weights D (LeNet-5, CIFAR ResNet, ResNet-18 widths; log)")
+    ax_d.set_xlabel("weights D (log): line = ResNet-18 widths 8-64; squares = other nets")
     ax_d.set_ylabel("step time / MAP step time (log)")
     s_for_d = record["samples_for_D"]
     s_text = "each configuration's own S" if s_for_d is None else f"S={s_for_d}"
     ax_d.set_title(f"Growth with D ({s_text})", fontsize=9)
     ax_d.legend(fontsize=7)
-    for label, rows in record["by_S"].items():
-        pts = sorted((r["S"], r["ratio_to_map"]) for r in rows if "ratio_to_map" in r)
-        if pts:
-            ax_s.plot(*zip(*pts, strict=True), marker="o", label=label)
-    ax_s.set_xscale("log", base=2)
-    ax_s.set_yscale("log")
-    ax_s.axhline(1.0, color="black", lw=0.8)
-    ax_s.set_xlabel("weight samples S per step (log2)")
-    ax_s.set_ylabel("step time / MAP step time (log)")
-    ax_s.set_title(f"Growth with S on {record['net_for_S']}", fontsize=9)
-    ax_s.legend(fontsize=6)
-    for axis in (ax_d.yaxis, ax_s.yaxis):
-        _plain_log_ticks(axis)
+    _plain_log_ticks(ax_d.yaxis)
+    low, high = ax_d.get_ylim()
+    if high / low < 4:  # a narrow range: 1, 2, 5 would leave one labelled tick
+        ticks = [
+            t for t in (0.8, 0.9, 1.0, 1.1, 1.2, 1.4, 1.6, 1.8, 2.0, 2.5, 3.0) if low <= t <= high
+        ]
+        ax_d.set_yticks(ticks, [f"{t:g}" for t in ticks])
+    if has_s:
+        ax_s = axes[0][1]
+        for label, rows in record["by_S"].items():
+            pts = sorted((r["S"], r["ratio_to_map"]) for r in rows if "ratio_to_map" in r)
+            if pts:
+                ax_s.plot(*zip(*pts, strict=True), marker="o", label=label)
+        ax_s.set_xscale("log", base=2)
+        ax_s.set_yscale("log")
+        ax_s.axhline(1.0, color="black", lw=0.8)
+        ax_s.set_xlabel("weight samples S per step (log2)")
+        ax_s.set_ylabel("step time / MAP step time (log)")
+        ax_s.set_title(f"Growth with S on {record['net_for_S']}", fontsize=9)
+        ax_s.legend(fontsize=6)
+        _plain_log_ticks(ax_s.yaxis)
     fig.suptitle(_title(record, "Bayes by Hypernet: cost against MAP"), fontsize=10)
     _save(fig, path)
 
