@@ -254,6 +254,19 @@ BBH_CONFIGS: list[MethodCase] = [
         {"sigma_per": "unit", "num_chunks": "auto", "num_samples": 1},
         {"noise_dim": 4, "sigma_per": "unit", "num_chunks": "auto", "num_samples": 1},
     ),
+    # the same with the Gram from 4 random chunks (auto takes a quarter: 47 of LeNet-5's 190)
+    MethodCase(
+        "bbh sigma per unit, auto chunks, S=1, jacobian_chunks=4",
+        "bbh",
+        {"sigma_per": "unit", "num_chunks": "auto", "num_samples": 1, "jacobian_chunks": 4},
+        {
+            "noise_dim": 4,
+            "sigma_per": "unit",
+            "num_chunks": "auto",
+            "num_samples": 1,
+            "jacobian_chunks": 2,
+        },
+    ),
     MethodCase("bbh paper (layerwise, nn_full, nll=first)", "bbh", _PAPER, _TINY_HYPERNET),
     MethodCase("bbh layerwise, entropy", "bbh", {**_PAPER, "kl": "entropy"}, _TINY_HYPERNET),
     MethodCase(
