@@ -96,3 +96,26 @@ def test_net_without_activation_modules_needs_insert_after() -> None:
     with pytest.raises(ValueError, match="insert_after"):
         build("mc_dropout", _Functional())
     build("mc_dropout", _Functional(), insert_after=["fc"])
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_always_dropout_keeps_each_element_with_probability_1_minus_p(p, inplace) -> None:
+    """``always_dropout`` (the CPU's faster mask) has F.dropout's distribution: elements kept
+    independently with probability 1 - p and scaled by 1 / (1 - p); gradients flow the same."""
+    from bbh.methods.mc_dropout import always_dropout
+
+    torch.manual_seed(0)
+    x = torch.rand(200_000) + 0.5
+    out = always_dropout(x.clone() if inplace else x, p, inplace=inplace)
+    kept = out != 0
+    n = x.numel()
+    assert abs(float(kept.float().mean()) - (1 - p)) < 4 * (p * (1 - p) / n) ** 0.5
+    torch.testing.assert_close(out[kept], x[kept] / (1 - p))
+    pairs = kept[:-1].float() * kept[1:].float()  # neighbours independent
+    assert abs(float(pairs.mean()) - (1 - p) ** 2) < 0.01
+    leaf = torch.ones(1000, requires_grad=True)
+    y = always_dropout(leaf, p)
+    y.sum().backward()
+    torch.testing.assert_close(leaf.grad, (y != 0).float() / (1 - p))
+    assert torch.equal(always_dropout(x, 0.0), x)
