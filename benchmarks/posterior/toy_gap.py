@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from bbh.experiments.posterior_check.cases import toy_case
 from bbh.experiments.posterior_check.metrics import function_metrics
+from bbh.experiments.toy_reference import relu_features, relu_net
 from bbh.io import write_json
 from bbh.posteriors.last_layer import log_marginal, sample_readout
 
@@ -56,21 +57,9 @@ class FullGaussian(nn.Module):
         return 0.5 * ((chol * chol).sum() + (self.loc * self.loc).sum() - dim) - self.log_diag.sum()
 
 
-def hidden_layer(theta: Tensor, x: Tensor) -> Tensor:
-    """ReLU features ``[S, N, H]`` of the first layer's weights and biases ``theta [S, 2H]``."""
-    w1, b1 = theta[:, :HIDDEN], theta[:, HIDDEN : 2 * HIDDEN]
-    return torch.relu(x[None, :, None] * w1[:, None] + b1[:, None])
-
-
-def net_output(w: Tensor, x: Tensor) -> Tensor:
-    """f ``[S, N]`` of the whole net's weights ``w [S, 3H + 1]``."""
-    w2, b2 = w[:, 2 * HIDDEN : 3 * HIDDEN], w[:, 3 * HIDDEN :]
-    return (hidden_layer(w, x) * w2[:, None]).sum(-1) + b2
-
-
 def log_joint(w: Tensor, x: Tensor, y: Tensor, noise: float) -> Tensor:
     """``log p(y | w) + log p(w)`` ``[S]``."""
-    resid = (y[None] - net_output(w, x)) / noise
+    resid = (y[None] - relu_net(w, x, HIDDEN)) / noise
     log_lik = -0.5 * (resid * resid).sum(-1) - len(x) * math.log(noise * math.sqrt(2 * math.pi))
     return log_lik - 0.5 * (w * w).sum(-1) - 0.5 * w.shape[1] * math.log(2 * math.pi)
 
@@ -124,7 +113,7 @@ def main() -> None:
         for _ in range(max(1, args.iw_draws // 10_000)):
             w, log_q = full.sample(10_000)
             log_w.append(log_joint(w, x, y, noise) - log_q)
-            fs.append(net_output(w, xt))
+            fs.append(relu_net(w, xt, HIDDEN))
         lw, f = torch.cat(log_w), torch.cat(fs)
         weights = torch.softmax(lw, 0)
         rows["gaussian_all_weights"] = {
@@ -142,17 +131,17 @@ def main() -> None:
 
     def collapsed_elbo() -> Tensor:
         theta, _ = hidden.sample(args.samples)
-        phi = hidden_layer(theta, x)
+        phi = relu_features(theta, x, HIDDEN)
         phi = torch.cat([phi, torch.ones_like(phi[..., :1])], -1)
         return log_marginal(phi, y2, noise, 1.0).mean() - hidden.kl_to_standard_normal()
 
     fit(hidden, collapsed_elbo, args.steps, 1e-3)
     with torch.no_grad():
         theta, _ = hidden.sample(10_000)
-        phi = hidden_layer(theta, x)
+        phi = relu_features(theta, x, HIDDEN)
         phi = torch.cat([phi, torch.ones_like(phi[..., :1])], -1)
         readout = sample_readout(phi, y2, noise, 1.0)[..., 0]  # [S, H + 1]
-        pt = hidden_layer(theta, xt)
+        pt = relu_features(theta, xt, HIDDEN)
         f = (pt * readout[:, None, :HIDDEN]).sum(-1) + readout[:, HIDDEN:]
         elbo = float(torch.stack([collapsed_elbo() for _ in range(20)]).mean())
         rows["gaussian_hidden_exact_readout"] = {

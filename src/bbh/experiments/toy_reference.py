@@ -32,12 +32,17 @@ class Reference:
     info: dict[str, float]
 
 
-def _relu_net(w: Tensor, x: Tensor, hidden: int) -> Tensor:
-    """Batched 1-H-1 ReLU net: ``w [C, 3H + 1]``, ``x [N]`` -> ``[C, N]``."""
-    w1, b1, w2 = w[:, :hidden], w[:, hidden : 2 * hidden], w[:, 2 * hidden : 3 * hidden]
-    b2 = w[:, 3 * hidden]
-    h = torch.relu(x[None, :, None] * w1[:, None, :] + b1[:, None, :])
-    return (h * w2[:, None, :]).sum(-1) + b2[:, None]
+def relu_features(w: Tensor, x: Tensor, hidden: int) -> Tensor:
+    """The hidden layer of the batched 1-H-1 ReLU net: ``w [C, >= 2H]`` (first-layer weights,
+    then biases), ``x [N]`` -> ``[C, N, H]``."""
+    w1, b1 = w[:, :hidden], w[:, hidden : 2 * hidden]
+    return torch.relu(x[None, :, None] * w1[:, None, :] + b1[:, None, :])
+
+
+def relu_net(w: Tensor, x: Tensor, hidden: int) -> Tensor:
+    """Batched 1-H-1 ReLU net: ``w [C, 3H + 1]`` (w1, b1, w2, b2), ``x [N]`` -> ``[C, N]``."""
+    w2, b2 = w[:, 2 * hidden : 3 * hidden], w[:, 3 * hidden]
+    return (relu_features(w, x, hidden) * w2[:, None, :]).sum(-1) + b2[:, None]
 
 
 def hmc_reference(
@@ -60,7 +65,7 @@ def hmc_reference(
     dim = 3 * hidden + 1
 
     def log_post(w: Tensor) -> Tensor:
-        resid = (y64[None] - _relu_net(w, x64, hidden)) / noise_std
+        resid = (y64[None] - relu_net(w, x64, hidden)) / noise_std
         return -0.5 * resid.pow(2).sum(-1) - 0.5 * w.pow(2).sum(-1) / prior_scale**2
 
     def grad(w: Tensor) -> tuple[Tensor, Tensor]:
@@ -95,7 +100,7 @@ def hmc_reference(
             step = step * torch.exp(0.05 * (accept_prob[:, None] - 0.75))
         else:
             accepted += accept.double().mean().item()
-            kept.append(_relu_net(w, g64, hidden))
+            kept.append(relu_net(w, g64, hidden))
     f = torch.cat(kept)  # [samples * chains, G]
     return Reference(
         f.mean(0).float(),

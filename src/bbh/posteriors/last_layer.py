@@ -28,14 +28,14 @@ def readout_posterior(
     features ``phi [S, N, F]`` and targets ``y [N, O]``: mean ``A^-1 b``, ``b = Phi^T y /
     noise^2``, covariance ``A^-1``."""
     phi = phi.double()
-    s, _, f = phi.shape
+    f = phi.shape[-1]
     eye = torch.eye(f, dtype=torch.float64, device=phi.device)
     precision = eye / prior_scale**2 + phi.transpose(1, 2) @ phi / noise_scale**2
     chol, info = torch.linalg.cholesky_ex(precision)
     # A = I / s^2 + PSD is positive definite unless the features went non-finite: then NaN
     # (no host sync here), which the training guard reports
     chol = torch.where((info == 0)[:, None, None], chol, torch.full_like(chol, math.nan))
-    b = phi.transpose(1, 2) @ y.double().expand(s, *y.shape) / noise_scale**2
+    b = phi.transpose(1, 2) @ y.double() / noise_scale**2  # [S, F, N] @ [N, O]
     return chol, torch.cholesky_solve(b, chol), b
 
 
