@@ -135,3 +135,28 @@ def test_gpu_script_runs_every_benchmark_on_the_cpu_at_tiny_sizes(tmp_path):
     assert [r["net"] for r in d_sweep] == ["lenet", "cifar_resnet", "resnet18_w2", "resnet18_w4"]
     training = json.loads((tmp_path / "mnist_training.json").read_text())
     assert 0 <= training["runs"]["map"]["test_accuracy"] <= 1
+
+
+def test_calibration_summary_pairs_seeds_and_bootstraps_the_test_images(tmp_path):
+    sys.path.insert(0, str(BENCHMARKS / "posterior"))
+    import calibration_summary
+
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 3, (400,), generator=gen)
+    sharp = torch.full((400, 3), 0.05).scatter_(1, labels[:, None], 0.9)  # right, calibrated-ish
+    blurred = (sharp + 1.0) / (sharp + 1.0).sum(1, keepdim=True)  # right, under-confident
+    for seed in (0, 1):
+        for label, probs in (("ref", sharp), ("same", sharp), ("worse", blurred)):
+            torch.save({"test": probs}, tmp_path / f"{label}_seed{seed}_S1.pt")
+    torch.save({"test": blurred}, tmp_path / "worse_seed0_S5.pt")  # the larger S is the one read
+    runs = calibration_summary.load(tmp_path, "test")
+    assert set(runs) == {"ref", "same", "worse"} and set(runs["worse"]) == {0, 1}
+    table = calibration_summary.summarise(runs, labels, "ref", replicates=20, seed=0)
+    same, worse = table["same"], table["worse"]
+    assert same["ece"]["diff_mean"] == 0 and same["ece"]["diff_ci95_test_bootstrap"] == [0, 0]
+    assert worse["seeds"] == [0, 1]
+    assert worse["ece"]["diff_mean"] > 0.2 and worse["ece"]["diff_ci95_test_bootstrap"][0] > 0.1
+    assert worse["nll"]["diff_mean"] > 0 and worse["ece"]["better_than_reference"] == 0
+    assert worse["accuracy"]["diff_mean"] == 0
+    with pytest.raises(SystemExit, match="--reference 'nope'"):
+        calibration_summary.summarise(runs, labels, "nope", replicates=2, seed=0)
