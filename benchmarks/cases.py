@@ -237,6 +237,13 @@ BBH_CONFIGS: list[MethodCase] = [
         {"num_chunks": "auto"},
         {"noise_dim": 4, "num_chunks": "auto"},
     ),
+    # per-weight sigmas (calibrated) with the small output layer and one sample: q about 2.03 D
+    MethodCase(
+        "bbh auto chunks, S=1",
+        "bbh",
+        {"num_chunks": "auto", "num_samples": 1},
+        {"noise_dim": 4, "num_chunks": "auto", "num_samples": 1},
+    ),
     # the smallest q: one sigma per output unit (q's parameters about 1.07 D on ResNet-18)
     MethodCase(
         "bbh sigma per unit", "bbh", {"sigma_per": "unit"}, {"noise_dim": 4, "sigma_per": "unit"}
