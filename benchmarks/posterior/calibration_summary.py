@@ -4,7 +4,7 @@ Reads the probabilities that ``mnist_calibration.py --save-probs DIR`` saved
 (``{label}_seed{s}_S{samples}.pt``) and, for every method against ``--reference`` over the seeds
 both have, prints the mean over seeds of the test metric and of the paired difference (method
 minus reference), the standard error of that mean over seeds (training noise), and a 95% CI of
-the mean difference from a bootstrap over the test images (test-set noise: the 10,000 images are
+the mean difference from a bootstrap over the split's images (test-set noise: the images are
 resampled once per replicate, the same for every seed and both methods). ECE is biased upward on
 a finite set and moves by about 0.001 between equally good models on MNIST's ~100 errors::
 
@@ -67,6 +67,9 @@ def summarise(
     table: dict[str, object] = {}
     for label, by_seed in runs.items():
         seeds = sorted(set(by_seed) & set(runs[reference]))
+        if not seeds:
+            print(f"{label}: no seed in common with {reference!r}, left out")
+            continue
         row: dict[str, object] = {"seeds": seeds}
         for name, fn in METRICS.items():
             values = np.array([fn(by_seed[s], labels) for s in seeds])
