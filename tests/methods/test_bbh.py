@@ -107,6 +107,34 @@ def test_deterministic_parameters_train_by_point_estimate():
     assert m.net[1].weight.grad is not None
 
 
+def test_the_net_copy_holds_no_generated_numbers():
+    net = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    keep_norm = {"hidden": (8,), "include": lambda n, p: not n.startswith("1.")}
+    m = BayesByHypernet(net, **keep_norm)
+    # only the point estimates stay parameters of the copy; the generated ones keep their shape
+    assert [n for n, _ in m.net.named_parameters()] == ["1.weight", "1.bias"]
+    assert m.net[0].weight.shape == (8, 6) and m.net[0].weight.untyped_storage().nbytes() == 4
+    assert not any(k.startswith(("net.0.", "net.3.")) for k in m.state_dict())
+    with torch.no_grad():  # in-place updates over parameters() (e.g. an EMA) still work
+        for p in m.parameters():
+            p.add_(0.01)
+    m.double()
+    assert m.net[0].weight.dtype == torch.float64 and m.net[3].bias.untyped_storage().nbytes() == 8
+    x, y = batch()
+    m.loss(x.double(), y, num_data=10)[0].backward()
+    # files saved before the release hold the net's initial values there: they still load
+    saved = m.state_dict()
+    saved["net.0.weight"] = torch.randn(8, 6, dtype=torch.float64)
+    other = BayesByHypernet(net, **keep_norm).double()
+    other.load_state_dict(saved)
+    m.eval()
+    other.eval()
+    torch.manual_seed(1)
+    a = m.predict_logits(x.double(), 2)
+    torch.manual_seed(1)
+    assert torch.equal(a, other.predict_logits(x.double(), 2))
+
+
 def test_regression_likelihood():
     m = BayesByHypernet(nn.Linear(1, 1), hidden=(4,), likelihood="gaussian", noise_scale=2.0)
     loss, _ = m.loss(torch.randn(8, 1), torch.randn(8), num_data=8)
