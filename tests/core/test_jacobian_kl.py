@@ -301,3 +301,44 @@ def test_shared_sigmas_give_the_same_kl_as_the_expanded_per_weight_sigma(float64
     for bad in ([(53, 2)], [(0, 53)], []):
         with pytest.raises(ValueError, match="sigma_blocks must be"):
             ImplicitPosterior(gen, weight_noise=0.1, sigma_blocks=bad)
+
+
+@pytest.mark.parametrize("num_samples, antithetic", [(1, False), (3, True), (4, False)])
+def test_large_nets_keep_a_seed_not_the_noise(monkeypatch, num_samples, antithetic):
+    """From ``RECOMPUTE_NOISE_FROM`` weights on, a training draw redraws eps in the backward:
+    the gradients are those of ``mean + sigma * eps`` with its eps, the mirrored pairs stay,
+    and the graph keeps one [S, D] tensor fewer."""
+    import bbh.posteriors.implicit as implicit
+
+    torch.manual_seed(0)
+    gen = ChunkedGenerator(_spec(), noise_dim=3, hidden=(8,), num_chunks=2)
+    post = ImplicitPosterior(gen, weight_noise=0.1)
+    params = list(post.parameters())
+    dim = post.sigma().numel()
+    weights_of = torch.linspace(-1, 1, dim)
+
+    def loss(w: torch.Tensor) -> torch.Tensor:
+        return (w.sin() * weights_of).sum()
+
+    def saved_sample_sized(threshold: int) -> int:
+        monkeypatch.setattr(implicit, "RECOMPUTE_NOISE_FROM", threshold)
+        sizes: list[int] = []
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            sizes.append(t.numel())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            post.sample(num_samples, antithetic=antithetic)
+        return sizes.count(num_samples * dim)
+
+    assert saved_sample_sized(dim) == saved_sample_sized(dim + 1) - 1
+    monkeypatch.setattr(implicit, "RECOMPUTE_NOISE_FROM", dim)
+    draw = post.sample(num_samples, antithetic=antithetic)
+    eps = ((draw.weights - draw.mean) / draw.sigma).detach()
+    if antithetic:
+        torch.testing.assert_close(eps[2], -eps[0])
+    got = torch.autograd.grad(loss(draw.weights), params, retain_graph=True)
+    ref = torch.autograd.grad(loss(torch.addcmul(draw.mean, draw.sigma, eps)), params)
+    for a, b in zip(got, ref, strict=True):
+        torch.testing.assert_close(a, b)

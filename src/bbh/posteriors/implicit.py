@@ -178,14 +178,60 @@ class ImplicitPosterior(nn.Module):
         mean = self.generator.generate(z)
         if not self.semi_implicit:
             return ImplicitSample(mean, mean, z)
-        eps = torch.randn(half, mean.shape[1], generator=generator, device=mean.device)
-        eps = _mirrored(eps.to(mean.dtype), num_samples)
         sigma = self.sigma()
+        if mean.shape[1] >= RECOMPUTE_NOISE_FROM and torch.is_grad_enabled():
+            # a seed instead of eps for the backward: D floats per sample fewer at the peak
+            seed = int(
+                torch.randint(0, 2**62, (1,), generator=generator, device=_seed_device(generator))
+            )
+            weights = _NoisyWeights.apply(mean, sigma, seed, half)
+            return ImplicitSample(weights, mean, z, sigma)
+        eps = _seeded_normal(half, mean, generator)
+        eps = _mirrored(eps, num_samples)
         return ImplicitSample(torch.addcmul(mean, sigma, eps), mean, z, sigma)  # one pass
 
     def forward(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
         """``num_samples`` joint weight samples ``[S, D]``."""
         return self.sample(num_samples, generator=generator).weights
+
+
+#: From this many generated weights on, a training step keeps the seed of the semi-implicit
+#: noise, not the noise: the backward draws it again (one more normal draw of D a step, under
+#: 1% of a step there; on small nets the draw would cost more than the memory is worth).
+RECOMPUTE_NOISE_FROM = 2**20
+
+
+def _seed_device(generator: torch.Generator | None) -> torch.device | None:
+    return None if generator is None else generator.device
+
+
+def _seeded_normal(half: int, like: Tensor, generator: torch.Generator | None) -> Tensor:
+    """``[half, D]`` standard normals in ``like``'s dtype and device."""
+    eps = torch.randn(half, like.shape[1], generator=generator, device=like.device)
+    return eps.to(like.dtype)
+
+
+class _NoisyWeights(torch.autograd.Function):
+    """``mean + sigma * eps`` (eps mirrored in pairs as ``_mirrored``) with ``eps`` drawn from
+    ``seed`` in the forward and drawn again in the backward instead of saved."""
+
+    @staticmethod
+    def forward(ctx: Any, mean: Tensor, sigma: Tensor, seed: int, half: int) -> Tensor:
+        ctx.seed, ctx.half = seed, half
+        return torch.addcmul(mean, sigma, _NoisyWeights.noise(seed, half, mean))
+
+    @staticmethod
+    def noise(seed: int, half: int, like: Tensor) -> Tensor:
+        gen = torch.Generator(device=like.device).manual_seed(seed)
+        return _mirrored(_seeded_normal(half, like, gen), like.shape[0])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
+        grad_sigma = None
+        if ctx.needs_input_grad[1]:
+            grad_sigma = (grad * _NoisyWeights.noise(ctx.seed, ctx.half, grad)).sum(0)
+        return (grad if ctx.needs_input_grad[0] else None), grad_sigma, None, None
 
 
 def _mirrored(noise: Tensor, num_samples: int) -> Tensor:
