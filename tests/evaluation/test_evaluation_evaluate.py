@@ -32,6 +32,10 @@ def test_evaluate_stochastic_method(sto, tmp_path) -> None:
     for key in ("nll", "brier", "ece", "reliability", "ood", "fgsm_eot", "pgd_eot"):
         assert key in ext
     assert set(ext["ood"]) == {"entropy", "mutual_information", "max_probability"}
+    for key in ("accuracy", "nll", "ece"):  # bootstrap intervals over the test examples
+        low, high = ext["intervals"][key]
+        assert 0 <= low <= high
+    assert ext["intervals"]["accuracy"][0] <= ext["accuracy"] <= ext["intervals"]["accuracy"][1]
     assert paper["fgsm"]["epsilons"] == [0.0, 0.1, 0.3]
     assert ext["pgd_eot"]["clip"] == [0.0, 1.0] and paper["fgsm"]["clip"] is None
     assert res["weights"]["num_samples"] == 30 and res["weights"]["kernel_size"] == 10

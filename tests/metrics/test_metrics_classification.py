@@ -12,6 +12,7 @@ from sklearn.metrics import brier_score_loss, log_loss
 
 from bbh.metrics import (
     accuracy,
+    bootstrap_interval,
     brier_score,
     expected_calibration_error,
     nll,
@@ -121,3 +122,29 @@ def test_num_bins_must_be_positive() -> None:
     logits, y = _random()
     with pytest.raises(ValueError, match="num_bins"):
         reliability_bins(logits, y, num_bins=0)
+
+
+def test_bootstrap_interval_covers_the_value_and_narrows_with_more_examples() -> None:
+    gen = torch.Generator().manual_seed(0)
+
+    def predictions(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.randint(0, 4, (n,), generator=gen)
+        logits = torch.randn(n, 4, generator=gen) + 2.0 * torch.nn.functional.one_hot(y, 4)
+        return logits.softmax(-1), y
+
+    small, large = predictions(200), predictions(20_000)
+    widths = []
+    for probs, y in (small, large):
+        for metric in (accuracy, nll, expected_calibration_error):
+            low, high = bootstrap_interval(metric, probs, y, replicates=100)
+            assert low < metric(probs, y) < high
+        low, high = bootstrap_interval(accuracy, probs, y, replicates=100)
+        widths.append(high - low)
+    assert widths[1] < widths[0] / 5  # ~ 1 / sqrt(n): 10x fewer examples, ~10x wider
+    again = bootstrap_interval(nll, *small, replicates=100)
+    assert again == bootstrap_interval(nll, *small, replicates=100)  # seeded
+    assert bootstrap_interval(nll, *small, replicates=100, seed=1) != again
+    with pytest.raises(ValueError, match="replicates"):
+        bootstrap_interval(nll, *small, replicates=1)
+    with pytest.raises(ValueError, match="level"):
+        bootstrap_interval(nll, *small, level=1.5)

@@ -32,7 +32,9 @@ from bbh.evaluation.progress import Progress
 from bbh.metrics._validation import check_labels
 from bbh.metrics.classification import (
     accuracy,
+    bootstrap_interval,
     brier_score,
+    expected_calibration_error,
     nll,
     reliability_bins,
     true_class_confidence_bins,
@@ -296,6 +298,14 @@ def evaluate(
         "mean_entropy_in": float(ent_in.mean()),
         "mean_mutual_information_in": float(pred_in.mutual_information.mean()),
         "mean_max_probability_in": float(pred_in.probs.max(-1).values.mean()),
+        # how much each moves with which test examples were drawn (95%, 200 resamples)
+        "intervals": {
+            "accuracy": bootstrap_interval(accuracy, pred_in.probs, y),
+            "nll": bootstrap_interval(nll, pred_in.probs, y),
+            "ece": bootstrap_interval(
+                lambda p, t: expected_calibration_error(p, t, num_bins=ece_bins), pred_in.probs, y
+            ),
+        },
     }
     hist_edges = np.linspace(0.0, math.log(num_classes), histogram_bins + 1)
     hist = {

@@ -1,7 +1,8 @@
 """Metrics as pure functions of logits ``[S, B, C]`` or predictive probabilities ``[B, C]``.
 
-- ``classification``: accuracy, NLL, Brier score, ECE with reliability-diagram bins, and the
-  paper's degenerate calibration output (``true_class_confidence_bins``).
+- ``classification``: accuracy, NLL, Brier score, ECE with reliability-diagram bins, the
+  paper's degenerate calibration output (``true_class_confidence_bins``), and a bootstrap
+  interval over the test examples for any of them (``bootstrap_interval``).
 - ``uncertainty``: predictive entropy (clean and paper forms), expected entropy, mutual
   information, max probability, and the paper's "entropy AUC" (``entropy_cdf_area``).
 - ``ood``: AUROC, AUPR and FPR at 95% TPR, OOD as the positive class (PAPER.md §9 gives the
@@ -11,6 +12,7 @@
 from bbh.metrics.classification import (
     ReliabilityBins,
     accuracy,
+    bootstrap_interval,
     brier_score,
     expected_calibration_error,
     nll,
@@ -38,6 +40,7 @@ __all__ = [
     "accuracy",
     "aupr",
     "auroc",
+    "bootstrap_interval",
     "brier_score",
     "entropy_cdf_area",
     "expected_calibration_error",
