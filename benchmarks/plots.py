@@ -65,26 +65,46 @@ def _net_panels(num_nets: int, num_labels: int, *, extra_height: float) -> tuple
 
 
 def step_time(record: dict[str, Any], path: Path) -> None:
-    """Horizontal bars: each method's step-time ratio to MAP, one panel per net (log scale)."""
+    """Horizontal bars: each method's step-time ratio to MAP and, where measured, its peak-memory
+    ratio, one panel per net (a linear axis from 0 when every ratio is below 3, else log)."""
     nets = record["nets"]
     labels = _labels_top_down(nets)
     fig, axes = _net_panels(len(nets), len(labels), extra_height=1.8)
     for ax, (name, net) in zip(axes[0], nets.items(), strict=True):
-        ratios = [net["methods"].get(label, {}).get("ratio_to_map") for label in labels]
-        ys = range(len(labels))
-        ax.barh(list(ys), [r or 0 for r in ratios], color="tab:blue")
-        for y, r in zip(ys, ratios, strict=True):
+        rows = [net["methods"].get(label, {}) for label in labels]
+        ratios = [m.get("ratio_to_map") for m in rows]
+        memory = [m.get("memory_ratio_to_map") for m in rows]
+        with_memory = any(memory)
+        height = 0.4 if with_memory else 0.8
+        step_ys = [y + (height / 2 if with_memory else 0) for y in range(len(labels))]
+        ax.barh(step_ys, [r or 0 for r in ratios], height, color="tab:blue", label="step time")
+        for y, r in zip(step_ys, ratios, strict=True):
             ax.text(r or 1, y, f" {r:.2f}" if r else " skipped", va="center", fontsize=7)
+        if with_memory:
+            mem_ys = [y - height / 2 for y in range(len(labels))]
+            ax.barh(
+                mem_ys, [r or 0 for r in memory], height, color="tab:orange", label="peak memory"
+            )
+            for y, r in zip(mem_ys, memory, strict=True):
+                if r:
+                    ax.text(r, y, f" {r:.2f}", va="center", fontsize=7)
         ax.axvline(1.0, color="black", lw=0.8)
-        ax.set_xscale("log")
-        _plain_log_ticks(ax.xaxis)
+        largest = max([v for v in ratios + memory if v] or [1.0])
+        if largest < 3:
+            ax.set_xlim(0, largest * 1.2)
+        else:
+            ax.set_xscale("log")
+            _plain_log_ticks(ax.xaxis)
         map_ms = next(
             (m["map_step_s"] * 1e3 for m in net["methods"].values() if "map_step_s" in m), None
         )
         d = net["weights_D"]
         ax.set_title(f"{name} (D={d:,})\nMAP step {map_ms:.1f} ms" if map_ms else name, fontsize=9)
-        ax.set_xlabel("step time / MAP step time")
+        ax.set_xlabel("ratio to MAP" if with_memory else "step time / MAP step time")
     axes[0][0].set_yticks(range(len(labels)), labels, fontsize=8)
+    handles, names = axes[0][0].get_legend_handles_labels()
+    if len(handles) > 1:
+        fig.legend(handles, names, loc="outside lower center", ncols=2, fontsize=7)
     fig.suptitle(_title(record, "Training step relative to MAP"), fontsize=10)
     _save(fig, path)
 
