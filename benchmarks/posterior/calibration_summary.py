@@ -6,7 +6,10 @@ both have, prints the mean over seeds of the test metric and of the paired diffe
 minus reference), the standard error of that mean over seeds (training noise), and a 95% CI of
 the mean difference from a bootstrap over the split's images (test-set noise: the images are
 resampled once per replicate, the same for every seed and both methods). ECE is biased upward on
-a finite set and moves by about 0.001 between equally good models on MNIST's ~100 errors::
+a finite set and moves by about 0.001 between equally good models on MNIST's ~100 errors.
+``confidence_gap`` (mean top probability minus accuracy) says from which side: > 0 is
+over-confident; "better" counts the seeds where its size is the smaller. ``--examples 0:5000``
+scores part of the split::
 
     python benchmarks/posterior/calibration_summary.py --probs runs/probs --reference map \\
         --data-dir ../shared/data --split test
@@ -45,10 +48,16 @@ def load(directory: Path, split: str) -> dict[str, dict[int, torch.Tensor]]:
     return {label: {s: p for s, (_, p) in runs.items()} for label, runs in found.items()}
 
 
+def confidence_gap(probs: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean confidence (top probability) minus accuracy: > 0 over-confident, < 0 under."""
+    return float(probs.max(1).values.mean()) - metrics.accuracy(probs, labels)
+
+
 METRICS = {
     "ece": metrics.expected_calibration_error,
     "nll": metrics.nll,
     "accuracy": metrics.accuracy,
+    "confidence_gap": confidence_gap,
 }
 
 
@@ -92,11 +101,26 @@ def summarise(
                 else None,
                 "diff_ci95_test_bootstrap": [float(np.quantile(boot, q)) for q in (0.025, 0.975)],
                 "better_than_reference": int(
-                    (diff < 0).sum() if name != "accuracy" else (diff > 0).sum()
+                    (diff > 0).sum()
+                    if name == "accuracy"
+                    else (np.abs(values) < np.abs(ref)).sum()
+                    if name == "confidence_gap"
+                    else (diff < 0).sum()
                 ),
             }
         table[label] = row
     return table
+
+
+def parse_slice(text: str) -> slice:
+    """``START:STOP`` (either may be empty) as a slice."""
+    start, sep, stop = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return slice(int(start) if start else None, int(stop) if stop else None)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected START:STOP, got {text!r}") from None
 
 
 def main() -> None:
@@ -105,6 +129,12 @@ def main() -> None:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--reference", default="map")
     parser.add_argument("--split", choices=["test", "val"], default="test")
+    parser.add_argument(
+        "--examples",
+        type=parse_slice,
+        default=slice(None),
+        help="START:STOP, only these images of the split (e.g. 0:5000, 5000:)",
+    )
     parser.add_argument("--replicates", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="also write the table as JSON here")
@@ -112,9 +142,14 @@ def main() -> None:
     mnist = bdata.load_mnist(args.data_dir, offline=True)
     split = mnist.test if args.split == "test" else mnist.val
     assert split is not None
-    table = summarise(
-        load(args.probs, args.split), split.labels, args.reference, args.replicates, args.seed
-    )
+    runs = {
+        label: {s: p[args.examples] for s, p in by_seed.items()}
+        for label, by_seed in load(args.probs, args.split).items()
+    }
+    labels = split.labels[args.examples]
+    if labels.numel() == 0:
+        raise SystemExit(f"--examples {args.examples}: no images of the {args.split} split")
+    table = summarise(runs, labels, args.reference, args.replicates, args.seed)
     for label, row in table.items():
         print(label, json.dumps(row))
     if args.out:

@@ -3,6 +3,7 @@ tests check that it measures what it says, refuses a busy machine, and writes it
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -158,5 +159,12 @@ def test_calibration_summary_pairs_seeds_and_bootstraps_the_test_images(tmp_path
     assert worse["ece"]["diff_mean"] > 0.2 and worse["ece"]["diff_ci95_test_bootstrap"][0] > 0.1
     assert worse["nll"]["diff_mean"] > 0 and worse["ece"]["better_than_reference"] == 0
     assert worse["accuracy"]["diff_mean"] == 0
+    # the blurred predictions are under-confident: a negative gap, larger than the reference's
+    assert worse["confidence_gap"]["mean"] < -0.3 < same["confidence_gap"]["mean"] < 0
+    assert worse["confidence_gap"]["better_than_reference"] == 0
+    assert calibration_summary.parse_slice("5000:") == slice(5000, None)
+    assert calibration_summary.parse_slice(":10") == slice(None, 10)
+    with pytest.raises(argparse.ArgumentTypeError, match="START:STOP"):
+        calibration_summary.parse_slice("5000")
     with pytest.raises(SystemExit, match="--reference 'nope'"):
         calibration_summary.summarise(runs, labels, "nope", replicates=2, seed=0)
