@@ -178,16 +178,26 @@ def predict(record: dict[str, Any], path: Path) -> None:
     for ax, (name, net) in zip(axes[0], nets.items(), strict=True):
         per = [net["methods"].get(label, {}).get("per_sample_s") for label in labels]
         ax.barh(range(len(labels)), [(p or 0) * 1e3 for p in per], color="tab:green")
-        ax.axvline(net["map_per_pass_s"] * 1e3, color="black", lw=0.8, label="one MAP pass")
-        rows = [r for r in net["methods"].values() if "map_S_passes_s" in r]
         s = record["num_samples"]
-        baselines = [  # the S-pass baselines, per pass: one net's, and nets cycled
+        # each method's own baselines (timed interleaved with it), as a mark across its bar
+        baselines = [
+            ("map_1", "black", "-", "one MAP pass"),
             ("map_S_passes_s", "black", "--", f"per pass of {s} passes of one MAP net"),
             ("map_S_fresh_passes_s", "tab:red", ":", f"per pass of {s} passes of MAP nets cycled"),
         ]
-        for key, color, style, label in baselines:
-            if rows and key in rows[0]:
-                ax.axvline(rows[0][key] / s * 1e3, color=color, ls=style, lw=1.0, label=label)
+        for key, color, style, legend in baselines:
+            shown = False
+            for i, label in enumerate(labels):
+                row = net["methods"].get(label, {})
+                if key == "map_1" and row.get("ratio_to_one_map_pass"):
+                    x = row["seconds"] / row["ratio_to_one_map_pass"]
+                elif key in row:
+                    x = row[key] / s
+                else:
+                    continue
+                ax.vlines(x * 1e3, i - 0.45, i + 0.45, colors=color, linestyles=style, lw=1.2,
+                          label=None if shown else legend)  # fmt: skip
+                shown = True
         ax.set_xlabel("ms per weight sample")
         ax.set_title(
             f"{name}: {record['num_samples']} samples, "
@@ -195,7 +205,7 @@ def predict(record: dict[str, Any], path: Path) -> None:
             + f"{net['batch_size']}",
             fontsize=9,
         )
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)
     axes[0][0].set_yticks(range(len(labels)), labels, fontsize=8)
     fig.suptitle(_title(record, "Prediction cost per weight sample"), fontsize=10)
     _save(fig, path)
