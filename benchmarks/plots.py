@@ -170,6 +170,15 @@ def scaling(record: dict[str, Any], path: Path) -> None:
     _save(fig, path)
 
 
+def _baseline_s(row: dict[str, Any], key: str, num_samples: int) -> float | None:
+    """A method's baseline per weight sample from its row: one MAP pass (``map_1``, from the
+    ratio), or the S-pass timings divided by S; None where the row lacks it."""
+    if key == "map_1":
+        ratio = row.get("ratio_to_one_map_pass")
+        return row["seconds"] / ratio if ratio else None
+    return row[key] / num_samples if key in row else None
+
+
 def predict(record: dict[str, Any], path: Path) -> None:
     """Bars: milliseconds per weight sample of prediction, per method, one panel per net."""
     nets = record["nets"]
@@ -186,18 +195,14 @@ def predict(record: dict[str, Any], path: Path) -> None:
             ("map_S_fresh_passes_s", "tab:red", ":", f"per pass of {s} passes of MAP nets cycled"),
         ]
         for key, color, style, legend in baselines:
-            shown = False
-            for i, label in enumerate(labels):
-                row = net["methods"].get(label, {})
-                if key == "map_1" and row.get("ratio_to_one_map_pass"):
-                    x = row["seconds"] / row["ratio_to_one_map_pass"]
-                elif key in row:
-                    x = row[key] / s
-                else:
-                    continue
+            marks = [
+                (i, x)
+                for i, label in enumerate(labels)
+                if (x := _baseline_s(net["methods"].get(label, {}), key, s)) is not None
+            ]
+            for n, (i, x) in enumerate(marks):
                 ax.vlines(x * 1e3, i - 0.45, i + 0.45, colors=color, linestyles=style, lw=1.2,
-                          label=None if shown else legend)  # fmt: skip
-                shown = True
+                          label=legend if n == 0 else None)  # fmt: skip
         ax.set_xlabel("ms per weight sample")
         ax.set_title(
             f"{name}: {record['num_samples']} samples, "

@@ -21,6 +21,7 @@ import argparse
 import json
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,7 @@ def load(directory: Path, split: str) -> dict[str, dict[int, torch.Tensor]]:
 
 def confidence_gap(probs: torch.Tensor, labels: torch.Tensor) -> float:
     """Mean confidence (top probability) minus accuracy: > 0 over-confident, < 0 under."""
-    return float(probs.max(1).values.mean()) - metrics.accuracy(probs, labels)
+    return float(metrics.max_probability(probs).mean()) - metrics.accuracy(probs, labels)
 
 
 METRICS = {
@@ -58,6 +59,12 @@ METRICS = {
     "nll": metrics.nll,
     "accuracy": metrics.accuracy,
     "confidence_gap": confidence_gap,
+}
+
+#: when a method's value beats the reference's (default: lower is better)
+BETTER: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "accuracy": lambda value, ref: value > ref,
+    "confidence_gap": lambda value, ref: np.abs(value) < np.abs(ref),
 }
 
 
@@ -101,11 +108,7 @@ def summarise(
                 else None,
                 "diff_ci95_test_bootstrap": [float(np.quantile(boot, q)) for q in (0.025, 0.975)],
                 "better_than_reference": int(
-                    (diff > 0).sum()
-                    if name == "accuracy"
-                    else (np.abs(values) < np.abs(ref)).sum()
-                    if name == "confidence_gap"
-                    else (diff < 0).sum()
+                    BETTER.get(name, lambda value, ref: value < ref)(values, ref).sum()
                 ),
             }
         table[label] = row

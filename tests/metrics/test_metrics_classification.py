@@ -140,7 +140,7 @@ def test_bootstrap_interval_covers_the_value_and_narrows_with_more_examples() ->
             assert low < metric(probs, y) < high
         low, high = bootstrap_interval(accuracy, probs, y, replicates=100)
         widths.append(high - low)
-    assert widths[1] < widths[0] / 5  # ~ 1 / sqrt(n): 10x fewer examples, ~10x wider
+    assert widths[1] < widths[0] / 5  # ~ 1 / sqrt(n): 100x fewer examples, ~10x wider
     again = bootstrap_interval(nll, *small, replicates=100)
     assert again == bootstrap_interval(nll, *small, replicates=100)  # seeded
     assert bootstrap_interval(nll, *small, replicates=100, seed=1) != again
