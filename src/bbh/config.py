@@ -292,6 +292,11 @@ def parse_override(item: str) -> dict[str, Any]:
     return _expand_dotted({key: value}, "--set")
 
 
+#: per method, options added after runs were trained, at the values that train exactly as before
+#: the option existed: left out of the hash there, so that those runs stay current (not retrained)
+HASH_NEUTRAL_OPTIONS: dict[str, dict[str, Any]] = {"bbh": {"deterministic": []}}
+
+
 def config_hash(cfg: AnyConfig, resolved_method_options: Mapping[str, Any] | None = None) -> str:
     """A short hash of everything that changes the trained weights.
 
@@ -308,7 +313,11 @@ def config_hash(cfg: AnyConfig, resolved_method_options: Mapping[str, Any] | Non
         for key in ("device", "threads", "log_every", "checkpoint_every", "val_samples"):
             d["train"].pop(key, None)
         if resolved_method_options is not None:
-            d["method"]["options"] = plain_value(dict(resolved_method_options))
+            options = plain_value(dict(resolved_method_options))
+            for key, neutral in HASH_NEUTRAL_OPTIONS.get(cfg.method.name, {}).items():
+                if key in options and options[key] == neutral:
+                    del options[key]
+            d["method"]["options"] = options
     text = json.dumps(d, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 

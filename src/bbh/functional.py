@@ -89,7 +89,7 @@ class ParamSpec:
         if not entries:
             raise ValueError(
                 f"module {type(module).__name__} has no parameters for the posterior to generate"
-                + (" (the include predicate rejected all of them)" if include else "")
+                + (" (include / deterministic left out all of them)" if include else "")
             )
         return cls(entries)
 

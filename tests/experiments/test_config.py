@@ -43,7 +43,9 @@ def test_every_shipped_config_loads_and_round_trips(name, scale):
 @pytest.mark.parametrize("experiment", ["mnist", "cifar5"])
 def test_one_config_per_paper_run(experiment):
     runs = [n.split("/")[1] for n in experiment_runs(experiment)]
-    assert runs == PAPER_RUNS
+    # ours beside the paper's: MNIST's BbH on a Bayesian subnetwork (LeNet-5's fc1 a point estimate)
+    ours = ["bbh_subnet"] if experiment == "mnist" else []
+    assert runs == PAPER_RUNS[:6] + ours + PAPER_RUNS[6:]
     paper = load_config(f"{experiment}/map")
     cpu = load_config(f"{experiment}/map", scale="cpu")
     assert paper.train.epochs == (100 if experiment == "mnist" else 200)
@@ -198,6 +200,23 @@ def test_a_change_of_method_defaults_changes_the_hash():
     assert resolved["noise_dim"] == method_options(cfg)["noise_dim"]
     other = {**resolved, "kl": "something-new"}
     assert config_hash(cfg, resolved) != config_hash(cfg, other)
+
+
+def test_an_option_added_at_its_neutral_value_keeps_earlier_runs_current():
+    """BbH's ``deterministic`` came after runs were trained: at ``[]`` it trains as before, so
+    the hash leaves it out there (a finished run is not retrained); any other value counts.
+    BbB, which always had the option, keeps it in its hash."""
+    cfg = load_config("mnist/bbh")
+    resolved = resolved_options(METHODS["bbh"], {})
+    assert resolved["deterministic"] == []
+    without = {k: v for k, v in resolved.items() if k != "deterministic"}
+    assert config_hash(cfg, resolved) == config_hash(cfg, without)
+    subnet = {**resolved, "deterministic": ["fc1"]}
+    assert config_hash(cfg, subnet) != config_hash(cfg, resolved)
+    bbb = load_config("mnist/bbb")
+    bbb_resolved = resolved_options(METHODS["bbb"], {})
+    bbb_without = {k: v for k, v in bbb_resolved.items() if k != "deterministic"}
+    assert config_hash(bbb, bbb_resolved) != config_hash(bbb, bbb_without)
 
 
 def test_bbh_run_records_the_options_its_preset_puts_in_force():

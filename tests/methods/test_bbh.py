@@ -107,6 +107,25 @@ def test_deterministic_parameters_train_by_point_estimate():
     assert m.net[1].weight.grad is not None
 
 
+def test_deterministic_module_names_keep_a_bayesian_subnetwork():
+    net = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    m = BayesByHypernet(net, hidden=(8,), deterministic=["0", "norm"])
+    assert m.spec.names == ("3.weight", "3.bias") and m.spec.dim == 27
+    assert m.net[0].weight.requires_grad and m.net[1].weight.requires_grad
+    loss, _ = m.loss(*batch(), num_data=10)
+    loss.backward()
+    assert m.net[0].weight.grad is not None and m.net[0].weight.grad.abs().sum() > 0
+    # with include too, a parameter is generated only where both choose it
+    both = BayesByHypernet(
+        net, hidden=(8,), deterministic=["norm"], include=lambda n, p: n.endswith("weight")
+    )
+    assert both.spec.names == ("0.weight", "3.weight")
+    with pytest.raises(ValueError, match=r"no module named 'fc'.*'0', '1', '2', '3'"):
+        BayesByHypernet(net, hidden=(8,), deterministic=["fc"])
+    with pytest.raises(ValueError, match=r"to generate \(include / deterministic left out all"):
+        BayesByHypernet(net, hidden=(8,), deterministic=["0", "1", "3"])
+
+
 def test_the_net_copy_holds_no_generated_numbers():
     net = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
     keep_norm = {"hidden": (8,), "include": lambda n, p: not n.startswith("1.")}
@@ -436,7 +455,7 @@ def test_exact_last_layer_refuses_what_it_cannot_integrate():
         build(nn.Sequential(nn.Conv1d(1, 1, 3), nn.Flatten()))
     with pytest.raises(ValueError, match="nll does not apply"):
         build(regression_net(), nll="split")
-    with pytest.raises(ValueError, match="include keeps"):
+    with pytest.raises(ValueError, match="include and deterministic keep"):
         build(regression_net(), include=lambda name, p: name.startswith("0."))
     with pytest.raises(ValueError, match="last_layer"):
         build(regression_net(), last_layer="closed")

@@ -28,6 +28,7 @@ from bbh.methods.base import Method, check_num_samples
 from bbh.options import parse_enum
 from bbh.posteriors.implicit import ImplicitPosterior
 from bbh.posteriors.last_layer import log_marginal, sample_readout
+from bbh.posteriors.layers import deterministic_predicate
 from bbh.priors import GaussianPrior
 from bbh.validation import at_least, checked_args, positive
 
@@ -236,9 +237,18 @@ def _check_exact_readout(
         if not param.requires_grad or not kept:
             raise ValueError(
                 f"last_layer='exact': the output layer {name!r}'s {pname} must be a trainable "
-                "parameter that include keeps (it is integrated, not point-estimated)"
+                "parameter that include and deterministic keep (it is integrated, not "
+                "point-estimated)"
             )
     return name, layer
+
+
+def _combined(include: ParamPredicate | None, kept: ParamPredicate) -> ParamPredicate:
+    """Generate a parameter only where ``include`` (if any) and ``deterministic`` both allow it."""
+    if include is None:
+        return kept
+    chosen = include
+    return lambda name, param: chosen(name, param) and kept(name, param)
 
 
 class BayesByHypernet(Method):
@@ -274,6 +284,11 @@ class BayesByHypernet(Method):
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
         include: predicate ``(name, param) -> bool`` choosing generated parameters (default all);
             the others stay ordinary deterministic parameters, trained by point estimate.
+        deterministic: module names (or ``"norm"`` for every normalisation layer) whose
+            parameters stay point estimates, as for ``bbb`` and ``mnf``; with ``include`` a
+            parameter is generated only where both choose it. A Bayesian subnetwork: on
+            LeNet-5, ``deterministic=["fc1"]`` generates 31k of the 431k weights
+            (docs/performance.md: its step time and calibration).
         forward_mode: ``auto``, ``vmap`` or ``loop`` (see ``bbh.functional.sampled_forward``).
         chunk_size, num_chunks, embedding_dim: options of the chunked generator (give
             ``chunk_size`` or ``num_chunks``; default ``hidden[-1]`` chunks). Its shared output
@@ -381,6 +396,7 @@ class BayesByHypernet(Method):
         likelihood: str = "categorical",
         noise_scale: float | None = None,
         include: ParamPredicate | None = None,
+        deterministic: Sequence[str] = (),
         forward_mode: ForwardMode | str = ForwardMode.AUTO,
         chunk_size: int | None = None,
         num_chunks: int | str | None = None,
@@ -391,6 +407,7 @@ class BayesByHypernet(Method):
         sample_batch: int = 25,
     ):
         last_mode = parse_enum(LastLayer, last_layer, "last_layer")
+        include = _combined(include, deterministic_predicate(net, deterministic))
         #: every parameter a weight sample holds (the output layer's too, with ``exact``)
         full_spec = ParamSpec.from_module(net, include)
         readout: tuple[str, nn.Linear] | None = None
