@@ -178,6 +178,14 @@ class MethodCase:
     name: str
     options: dict[str, Any] = field(default_factory=dict)
     tiny_options: dict[str, Any] = field(default_factory=dict)  # overrides at scale="tiny"
+    for_nets: tuple[str, ...] = ()  # the nets its options name modules of (empty: every net)
+
+    def skip_reason(self, net_case: NetCase) -> str | None:
+        """Why this case does not run on ``net_case`` (``None``: it does)."""
+        base = net_case.name.partition("_w")[0]  # resnet18_w8 is a resnet18
+        if self.for_nets and base not in self.for_nets:
+            return f"defined for {', '.join(self.for_nets)} only (its options name their modules)"
+        return None
 
     def build(self, net: nn.Module, scale: str) -> Method:
         options = dict(self.options)
@@ -222,6 +230,22 @@ BBH_CONFIGS: list[MethodCase] = [
         "bbh",
         {"jacobian_chunks": None},
         {"noise_dim": 4, "jacobian_chunks": None},
+    ),
+    # a Bayesian subnetwork: LeNet-5's fc1 (400k of its 431k weights) a point estimate, the
+    # other 31k generated (docs/performance.md: step time and MNIST calibration)
+    MethodCase(
+        "bbh recommended, fc1 point estimate",
+        "bbh",
+        {"deterministic": ["fc1"]},
+        {"noise_dim": 4, "deterministic": ["fc1"]},
+        for_nets=("lenet",),
+    ),
+    MethodCase(
+        "bbh recommended, S=1, fc1 point estimate",
+        "bbh",
+        {"deterministic": ["fc1"], "num_samples": 1},
+        {"noise_dim": 4, "deterministic": ["fc1"], "num_samples": 1},
+        for_nets=("lenet",),
     ),
     # the defaults before the chunks' linear noise path, the antithetic pairs and "auto" chunks
     MethodCase(

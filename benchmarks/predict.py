@@ -74,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         ]
         rows: dict[str, Any] = {}
         for case in select_methods(args.methods):
+            skip = case.skip_reason(net_case)
+            if skip is not None:
+                rows[case.label] = {"skipped": skip}
+                continue
             planned = planned_parameters(case, net_case.make(), args.scale)
             if case.name == "bbh" and planned > args.max_hypernet_params:
                 rows[case.label] = {"skipped": f"{planned:,} trainable parameters"}

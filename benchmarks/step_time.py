@@ -69,6 +69,9 @@ def compare(
 def _compare(
     net_case: NetCase, case: MethodCase, args: Any, device: torch.device
 ) -> dict[str, Any]:
+    skip = case.skip_reason(net_case)
+    if skip is not None:
+        return {"skipped": skip}
     planned = planned_parameters(case, net_case.make(), args.scale)
     limit = args.max_hypernet_params
     if case.name == "bbh" and planned > limit:

@@ -105,6 +105,25 @@ def test_the_registry_grid_covers_every_generator_and_estimator():
     assert grid == {(g, k) for g in GENERATORS for k in KL_ESTIMATORS}
 
 
+def test_a_case_for_one_net_is_skipped_on_the_others_with_the_reason(tmp_path):
+    import step_time
+
+    label = "bbh recommended, S=1, fc1 point estimate"
+    out = tmp_path / "step.json"
+    argv = ["--scale", "tiny", "--nets", "lenet", "cifar_resnet", "--methods", label]
+    argv += ["--repeats", "1", "--warmup", "0", "--no-memory", "--no-plot", "--allow-busy"]
+    assert step_time.main([*argv, "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["nets"]
+    assert rows["cifar_resnet"]["methods"][label] == {
+        "skipped": "defined for lenet only (its options name their modules)"
+    }
+    lenet = rows["lenet"]["methods"][label]
+    assert lenet["ratio_to_map"] > 0
+    # fc1's 400,500 stay point estimates; the hypernet generates the other 30,580 weights
+    assert lenet["trainable_parameters"] == 400_500 + lenet["hypernet_parameters"]
+    assert lenet["hypernet_parameters"] < 431_080
+
+
 def test_gpu_script_runs_every_benchmark_on_the_cpu_at_tiny_sizes(tmp_path):
     env = {
         **os.environ,
