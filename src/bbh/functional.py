@@ -168,7 +168,8 @@ def auto_forward_mode(
     """The mode ``auto`` picks: loop where vmap is impossible or measured slower, else vmap.
 
     Loop for BatchNorm with running statistics (vmap cannot update them) and for one sample;
-    on a CPU, loop when ``examples_per_sample * dim > CPU_VMAP_MAX_WORK``; vmap otherwise
+    on a CPU, loop when ``examples_per_sample * dim > CPU_VMAP_MAX_WORK`` (``dim``: the weights a
+    pass uses, sampled or not); vmap otherwise
     (on a GPU batching the samples saves kernel launches; check with
     ``benchmarks/sampled_forward.py --device cuda``).
     """
@@ -204,7 +205,10 @@ def sampled_forward(
         raise ValueError(f"x_per_sample needs x of shape [S={s}, B, ...], got {list(x.shape)}")
     if mode is ForwardMode.AUTO:
         examples = x.shape[1] if x_per_sample else x.shape[0]
+        # the weights each sample's pass uses: its own and the net's point estimates (a Bayesian
+        # subnetwork's shared fc1 makes each pass as costly as a full one: loop wins there)
         dim = sum(p[0].numel() for p in params.values())
+        dim += sum(p.numel() for n, p in net.named_parameters() if n not in params)
         mode = auto_forward_mode(net, s, examples, dim, x.device)
 
     if mode is ForwardMode.LOOP:

@@ -125,6 +125,24 @@ def test_auto_mode_loops_for_running_stats_one_sample_and_large_cpu_work():
     assert auto_forward_mode(mlp, 5, 100, CPU_VMAP_MAX_WORK, torch.device("meta")) == "vmap"
 
 
+def test_auto_mode_counts_the_point_estimates_a_pass_uses(monkeypatch):
+    """A Bayesian subnetwork's deterministic layers run in every sample's pass: they count."""
+    import bbh.functional as functional
+
+    seen = []
+    real = functional.auto_forward_mode
+
+    def spy(net, s, examples, dim, device):
+        seen.append(dim)
+        return real(net, s, examples, dim, device)
+
+    monkeypatch.setattr(functional, "auto_forward_mode", spy)
+    net = nn.Sequential(nn.Linear(3, 400), nn.ReLU(), nn.Linear(400, 2))  # 1,600 + 802
+    generated = {"2.weight": torch.randn(2, 2, 400), "2.bias": torch.randn(2, 2)}
+    functional.sampled_forward(net, generated, torch.randn(5, 3))
+    assert seen == [802 + 1_600]
+
+
 def test_loop_gradients_match_vmap_for_per_sample_inputs():
     torch.manual_seed(0)
     net = small_convnet()
