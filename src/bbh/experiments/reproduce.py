@@ -45,6 +45,7 @@ RUN_ORDER = (
     "bbb",
     "mnf",
     "bbh",
+    "bbh_subnet",
     "bbh_k1_aligned",
     "bbh_k1_independent",
     "bbh_k8_aligned",
