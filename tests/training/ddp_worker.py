@@ -45,6 +45,8 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "bbh": ("bbh", {}),  # whatever bbh.build("bbh", net) gives
     "bbh_chunked": ("bbh", {"generator": "chunked"}),
     "bbh_discriminator": ("bbh", {"kl": "discriminator"}),
+    # a Bayesian subnetwork: the first layer a point estimate beside the hypernet's parameters
+    "bbh_subnetwork": ("bbh", {"deterministic": ["layers.0"]}),
 }
 
 
