@@ -325,14 +325,16 @@ def registry_grid(extra: dict[str, Any] | None = None) -> list[MethodCase]:
     """Every generator x KL estimator of the registries, BbH's other options at their defaults.
 
     The estimators that need a semi-implicit posterior get the default ``weight_noise``; the
-    others the paper's purely implicit one.
+    others the paper's purely implicit one. Labels start with ``bbh grid:``, so a record keyed
+    by label never mixes them up with a configuration of ``BBH_CONFIGS``.
     """
     cases = []
     for gen in GENERATORS:
         for kl in KL_ESTIMATORS:
             noise = {} if uses_posterior(kl) else {"weight_noise": None}
             options = {"generator": gen, "kl": kl, **noise, **(extra or {})}
-            cases.append(MethodCase(f"bbh {gen}, {kl}", "bbh", options, _TINY_HYPERNET))
+            label = f"bbh grid: {gen}, {kl}"  # never one of BBH_CONFIGS' labels
+            cases.append(MethodCase(label, "bbh", options, _TINY_HYPERNET))
     return cases
 
 

@@ -103,6 +103,9 @@ def test_the_registry_grid_covers_every_generator_and_estimator():
 
     grid = {(c.options["generator"], c.options["kl"]) for c in cases.registry_grid()}
     assert grid == {(g, k) for g in GENERATORS for k in KL_ESTIMATORS}
+    # records are keyed by label: a grid case named like a configuration overwrote its rows
+    labels = [c.label for c in [*cases.all_methods(), *cases.registry_grid()]]
+    assert len(labels) == len(set(labels))
 
 
 def test_a_case_for_one_net_is_skipped_on_the_others_with_the_reason(tmp_path):
