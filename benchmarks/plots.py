@@ -111,13 +111,27 @@ def step_time(record: dict[str, Any], path: Path) -> None:
 
 def scaling(record: dict[str, Any], path: Path) -> None:
     """Ratio to MAP against D (log x; the ResNet-18 widths joined, the other nets as points)
-    and, where measured, step time against S, per configuration."""
+    and, where measured, step time against S, per configuration (a panel for each sweep run)."""
     plt = _pyplot()
+    has_d = any(record["by_D"].values())
     has_s = any(record["by_S"].values())
+    panels = int(has_d) + int(has_s) or 1
     fig, axes = plt.subplots(
-        1, 2 if has_s else 1, figsize=(12 if has_s else 7, 4.8), layout="constrained", squeeze=False
+        1,
+        panels,
+        figsize=(6 * panels if panels > 1 else 7, 4.8),
+        layout="constrained",
+        squeeze=False,
     )
-    ax_d = axes[0][0]
+    if has_d or not has_s:
+        _scaling_d(record, axes[0][0])
+    if has_s:
+        _scaling_s(record, axes[0][-1])
+    fig.suptitle(_title(record, "Bayes by Hypernet: cost against MAP"), fontsize=10)
+    _save(fig, path)
+
+
+def _scaling_d(record: dict[str, Any], ax_d: Any) -> None:
     for i, (label, rows) in enumerate(record["by_D"].items()):
         color = f"C{i}"
         done = [r for r in rows if "ratio_to_map" in r]
@@ -152,22 +166,21 @@ def scaling(record: dict[str, Any], path: Path) -> None:
             t for t in (0.8, 0.9, 1.0, 1.1, 1.2, 1.4, 1.6, 1.8, 2.0, 2.5, 3.0) if low <= t <= high
         ]
         ax_d.set_yticks(ticks, [f"{t:g}" for t in ticks])
-    if has_s:
-        ax_s = axes[0][1]
-        for label, rows in record["by_S"].items():
-            pts = sorted((r["S"], r["ratio_to_map"]) for r in rows if "ratio_to_map" in r)
-            if pts:
-                ax_s.plot(*zip(*pts, strict=True), marker="o", label=label)
-        ax_s.set_xscale("log", base=2)
-        ax_s.set_yscale("log")
-        ax_s.axhline(1.0, color="black", lw=0.8)
-        ax_s.set_xlabel("weight samples S per step (log2)")
-        ax_s.set_ylabel("step time / MAP step time (log)")
-        ax_s.set_title(f"Growth with S on {record['net_for_S']}", fontsize=9)
-        ax_s.legend(fontsize=6)
-        _plain_log_ticks(ax_s.yaxis)
-    fig.suptitle(_title(record, "Bayes by Hypernet: cost against MAP"), fontsize=10)
-    _save(fig, path)
+
+
+def _scaling_s(record: dict[str, Any], ax_s: Any) -> None:
+    for label, rows in record["by_S"].items():
+        pts = sorted((r["S"], r["ratio_to_map"]) for r in rows if "ratio_to_map" in r)
+        if pts:
+            ax_s.plot(*zip(*pts, strict=True), marker="o", label=label)
+    ax_s.set_xscale("log", base=2)
+    ax_s.set_yscale("log")
+    ax_s.axhline(1.0, color="black", lw=0.8)
+    ax_s.set_xlabel("weight samples S per step (log2)")
+    ax_s.set_ylabel("step time / MAP step time (log)")
+    ax_s.set_title(f"Growth with S on {record['net_for_S']}", fontsize=9)
+    ax_s.legend(fontsize=6)
+    _plain_log_ticks(ax_s.yaxis)
 
 
 def _baseline_s(row: dict[str, Any], key: str, num_samples: int) -> float | None:
