@@ -190,3 +190,20 @@ def test_calibration_summary_pairs_seeds_and_bootstraps_the_test_images(tmp_path
         calibration_summary.parse_slice("5000")
     with pytest.raises(SystemExit, match="--reference 'nope'"):
         calibration_summary.summarise(runs, labels, "nope", replicates=2, seed=0)
+
+
+def test_scaling_plot_draws_one_panel_per_sweep_in_the_record(tmp_path, monkeypatch):
+    import plots
+
+    drawn: list[str] = []
+    monkeypatch.setattr(plots, "_scaling_d", lambda record, ax: drawn.append("D"))
+    monkeypatch.setattr(plots, "_scaling_s", lambda record, ax: drawn.append("S"))
+    machine = {"threads": 1, "cpu": "test cpu", "torch": "x"}
+    row = {"S": 2, "ratio_to_map": 2.0}
+    base = {"machine": machine, "busy": False, "net_for_S": "lenet", "samples_for_D": None}
+    plots.scaling({**base, "by_S": {"a": [row]}, "by_D": {}}, tmp_path / "s.png")
+    assert drawn == ["S"]  # an S-only record: no empty D panel
+    drawn.clear()
+    d_row = {"net": "lenet", "weights_D": 10, "ratio_to_map": 1.5}
+    plots.scaling({**base, "by_S": {"a": [row]}, "by_D": {"a": [d_row]}}, tmp_path / "sd.png")
+    assert drawn == ["D", "S"] and (tmp_path / "sd.png").stat().st_size > 0
