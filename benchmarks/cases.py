@@ -49,6 +49,7 @@ class NetCase:
     batch_size: int
     num_data: int  # training-set size N in the loss's KL / N
     gpu_only: bool = False
+    architecture: str = ""  # the net's family where its name says more (resnet18_w8: resnet18)
 
     def batch(self, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """A fixed random batch ``x [B, *input_shape]``, ``y [B]``."""
@@ -162,6 +163,7 @@ def resnet18_width_cases(scale: str) -> list[NetCase]:
             10,
             batch,
             50_000,
+            architecture="resnet18",
         )
         for w in widths
     ]
@@ -182,8 +184,7 @@ class MethodCase:
 
     def skip_reason(self, net_case: NetCase) -> str | None:
         """Why this case does not run on ``net_case`` (``None``: it does)."""
-        base = net_case.name.partition("_w")[0]  # resnet18_w8 is a resnet18
-        if self.for_nets and base not in self.for_nets:
+        if self.for_nets and (net_case.architecture or net_case.name) not in self.for_nets:
             return f"defined for {', '.join(self.for_nets)} only (its options name their modules)"
         return None
 
