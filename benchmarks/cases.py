@@ -248,6 +248,22 @@ BBH_CONFIGS: list[MethodCase] = [
         {"noise_dim": 4, "deterministic": ["fc1"], "num_samples": 1},
         for_nets=("lenet",),
     ),
+    # a deterministic trunk: prediction runs the point-estimate layers once for all samples
+    # (bbh.trunk); a Bayesian head (the convolutions point estimates) and a Bayesian last layer
+    MethodCase(
+        "bbh recommended, conv point estimates",
+        "bbh",
+        {"deterministic": ["conv1", "conv2"]},
+        {"noise_dim": 4, "deterministic": ["conv1", "conv2"]},
+        for_nets=("lenet",),
+    ),
+    MethodCase(
+        "bbh recommended, fc2 alone generated",
+        "bbh",
+        {"deterministic": ["conv1", "conv2", "fc1"]},
+        {"noise_dim": 4, "deterministic": ["conv1", "conv2", "fc1"]},
+        for_nets=("lenet",),
+    ),
     # the defaults before the chunks' linear noise path, the antithetic pairs and "auto" chunks
     MethodCase(
         "bbh recommended, plain",

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from bbh import trunk
 from bbh.options import parse_enum
 
 ParamPredicate = Callable[[str, nn.Parameter], bool]
@@ -187,12 +188,16 @@ def sampled_forward(
     *,
     x_per_sample: bool = False,
     mode: ForwardMode | str = ForwardMode.AUTO,
+    share_trunk: bool = False,
 ) -> Tensor:
     """Run ``net`` once per weight sample: ``{name: [S, *shape]}`` and x -> outputs ``[S, B, ...]``.
 
     Parameters not in ``params`` (deterministic ones) and buffers come from ``net`` itself.
     With ``x_per_sample`` the input is ``[S, B, ...]`` and sample s sees ``x[s]`` (used to split a
-    batch between samples); otherwise every sample sees the same ``x`` ``[B, ...]``.
+    batch between samples); otherwise every sample sees the same ``x`` ``[B, ...]``, and with
+    ``share_trunk`` a net in ``eval()`` mode runs the part that no sampled parameter reaches
+    once for all samples (``bbh.trunk``: a Bayesian head or last layer on point-estimate
+    features), checked against the whole net on its first batch.
     """
     mode = parse_enum(ForwardMode, mode, "forward mode")
     if not params:
@@ -203,29 +208,69 @@ def sampled_forward(
     s = sizes.pop()
     if x_per_sample and x.shape[0] != s:
         raise ValueError(f"x_per_sample needs x of shape [S={s}, B, ...], got {list(x.shape)}")
+    split = trunk.trunk_for(net, params) if share_trunk and not x_per_sample else None
+    if split is not None and not split.checked:
+        if _split_agrees(net, split, params, x, mode):
+            split.checked = True
+        else:
+            trunk.disable(net, params)
+            trunk.warn_disagreement(net)
+            split = None
+    if split is None:
+        return _per_sample(net, params, (x,), s, x_per_sample, mode)
+    return _per_sample(split.head, params, split.trunk(x), s, False, mode)
+
+
+def _split_agrees(
+    net: nn.Module,
+    split: trunk.SharedTrunk,
+    params: Mapping[str, Tensor],
+    x: Tensor,
+    mode: ForwardMode,
+) -> bool:
+    """Sample 0 through the split and through the whole net, from the same random state."""
+    first = {k: v[:1] for k, v in params.items()}
+    devices = [x.device.index or 0] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        shared = _per_sample(split.head, first, split.trunk(x), 1, False, mode)
+    with torch.random.fork_rng(devices=devices):
+        whole = _per_sample(net, first, (x,), 1, False, mode)
+    return trunk.outputs_agree(shared, whole)
+
+
+def _per_sample(
+    net: nn.Module,
+    params: Mapping[str, Tensor],
+    args: tuple[Tensor, ...],
+    s: int,
+    x_per_sample: bool,
+    mode: ForwardMode,
+) -> Tensor:
+    """``net(*args)`` once per sample of ``params``; with ``x_per_sample``, sample i sees
+    ``args[0][i]``."""
     if mode is ForwardMode.AUTO:
-        examples = x.shape[1] if x_per_sample else x.shape[0]
+        first = args[0]
+        examples = first.shape[1] if x_per_sample else first.shape[0]
         # the weights each sample's pass uses: its own and the net's point estimates (a Bayesian
         # subnetwork's shared fc1 makes each pass as costly as a full one: loop wins there)
         dim = sum(p[0].numel() for p in params.values())
         dim += sum(p.numel() for n, p in net.named_parameters() if n not in params)
-        mode = auto_forward_mode(net, s, examples, dim, x.device)
+        mode = auto_forward_mode(net, s, examples, dim, first.device)
 
     if mode is ForwardMode.LOOP:
         # ``unbind`` once per tensor, not ``v[i]`` per sample: the backward of each indexing
         # zero-fills a full [S, *shape] gradient (O(S^2 D) work); that of ``unbind`` is one stack.
         names = list(params)
         per_sample = zip(*(params[k].unbind(0) for k in names), strict=True)
-        xs = x.unbind(0) if x_per_sample else (x,) * s
+        inputs = ((xi,) for xi in args[0].unbind(0)) if x_per_sample else (args,) * s
         outs = [
-            functional_call(net, dict(zip(names, p, strict=True)), (xi,))
-            for p, xi in zip(per_sample, xs, strict=True)
+            functional_call(net, dict(zip(names, p, strict=True)), a)
+            for p, a in zip(per_sample, inputs, strict=True)
         ]
         return torch.stack(outs)
 
-    def one(p: dict[str, Tensor], xi: Tensor) -> Tensor:
-        return functional_call(net, p, (xi,))
-
-    return vmap(one, in_dims=(0, 0 if x_per_sample else None), randomness="different")(
-        dict(params), x
-    )
+    if x_per_sample:
+        return vmap(
+            lambda p, xi: functional_call(net, p, (xi,)), in_dims=(0, 0), randomness="different"
+        )(dict(params), args[0])
+    return vmap(lambda p: functional_call(net, p, args), randomness="different")(dict(params))

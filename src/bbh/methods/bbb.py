@@ -191,8 +191,12 @@ class BayesByBackprop(Method):
 
     def _forward_weights(self, flat: Tensor, x: Tensor) -> Tensor:
         """The net on each weight sample ``[S, D]`` (each shared by the batch), ``[S, B, C]``."""
+        # a shared trunk only for plain layers: local-noise layers read their mode in forward
+        share = self.weight_noise is WeightNoise.SAMPLE
         with plain_weights(self.net):
-            return sampled_forward(self.net, self.spec.unflatten(flat), x, mode=self.forward_mode)
+            return sampled_forward(
+                self.net, self.spec.unflatten(flat), x, mode=self.forward_mode, share_trunk=share
+            )
 
     def predict_logits(self, x: Tensor, num_samples: int = 100) -> Tensor:
         """Outputs ``[S, B, C]`` for S posterior draws, ``sample_batch`` at a time.

@@ -615,7 +615,7 @@ class BayesByHypernet(Method):
     def forward_samples(self, flat: Tensor, x: Tensor) -> Tensor:
         """Outputs ``[S, B, C]`` of the primary net for given flat weights ``[S, D]``."""
         params = self.predictive_spec.unflatten(flat)
-        return sampled_forward(self.net, params, x, mode=self.forward_mode)
+        return sampled_forward(self.net, params, x, mode=self.forward_mode, share_trunk=True)
 
     def features(self, theta: Tensor, x: Tensor) -> Tensor:
         """With ``last_layer="exact"``: the output layer's inputs ``[S, B, F]`` for generated
