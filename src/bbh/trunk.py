@@ -113,13 +113,15 @@ def _reaches_sampled(node: fx.Node, modules: dict[str, nn.Module], sampled: set[
 def split_trunk(net: nn.Module, sampled: Collection[str]) -> SharedTrunk | None:
     """Cut ``net`` into a shared trunk and a per-sample head; None where nothing is shared or
     ``torch.fx`` cannot trace the net."""
+    names = set(sampled)
+    if all(name in names for name, _ in net.named_parameters()):
+        return None  # every weight sampled: no trunk could hold one (and no trace is made)
     try:
         graph_module = fx.symbolic_trace(net)
     except Exception:  # data-dependent control flow, untraceable calls: run the net whole
         return None
     graph = graph_module.graph
     modules = dict(graph_module.named_modules())
-    names = set(sampled)
     per_sample: set[fx.Node] = set()
     for node in graph.nodes:
         if node.op in ("placeholder", "output"):
