@@ -100,6 +100,19 @@ def _is_random(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     return False
 
 
+def _mutates_first_arg(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
+    """Whether the node may write into its first argument (``x.add_(y)``, ``inplace=True``)."""
+    if node.kwargs.get("inplace") is True:
+        return True
+    if node.op == "call_method":
+        return str(node.target).endswith("_")
+    if node.op == "call_function":
+        return getattr(node.target, "__name__", "").endswith("_")
+    if node.op == "call_module":
+        return getattr(modules.get(str(node.target)), "inplace", False) is True
+    return False
+
+
 def _reaches_sampled(node: fx.Node, modules: dict[str, nn.Module], sampled: set[str]) -> bool:
     """Whether the node itself reads a sampled parameter (by module or attribute)."""
     target = str(node.target)
@@ -157,6 +170,14 @@ def split_trunk(net: nn.Module, sampled: Collection[str]) -> SharedTrunk | None:
         if n not in per_sample
     )
     if not holds_weights or boundary == placeholders:
+        return None
+    # a value both halves read must not be written in place: the trunk runs to its end before
+    # the head starts, and every sample's head reads the same tensor
+    shared_values = set(boundary)
+    if any(
+        n.args and n.args[0] in shared_values and _mutates_first_arg(n, modules)
+        for n in graph.nodes
+    ):
         return None
 
     trunk_graph = fx.Graph()

@@ -102,6 +102,25 @@ def test_an_untraceable_net_is_run_whole():
     )
 
 
+@pytest.mark.parametrize("inplace", ["method", "module"])
+def test_a_shared_value_written_in_place_keeps_the_net_whole(inplace):
+    class InPlace(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(3, 3)
+            self.b = nn.Linear(3, 3)
+            self.relu = nn.ReLU(inplace=True)
+
+        def forward(self, x: Tensor) -> Tensor:
+            h = self.a(x)
+            if inplace == "method":
+                return h.add_(self.b(h))  # the shared h written by every sample's head
+            return self.b(h) + self.relu(h)  # the trunk writes h after the head has read it
+
+    net = InPlace().eval()
+    assert trunk.trunk_for(net, ["b.weight", "b.bias"]) is None
+
+
 def test_a_split_that_disagrees_with_the_net_is_dropped_with_a_warning():
     class Counting(nn.Module):
         """Its forward reads Python state: fx bakes the value of its first (tracing) call."""
