@@ -359,6 +359,21 @@ def test_small_nets_get_the_affine_generator_and_64_samples():
     BayesByHypernet(tiny_net(), **options).load_state_dict(state)
 
 
+def test_a_small_subnetwork_of_a_large_net_keeps_the_two_split_samples():
+    """Generating only a big net's output layer (<= SMALL_NET_WEIGHTS weights) gives it the
+    affine generator, but not 64 samples on the whole batch: each is a pass through the net."""
+    from bbh.methods import bbh as bbh_module
+
+    net = nn.Sequential(nn.Linear(100, 30), nn.ReLU(), nn.Linear(30, 3))  # 3,123 weights
+    head = BayesByHypernet(net, deterministic=["0"])  # 93 generated
+    assert head.spec.dim == 93 < bbh_module.SMALL_NET_WEIGHTS
+    assert head.resolved_options["generator"] == "layerwise"
+    assert head.resolved_options["noise_dim"] == 93 and head.resolved_options["hidden"] == ()
+    assert head.num_samples == 2 and head.nll_mode.value == "split"
+    small = nn.Sequential(nn.Linear(10, 30), nn.ReLU(), nn.Linear(30, 3))  # 423: all small
+    assert BayesByHypernet(small, deterministic=["0"]).num_samples == 64
+
+
 def test_auto_chunk_count_and_models_saved_with_another_one():
     """``num_chunks="auto"``: about ``sqrt(16 D / 192)`` chunks (never fewer than 16); a model
     saved with another chunk count than the default loads with its own chunk size."""

@@ -88,7 +88,10 @@ PRESETS: dict[Preset, dict[str, Any]] = {
 
 
 #: Nets of at most this many generated weights get the recommended preset's small-net options
-#: (``small_net_options``): measured on the posterior check's cases, D = 2 to 500
+#: (``small_net_options``): measured on the posterior check's cases, D = 2 to 500. The samples'
+#: bundle (64 on the whole batch) also needs the whole net, point estimates included, this
+#: small: each sample is a pass through all of it (a ResNet's output layer alone generated
+#: would otherwise train 64 ResNet passes a step)
 SMALL_NET_WEIGHTS = 1_024
 #: the largest noise size (rank of the affine part) the small-net options give
 SMALL_NET_MAX_NOISE = 512
@@ -317,11 +320,15 @@ class BayesByHypernet(Method):
     """
 
     @staticmethod
-    def resolve_options(options: Mapping[str, Any], dim: int | None = None) -> dict[str, Any]:
+    def resolve_options(
+        options: Mapping[str, Any], dim: int | None = None, net_dim: int | None = None
+    ) -> dict[str, Any]:
         """The preset's options overridden by those in ``options`` that are given (not ``None``;
         for ``weight_noise``, present and not ``UNSET``), with ``preset`` as its name. With the
         net's number of generated weights ``dim``, the recommended preset of a small net takes
-        ``small_net_options`` (each bundle only where none of its keys is given)."""
+        ``small_net_options`` (each bundle only where none of its keys is given); the samples'
+        bundles (``num_samples``, ``nll``) only where the whole net, ``net_dim`` parameters
+        with its point estimates (default: ``dim``), is that small too."""
         preset = parse_enum(Preset, options.get("preset", Preset.RECOMMENDED), "preset")
         chosen = dict(PRESETS[preset])
 
@@ -330,7 +337,10 @@ class BayesByHypernet(Method):
             return not isinstance(value, _Unset) and (value is not None or key == "weight_noise")
 
         if preset is Preset.RECOMMENDED and dim is not None and dim <= SMALL_NET_WEIGHTS:
+            whole_small = (dim if net_dim is None else net_dim) <= SMALL_NET_WEIGHTS
             for name, bundle in small_net_options(dim).items():
+                if name != "generator" and not whole_small:
+                    continue  # each of the 64 samples would be a pass through the whole net
                 # the chunked generator's own options ask for it
                 keys = [*bundle, *(_CHUNKED_ONLY if name == "generator" else ())]
                 if not any(given(key) for key in keys):
@@ -439,6 +449,7 @@ class BayesByHypernet(Method):
                 num_chunks=None if num_chunks == "auto" else num_chunks,
             ),
             dim=spec.dim,  # the small-net options depend on D
+            net_dim=sum(p.numel() for p in net.parameters()),  # what every pass runs
         )
         #: the options in force after the preset and the explicit arguments (for run records)
         self.resolved_options = chosen
