@@ -102,7 +102,7 @@ def test_an_untraceable_net_is_run_whole():
     )
 
 
-@pytest.mark.parametrize("inplace", ["method", "module"])
+@pytest.mark.parametrize("inplace", ["method", "module", "setitem"])
 def test_a_shared_value_written_in_place_keeps_the_net_whole(inplace):
     class InPlace(nn.Module):
         def __init__(self) -> None:
@@ -115,6 +115,9 @@ def test_a_shared_value_written_in_place_keeps_the_net_whole(inplace):
             h = self.a(x)
             if inplace == "method":
                 return h.add_(self.b(h))  # the shared h written by every sample's head
+            if inplace == "setitem":
+                h[:, 0] = self.b(h)[:, 0]  # the same, by indexing
+                return h
             return self.b(h) + self.relu(h)  # the trunk writes h after the head has read it
 
     net = InPlace().eval()
