@@ -198,3 +198,21 @@ def test_bbh_and_bbb_predictions_use_the_shared_trunk():
             logits = method.predict_logits(x, num_samples=8)
         assert trunk_calls[0] - before == 1, name
         assert logits.shape == (8, 4, 10) and logits.std(0).min() > 0, name
+
+
+def test_gradients_through_a_shared_trunk_are_the_whole_nets():
+    """Attacks differentiate the prediction with respect to the input: the trunk, run once,
+    must pass back the sum over samples that S whole passes do; so must its point estimates."""
+    torch.manual_seed(0)
+    method = bbh.build("bbh", LeNet5(), deterministic=["conv1", "conv2"]).eval()
+    params = {k: v.detach() for k, v in _draws(method, 4).items()}
+    x = torch.randn(3, 1, 28, 28)
+    grads = []
+    for share in (False, True):
+        xi = x.clone().requires_grad_(True)
+        method.zero_grad()
+        out = sampled_forward(method.net, params, xi, mode="loop", share_trunk=share)
+        out.log_softmax(-1)[..., 0].sum().backward()
+        grads.append((xi.grad, method.net.conv1.weight.grad.clone()))
+    torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(grads[1][1], grads[0][1], rtol=1e-4, atol=1e-6)
