@@ -24,6 +24,20 @@ def _counting(module: nn.Module) -> list[int]:
     return calls
 
 
+class TwoLayers(nn.Module):
+    """``a`` (a point estimate) then ``b`` (sampled); subclasses say how ``forward`` joins them."""
+
+    def __init__(self, out: int = 1) -> None:
+        super().__init__()
+        self.a = nn.Linear(3, 3)
+        self.b = nn.Linear(3, out)
+
+
+def _b_samples(net: TwoLayers, s: int) -> dict[str, Tensor]:
+    """``s`` copies of ``net.b``'s own parameters, as sampled parameters."""
+    return {f"b.{k}": v.detach().expand(s, *v.shape) for k, v in net.b.named_parameters()}
+
+
 def _draws(method: bbh.BayesByHypernet, s: int) -> dict[str, Tensor]:
     return method.predictive_spec.unflatten(method.draw_predictive(s))
 
@@ -81,12 +95,7 @@ def test_random_numbers_are_drawn_per_sample_not_shared():
 
 
 def test_an_untraceable_net_is_run_whole():
-    class Branchy(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.a = nn.Linear(3, 3)
-            self.b = nn.Linear(3, 1)
-
+    class Branchy(TwoLayers):
         def forward(self, x: Tensor) -> Tensor:
             h = self.a(x)
             if h.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
@@ -95,7 +104,7 @@ def test_an_untraceable_net_is_run_whole():
 
     net = Branchy().eval()
     assert trunk.trunk_for(net, ["b.weight", "b.bias"]) is None
-    params = {f"b.{k}": v.detach().expand(2, *v.shape) for k, v in net.b.named_parameters()}
+    params = _b_samples(net, 2)
     x = torch.randn(5, 3)
     torch.testing.assert_close(
         sampled_forward(net, params, x, share_trunk=True), sampled_forward(net, params, x)
@@ -104,11 +113,9 @@ def test_an_untraceable_net_is_run_whole():
 
 @pytest.mark.parametrize("inplace", ["method", "module", "setitem"])
 def test_a_shared_value_written_in_place_keeps_the_net_whole(inplace):
-    class InPlace(nn.Module):
+    class InPlace(TwoLayers):
         def __init__(self) -> None:
-            super().__init__()
-            self.a = nn.Linear(3, 3)
-            self.b = nn.Linear(3, 3)
+            super().__init__(out=3)
             self.relu = nn.ReLU(inplace=True)
 
         def forward(self, x: Tensor) -> Tensor:
@@ -125,13 +132,11 @@ def test_a_shared_value_written_in_place_keeps_the_net_whole(inplace):
 
 
 def test_a_split_that_disagrees_with_the_net_is_dropped_with_a_warning():
-    class Counting(nn.Module):
+    class Counting(TwoLayers):
         """Its forward reads Python state: fx bakes the value of its first (tracing) call."""
 
         def __init__(self) -> None:
             super().__init__()
-            self.a = nn.Linear(3, 3)
-            self.b = nn.Linear(3, 1)
             self.calls = 0
 
         def forward(self, x: Tensor) -> Tensor:
@@ -139,7 +144,7 @@ def test_a_split_that_disagrees_with_the_net_is_dropped_with_a_warning():
             return self.b(self.a(x) * self.calls)
 
     net = Counting().eval()
-    params = {f"b.{k}": v.detach().expand(2, *v.shape) for k, v in net.b.named_parameters()}
+    params = _b_samples(net, 2)
     x = torch.randn(5, 3)
     with torch.no_grad(), pytest.warns(RuntimeWarning, match="disagreed with the whole net"):
         out = sampled_forward(net, params, x, mode="loop", share_trunk=True)
