@@ -11,7 +11,8 @@ the net's own submodules, so ``functional_call`` swaps the same parameter names 
 Only for a net entirely in ``eval()`` mode: in training, BatchNorm's batch statistics and
 dropout make a pass depend on more than the weights, and ``fx`` bakes in what ``self.training``
 was when it traced. A net that ``fx`` cannot trace (data-dependent control flow), where nothing
-is shared, that writes a shared value in place, or whose split disagrees with the whole net on
+is shared, that writes a shared value in place (``h.add_(...)``, ``inplace=True``; fx refuses
+``h[i] = ...`` itself), or whose split disagrees with the whole net on
 the first batch (``sampled_forward`` compares them) is run whole, as before.
 """
 
@@ -107,7 +108,7 @@ def _mutates_first_arg(node: fx.Node, modules: dict[str, nn.Module]) -> bool:
     if node.op == "call_method":
         return str(node.target).endswith("_")
     if node.op == "call_function":
-        return node.target is operator.setitem or getattr(node.target, "__name__", "").endswith("_")
+        return getattr(node.target, "__name__", "").endswith("_")  # torch.relu_, ...
     if node.op == "call_module":
         return getattr(modules.get(str(node.target)), "inplace", False) is True
     return False

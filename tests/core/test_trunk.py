@@ -123,8 +123,8 @@ def test_a_shared_value_written_in_place_keeps_the_net_whole(inplace):
             if inplace == "method":
                 return h.add_(self.b(h))  # the shared h written by every sample's head
             if inplace == "setitem":
-                h[:, 0] = self.b(h)[:, 0]  # the same, by indexing
-                return h
+                h[:, 0] = self.b(h)[:, 0]  # the same by indexing (which fx refuses to trace)
+                return self.b(h)
             return self.b(h) + self.relu(h)  # the trunk writes h after the head has read it
 
     net = InPlace().eval()
