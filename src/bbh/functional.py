@@ -209,30 +209,31 @@ def sampled_forward(
     if x_per_sample and x.shape[0] != s:
         raise ValueError(f"x_per_sample needs x of shape [S={s}, B, ...], got {list(x.shape)}")
     split = trunk.trunk_for(net, params) if share_trunk and not x_per_sample else None
-    if split is not None and not split.checked:
-        if _split_agrees(net, split, params, x, mode):
-            split.checked = True
-        else:
-            trunk.disable(net, params)
-            trunk.warn_disagreement(net)
-            split = None
     if split is None:
         return _per_sample(net, params, (x,), s, x_per_sample, mode)
-    return _per_sample(split.head, params, split.trunk(x), s, False, mode)
+    features = split.trunk(x)
+    if not split.checked:
+        if not _split_agrees(net, split.head, features, params, x, mode):
+            trunk.disable(net, params)  # with a warning
+            return _per_sample(net, params, (x,), s, x_per_sample, mode)
+        split.checked = True
+    return _per_sample(split.head, params, features, s, False, mode)
 
 
 def _split_agrees(
     net: nn.Module,
-    split: trunk.SharedTrunk,
+    head: nn.Module,
+    features: tuple[Tensor, ...],
     params: Mapping[str, Tensor],
     x: Tensor,
     mode: ForwardMode,
 ) -> bool:
-    """Sample 0 through the split and through the whole net, from the same random state."""
+    """Sample 0 through the head on the trunk's ``features`` and through the whole net on
+    ``x``, from the same random state."""
     first = {k: v[:1] for k, v in params.items()}
     devices = [x.device.index or 0] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        shared = _per_sample(split.head, first, split.trunk(x), 1, False, mode)
+        shared = _per_sample(head, first, features, 1, False, mode)
     with torch.random.fork_rng(devices=devices):
         whole = _per_sample(net, first, (x,), 1, False, mode)
     return trunk.outputs_agree(shared, whole)

@@ -18,7 +18,6 @@ the first batch (``sampled_forward`` compares them) is run whole, as before.
 
 from __future__ import annotations
 
-import operator
 import warnings
 import weakref
 from collections.abc import Collection
@@ -85,8 +84,6 @@ class SharedTrunk:
 
     trunk: fx.GraphModule
     head: fx.GraphModule
-    #: call_module / call_function / call_method nodes that run once instead of per sample
-    shared_ops: int
     #: whether the split has been compared with the whole net (on its first batch)
     checked: bool = False
 
@@ -158,11 +155,6 @@ def split_trunk(net: nn.Module, sampled: Collection[str]) -> SharedTrunk | None:
         and n.op != "output"
         and any(user in per_sample or user is output for user in n.users)
     ]
-    shared_ops = [
-        n
-        for n in graph.nodes
-        if n not in per_sample and n.op in ("call_module", "call_function", "call_method")
-    ]
     # worth a split only where the trunk holds weights (a layer, not just the input's reshape)
     holds_weights = any(
         (n.op == "call_module" and any(True for _ in modules[str(n.target)].parameters()))
@@ -197,7 +189,7 @@ def split_trunk(net: nn.Module, sampled: Collection[str]) -> SharedTrunk | None:
     trunk.graph.eliminate_dead_code()  # the values only the head's own path needed
     trunk.recompile()
     head = fx.GraphModule(graph_module, head_graph, "SampledHead")
-    return SharedTrunk(trunk, head, len(shared_ops))
+    return SharedTrunk(trunk, head)
 
 
 _cache: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], SharedTrunk | None]] = (
@@ -205,13 +197,17 @@ _cache: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Any, ...], SharedTrunk |
 )
 
 
+def _key(sampled: Collection[str], modules: tuple[nn.Module, ...]) -> tuple[Any, ...]:
+    """The cache key: the sampled names and the modules (a swapped submodule: a new split)."""
+    return frozenset(sampled), tuple(map(id, modules))
+
+
 def trunk_for(net: nn.Module, sampled: Collection[str]) -> SharedTrunk | None:
-    """``split_trunk`` for a net in eval mode, cached by the sampled names and the modules
-    (a swapped submodule makes a new split); None in training mode."""
+    """``split_trunk`` for a net in eval mode, cached by ``_key``; None in training mode."""
     modules = tuple(net.modules())
     if any(m.training for m in modules):
         return None
-    key = (frozenset(sampled), tuple(map(id, modules)))
+    key = _key(sampled, modules)
     found = _cache.setdefault(net, {})
     if key not in found:
         if len(found) > 8:  # keys of swapped-out modules: keep the cache small
@@ -221,32 +217,19 @@ def trunk_for(net: nn.Module, sampled: Collection[str]) -> SharedTrunk | None:
 
 
 def disable(net: nn.Module, sampled: Collection[str]) -> None:
-    """Run ``net`` whole from now on for these sampled names (its split disagreed)."""
-    key = (frozenset(sampled), tuple(map(id, net.modules())))
-    _cache.setdefault(net, {})[key] = None
-
-
-def outputs_agree(split: Any, whole: Any) -> bool:
-    """Whether the split's outputs match the whole net's (same structure, values to 1e-5)."""
-    if isinstance(split, Tensor) and isinstance(whole, Tensor):
-        return split.shape == whole.shape and torch.allclose(
-            split, whole, rtol=1e-4, atol=1e-5, equal_nan=True
-        )
-    if isinstance(split, tuple | list) and isinstance(whole, tuple | list):
-        return len(split) == len(whole) and all(
-            outputs_agree(a, b) for a, b in zip(split, whole, strict=True)
-        )
-    if isinstance(split, dict) and isinstance(whole, dict):
-        return split.keys() == whole.keys() and all(
-            outputs_agree(split[k], whole[k]) for k in split
-        )
-    return bool(operator.eq(split, whole))
-
-
-def warn_disagreement(net: nn.Module) -> None:
+    """Run ``net`` whole from now on for these sampled names, with a warning (its split
+    disagreed with the whole net)."""
+    _cache.setdefault(net, {})[_key(sampled, tuple(net.modules()))] = None
     warnings.warn(
         f"{type(net).__name__}: its traced trunk/head split disagreed with the whole net on "
         "the first batch (its forward depends on state torch.fx cannot see); it is run whole",
         RuntimeWarning,
         stacklevel=3,
+    )
+
+
+def outputs_agree(split: Tensor, whole: Tensor) -> bool:
+    """Whether the split's outputs ``[S, B, ...]`` match the whole net's (to 1e-5)."""
+    return split.shape == whole.shape and torch.allclose(
+        split, whole, rtol=1e-4, atol=1e-5, equal_nan=True
     )

@@ -57,9 +57,10 @@ def test_a_point_estimate_trunk_runs_once_and_gives_the_same_outputs(determinist
         assert {name: c[0] for name, c in calls.items()} == {n: 5 for n in [*shared, "fc2"]}
         split = sampled_forward(method.net, params, x, mode="loop", share_trunk=True)
     torch.testing.assert_close(split, whole, rtol=0, atol=1e-6)
-    # the first shared call runs sample 0 through the split and the whole net, to check it
+    # the shared call runs the trunk once; being the first, it also checks sample 0 through
+    # the head and through the whole net
     assert {name: c[0] for name, c in calls.items()} == {
-        **{n: 5 + (1 + 1) + 1 for n in shared},
+        **{n: 5 + 1 + 1 for n in shared},
         "fc2": 5 + (1 + 1) + 5,
     }
 
