@@ -302,6 +302,14 @@ BBH_CONFIGS: list[MethodCase] = [
         {"sigma_per": "unit", "num_chunks": "auto", "num_samples": 1},
         {"noise_dim": 4, "sigma_per": "unit", "num_chunks": "auto", "num_samples": 1},
     ),
+    # one sigma per convolution kernel (shared by its taps), per weight in matrices: q about
+    # 1.16 D on ResNet-18, whose 3 x 3 convolutions hold almost all of its weights
+    MethodCase(
+        "bbh sigma per kernel, auto chunks, S=1",
+        "bbh",
+        {"sigma_per": "kernel", "num_chunks": "auto", "num_samples": 1},
+        {"noise_dim": 4, "sigma_per": "kernel", "num_chunks": "auto", "num_samples": 1},
+    ),
     # the same with the Gram from 4 random chunks (auto takes a quarter: 47 of LeNet-5's 190)
     MethodCase(
         "bbh sigma per unit, auto chunks, S=1, jacobian_chunks=4",

@@ -326,6 +326,29 @@ def test_sigma_per_unit_and_num_chunks_shrink_the_hypernet():
         BayesByHypernet(net, chunk_size=10, num_chunks=4)
 
 
+def test_sigma_per_kernel_shares_a_scale_over_a_convolution_kernels_taps():
+    """``sigma_per="kernel"``: one sigma per (output channel, input channel) kernel of a
+    convolution, shared by its kh x kw taps; matrices and vectors keep one per weight."""
+    net = nn.Sequential(
+        nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Conv2d(3, 4, 1), nn.Flatten(), nn.Linear(4 * 36, 5)
+    )
+    model = BayesByHypernet(net, hidden=(8,), sigma_per="kernel")
+    d = 54 + 3 + 12 + 4 + 720 + 5
+    assert model.hypernet.log_sigma.shape == (d,)
+    assert model.hypernet.log_sigma_param.numel() == 6 + 3 + 12 + 4 + 720 + 5
+    with torch.no_grad():
+        model.hypernet.log_sigma_param.uniform_(-3, -1)
+    sigma = model.hypernet.log_sigma
+    taps = sigma[:54].view(6, 9)  # conv 0's six kernels of nine taps
+    assert torch.equal(taps, taps[:, :1].expand(6, 9))
+    assert torch.unique(taps[:, 0]).numel() == 6
+    assert torch.unique(sigma[57:]).numel() == d - 57  # the 1x1 conv and the matrix: per weight
+    x, y = torch.randn(4, 2, 8, 8), torch.randint(0, 5, (4,))
+    loss, _ = model.loss(x, y, num_data=100)
+    loss.backward()
+    assert model.hypernet.log_sigma_param.grad.abs().min() > 0
+
+
 def test_small_nets_get_the_affine_generator_and_64_samples():
     """The recommended preset on a net of <= SMALL_NET_WEIGHTS weights: an affine generator with
     k = min(D, 512), 64 samples on the whole batch; each bundle stands aside where any of its

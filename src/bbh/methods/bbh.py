@@ -200,12 +200,26 @@ class SigmaPer(str, Enum):
 
     WEIGHT = "weight"  # one per generated weight (D)
     UNIT = "unit"  # one per output unit: row of a matrix, output channel of a convolution
+    KERNEL = "kernel"  # one per kernel of a convolution (its taps from one input channel to one
+    # output channel); per weight for matrices and vectors
     FACTORED = "factored"  # sigma_ij = u_i v_j: one per output unit and one per input
 
 
-def sigma_blocks(spec: ParamSpec) -> list[tuple[int, int]]:
-    """``ImplicitPosterior``'s ``sigma_blocks``: ``(shape[0], numel / shape[0])`` for tensors of
-    2 or more dimensions (units x inputs), ``(numel, 1)`` for vectors and scalars."""
+def sigma_blocks(spec: ParamSpec, per: SigmaPer = SigmaPer.UNIT) -> list[tuple[int, int]]:
+    """``ImplicitPosterior``'s ``sigma_blocks`` (rows of ``cols`` weights sharing a scale).
+
+    ``unit`` (and ``factored``): ``(shape[0], numel / shape[0])`` for tensors of 2 or more
+    dimensions (units x inputs). ``kernel``: ``(shape[0] * shape[1], numel / that)`` for tensors
+    of 3 or more dimensions (a convolution's kernels x taps), one per weight for matrices.
+    Vectors and scalars: ``(numel, 1)``, one per entry.
+    """
+    if per is SigmaPer.KERNEL:
+        return [
+            (e.shape[0] * e.shape[1], e.numel // (e.shape[0] * e.shape[1]))
+            if len(e.shape) >= 3
+            else (e.numel, 1)
+            for e in spec
+        ]
     return [
         (e.shape[0], e.numel // e.shape[0]) if len(e.shape) >= 2 else (e.numel, 1) for e in spec
     ]
@@ -300,10 +314,13 @@ class BayesByHypernet(Method):
             (``auto_num_chunks``: 190 on LeNet-5, whose output layer then has 0.08 D; MNIST's
             calibration measured a little worse, docs/methods.md).
         sigma_per: ``weight`` (default): a learned sigma per weight; ``unit``: one per output
-            unit (row or output channel; per entry for vectors); ``factored``: ``sigma_ij = u_i
-            v_j``, one scale per unit and one per input of each tensor. The last two have about
-            D fewer parameters in q and in Adam's state, for large nets (docs/performance.md);
-            the generator's low-rank part still varies weight by weight.
+            unit (row or output channel; per entry for vectors); ``kernel``: one per kernel of a
+            convolution (its ``kh x kw`` taps from one input channel to one output channel),
+            per weight elsewhere: about D / 9 scales on a net of 3 x 3 convolutions;
+            ``factored``: ``sigma_ij = u_i v_j``, one scale per unit and one per input of each
+            tensor. ``unit`` and ``factored`` have about D fewer parameters in q and in Adam's
+            state, for large nets (docs/performance.md); the generator's low-rank part still
+            varies weight by weight.
         noise_mixing: the chunked generator's free linear path from z into each chunk
             (``ChunkedGenerator``; recommended: on, paper: off; only for ``chunked``). It lets q
             take a dense low-rank covariance (docs/posterior_check.md: linear-150's std ratio
@@ -568,7 +585,9 @@ class BayesByHypernet(Method):
             hypernet,
             sigma0,
             log_sigma_scale=1e-3 / self.default_lr,
-            sigma_blocks=None if sigma_mode is SigmaPer.WEIGHT else sigma_blocks(self.spec),
+            sigma_blocks=(
+                None if sigma_mode is SigmaPer.WEIGHT else sigma_blocks(self.spec, sigma_mode)
+            ),
             sigma_columns=sigma_mode is SigmaPer.FACTORED,
         )
         self._release_generated()
