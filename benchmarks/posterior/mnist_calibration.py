@@ -84,11 +84,31 @@ def main() -> None:
                 "val_ece": metrics.expected_calibration_error(p_val, yv),
                 "train_seconds": round(seconds),
             }
+            if samples == args.samples[0]:
+                row.update(sigma_by_tensor(model))
             print(label, json.dumps(row), flush=True)
             if args.save_probs:
                 out = Path(args.save_probs) / f"{label}_seed{args.seed}_S{samples}.pt"
                 out.parent.mkdir(parents=True, exist_ok=True)
                 torch.save({"test": p_in, "val": p_val, "ood": p_out}, out)
+
+
+def sigma_by_tensor(model: object) -> dict[str, dict[str, list[float]]]:
+    """For a semi-implicit BbH: each generated tensor's learned sigma (median, 90th percentile,
+    max), to see where sigma stopped; ``{}`` for other methods."""
+    posterior = getattr(model, "hypernet", None)
+    if posterior is None or not getattr(posterior, "semi_implicit", False):
+        return {}
+    spec = model.spec  # type: ignore[attr-defined]
+    with torch.no_grad():
+        parts = posterior.sigma().split([e.numel for e in spec])
+        quantiles = torch.tensor([0.5, 0.9, 1.0])
+        return {
+            "sigma_median_p90_max": {
+                e.name: [round(float(v), 5) for v in part.float().quantile(quantiles)]
+                for e, part in zip(spec, parts, strict=True)
+            }
+        }
 
 
 if __name__ == "__main__":

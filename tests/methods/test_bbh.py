@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -347,6 +349,27 @@ def test_sigma_per_kernel_shares_a_scale_over_a_convolution_kernels_taps():
     loss, _ = model.loss(x, y, num_data=100)
     loss.backward()
     assert model.hypernet.log_sigma_param.grad.abs().min() > 0
+
+
+def test_sigma_rate_sets_how_fast_log_sigma_learns():
+    """``sigma_rate``: one Adam step at the default lr moves log sigma by about that much (the
+    same start, sigma = weight_noise); it must be positive."""
+    net = nn.Sequential(nn.Linear(40, 30), nn.ReLU(), nn.Linear(30, 3))  # D > the small-net size
+    moved = {}
+    for rate in (1e-3, 1e-2):
+        torch.manual_seed(0)
+        model = BayesByHypernet(net, hidden=(8,), sigma_rate=rate)
+        before = model.hypernet.log_sigma.detach().clone()
+        torch.testing.assert_close(before, torch.full_like(before, math.log(0.01)))
+        opt = torch.optim.Adam(model.parameters(), lr=model.default_lr)
+        loss, _ = model.loss(torch.randn(16, 40), torch.randint(0, 3, (16,)), num_data=100)
+        loss.backward()
+        opt.step()
+        moved[rate] = (model.hypernet.log_sigma.detach() - before).abs().max().item()
+    assert moved[1e-3] == pytest.approx(1e-3, rel=0.01)
+    assert moved[1e-2] == pytest.approx(1e-2, rel=0.01)
+    with pytest.raises(ValueError, match="sigma_rate"):
+        BayesByHypernet(net, sigma_rate=0.0)
 
 
 def test_small_nets_get_the_affine_generator_and_64_samples():

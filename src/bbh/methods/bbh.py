@@ -195,6 +195,10 @@ def output_layer(net: nn.Module) -> tuple[str, nn.Linear]:
     return linears[-1]
 
 
+#: ``sigma_rate``'s default: an Adam step at the default lr moves ``log sigma`` by about this much
+SIGMA_RATE = 1e-3
+
+
 class SigmaPer(str, Enum):
     """How many learned scales the semi-implicit noise ``sigma * eps`` has."""
 
@@ -313,6 +317,11 @@ class BayesByHypernet(Method):
             ``num_chunks="auto"`` picks the count with the fewest parameters in all
             (``auto_num_chunks``: 190 on LeNet-5, whose output layer then has 0.08 D; MNIST's
             calibration measured a little worse, docs/methods.md).
+        sigma_rate: about how far one Adam step at the default lr moves ``log sigma`` (default
+            1e-3: from ``weight_noise=0.01`` sigma reaches at most about 0.16 in LeNet-5's 2,750
+            steps of 5 MNIST epochs, which MNIST's weakly constrained weights do reach; with 1e-2
+            they reach the prior's scale, and the predictive is under-confident:
+            docs/posterior_check.md, "Where sigma stops").
         sigma_per: ``weight`` (default): a learned sigma per weight; ``unit``: one per output
             unit (row or output channel; per entry for vectors); ``kernel``: one per kernel of a
             convolution (its ``kh x kw`` taps from one input channel to one output channel),
@@ -400,6 +409,7 @@ class BayesByHypernet(Method):
     @checked_args(
         noise_dim=at_least(1),
         prior_scale=positive(),
+        sigma_rate=positive(),
         embedding_dim=at_least(1),
         chunk_size=at_least(1),
     )
@@ -430,6 +440,7 @@ class BayesByHypernet(Method):
         embedding_dim: int = 64,
         noise_mixing: bool | None = None,
         sigma_per: SigmaPer | str = SigmaPer.WEIGHT,
+        sigma_rate: float = SIGMA_RATE,
         last_layer: LastLayer | str = LastLayer.SAMPLED,
         sample_batch: int = 25,
     ):
@@ -584,7 +595,7 @@ class BayesByHypernet(Method):
         self.hypernet = ImplicitPosterior(
             hypernet,
             sigma0,
-            log_sigma_scale=1e-3 / self.default_lr,
+            log_sigma_scale=sigma_rate / self.default_lr,
             sigma_blocks=(
                 None if sigma_mode is SigmaPer.WEIGHT else sigma_blocks(self.spec, sigma_mode)
             ),
