@@ -94,14 +94,20 @@ def main() -> None:
 
 
 def sigma_by_tensor(model: object) -> dict[str, dict[str, list[float]]]:
-    """For a semi-implicit BbH: each generated tensor's learned sigma (median, 90th percentile,
-    max), to see where sigma stopped; ``{}`` for other methods."""
-    posterior = getattr(model, "hypernet", None)
-    if posterior is None or not getattr(posterior, "semi_implicit", False):
-        return {}
+    """Each generated tensor's learned sigma (median, 90th percentile, max), to see where sigma
+    stopped: a semi-implicit BbH's ``sigma * eps``, Bayes by Backprop's std; ``{}`` otherwise."""
+    hypernet = getattr(model, "hypernet", None)
+    mean_field = getattr(model, "posterior", None)
+    with torch.no_grad():
+        if hypernet is not None and getattr(hypernet, "semi_implicit", False):
+            sigma = hypernet.sigma()
+        elif mean_field is not None and hasattr(mean_field, "std"):
+            sigma = mean_field.std
+        else:
+            return {}
     spec = model.spec  # type: ignore[attr-defined]
     with torch.no_grad():
-        parts = posterior.sigma().split([e.numel for e in spec])
+        parts = sigma.split([e.numel for e in spec])
         quantiles = torch.tensor([0.5, 0.9, 1.0])
         return {
             "sigma_median_p90_max": {
