@@ -24,6 +24,7 @@ from bbh import data as bdata
 from bbh import metrics
 from bbh.nets import LeNet5
 from bbh.training import fit
+from bbh.training.schedules import constant
 
 
 def main() -> None:
@@ -43,6 +44,12 @@ def main() -> None:
         metavar="DIR",
         help="also save each method's predictive probabilities (test, validation, OOD) here",
     )
+    parser.add_argument(
+        "--kl-weight",
+        type=float,
+        default=1.0,
+        help="weight of the KL term throughout (1: the ELBO; below 1: a tempered posterior)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -59,7 +66,16 @@ def main() -> None:
         torch.manual_seed(args.seed)
         model = bbh.build(method, LeNet5(), **options)
         start = time.perf_counter()
-        fit(model, x, y, steps=steps, batch_size=100, lr=lr, log_every=max(1, steps // 5))
+        fit(
+            model,
+            x,
+            y,
+            steps=steps,
+            batch_size=100,
+            lr=lr,
+            log_every=max(1, steps // 5),
+            kl_schedule=constant(args.kl_weight),
+        )
         seconds = time.perf_counter() - start
         model.eval()
         for samples in args.samples if model.stochastic else [1]:
@@ -83,6 +99,7 @@ def main() -> None:
                 "val_nll": metrics.nll(p_val, yv),
                 "val_ece": metrics.expected_calibration_error(p_val, yv),
                 "train_seconds": round(seconds),
+                "kl_weight": args.kl_weight,
             }
             if samples == args.samples[0]:
                 row.update(sigma_by_tensor(model))
@@ -105,8 +122,7 @@ def sigma_by_tensor(model: object) -> dict[str, dict[str, list[float]]]:
             sigma = mean_field.std
         else:
             return {}
-    spec = model.spec  # type: ignore[attr-defined]
-    with torch.no_grad():
+        spec = model.spec  # type: ignore[attr-defined]
         parts = sigma.split([e.numel for e in spec])
         quantiles = torch.tensor([0.5, 0.9, 1.0])
         return {

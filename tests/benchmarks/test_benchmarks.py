@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -12,6 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
+
+import bbh
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -207,3 +211,23 @@ def test_scaling_plot_draws_one_panel_per_sweep_in_the_record(tmp_path, monkeypa
     d_row = {"net": "lenet", "weights_D": 10, "ratio_to_map": 1.5}
     plots.scaling({**base, "by_S": {"a": [row]}, "by_D": {"a": [d_row]}}, tmp_path / "sd.png")
     assert drawn == ["D", "S"] and (tmp_path / "sd.png").stat().st_size > 0
+
+
+def test_mnist_calibration_reports_each_tensors_learned_sigma():
+    """``sigma_by_tensor``: a semi-implicit BbH's and Bayes by Backprop's sigma per tensor
+    (median <= 90th percentile <= max), nothing for a method without one."""
+    sys.path.insert(0, str(BENCHMARKS / "posterior"))
+    import mnist_calibration
+
+    net = nn.Sequential(nn.Linear(40, 30), nn.ReLU(), nn.Linear(30, 3))
+    model = bbh.build("bbh", net, hidden=(8,))
+    with torch.no_grad():  # fc 0's sigmas spread from 0.01 to 1, the rest at 0.01
+        model.hypernet.log_sigma_param[:1200] = torch.linspace(math.log(0.01), 0.0, 1200)
+    report = mnist_calibration.sigma_by_tensor(model)["sigma_median_p90_max"]
+    assert list(report) == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    median, p90, top = report["0.weight"]
+    assert median < p90 < top == pytest.approx(1.0, rel=1e-4)
+    assert report["2.weight"] == [pytest.approx(0.01, rel=1e-3)] * 3
+    bbb = bbh.build("bbb", net)
+    assert list(mnist_calibration.sigma_by_tensor(bbb)["sigma_median_p90_max"]) == list(report)
+    assert mnist_calibration.sigma_by_tensor(bbh.build("map", net)) == {}
