@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import sys
 
 import pytest
 import torch
@@ -159,6 +160,24 @@ def test_nan_inputs_are_named_not_blamed_on_the_model(det) -> None:
         evaluate(det, x, y, ood_x=x[:, :, :4], attacks=None, progress=False)
     with pytest.raises(ValueError, match="evaluate: num_samples must be an int >= 1, got int 0"):
         evaluate(det, x, y, num_samples=0, attacks=None, progress=False)
+
+
+def test_evaluate_checks_each_input_once(det, monkeypatch) -> None:
+    """``evaluate`` checks test_x and ood_x itself; its predictions do not check them again."""
+    module = sys.modules["bbh.evaluation.evaluate"]  # the package's name is the function
+    seen: list[str] = []
+    real = module.check_finite
+
+    def counting(x, name, *args, **kwargs):
+        seen.append(name)
+        return real(x, name, *args, **kwargs)
+
+    monkeypatch.setattr(module, "check_finite", counting)
+    x, y = images(10)
+    evaluate(det, x, y, ood_x=x.flip(0), attacks=None, progress=False)
+    assert seen == ["test_x", "ood_x"]
+    predict_batched(det, x, num_samples=2)  # on its own it still checks
+    assert seen[-1] == "x"
 
 
 def test_write_json_turns_nan_into_null(tmp_path) -> None:
