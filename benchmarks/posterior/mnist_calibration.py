@@ -23,8 +23,7 @@ import bbh
 from bbh import data as bdata
 from bbh import metrics
 from bbh.nets import LeNet5
-from bbh.training import fit
-from bbh.training.schedules import constant
+from bbh.training import constant, fit
 
 
 def main() -> None:

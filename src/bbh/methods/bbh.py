@@ -217,16 +217,9 @@ def sigma_blocks(spec: ParamSpec, per: SigmaPer = SigmaPer.UNIT) -> list[tuple[i
     of 3 or more dimensions (a convolution's kernels x taps), one per weight for matrices.
     Vectors and scalars: ``(numel, 1)``, one per entry.
     """
-    if per is SigmaPer.KERNEL:
-        return [
-            (e.shape[0] * e.shape[1], e.numel // (e.shape[0] * e.shape[1]))
-            if len(e.shape) >= 3
-            else (e.numel, 1)
-            for e in spec
-        ]
-    return [
-        (e.shape[0], e.numel // e.shape[0]) if len(e.shape) >= 2 else (e.numel, 1) for e in spec
-    ]
+    lead = 2 if per is SigmaPer.KERNEL else 1  # the dimensions whose index picks the scale
+    rows = [math.prod(e.shape[:lead]) if len(e.shape) > lead else e.numel for e in spec]
+    return [(r, e.numel // r) for r, e in zip(rows, spec, strict=True)]
 
 
 def _check_exact_readout(
