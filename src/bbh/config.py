@@ -294,7 +294,7 @@ def parse_override(item: str) -> dict[str, Any]:
 
 #: per method, options added after runs were trained, at the values that train exactly as before
 #: the option existed: left out of the hash there, so that those runs stay current (not retrained)
-HASH_NEUTRAL_OPTIONS: dict[str, dict[str, Any]] = {"bbh": {"deterministic": [], "sigma_rate": 1e-3}}
+HASH_NEUTRAL_OPTIONS: dict[str, dict[str, Any]] = {"bbh": {"deterministic": []}}
 
 
 def config_hash(cfg: AnyConfig, resolved_method_options: Mapping[str, Any] | None = None) -> str:

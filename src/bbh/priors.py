@@ -1,20 +1,83 @@
-"""Priors over the generated weights: ``N(0, prior_scale^2 I)`` (PAPER.md section 1)."""
+"""Gaussian priors over the generated weights, shared by Bayes by Hypernet and Bayes by Backprop.
+
+- ``GaussianPrior(s)``: ``N(0, s^2 I)``, the paper's (arXiv 1711.01297, section 3: ``s = 1``).
+- ``GaussianPrior(empirical_bayes=True)``: ``N(0, s_t^2 I)`` per tensor with ``s_t`` set by the
+  ELBO itself: at the optimum over ``s_t``, ``s_t^2 = E_q |w_t|^2 / d_t`` (the marginal-likelihood
+  choice of a prior variance, as laplace-torch tunes its prior precision; MacKay 1992), which
+  the cross term uses in closed form. Measured beside the others, not recommended
+  (docs/methods.md).
+- ``GaussianPrior(g, fan_in=True)``: ``N(0, g^2 / fan_in_t)`` for each parameter tensor ``t``, its
+  scale that of the tensor's own initialisation (He et al. 2015) widened by the gain ``g``; a
+  bias takes its layer's fan-in, a vector without one (a norm layer's) ``g``. Ours, the
+  recommended one (docs/methods.md, "The model at its optimum"): under ``N(0, I)`` the weights
+  the data do not constrain drift to a spread of 1, hundreds of times their typical size, which
+  makes the posterior at the ELBO's optimum under-confident and takes ``log sigma`` many steps to
+  reach; under the fan-in prior they settle at their layer's scale.
+
+A prior whose scales differ between tensors must be bound to the weights' layout before use
+(:meth:`GaussianPrior.bind`: the methods do it); it is an ``nn.Module`` only so that its scales
+follow ``.to()`` (they are not saved in a state dict).
+"""
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from bbh.functional import ParamSpec
+
+#: the fan-in prior's default gain: measured best of 1, 3 and 10 on the demo (docs/methods.md)
+FAN_IN_GAIN = 3.0
 
 
-class GaussianPrior:
-    """Isotropic Gaussian prior ``N(0, scale^2 I)`` over the D generated scalars."""
+class GaussianPrior(nn.Module):
+    """``N(0, s^2 I)`` over the D generated scalars, or one scale per tensor (``fan_in``).
 
-    def __init__(self, scale: float = 1.0):
+    Args:
+        scale: s; with ``fan_in``, the gain g of ``s_t = g / sqrt(fan_in_t)``.
+        fan_in: one scale per parameter tensor from its fan-in (needs :meth:`bind`).
+    """
+
+    scales: Tensor | None
+
+    def __init__(self, scale: float = 1.0, *, fan_in: bool = False, empirical_bayes: bool = False):
+        super().__init__()
+        if fan_in and empirical_bayes:
+            raise ValueError("a prior is fan_in or empirical_bayes, not both")
         if not (isinstance(scale, (int, float)) and scale > 0 and math.isfinite(scale)):
             raise ValueError(f"prior_scale must be a positive finite number, got {scale!r}")
         self.scale = float(scale)
+        self.fan_in = bool(fan_in)
+        self.empirical_bayes = bool(empirical_bayes)
+        #: per-weight scales ``[D]`` of a bound fan-in prior; None: ``scale`` for every weight
+        self.register_buffer("scales", None, persistent=False)
+        #: the tensors' sizes (empirical Bayes)
+        self.sizes: list[int] = []
+
+    @property
+    def isotropic(self) -> bool:
+        return not (self.fan_in or self.empirical_bayes)
+
+    def bind(self, spec: ParamSpec, net: nn.Module) -> GaussianPrior:
+        """Fix the per-weight scales for the tensors of ``spec`` (parameters of ``net``)."""
+        if self.fan_in:
+            self.scales = fan_in_scales(spec, net, self.scale)
+        self.sizes = [e.numel for e in spec]
+        return self
+
+    def _scales(self) -> Tensor:
+        if self.empirical_bayes:
+            raise ValueError(
+                "an empirical-Bayes prior has no fixed scales: it takes kl='jacobian' (whose "
+                "cross term it sets in closed form), not samples or a closed-form Gaussian KL"
+            )
+        if self.scales is None:
+            raise RuntimeError("a fan-in prior must be bound to the weights first (bind)")
+        return self.scales
 
     def sample(
         self,
@@ -26,16 +89,71 @@ class GaussianPrior:
         dtype: torch.dtype | None = None,
     ) -> Tensor:
         """Draw ``[num_samples, dim]`` prior samples."""
-        return self.scale * torch.randn(
-            num_samples, dim, generator=generator, device=device, dtype=dtype
-        )
+        eps = torch.randn(num_samples, dim, generator=generator, device=device, dtype=dtype)
+        if self.isotropic:
+            return self.scale * eps
+        return eps * self._scales().to(eps.dtype)
 
     def log_prob(self, w: Tensor) -> Tensor:
         """``log p(w)`` summed over the last axis: ``[..., D] -> [...]`` (exact, closed form)."""
         d = w.shape[-1]
-        return -0.5 * w.pow(2).sum(-1) / self.scale**2 - d * (
-            math.log(self.scale) + 0.5 * math.log(2 * math.pi)
+        if self.isotropic:
+            return -0.5 * w.pow(2).sum(-1) / self.scale**2 - d * (
+                math.log(self.scale) + 0.5 * math.log(2 * math.pi)
+            )
+        s = self._scales().to(w.dtype)
+        return -0.5 * (w / s).pow(2).sum(-1) - s.log().sum() - 0.5 * d * math.log(2 * math.pi)
+
+    def cross_entropy(self, second_moment: Tensor) -> Tensor:
+        """``E_q[-log p(w)]`` from the per-weight second moments ``E_q[w_i^2]`` ``[D]``."""
+        d = second_moment.shape[-1]
+        const = 0.5 * d * math.log(2 * math.pi)
+        if self.empirical_bayes:  # s_t^2 = E|w_t|^2 / d_t: each tensor's term is d_t / 2
+            if sum(self.sizes) != d:
+                raise RuntimeError("an empirical-Bayes prior must be bound to the weights first")
+            per_tensor = torch.stack([m.mean() for m in second_moment.split(self.sizes)])
+            sizes = torch.tensor(self.sizes, dtype=per_tensor.dtype, device=per_tensor.device)
+            return 0.5 * (sizes * per_tensor.log()).sum() + 0.5 * d + const
+        if self.isotropic:
+            return 0.5 * second_moment.sum() / self.scale**2 + d * math.log(self.scale) + const
+        s = self._scales().to(second_moment.dtype)
+        return 0.5 * (second_moment / (s * s)).sum() + s.log().sum() + const
+
+    def weight_scales(self) -> float | Tensor:
+        """The prior's std for every weight: ``scale`` (isotropic) or the bound ``[D]``."""
+        return self.scale if self.isotropic else self._scales()
+
+    def readout_scale(self, in_features: int) -> float:
+        """The scale of an output layer of ``in_features`` inputs that is integrated exactly
+        (``BayesByHypernet(last_layer="exact")``)."""
+        return self.scale / math.sqrt(in_features) if self.fan_in else self.scale
+
+    def extra_repr(self) -> str:
+        kind = ", fan_in=True" if self.fan_in else ""
+        return (
+            f"scale={self.scale}"
+            + kind
+            + (", empirical_bayes=True" if self.empirical_bayes else "")
         )
 
-    def __repr__(self) -> str:
-        return f"GaussianPrior(scale={self.scale})"
+
+def fan_in_scales(spec: ParamSpec, net: nn.Module, gain: float) -> Tensor:
+    """``[D]``: ``gain / sqrt(fan_in)`` for every weight of ``spec``, in its order.
+
+    A tensor of two or more dimensions has fan-in ``prod(shape[1:])`` (a linear layer's inputs,
+    a convolution's ``in / groups x kh x kw``); a bias or other vector takes that of its
+    module's ``weight`` where the module has one of two or more dimensions, else 1.
+    """
+    params = dict(net.named_parameters())
+    parts = []
+    for entry in spec:
+        shape = tuple(entry.shape)
+        if len(shape) < 2:
+            owner = entry.name.rpartition(".")[0]
+            sibling = params.get(f"{owner}.weight" if owner else "weight")
+            shape = tuple(sibling.shape) if sibling is not None and sibling.dim() >= 2 else ()
+        fan = math.prod(shape[1:]) if len(shape) >= 2 else 1
+        parts.append(torch.full((entry.numel,), gain / math.sqrt(max(fan, 1))))
+    ref = next(iter(params.values()), None)
+    out = torch.cat(parts) if parts else torch.zeros(0)
+    return out if ref is None else out.to(ref.device)

@@ -178,7 +178,9 @@ def test_no_warning_on_a_healthy_run() -> None:
 def test_kl_swamping_the_likelihood_warns_up_front_and_annealing_silences_it() -> None:
     x, y = _data()
     torch.manual_seed(0)
-    big = BayesByHypernet(MLP(4, [256, 256], 2), hidden=(8,), num_samples=3, kl="entropy")
+    big = BayesByHypernet(
+        MLP(4, [256, 256], 2), hidden=(8,), num_samples=3, kl="entropy", temperature=1.0
+    )
     with pytest.warns(TrainingWarning, match=r"times the NLL .* with 64 examples for 67,586 w"):
         fit(big, x, y, steps=1, batch_size=16)
     assert _fit_warnings(big, steps=1, kl_schedule=lambda step: 0.0 if step < 10 else 1.0) == []

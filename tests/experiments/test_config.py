@@ -213,10 +213,10 @@ def test_an_option_added_at_its_neutral_value_keeps_earlier_runs_current():
     assert config_hash(cfg, resolved) == config_hash(cfg, without)
     subnet = {**resolved, "deterministic": ["fc1"]}
     assert config_hash(cfg, subnet) != config_hash(cfg, resolved)
-    assert resolved["sigma_rate"] == 1e-3  # the same for sigma_rate, added later still
-    without_rate = {k: v for k, v in resolved.items() if k != "sigma_rate"}
-    assert config_hash(cfg, resolved) == config_hash(cfg, without_rate)
-    assert config_hash(cfg, {**resolved, "sigma_rate": 1e-2}) != config_hash(cfg, resolved)
+    # sigma_rate was neutral at 1e-3 until the recommended model changed (fan-in prior,
+    # temperature, 3e-2): a run of the old model is no longer current
+    assert resolved["sigma_rate"] == 3e-2 and resolved["temperature"] == "validation"
+    assert config_hash(cfg, {**resolved, "sigma_rate": 1e-3}) != config_hash(cfg, resolved)
     bbb = load_config("mnist/bbb")
     bbb_resolved = resolved_options(METHODS["bbb"], {})
     bbb_without = {k: v for k, v in bbb_resolved.items() if k != "deterministic"}

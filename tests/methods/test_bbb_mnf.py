@@ -34,7 +34,8 @@ def test_bbb_posterior_covers_every_parameter_and_starts_at_the_net() -> None:
     assert abs(method.posterior.log_var.mean().item() + 4.0) < 0.05
     assert method.sample_weights(5).shape == (5, d)
     loss, logs = method.loss(x, y, num_data=100, kl_weight=0.5)
-    torch.testing.assert_close(loss, logs["nll"] + 0.5 * method.kl().detach() / 100)
+    t = method.temperature  # the KL temperature, part of the model (0.1 until fit chooses one)
+    torch.testing.assert_close(loss, logs["nll"] + 0.5 * t * method.kl().detach() / 100)
 
 
 @pytest.mark.parametrize("weight_noise", ["sample", "local", "flipout"])

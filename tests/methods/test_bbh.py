@@ -36,7 +36,8 @@ def test_loss_and_gradients(nll, generator):
     x, y = batch()
     loss, logs = m.loss(x, y, num_data=100, kl_weight=0.5)
     assert torch.isfinite(loss) and set(logs) >= {"nll", "kl", "loss"}
-    torch.testing.assert_close(logs["loss"], logs["nll"] + 0.5 * logs["kl"] / 100)
+    t = m.temperature  # the KL's temperature, part of the model
+    torch.testing.assert_close(logs["loss"], logs["nll"] + 0.5 * t * logs["kl"] / 100)
     loss.backward()
     trainable = [(n, p) for n, p in m.named_parameters() if p.requires_grad]
     assert trainable and all(n.startswith("hypernet.") for n, _ in trainable)
@@ -339,7 +340,7 @@ def test_sigma_per_kernel_shares_a_scale_over_a_convolution_kernels_taps():
     assert model.hypernet.log_sigma.shape == (d,)
     assert model.hypernet.log_sigma_param.numel() == 6 + 3 + 12 + 4 + 720 + 5
     with torch.no_grad():
-        model.hypernet.log_sigma_param.uniform_(-3, -1)
+        model.hypernet.log_sigma_param.uniform_(-3, -1).div_(model.hypernet.log_sigma_scale)
     sigma = model.hypernet.log_sigma
     taps = sigma[:54].view(6, 9)  # conv 0's six kernels of nine taps
     assert torch.equal(taps, taps[:, :1].expand(6, 9))

@@ -12,10 +12,19 @@ import torch
 from torch import Tensor
 
 
-def gaussian_kl_to_isotropic(mean: Tensor, log_var: Tensor, prior_scale: float) -> Tensor:
-    """``KL(N(mean, exp(log_var)) || N(0, prior_scale^2 I))``, summed over every element."""
+def gaussian_kl_to_isotropic(mean: Tensor, log_var: Tensor, prior_scale: float | Tensor) -> Tensor:
+    """``KL(N(mean, exp(log_var)) || N(0, prior_scale^2 I))``, summed over every element;
+    ``prior_scale`` a number or one scale per element (a fan-in prior's ``[D]``)."""
     if mean.shape != log_var.shape:
         raise ValueError(f"mean {list(mean.shape)} and log_var {list(log_var.shape)} differ")
+    if isinstance(prior_scale, Tensor):
+        if prior_scale.shape != mean.shape or not bool((prior_scale > 0).all()):
+            raise ValueError(
+                f"prior_scale must be positive, a number or of the mean's shape {list(mean.shape)}"
+            )
+        log_s2 = 2 * prior_scale.log()
+        s2: float | Tensor = prior_scale * prior_scale
+        return 0.5 * (log_s2 - log_var + (log_var.exp() + mean.pow(2)) / s2 - 1.0).sum()
     if not prior_scale > 0:
         raise ValueError(f"prior_scale must be positive, got {prior_scale!r}")
     s2 = prior_scale**2

@@ -38,7 +38,7 @@ from bbh.priors import GaussianPrior
 
 
 class JacobianKL(nn.Module):
-    """``KL(q || N(0, s^2 I))`` for a semi-implicit ``ImplicitPosterior`` (scalar).
+    """``KL(q || p)`` for a semi-implicit ``ImplicitPosterior`` and a Gaussian prior (scalar).
 
     Args:
         jacobian_samples: how many of the step's noise draws estimate the log-determinant term.
@@ -85,6 +85,8 @@ class JacobianKL(nn.Module):
 
 def cross_entropy_semi_implicit(mean: Tensor, sigma: Tensor, prior: GaussianPrior) -> Tensor:
     """``E_q[-log p(w)]`` for ``w = mean_s + sigma * eps``, exact over eps, averaged over s."""
+    if not prior.isotropic:
+        return prior.cross_entropy((mean * mean).mean(0) + sigma * sigma)
     quad = (mean * mean).sum() / mean.shape[0] + (sigma * sigma).sum()  # mul: 2x pow's speed
     return _gaussian_cross_entropy(quad, sigma.numel(), prior)
 
@@ -93,6 +95,9 @@ def cross_entropy_affine(
     offsets: list[Tensor], loadings: list[Tensor], sigma: Tensor, prior: GaussianPrior
 ) -> Tensor:
     """``E_q[-log p(w)]`` for ``w = A z + b + sigma * eps``, exact over z and eps."""
+    if not prior.isotropic:
+        moments = [b * b + (a * a).sum(-1) for b, a in zip(offsets, loadings, strict=True)]
+        return prior.cross_entropy(torch.cat(moments) + sigma * sigma)
     quad = sum((b * b).sum() + (a * a).sum() for b, a in zip(offsets, loadings, strict=True))
     return _gaussian_cross_entropy(quad + (sigma * sigma).sum(), sigma.numel(), prior)
 

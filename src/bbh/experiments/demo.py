@@ -32,7 +32,7 @@ def run_demo(
 def demo_table(rows: Sequence[RunRow], epsilon: float = DEMO_EPSILON) -> str:
     """The terminal table: accuracy, NLL, ECE, OOD AUROC, accuracy under FGSM and PGD at eps."""
     header = ["method", "accuracy", "NLL", "ECE", "OOD AUROC",
-              f"FGSM acc @{epsilon:g}", f"PGD acc @{epsilon:g}", "train s"]  # fmt: skip
+              f"FGSM acc @{epsilon:g}", f"PGD acc @{epsilon:g}", "train s", "KL T"]  # fmt: skip
     cells = []
     for r in rows:
         v = r.values
@@ -40,7 +40,7 @@ def demo_table(rows: Sequence[RunRow], epsilon: float = DEMO_EPSILON) -> str:
             [r.label, format_value(v["accuracy"], "{:.4f}"), format_value(v["nll"], "{:.4f}"),
              format_value(v["ece"], "{:.4f}"), format_value(v["auroc"], "{:.4f}"),
              _at(r, "FGSM (EOT, clipped)", epsilon), _at(r, "PGD (EOT, clipped)", epsilon),
-             format_value(v["train_seconds"], "{:.0f}")]
+             format_value(v["train_seconds"], "{:.0f}"), format_value(v["temperature"], "{:g}")]
         )  # fmt: skip
     return text_table(header, cells)
 

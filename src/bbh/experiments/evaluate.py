@@ -153,6 +153,8 @@ def _run_meta(
         "train_steps": train.get("steps"),
         "train_epochs": train.get("epochs"),
         "train_device": train.get("device"),
+        # the KL's temperature chosen on the validation split (temperature="validation")
+        "temperature": (train.get("temperature") or {}).get("chosen"),
     }
 
 

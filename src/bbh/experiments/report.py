@@ -43,6 +43,7 @@ MAIN_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("FPR95", "fpr95", "{:.4f}"),
     ("train s", "train_seconds", "{:.0f}"),
     ("epochs", "train_epochs", "{:.2f}"),
+    ("KL temperature", "temperature", "{:g}"),
 )
 #: (title, where in evaluation.json) of the attack curves
 ATTACK_CURVES: tuple[tuple[str, str, str], ...] = (
@@ -83,6 +84,7 @@ def read_row(name: str, run: RunFolder) -> RunRow:
         "fpr95": ood.get("fpr_at_95_tpr"),
         "train_seconds": meta.get("train_seconds"),
         "train_epochs": meta.get("train_epochs"),
+        "temperature": meta.get("temperature"),
     }
     curves = {
         title: section[key]

@@ -249,12 +249,17 @@ def _train_in(
                 "seconds": result.seconds,
                 "final": result.logs[-1] if result.logs else {},
                 "validation": hooks.validation,
+                "temperature": result.temperature.to_dict() if result.temperature else None,
                 "device": str(dev),
                 "world_size": world,
                 "backend": ranks.backend if ranks else None,
                 "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             }
             write_json(run.train_file, summary)
+            if result.temperature is not None:
+                log.write({"event": "temperature", **result.temperature.to_dict()})
+                if progress:
+                    print(f"{cfg.display_name}: {result.temperature.summary()}", file=sys.stderr)
             log.write({"event": "done", "step": result.steps, "seconds": result.seconds})
             run.mark_done()
 
@@ -306,6 +311,8 @@ def _fit(
                     hooks=hooks,
                     resume=state,
                     ddp=DDPSettings(find_unused_parameters=cfg.distributed.find_unused_parameters),
+                    validation=_validation_pair(data, dev),
+                    val_samples=cfg.train.val_samples,
                 )
         except TrainingInterrupted as stop:  # every rank stops at the same step
             hooks.log.write({"event": "interrupted", "step": stop.step})
@@ -322,6 +329,16 @@ def _fit(
             raise ddp_tools.reported_by_main(
                 RunError(f"{hooks.run.path}: {exc}; last good checkpoint: {last}"), hooks.ranks
             ) from None
+
+
+def _validation_pair(data: RunData, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The validation split as the model takes it (for ``temperature="validation"``)."""
+    if data.val is None:
+        return None
+    x = data.val.images.to(dev)
+    if data.input_transform is not None:
+        x = data.input_transform(x)
+    return x, data.val.labels.to(dev)
 
 
 def _check_folder(run: RunFolder, digest: str, resume: bool | None) -> str:

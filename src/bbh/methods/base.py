@@ -53,6 +53,11 @@ class Method(nn.Module):
     def predict_logits(self, x: Tensor, num_samples: int = 100) -> Tensor:
         raise NotImplementedError
 
+    def optimizer_groups(self, lr: float) -> list[dict[str, Any]]:
+        """The optimiser's parameter groups (``bbh.training.fit``): by default one, every
+        trainable parameter at ``lr``; a method may give some parameters another rate."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
+
     def draw_predictive(self, num_samples: int) -> Tensor | None:
         """``num_samples`` posterior draws that :meth:`predict_logits_with` applies to any batch,
         or None (the default) where the method draws its noise with each batch.

@@ -2,9 +2,13 @@
 
 A mean-field Gaussian ``q(w) = N(mu, diag(sigma^2))`` over the flat vector ``[D]`` of the net's
 generated parameters (every trainable parameter unless ``deterministic`` keeps some as point
-estimates), trained on ``mean NLL + kl_weight * KL(q || N(0, s^2 I)) / num_data`` with the KL in
-closed form. The posterior acts on the unmodified net from outside (``ParamSpec`` +
-``sampled_forward``), so ``weight_noise="sample"`` works for any module.
+estimates), trained on ``mean NLL + kl_weight * T * KL(q || p) / num_data`` with the KL in
+closed form. It takes the same model as ``BayesByHypernet``'s recommended one (``bbh.priors``'s
+fan-in prior, the temperature T chosen on validation data, ``log sigma`` free to reach its
+optimum), so the two differ only in the posterior family; ``prior="isotropic", prior_scale=1,
+temperature=1, sigma_rate=5e-4`` is the paper's (at lr 1e-3). The posterior acts on the
+unmodified net from outside (``ParamSpec`` + ``sampled_forward``), so ``weight_noise="sample"``
+works for any module.
 
 ``weight_noise``:
 
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -37,19 +42,32 @@ from bbh.divergences import KL_ESTIMATORS, make_kl_estimator, uses_posterior
 from bbh.functional import ForwardMode, ParamSpec, sampled_forward
 from bbh.likelihoods import make_likelihood
 from bbh.methods.base import Method, check_num_samples
+from bbh.methods.temperature import TemperedKL
 from bbh.posteriors.gaussian import MeanFieldGaussian
 from bbh.posteriors.layers import deterministic_predicate, select_layers
 from bbh.posteriors.local import WeightNoise, make_local, plain_weights
-from bbh.priors import GaussianPrior
+from bbh.priors import FAN_IN_GAIN, GaussianPrior
 from bbh.validation import at_least, checked_args, positive
 
+#: ``sigma_rate``'s default, as ``BayesByHypernet``'s (``bbh.methods.bbh.SIGMA_RATE``)
+SIGMA_RATE = 3e-2
 
-class BayesByBackprop(Method):
+
+class BayesByBackprop(TemperedKL, Method):
     """Mean-field Gaussian posterior over a copy of ``net``.
 
     Args:
         net: any ``nn.Module`` (copied; the user's net is not changed).
-        prior_scale: s of the prior ``N(0, s^2 I)``.
+        prior: ``fan_in`` (default): ``N(0, prior_scale^2 / fan_in)`` per tensor; ``isotropic``
+            (the paper): ``N(0, prior_scale^2 I)`` (``bbh.priors``).
+        prior_scale: the isotropic prior's s, or the fan-in prior's gain (default 3 for
+            ``fan_in``, 1 for ``isotropic``).
+        temperature: the KL's weight T, or ``"validation"`` (default): chosen by
+            ``bbh.training.fit`` on its ``validation=`` data (``bbh.methods.temperature``).
+        sigma_rate: about how far one Adam step at the default lr moves ``log sigma`` (default
+            3e-2, as BbH's); ``None``: the log-variance learns at the optimiser's lr (the
+            paper's, at lr 1e-3 about 5e-4 on ``log sigma`` a step: from ``init_log_var=-9``
+            sigma reaches at most about 0.044 in 5 MNIST epochs).
         init_log_var: initial log-variance of every weight (jittered by ``init_log_var_std``).
         weight_noise: ``sample``, ``local`` or ``flipout`` (see the module docstring).
         num_train_samples: forward passes per training step (each with its own noise).
@@ -65,12 +83,15 @@ class BayesByBackprop(Method):
             ``bbb_klapprox_fullkernel`` and ``bbb_disc``.
     """
 
-    @checked_args(prior_scale=positive(), init_log_var_std=at_least(0))
+    @checked_args(prior_scale=positive(), init_log_var_std=at_least(0), sigma_rate=positive())
     def __init__(
         self,
         net: nn.Module,
         *,
-        prior_scale: float = 1.0,
+        prior: str = "fan_in",
+        prior_scale: float | None = None,
+        temperature: float | str = "validation",
+        sigma_rate: float | None = SIGMA_RATE,
         init_log_var: float = -9.0,
         init_log_var_std: float = 0.05,
         weight_noise: WeightNoise | str = WeightNoise.SAMPLE,
@@ -107,7 +128,12 @@ class BayesByBackprop(Method):
             )
         self.predict_noise = predict_noise
         self.forward_mode = ForwardMode(forward_mode)
-        self.prior = GaussianPrior(prior_scale)
+        if prior not in ("fan_in", "isotropic"):
+            raise ValueError(f"unknown prior {prior!r}; allowed: ['fan_in', 'isotropic']")
+        if prior_scale is None:
+            prior_scale = FAN_IN_GAIN if prior == "fan_in" else 1.0
+        self.init_temperature(temperature)
+        self.sigma_rate = sigma_rate
         self.likelihood = make_likelihood(likelihood, noise_scale)
         self.num_train_samples = num_train_samples
         self.sample_batch = sample_batch
@@ -127,6 +153,17 @@ class BayesByBackprop(Method):
         self.posterior = MeanFieldGaussian(
             self.spec.from_module_values(self.net)[0], init_log_var, init_log_var_std
         )
+        self.prior = GaussianPrior(prior_scale, fan_in=prior == "fan_in").bind(self.spec, self.net)
+
+    def optimizer_groups(self, lr: float) -> list[dict[str, Any]]:
+        """With ``sigma_rate``, the log-variances learn at ``2 * sigma_rate`` a step (log sigma
+        at ``sigma_rate``) relative to the default lr, the rest at ``lr``."""
+        if self.sigma_rate is None:
+            return super().optimizer_groups(lr)
+        log_var = self.posterior.log_var
+        rest = [p for p in self.parameters() if p.requires_grad and p is not log_var]
+        scale = 2 * self.sigma_rate / self.default_lr
+        return [{"params": rest, "lr": lr}, {"params": [log_var], "lr": lr * scale}]
 
     def sample_weights(self, num_samples: int) -> Tensor:
         """Weight samples ``[S, D]`` from the posterior (no gradient)."""
@@ -136,7 +173,7 @@ class BayesByBackprop(Method):
     def kl(self) -> Tensor:
         """``KL(q || p)`` (scalar): closed form, or the sample-based estimator's value."""
         if self.kl_estimator is None:
-            return self.posterior.kl(self.prior.scale)
+            return self.posterior.kl(self.prior.weight_scales())
         return self.kl_estimator(self.posterior.rsample(self.kl_samples), self.prior)
 
     def forward_samples(
@@ -163,12 +200,12 @@ class BayesByBackprop(Method):
         nll = -self.likelihood.log_prob(out, y).mean()
         logs = {"nll": nll.detach()}
         if self.kl_estimator is None:
-            kl = self.posterior.kl(self.prior.scale)
-            loss = nll + kl_weight * kl / num_data
+            kl = self.posterior.kl(self.prior.weight_scales())
+            loss = nll + kl_weight * self.temperature * kl / num_data
         else:
             samples = self.posterior.rsample(self.kl_samples)
             kl = self.kl_estimator(samples, self.prior)
-            loss = nll + kl_weight * kl / num_data
+            loss = nll + kl_weight * self.temperature * kl / num_data
             aux = getattr(self.kl_estimator, "auxiliary_loss", None)
             if aux is not None:
                 aux_loss = aux(samples.detach(), self.prior)

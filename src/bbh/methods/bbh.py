@@ -25,11 +25,12 @@ from bbh.functional import ForwardMode, ParamPredicate, ParamSpec, sampled_forwa
 from bbh.hypernets import GENERATORS, GeneratorName, NoiseMode
 from bbh.likelihoods import log_mean_exp, make_likelihood
 from bbh.methods.base import Method, check_num_samples
+from bbh.methods.temperature import TemperedKL
 from bbh.options import parse_enum
 from bbh.posteriors.implicit import ImplicitPosterior
 from bbh.posteriors.last_layer import log_marginal, sample_readout
 from bbh.posteriors.layers import deterministic_predicate
-from bbh.priors import GaussianPrior
+from bbh.priors import FAN_IN_GAIN, GaussianPrior
 from bbh.validation import at_least, checked_args, positive
 
 
@@ -55,6 +56,17 @@ class _Unset:
 
 UNSET = _Unset()
 
+#: ``sigma_rate`` of the recommended preset: an Adam step moves ``log sigma`` by up to this much,
+#: so a sigma crosses a factor of 10 in about 80 steps and reaches its optimum within the demo's
+#: 360 steps and MNIST's first epoch (docs/posterior_check.md, "Sigma at its optimum")
+SIGMA_RATE = 3e-2
+#: the rate every run before the fan-in prior used (also the paper preset's, where no sigma is
+#: learned): a cap that held sigma far below its optimum in a normal run
+SIGMA_RATE_PAPER = 1e-3
+
+#: a prior over the generated weights (``bbh.priors``)
+PRIOR_KINDS = ("fan_in", "isotropic", "empirical_bayes")
+
 #: The options each preset fills in where the caller gives none.
 PRESETS: dict[Preset, dict[str, Any]] = {
     # the paper's README runs (PAPER.md 2, 4.1b): layer-wise generator, aligned noise, the
@@ -70,6 +82,10 @@ PRESETS: dict[Preset, dict[str, Any]] = {
         weight_noise=None,
         antithetic=False,
         noise_mixing=False,  # used by generator="chunked" only
+        prior="isotropic",
+        prior_scale=1.0,
+        temperature=1.0,
+        sigma_rate=SIGMA_RATE_PAPER,
     ),
     # ours, chosen by the posterior checks (docs/posterior_check.md, docs/methods.md)
     Preset.RECOMMENDED: dict(
@@ -83,6 +99,12 @@ PRESETS: dict[Preset, dict[str, Any]] = {
         weight_noise=0.01,
         antithetic=True,
         noise_mixing=True,
+        # the model at its optimum (docs/methods.md): a fan-in prior, the KL's temperature
+        # chosen on validation data, and log sigma free to reach its optimum within the run
+        prior="fan_in",
+        prior_scale=FAN_IN_GAIN,
+        temperature="validation",
+        sigma_rate=SIGMA_RATE,
     ),
 }
 
@@ -195,10 +217,6 @@ def output_layer(net: nn.Module) -> tuple[str, nn.Linear]:
     return linears[-1]
 
 
-#: ``sigma_rate``'s default: an Adam step at the default lr moves ``log sigma`` by about this much
-SIGMA_RATE = 1e-3
-
-
 class SigmaPer(str, Enum):
     """How many learned scales the semi-implicit noise ``sigma * eps`` has."""
 
@@ -265,7 +283,7 @@ def _combined(include: ParamPredicate | None, kept: ParamPredicate) -> ParamPred
     return lambda name, param: chosen(name, param) and kept(name, param)
 
 
-class BayesByHypernet(Method):
+class BayesByHypernet(TemperedKL, Method):
     """The BbH posterior around an unmodified ``net`` (which is copied, not changed).
 
     Args:
@@ -293,7 +311,15 @@ class BayesByHypernet(Method):
             4 (4 of the default 16), where the net has at least ``AUTO_JACOBIAN_CHUNKS_FROM``
             generated weights (chunked generator, aligned noise; a net of 4 chunks or fewer
             gets all of them; LeNet-5's step 2.06x -> 1.79x MAP's), else all.
-        prior_scale: s of the prior ``N(0, s^2 I)``.
+        prior: ``fan_in`` (recommended): ``N(0, prior_scale^2 / fan_in)`` per tensor
+            (``bbh.priors``); ``isotropic`` (paper): ``N(0, prior_scale^2 I)``;
+            ``empirical_bayes``: a scale per tensor set by the ELBO (``kl="jacobian"`` only).
+        prior_scale: the isotropic prior's s (paper: 1), or the fan-in prior's gain (default
+            ``bbh.priors.FAN_IN_GAIN`` = 3).
+        temperature: the KL's weight T in ``NLL + kl_weight * T * KL / N`` (1: the ELBO);
+            ``"validation"`` (recommended) chooses it from ``TEMPERATURE_CANDIDATES`` by the
+            validation NLL when ``bbh.training.fit`` is given ``validation=`` data
+            (``bbh.methods.temperature``); the paper: 1.
         nll: ``first``, ``mean``, ``split`` or ``predictive`` (see ``NLLMode``).
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
         include: predicate ``(name, param) -> bool`` choosing generated parameters (default all);
@@ -310,11 +336,10 @@ class BayesByHypernet(Method):
             ``num_chunks="auto"`` picks the count with the fewest parameters in all
             (``auto_num_chunks``: 190 on LeNet-5, whose output layer then has 0.08 D; MNIST's
             calibration measured a little worse, docs/methods.md).
-        sigma_rate: about how far one Adam step at the default lr moves ``log sigma`` (default
-            1e-3: from ``weight_noise=0.01`` sigma reaches at most about 0.16 in LeNet-5's 2,750
-            steps of 5 MNIST epochs, which MNIST's weakly constrained weights do reach; with 1e-2
-            they reach the prior's scale, and the predictive is under-confident:
-            docs/posterior_check.md, "Where sigma stops").
+        sigma_rate: about how far one Adam step at the default lr moves ``log sigma``
+            (recommended 3e-2, ``SIGMA_RATE``: fast enough that sigma reaches its optimum within
+            a run, not a cap on it; every run before the fan-in prior used 1e-3, which held
+            MNIST's sigmas far below their optimum after 5 epochs: docs/posterior_check.md).
         sigma_per: ``weight`` (default): a learned sigma per weight; ``unit``: one per output
             unit (row or output channel; per entry for vectors); ``kernel``: one per kernel of a
             convolution (its ``kh x kw`` taps from one input channel to one output channel),
@@ -421,7 +446,9 @@ class BayesByHypernet(Method):
         antithetic: bool | None = None,
         jacobian_samples: int = 1,
         jacobian_chunks: int | str | None = "auto",
-        prior_scale: float = 1.0,
+        prior_scale: float | None = None,
+        prior: str | None = None,
+        temperature: float | str | None = None,
         nll: NLLMode | str | None = None,
         likelihood: str = "categorical",
         noise_scale: float | None = None,
@@ -433,7 +460,7 @@ class BayesByHypernet(Method):
         embedding_dim: int = 64,
         noise_mixing: bool | None = None,
         sigma_per: SigmaPer | str = SigmaPer.WEIGHT,
-        sigma_rate: float = SIGMA_RATE,
+        sigma_rate: float | None = None,
         last_layer: LastLayer | str = LastLayer.SAMPLED,
         sample_batch: int = 25,
     ):
@@ -468,6 +495,10 @@ class BayesByHypernet(Method):
                 noise_mixing=noise_mixing,
                 chunk_size=chunk_size,
                 num_chunks=None if num_chunks == "auto" else num_chunks,
+                prior=prior,
+                prior_scale=prior_scale,
+                temperature=temperature,
+                sigma_rate=sigma_rate,
             ),
             dim=spec.dim,  # the small-net options depend on D
             net_dim=sum(p.numel() for p in net.parameters()),  # what every pass runs
@@ -489,9 +520,26 @@ class BayesByHypernet(Method):
         self.forward_mode = parse_enum(ForwardMode, forward_mode, "forward_mode")
         gen_name = parse_enum(GeneratorName, generator, "generator")
         self.likelihood = make_likelihood(likelihood, noise_scale)
-        self.prior = GaussianPrior(prior_scale)
+        if chosen["prior"] not in PRIOR_KINDS:
+            raise ValueError(f"unknown prior {chosen['prior']!r}; allowed: {list(PRIOR_KINDS)}")
+        self.init_temperature(chosen["temperature"])
+        sigma_rate = float(chosen["sigma_rate"])
         self.net = copy.deepcopy(net)
         self.spec = spec
+        #: the prior over the generated weights (with ``last_layer="exact"``, its output layer's
+        #: scale is ``prior.readout_scale``)
+        self.prior = GaussianPrior(
+            float(chosen["prior_scale"]),
+            fan_in=chosen["prior"] == "fan_in",
+            empirical_bayes=chosen["prior"] == "empirical_bayes",
+        ).bind(spec, self.net)
+        if self.prior.empirical_bayes and (
+            chosen["kl"] != "jacobian" or last_mode is LastLayer.EXACT
+        ):
+            raise ValueError(
+                "prior='empirical_bayes' needs kl='jacobian' and last_layer='sampled' (its scales "
+                "are set in the Jacobian KL's closed-form cross term)"
+            )
         noise_mode = parse_enum(NoiseMode, noise, "noise")
         sigma_mode = parse_enum(SigmaPer, sigma_per, "sigma_per")
         if isinstance(jacobian_chunks, str) and jacobian_chunks != "auto":
@@ -639,7 +687,7 @@ class BayesByHypernet(Method):
         else:
             phi = self.features(theta, self.conditioning_x)
             y = self.conditioning_y.reshape(phi.shape[1], -1)
-        v = sample_readout(phi, y, r.noise_scale, self.prior.scale).to(theta.dtype)  # [S, F, O]
+        v = sample_readout(phi, y, r.noise_scale, self.readout_prior).to(theta.dtype)  # [S, F, O]
         params = dict(self.spec.unflatten(theta))
         params[r.weight] = v[:, : r.in_features].transpose(1, 2)  # [S, O, in]
         if r.bias is not None:
@@ -650,6 +698,12 @@ class BayesByHypernet(Method):
         """Outputs ``[S, B, C]`` of the primary net for given flat weights ``[S, D]``."""
         params = self.predictive_spec.unflatten(flat)
         return sampled_forward(self.net, params, x, mode=self.forward_mode, share_trunk=True)
+
+    @property
+    def readout_prior(self) -> float:
+        """The prior scale of the output layer that ``last_layer="exact"`` integrates."""
+        assert self.readout is not None
+        return self.prior.readout_scale(self.readout.in_features)
 
     def features(self, theta: Tensor, x: Tensor) -> Tensor:
         """With ``last_layer="exact"``: the output layer's inputs ``[S, B, F]`` for generated
@@ -694,7 +748,7 @@ class BayesByHypernet(Method):
             self._check_output_is_readout(flat[:1].detach(), x[:8])
         self.conditioning_x = x.detach()
         self.conditioning_y = y.detach()
-        log_lik = log_marginal(phi, targets, r.noise_scale, self.prior.scale)  # [S]
+        log_lik = log_marginal(phi, targets, r.noise_scale, self.readout_prior)  # [S]
         return -(log_lik.mean() / num_data).to(flat.dtype)
 
     def _check_output_is_readout(self, theta: Tensor, x: Tensor) -> None:
@@ -739,7 +793,7 @@ class BayesByHypernet(Method):
             kl = self.kl_estimator(draw, self.prior, self.hypernet)
         else:
             kl = self.kl_estimator(flat, self.prior)
-        loss = nll + kl_weight * kl / num_data
+        loss = nll + kl_weight * self.temperature * kl / num_data
         logs = {"nll": nll.detach(), "kl": kl.detach()}
         aux = getattr(self.kl_estimator, "auxiliary_loss", None)
         if aux is not None:

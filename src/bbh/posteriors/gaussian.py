@@ -57,6 +57,7 @@ class MeanFieldGaussian(nn.Module):
         """Weight samples ``[S, D]`` without gradients (for weight statistics)."""
         return self.rsample(num_samples)
 
-    def kl(self, prior_scale: float) -> Tensor:
-        """Closed-form ``KL(q || N(0, prior_scale^2 I))`` (scalar)."""
+    def kl(self, prior_scale: float | Tensor) -> Tensor:
+        """Closed-form ``KL(q || N(0, prior_scale^2 I))`` (scalar); ``prior_scale`` a number or
+        one per weight ``[D]``."""
         return gaussian_kl_to_isotropic(self.mean, self.log_var, prior_scale)

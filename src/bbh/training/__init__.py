@@ -14,6 +14,7 @@ from bbh.training.guards import TrainingDiverged, TrainingGuard, TrainingWarning
 from bbh.training.loop import FitHooks, FitResult, TrainingInterrupted, fit, make_optimizer
 from bbh.training.sampler import ShuffleSampler
 from bbh.training.schedules import annealing, constant, kl_annealing, paper_toy_schedule
+from bbh.training.temperature import TemperatureSearch, validation_nll
 
 __all__ = [
     "CheckpointError",
@@ -22,6 +23,7 @@ __all__ = [
     "FitHooks",
     "FitResult",
     "ShuffleSampler",
+    "TemperatureSearch",
     "TrainState",
     "TrainingDiverged",
     "TrainingGuard",
@@ -38,4 +40,5 @@ __all__ = [
     "paper_toy_schedule",
     "process_group_from_env",
     "save_checkpoint",
+    "validation_nll",
 ]

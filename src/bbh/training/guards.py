@@ -161,6 +161,9 @@ class TrainingGuard:
     def _first_step(self, step: int, logs: Mapping[str, Tensor]) -> None:
         """One sync at the start: does the KL term swamp the likelihood?"""
         weight = 1.0 if self.kl_schedule is None else float(self.kl_schedule(step))
+        temperature = getattr(self.method, "temperature", None)  # part of the model's KL weight
+        if isinstance(temperature, Tensor):
+            weight *= float(temperature)
         if "kl" not in logs or "nll" not in logs or not weight > 0:
             return
         kl, nll = float(logs["kl"]), float(logs["nll"])
@@ -171,7 +174,7 @@ class TrainingGuard:
             weights = _num_weights(self.method)
             self._warn(
                 "kl_dominates",
-                f"the KL term (kl_weight {weight:g} x KL {kl:.4g} / num_data "
+                f"the KL term (kl_weight x temperature {weight:g} x KL {kl:.4g} / num_data "
                 f"{self.num_data:,} = {term:.4g}) is {term / max(abs(nll), 1e-3):.0f} times the "
                 f"NLL ({nll:.4g}) at the first step: with {self.num_data:,} examples for "
                 f"{weights:,} weights it pulls the weights to the prior before the data are "

@@ -20,25 +20,34 @@ noise, gradients averaged; see ``bbh.training.distributed`` for what that means 
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from bbh.methods.base import Method
+from bbh.methods.temperature import START_TEMPERATURE
 from bbh.training import distributed as ddp_tools
 from bbh.training.checkpoint import TrainState
 from bbh.training.distributed import DDPSettings, Ranks, StepAgreement, current_ranks
-from bbh.training.guards import TrainingGuard
+from bbh.training.guards import TrainingGuard, TrainingWarning
 from bbh.training.rng import rng_state, set_rng_state
 from bbh.training.sampler import ShuffleSampler
 from bbh.training.schedules import KLSchedule, constant
+from bbh.training.temperature import TemperatureSearch, choose_temperature, validation_nll
 from bbh.validation import at_least, check_finite, checked_args, positive, values_prechecked
 
 BatchTransform = Callable[[Tensor, torch.Generator], Tensor]
+
+#: ``temperature="validation"``: each candidate's run, as a fraction of the run's steps (full runs:
+#: shorter ones ranked the temperatures differently on the demo, docs/methods.md)
+TEMPERATURE_RUN_FRACTION = 1.0
 
 
 @dataclass
@@ -46,6 +55,8 @@ class FitResult:
     logs: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     steps: int = 0
+    #: with ``temperature="validation"``: what the search tried and chose (None on a resume)
+    temperature: TemperatureSearch | None = None
 
 
 class TrainingInterrupted(Exception):
@@ -83,7 +94,7 @@ class FitHooks:
 
 
 def make_optimizer(
-    params: list[torch.nn.Parameter], name: str, lr: float, **options: float
+    params: list[torch.nn.Parameter] | list[dict[str, Any]], name: str, lr: float, **options: float
 ) -> torch.optim.Optimizer:
     """``adam`` (fused where available: about 2x faster for big hypernets on a CPU) or ``rmsprop``.
 
@@ -108,6 +119,7 @@ def make_optimizer(
     lr=positive(),
     num_data=at_least(1),
     log_every=at_least(1),
+    val_samples=at_least(1),
 )
 def fit(
     method: Method,
@@ -127,6 +139,9 @@ def fit(
     hooks: FitHooks | None = None,
     resume: TrainState | None = None,
     ddp: DDPSettings | None = None,
+    validation: tuple[Tensor, Tensor] | None = None,
+    val_samples: int = 20,
+    temperature_steps: int | None = None,
 ) -> FitResult:
     """Train ``method`` on ``(x, y)`` for ``steps`` minibatch steps; reshuffles every epoch.
 
@@ -141,12 +156,21 @@ def fit(
     ranks), ``num_data`` defaults to ``len(x)``, the global size; rank 0's ``resume`` counts
     (the others may pass None); ``ddp`` sets DDP's options. See ``bbh.training.distributed``.
 
+    ``validation``: held-out ``(x, y)`` for a method built with ``temperature="validation"``:
+    before the main training it trains from the initial state at a few temperatures for
+    ``temperature_steps`` steps each (default a third of ``steps``), scores each by the
+    validation NLL of a ``val_samples``-draw predictive, then trains at the best
+    (``bbh.training.temperature``; ``FitResult.temperature`` says what it chose). Without
+    ``validation`` such a method trains at ``START_TEMPERATURE``, with a warning.
+
     Raises ``bbh.training.TrainingDiverged`` when the loss or a gradient goes NaN or infinite,
     naming the step, with the parameters of the step before (checked at each log and before each
     checkpoint, so a checkpoint never holds them); warns (``TrainingWarning``) when the KL term
     swamps the likelihood, the KL estimate goes negative or the NLL climbs.
     """
     x, y = _check_data(method, x, y, transform, seed)
+    if validation is not None:
+        validation = _check_validation(method, validation)
     hooks = hooks or FitHooks()
     ranks = current_ranks()
     if ranks is not None:
@@ -161,8 +185,8 @@ def fit(
         rank=ranks.rank if ranks else 0,
         world_size=ranks.world_size if ranks else 1,
     )
-    params = [p for p in method.parameters() if p.requires_grad]
     lr = method.default_lr if lr is None else lr
+    params = method.optimizer_groups(lr)
     opt = make_optimizer(params, optimizer, lr)
     if ranks is None:
         start_step, seconds_before = _resume_one(method, opt, sampler, resume, steps)
@@ -200,18 +224,29 @@ def fit(
             rank_rngs=rngs or [],
         )
 
+    def train_step(step: int, kl_weight: float) -> dict[str, Tensor]:
+        """One optimiser step on the sampler's next batch; the method's logs."""
+        idx = sampler.next_indices()
+        xb, yb = x[idx], y[idx]
+        if transform is not None:
+            xb = transform(xb, sampler.generator)
+        loss, logs = loss_fn(xb, yb, num_data=num_data, kl_weight=kl_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        guard.after_backward(step, loss, logs)
+        opt.step()
+        return logs
+
     with values_prechecked():  # the data were checked above: no value check (sync) per step
+        if start_step == 0:  # a resumed run chose its temperature before (it is in its state)
+            result.temperature = _search_temperature(
+                method, validation, train_step, guard, sampler, opt, schedule,
+                steps=steps, each=temperature_steps, val_samples=val_samples, seed=seed,
+                ranks=ranks, announce=verbose and main, warn=main,
+            )  # fmt: skip
         for step in range(start_step, steps):
-            idx = sampler.next_indices()
-            xb, yb = x[idx], y[idx]
-            if transform is not None:
-                xb = transform(xb, sampler.generator)
             kl_weight = schedule(step)
-            loss, logs = loss_fn(xb, yb, num_data=num_data, kl_weight=kl_weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            guard.after_backward(step, loss, logs)
-            opt.step()
+            logs = train_step(step, kl_weight)
             if ranks is not None and step == start_step:
                 _first_step_agreement(method, ranks)
             done = step + 1
@@ -246,10 +281,73 @@ def fit(
                     hooks.on_checkpoint(checkpoint)
             if stop:
                 raise TrainingInterrupted(done)
+
     result.seconds = seconds_before + time.perf_counter() - start
     result.steps = steps
     method.eval()
     return result
+
+
+def _search_temperature(
+    method: Method,
+    validation: tuple[Tensor, Tensor] | None,
+    train_step: Callable[[int, float], dict[str, Tensor]],
+    guard: TrainingGuard,
+    sampler: ShuffleSampler,
+    opt: torch.optim.Optimizer,
+    schedule: KLSchedule,
+    *,
+    steps: int,
+    each: int | None,
+    val_samples: int,
+    seed: int,
+    ranks: Ranks | None,
+    announce: bool,
+    warn: bool,
+) -> TemperatureSearch | None:
+    """``temperature="validation"``: short runs from the initial state, the method left in that
+    state at the best temperature (``bbh.training.temperature``); None for other methods."""
+    if not getattr(method, "temperature_candidates", None):
+        return None
+    if validation is None:
+        if warn:
+            warnings.warn(
+                f"{type(method).__name__} was built with temperature='validation' but fit got no "
+                f"validation data: it trains at {START_TEMPERATURE:g}; pass "
+                "validation=(x_val, y_val) to choose",
+                TrainingWarning,
+                stacklevel=4,
+            )
+        return None
+    xv, yv = validation
+    each = each or max(1, round(steps * TEMPERATURE_RUN_FRACTION))
+    initial = copy.deepcopy(
+        (method.state_dict(), opt.state_dict(), sampler.state_dict(), rng_state())
+    )
+
+    def reset() -> None:
+        model_state, opt_state, sampler_state, rngs = copy.deepcopy(initial)
+        method.load_state_dict(model_state)
+        opt.load_state_dict(opt_state)
+        sampler.load_state_dict(sampler_state)
+        set_rng_state(rngs)
+
+    def short_run() -> None:
+        for i in range(each):  # the whole run's KL schedule, compressed into the short run
+            train_step(i, schedule(i * steps // each))
+        guard.at_log(each - 1)
+
+    def score() -> float:
+        value = validation_nll(method, xv, yv, num_samples=val_samples, seed=seed)
+        return ddp_tools.mean_over_ranks({"nll": value}, ranks)["nll"]
+
+    search = choose_temperature(
+        method, START_TEMPERATURE, train=short_run, score=score, reset=reset,
+        steps_each=each, val_examples=len(xv), val_samples=val_samples,
+    )  # fmt: skip
+    if announce:
+        print(search.summary(), file=sys.stderr)
+    return search
 
 
 def _resume_one(
@@ -285,6 +383,20 @@ def _epoch_end(method: Method, hooks: FitHooks, epoch: int, step: int) -> None:
             hooks.on_epoch_end(method, epoch, step)
         finally:
             method.train()
+
+
+def _check_validation(method: Method, validation: Any) -> tuple[Tensor, Tensor]:
+    """``validation`` as checked ``(x, y)`` tensors."""
+    if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
+        raise TypeError(
+            f"validation must be a pair (x_val, y_val) of tensors, got {type(validation).__name__}"
+        )
+    xv, yv = validation
+    if not (isinstance(xv, Tensor) and isinstance(yv, Tensor)) or len(xv) != len(yv) or not len(xv):
+        raise ValueError(
+            "validation must be (x_val, y_val) tensors with the same number (>= 1) of examples"
+        )
+    return method.check_batch(xv, yv, num_data=len(xv), kl_weight=0.0)
 
 
 def _check_data(

@@ -1,0 +1,311 @@
+"""Training-length study: does a method's uncertainty depend on how long it trained?
+
+Trains each method at several multiples of a base budget, 3 seeds by default, and scores
+accuracy, NLL, ECE (15 bins), mean confidence minus accuracy and the OOD AUROC of the
+predictive entropy; for a semi-implicit BbH or Bayes by Backprop it also records each tensor's
+sigma quantiles (10%, 50%, 90%) against the step, to show whether sigma reached a stationary
+distribution within the run. The methods get their defaults (``bbh.build(name, net)``), and
+those with ``temperature="validation"`` their validation split.
+
+Suites:
+
+- ``demo``: ``bbh demo``'s setting (embedded MNIST subset, MLP 784-100-10, 1,800 training and
+  200 validation images, batch 100, KL annealed in over epochs 2-6), base 20 epochs (360 steps);
+- ``mnist``: LeNet-5 on MNIST (55,000 training, 5,000 validation images), base 5 epochs,
+  constant KL weight, notMNIST as OOD data (``--data-dir``).
+
+Each run writes one JSON file into ``--work`` (a finished run is not redone, so several
+processes can share the work, e.g. one per core); ``--summarize`` gathers them into
+``benchmarks/results/training_length_SUITE.json`` with a figure of each metric against the
+steps and one of the sigma quantiles::
+
+    python benchmarks/posterior/training_length.py --suite demo --multiples 1 4 20 --seeds 0 1 2
+    python benchmarks/posterior/training_length.py --suite demo --summarize
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import bbh
+from bbh import metrics
+from bbh.io import atomic_write, write_json
+from bbh.nets import MLP, LeNet5
+from bbh.training import FitHooks, annealing, constant, fit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harness import finish_load, load_guard, machine_info
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+DEFAULT_METHODS = {"demo": ("map", "mc_dropout", "bbb", "bbh"), "mnist": ("map", "bbb", "bbh")}
+DEFAULT_MULTIPLES = {"demo": (1, 4, 20), "mnist": (1, 4)}
+#: points of the sigma trajectory per run
+TRAJECTORY_POINTS = 20
+
+
+@dataclass
+class Suite:
+    make_net: Callable[[], torch.nn.Module]
+    base_epochs: float
+    train: tuple[torch.Tensor, torch.Tensor]
+    val: tuple[torch.Tensor, torch.Tensor]
+    test: tuple[torch.Tensor, torch.Tensor]
+    ood: torch.Tensor
+    anneal_epochs: tuple[int, int] | None  # (start, length) of the KL ramp, None: constant 1
+    samples: int  # weight draws per prediction
+
+
+def load_suite(name: str, data_dir: str | None) -> Suite:
+    if name == "demo":
+        from bbh.data import load_embedded_mnist, load_embedded_notmnist
+
+        d = load_embedded_mnist()
+        x, y = d.train.images, d.train.labels
+        return Suite(
+            lambda: MLP(784, [100], 10), 20, (x[200:], y[200:]), (x[:200], y[:200]),
+            (d.test.images, d.test.labels), load_embedded_notmnist().images, (2, 4), 20,
+        )  # fmt: skip
+    if data_dir is None:
+        raise SystemExit("--suite mnist needs --data-dir (the folder with mnist/ and notmnist/)")
+    from bbh.data import load_mnist, load_notmnist
+
+    m = load_mnist(data_dir, offline=True)
+    assert m.val is not None
+    return Suite(
+        LeNet5, 5, (m.train.images, m.train.labels), (m.val.images, m.val.labels),
+        (m.test.images, m.test.labels), load_notmnist(data_dir, offline=True).images, None, 30,
+    )  # fmt: skip
+
+
+def sigma_of(model: Any) -> tuple[torch.Tensor, list[Any]] | None:
+    """Per-weight sigma ``[D]`` of a semi-implicit BbH or of Bayes by Backprop, with the spec."""
+    hypernet = getattr(model, "hypernet", None)
+    if hypernet is not None and getattr(hypernet, "semi_implicit", False):
+        return hypernet.sigma().detach(), list(model.spec)
+    posterior = getattr(model, "posterior", None)
+    if posterior is not None and hasattr(posterior, "std"):
+        return posterior.std.detach(), list(model.spec)
+    return None
+
+
+def sigma_quantiles(model: Any) -> dict[str, list[float]]:
+    found = sigma_of(model)
+    if found is None:
+        return {}
+    sigma, spec = found
+    q = torch.tensor([0.1, 0.5, 0.9])
+    return {
+        e.name: [round(float(v), 5) for v in part.float().quantile(q)]
+        for e, part in zip(spec, sigma.split([e.numel for e in spec]), strict=True)
+    }
+
+
+@torch.no_grad()
+def predict(model: Any, x: torch.Tensor, samples: int) -> torch.Tensor:
+    n = samples if model.stochastic else 1
+    return torch.cat([model.predict(b, n) for b in x.split(1000)])
+
+
+def run_one(
+    suite: Suite, method: str, multiple: float, seed: int, options: dict[str, Any]
+) -> dict[str, Any]:
+    torch.manual_seed(seed)
+    x, y = suite.train
+    per_epoch = len(x) // 100
+    steps = round(multiple * suite.base_epochs * per_epoch)
+    schedule = (
+        annealing(suite.anneal_epochs[0] * per_epoch, suite.anneal_epochs[1] * per_epoch)
+        if suite.anneal_epochs and method in ("bbh", "bbb")
+        else constant(1.0)
+    )
+    model = bbh.build(method, suite.make_net(), **options)
+    every = max(1, steps // TRAJECTORY_POINTS)
+    trajectory: list[dict[str, Any]] = []
+
+    class Trajectory(FitHooks):
+        def on_step(self, step: int) -> None:
+            if step % every == 0 or step == steps:
+                trajectory.append({"step": step, "sigma": sigma_quantiles(model)})
+
+    start = time.perf_counter()
+    result = fit(
+        model, x, y, steps=steps, batch_size=100, kl_schedule=schedule, seed=seed,
+        log_every=steps, hooks=Trajectory(), validation=suite.val,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    p_in, p_val = predict(model, suite.test[0], suite.samples), predict(model, suite.val[0], 20)
+    p_out = predict(model, suite.ood, suite.samples)
+    yt = suite.test[1]
+    acc = metrics.accuracy(p_in, yt)
+    return {
+        "method": method,
+        "options": options,
+        "multiple": multiple,
+        "seed": seed,
+        "steps": steps,
+        "epochs": steps / per_epoch,
+        "accuracy": acc,
+        "nll": metrics.nll(p_in, yt),
+        "ece": metrics.expected_calibration_error(p_in, yt),
+        "confidence_minus_accuracy": float(p_in.max(-1).values.mean()) - acc,
+        "ood_auroc": metrics.auroc(
+            metrics.predictive_entropy(p_in), metrics.predictive_entropy(p_out)
+        ),
+        "val_nll": metrics.nll(p_val, suite.val[1]),
+        "temperature": result.temperature.to_dict() if result.temperature else None,
+        "train_seconds": round(seconds, 1),
+        "sigma_final": sigma_quantiles(model),
+        "sigma_trajectory": trajectory,
+    }
+
+
+METRICS = ("accuracy", "nll", "ece", "confidence_minus_accuracy", "ood_auroc")
+
+
+def summarize(suite_name: str, work: Path) -> dict[str, Any]:
+    runs = [json.loads(p.read_text()) for p in sorted(work.glob(f"{suite_name}_*.json"))]
+    if not runs:
+        raise SystemExit(f"no runs of suite {suite_name!r} in {work}")
+    table: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        key = f"{r['method']} x{r['multiple']:g}"
+        row = table.setdefault(
+            key, {"method": r["method"], "multiple": r["multiple"], "steps": r["steps"], "runs": []}
+        )
+        row["runs"].append({k: r[k] for k in ("seed", *METRICS, "val_nll", "train_seconds")})
+        if r["temperature"]:
+            row.setdefault("temperatures", []).append(r["temperature"]["chosen"])
+    for row in table.values():
+        for m in METRICS:
+            values = [run[m] for run in row["runs"]]
+            row[m] = sum(values) / len(values)
+        row["seeds"] = sorted(run["seed"] for run in row["runs"])
+    return {"suite": suite_name, "rows": table, "runs": runs}
+
+
+def plot(summary: dict[str, Any], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(summary["rows"].values())
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.4))
+    for ax, m in zip(axes, METRICS, strict=True):
+        for method in methods:
+            mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["steps"])
+            ax.plot([r["steps"] for r in mine], [r[m] for r in mine], "o-", label=method)
+            for r in mine:  # each seed
+                ax.plot([r["steps"]] * len(r["runs"]), [v[m] for v in r["runs"]], ".", alpha=0.3,
+                        color=ax.lines[-1].get_color())  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel("training steps")
+        ax.set_title(m.replace("_", " "))
+        if m == "confidence_minus_accuracy":
+            ax.axhline(0, color="grey", lw=0.8)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"training-length study, suite {summary['suite']} (mean of seeds, dots: seeds)")
+    paths = [out.with_suffix(".png")]
+    atomic_write(paths[0], lambda p: fig.savefig(p, dpi=110, bbox_inches="tight", format="png"))
+    plt.close(fig)
+    # sigma quantiles against the step: the longest run of each stochastic method, first seed
+    longest = {}
+    for r in summary["runs"]:
+        if r["sigma_trajectory"] and (
+            r["method"] not in longest
+            or (r["steps"], -r["seed"])
+            > (longest[r["method"]]["steps"], -longest[r["method"]]["seed"])
+        ):
+            longest[r["method"]] = r
+    if longest:
+        fig, axes = plt.subplots(1, len(longest), figsize=(6 * len(longest), 4), squeeze=False)
+        for ax, (method, r) in zip(axes[0], longest.items(), strict=True):
+            names = list(r["sigma_trajectory"][0]["sigma"])
+            for i, name in enumerate(names):
+                steps = [p["step"] for p in r["sigma_trajectory"]]
+                q = [p["sigma"][name] for p in r["sigma_trajectory"]]
+                color = f"C{i % 10}"
+                ax.plot(steps, [v[1] for v in q], color=color, label=name)
+                ax.fill_between(
+                    steps, [v[0] for v in q], [v[2] for v in q], color=color, alpha=0.15
+                )
+            ax.set_yscale("log")
+            ax.set_xlabel("training step")
+            ax.set_ylabel("sigma (median, 10-90% band)")
+            t = (r.get("temperature") or {}).get("chosen")
+            ax.set_title(f"{method}, {r['steps']} steps, seed {r['seed']}"
+                         + (f", T = {t:g} chosen after" if t else ""))  # fmt: skip
+            ax.legend(fontsize=7, ncol=2)
+        paths.append(out.with_name(out.stem + "_sigma.png"))
+        atomic_write(paths[1], lambda p: fig.savefig(p, dpi=110, bbox_inches="tight", format="png"))
+        plt.close(fig)
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--suite", choices=("demo", "mnist"), required=True)
+    parser.add_argument("--data-dir", help="data root for --suite mnist")
+    parser.add_argument("--methods", nargs="+", help="registry names (default: per suite)")
+    parser.add_argument("--multiples", type=float, nargs="+", help="of the base budget")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--options", default="{}", help="JSON options for every method, e.g. a fixed temperature"
+    )
+    parser.add_argument("--tag", default="", help="names the runs of --options apart")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--work", type=Path, default=Path("runs/training_length"))
+    parser.add_argument("--summarize", action="store_true", help="gather the runs in --work")
+    parser.add_argument("--out", type=Path, help="record path (default benchmarks/results/...)")
+    args = parser.parse_args()
+    out = args.out or RESULTS / f"training_length_{args.suite}.json"
+    if args.summarize:
+        summary = summarize(args.suite, args.work)
+        summary["machine"] = machine_info(torch.device("cpu"))
+        summary["command"] = " ".join(sys.argv)
+        write_json(out, summary)
+        for p in [out, *plot(summary, out)]:
+            print(f"wrote {p}", file=sys.stderr)
+        for key, row in summary["rows"].items():
+            cells = " ".join(f"{m} {row[m]:.4f}" for m in METRICS)
+            temps = f" T {row['temperatures']}" if row.get("temperatures") else ""
+            print(f"{key:16s} steps {row['steps']:6d} seeds {row['seeds']} {cells}{temps}")
+        return
+    torch.set_num_threads(args.threads)
+    load = load_guard(allow_busy=True)  # accuracy, not timing: the load is only recorded
+    suite = load_suite(args.suite, args.data_dir)
+    args.work.mkdir(parents=True, exist_ok=True)
+    for multiple in args.multiples or DEFAULT_MULTIPLES[args.suite]:
+        for method in args.methods or DEFAULT_METHODS[args.suite]:
+            for seed in args.seeds:
+                name = method + (f"-{args.tag}" if args.tag else "")
+                path = args.work / f"{args.suite}_{name}_x{multiple:g}_s{seed}.json"
+                if path.exists():
+                    continue
+                row = run_one(suite, method, multiple, seed, json.loads(args.options))
+                row["method"] = name
+                row["load"] = finish_load(dict(load))
+                write_json(path, row)
+                t = row["temperature"]["chosen"] if row["temperature"] else None
+                print(
+                    f"{name} x{multiple:g} seed {seed}: acc {row['accuracy']:.4f} nll "
+                    f"{row['nll']:.4f} ece {row['ece']:.4f} gap "
+                    f"{row['confidence_minus_accuracy']:+.4f} auroc {row['ood_auroc']:.4f}"
+                    + (f" T {t:g}" if t is not None else "")
+                    + f" ({row['train_seconds']:.0f} s)",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
