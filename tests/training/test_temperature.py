@@ -1,0 +1,80 @@
+"""The KL's temperature: part of the loss, and chosen on validation data by ``fit``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import bbh
+from bbh.nets import MLP
+from bbh.training import TrainingWarning, fit
+from bbh.training.temperature import choose_temperature
+
+
+def _data(n: int = 96) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 6, generator=gen)
+    return x, (x[:, 0] + 0.5 * torch.randn(n, generator=gen) > 0).long()
+
+
+def test_the_temperature_scales_the_kl_term_and_is_saved() -> None:
+    torch.manual_seed(0)
+    x, y = _data(8)
+    hot = bbh.build("bbb", MLP(6, [5], 2), temperature=1.0)
+    cold = bbh.build("bbb", MLP(6, [5], 2), temperature=0.1)
+    cold.load_state_dict(hot.state_dict() | {"temperature": torch.tensor(0.1)})
+    torch.manual_seed(1)
+    _, h = hot.loss(x, y, num_data=50)
+    torch.manual_seed(1)
+    _, c = cold.loss(x, y, num_data=50)
+    torch.testing.assert_close(h["kl"], c["kl"])
+    torch.testing.assert_close(c["loss"] - c["nll"], 0.1 * (h["loss"] - h["nll"]))
+    # a file from before the temperature existed loads, keeping the model's own
+    old = {k: v for k, v in cold.state_dict().items() if k != "temperature"}
+    hot.load_state_dict(old)
+    assert float(hot.temperature) == 1.0
+    with pytest.raises(ValueError, match="positive number or 'validation'"):
+        bbh.build("bbh", MLP(6, [5], 2), temperature=0.0)
+
+
+def test_the_walk_goes_on_in_the_better_direction_and_stops_at_the_best() -> None:
+    model = bbh.build("bbb", MLP(6, [5], 2))
+    valley = {1.0: 5.0, 0.3: 4.0, 0.1: 3.0, 0.03: 2.5, 0.01: 2.0, 0.003: 2.2, 0.001: 3.0}
+    resets: list[int] = []
+    search = choose_temperature(
+        model, 0.03, train=lambda: None, score=lambda: valley[round(float(model.temperature), 6)],
+        reset=lambda: resets.append(1), steps_each=1, val_examples=1, val_samples=1,
+    )  # fmt: skip
+    assert search.chosen == 0.01 and float(model.temperature) == pytest.approx(0.01)
+    assert search.candidates == (0.03, 0.1, 0.01, 0.003)  # warmer is worse: it turns colder
+    assert search.val_nll == (2.5, 3.0, 2.0, 2.2)
+    assert len(resets) == 5  # before each candidate and at the end
+
+
+def test_fit_chooses_the_temperature_on_validation_data_and_trains_at_it() -> None:
+    x, y = _data()
+    torch.manual_seed(0)
+    model = bbh.build("bbh", MLP(6, [5], 2))
+    result = fit(model, x[:64], y[:64], steps=12, batch_size=16, validation=(x[64:], y[64:]))
+    search = result.temperature
+    assert search is not None and search.start == 0.03 and search.steps_each == 12
+    assert len(search.candidates) >= 3 and search.chosen in search.candidates
+    best = search.candidates[search.val_nll.index(min(search.val_nll))]
+    assert search.chosen == best
+    assert float(model.temperature) == pytest.approx(search.chosen)
+    # the main run repeats the chosen candidate's run: the same seed gives the same weights
+    torch.manual_seed(0)
+    fixed = bbh.build("bbh", MLP(6, [5], 2), temperature=search.chosen)
+    fit(fixed, x[:64], y[:64], steps=12, batch_size=16)
+    for a, b in zip(model.parameters(), fixed.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_without_validation_data_fit_warns_and_keeps_the_start() -> None:
+    x, y = _data(32)
+    model = bbh.build("bbb", MLP(6, [5], 2))
+    with pytest.warns(TrainingWarning, match="no validation data: it trains at 0.03"):
+        result = fit(model, x, y, steps=2, batch_size=16)
+    assert result.temperature is None and float(model.temperature) == pytest.approx(0.03)
+    with pytest.raises(ValueError, match="same number"):
+        fit(model, x, y, steps=1, batch_size=16, validation=(x, y[:3]))
