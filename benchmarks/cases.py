@@ -216,6 +216,14 @@ BASELINES: list[MethodCase] = [
 BBH_CONFIGS: list[MethodCase] = [
     # the defaults (preset "recommended"): chunked, semi-implicit, kl="jacobian", S = 2, split
     MethodCase("bbh recommended", "bbh", {}, {"noise_dim": 4}),
+    # the recommended model before issue 25 (N(0, I); the temperature and sigma_rate cost
+    # nothing a step): what the fan-in prior's per-weight cross term adds
+    MethodCase(
+        "bbh recommended, isotropic prior",
+        "bbh",
+        {"prior": "isotropic", "prior_scale": 1.0},
+        {"noise_dim": 4, "prior": "isotropic", "prior_scale": 1.0},
+    ),
     # cheaper variants of it a user can choose (docs/performance.md: their cost and accuracy)
     MethodCase("bbh recommended, S=1", "bbh", {"num_samples": 1}, {"noise_dim": 4}),
     MethodCase("bbh recommended, S=1, k=4", "bbh", {"num_samples": 1, "noise_dim": 4}),

@@ -56,7 +56,8 @@ TOY_SETTINGS: dict[str, ToySettings] = {
     # exact Jacobian KL) with the output layer integrated exactly: the hypernet generates the
     # hidden layer; predictive std 0.99x NUTS's at the median (the generated output layer: 2.6x)
     "bbh": ToySettings(
-        options=dict(last_layer="exact"),
+        # the model the reference samples: N(0, 1) on every weight, the ELBO (T = 1)
+        options=dict(last_layer="exact", prior="isotropic", temperature=1.0),
         steps=1000,
         lr=1e-2,
         label="Bayes by Hypernet (exact output layer)",
@@ -80,7 +81,10 @@ BASELINE_TOY_SETTINGS: dict[str, ToySettings] = {
     "map": ToySettings(options=dict(weight_decay="gaussian"), steps=2000, lr=1e-2, label="MAP"),
     "mnf": ToySettings(options=dict(max_std=1.0), steps=3000, lr=1e-2, label="MNF"),
     "bbb": ToySettings(
-        options=dict(weight_noise="local", init_log_var=-6.0, num_train_samples=4),
+        options=dict(
+            weight_noise="local", init_log_var=-6.0, num_train_samples=4, prior="isotropic",
+            temperature=1.0,
+        ),
         steps=3000,
         lr=1e-2,
         label="Bayes by Backprop",
@@ -105,7 +109,8 @@ BASELINE_PAPER_TOY_SETTINGS: dict[str, ToySettings] = {
         options=dict(max_std=0.5), steps=40, lr=0.1, label="MNF (paper)", paper_schedule=True
     ),
     "bbb": ToySettings(
-        options=dict(init_log_var=-3.0),
+        # the paper's model: N(0, 1), the ELBO, the log-variance at the optimiser's lr
+        options=dict(init_log_var=-3.0, prior="isotropic", temperature=1.0, sigma_rate=5e-4),
         steps=40,
         lr=0.1,
         label="Bayes by Backprop (paper)",

@@ -396,6 +396,8 @@ class BayesByHypernet(TemperedKL, Method):
                     chosen[key] = value
             elif value is not None and not isinstance(value, _Unset):
                 chosen[key] = value
+        if given("prior") and not given("prior_scale"):  # the scale that goes with the prior
+            chosen["prior_scale"] = FAN_IN_GAIN if chosen["prior"] == "fan_in" else 1.0
         return dict(chosen, preset=preset.value)
 
     @staticmethod
