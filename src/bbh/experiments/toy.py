@@ -82,7 +82,10 @@ BASELINE_TOY_SETTINGS: dict[str, ToySettings] = {
     "mnf": ToySettings(options=dict(max_std=1.0), steps=3000, lr=1e-2, label="MNF"),
     "bbb": ToySettings(
         options=dict(
-            weight_noise="local", init_log_var=-6.0, num_train_samples=4, prior="isotropic",
+            weight_noise="local",
+            init_log_var=-6.0,
+            num_train_samples=4,
+            prior="isotropic",
             temperature=1.0,
         ),
         steps=3000,
