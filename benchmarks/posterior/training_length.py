@@ -209,6 +209,9 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
                 ax.plot([r["steps"]] * len(r["runs"]), [v[m] for v in r["runs"]], ".", alpha=0.3,
                         color=ax.lines[-1].get_color())  # fmt: skip
         ax.set_xscale("log")
+        steps = sorted({r["steps"] for r in rows})
+        ax.set_xticks(steps, [str(t) for t in steps])
+        ax.minorticks_off()
         ax.set_xlabel("training steps")
         ax.set_title(m.replace("_", " "))
         if m == "confidence_minus_accuracy":
@@ -221,7 +224,8 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
     # sigma quantiles against the step: the longest run of each stochastic method, first seed
     longest = {}
     for r in summary["runs"]:
-        if r["sigma_trajectory"] and (
+        has_sigma = any(p["sigma"] for p in r["sigma_trajectory"])
+        if has_sigma and (
             r["method"] not in longest
             or (r["steps"], -r["seed"])
             > (longest[r["method"]]["steps"], -longest[r["method"]]["seed"])

@@ -64,3 +64,28 @@ def test_a_short_run_reaches_the_long_runs_sigma_at_the_default_rate() -> None:
     # the old rate is a cap: the same short run stops far below the optimum
     capped = _marginal_std(SHORT, sigma_rate=1e-3) / long
     assert capped.max() < 0.9, capped
+
+
+def test_a_saved_sigma_loads_as_the_same_sigma_whatever_the_rate() -> None:
+    """``log sigma`` is stored divided by a rate-dependent scale: a file of another rate, or of
+    before the scale was saved (then the old default, 1e-3), loads to the same sigmas."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 40), nn.ReLU(), nn.Linear(40, 3))  # 1,123 weights: chunked
+    slow = bbh.BayesByHypernet(net, sigma_rate=1e-3)
+    with torch.no_grad():
+        slow.hypernet.log_sigma_param.uniform_(-5, -1)
+    sigma = slow.hypernet.sigma()
+    fast = bbh.BayesByHypernet(net)  # the default rate, 30 times the scale
+    fast.load_state_dict(slow.state_dict())
+    torch.testing.assert_close(fast.hypernet.sigma(), sigma)
+    old = {
+        k: v
+        for k, v in slow.state_dict().items()
+        if k not in ("temperature", "hypernet.saved_log_sigma_scale")
+    }
+    legacy = bbh.BayesByHypernet(net)
+    legacy.load_state_dict(old)  # a file from before issue 25: trained at 1e-3
+    torch.testing.assert_close(legacy.hypernet.sigma(), sigma)
+    options = bbh.BayesByHypernet.options_for_state_dict({}, old)
+    assert options["sigma_rate"] == 1e-3 and options["temperature"] == 1.0
+    assert options["prior"] == "isotropic"

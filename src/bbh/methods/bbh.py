@@ -57,8 +57,8 @@ class _Unset:
 UNSET = _Unset()
 
 #: ``sigma_rate`` of the recommended preset: an Adam step moves ``log sigma`` by up to this much,
-#: so a sigma crosses a factor of 10 in about 80 steps and reaches its optimum within the demo's
-#: 360 steps and MNIST's first epoch (docs/posterior_check.md, "Sigma at its optimum")
+#: so a sigma whose gradient keeps its sign crosses a factor of 10 in about 80 steps (where the
+#: gradient is mostly noise it moves slower: docs/posterior_check.md, "Sigma at its optimum")
 SIGMA_RATE = 3e-2
 #: the rate every run before the fan-in prior used (also the paper preset's, where no sigma is
 #: learned): a cap that held sigma far below its optimum in a normal run
@@ -408,8 +408,10 @@ class BayesByHypernet(TemperedKL, Method):
         generator saved without the linear noise path (model files written before it became
         the default) gets ``noise_mixing=False``, a chunked generator saved without an
         explicit ``generator`` keeps it (a small net saved before ``small_net_options``), and
-        its chunk size is the saved one unless ``chunk_size`` or an int ``num_chunks`` is given;
-        ``bbh.load`` uses this."""
+        its chunk size is the saved one unless ``chunk_size`` or an int ``num_chunks`` is given,
+        and a model saved before the fan-in prior and the temperature (no ``temperature`` in
+        its state) gets the model it was trained as (``N(0, I)``, ``T = 1``, ``sigma_rate``
+        1e-3) where its options do not say; ``bbh.load`` uses this."""
         options = dict(options)
         chunked_keys = "hypernet.generator.embeddings" in state_dict
         if chunked_keys and options.get("generator") is None:
@@ -421,6 +423,10 @@ class BayesByHypernet(TemperedKL, Method):
             last = max(layers, key=lambda k: int(k.split(".")[3]))
             options["chunk_size"] = int(state_dict[last].shape[0])
             options.pop("num_chunks", None)
+        if "temperature" not in state_dict:  # a model of before the fan-in prior (issue 25)
+            for key, value in PRESETS[Preset.PAPER].items():
+                if key in ("prior", "prior_scale", "temperature", "sigma_rate"):
+                    options.setdefault(key, value)  # the ELBO under N(0, I), sigma_rate 1e-3
         saved_without_path = chunked_keys and "hypernet.generator.noise_mixing" not in state_dict
         if saved_without_path and "noise_mixing" not in options:
             options["noise_mixing"] = False
@@ -525,6 +531,7 @@ class BayesByHypernet(TemperedKL, Method):
         if chosen["prior"] not in PRIOR_KINDS:
             raise ValueError(f"unknown prior {chosen['prior']!r}; allowed: {list(PRIOR_KINDS)}")
         self.init_temperature(chosen["temperature"])
+        sigma_rate_given = sigma_rate
         sigma_rate = float(chosen["sigma_rate"])
         self.net = copy.deepcopy(net)
         self.spec = spec
@@ -644,6 +651,8 @@ class BayesByHypernet(TemperedKL, Method):
             ),
             sigma_columns=sigma_mode is SigmaPer.FACTORED,
         )
+        if sigma_rate_given is None:  # files of before the saved scale: the old default rate
+            self.hypernet.legacy_log_sigma_scale = SIGMA_RATE_PAPER / self.default_lr
         self._release_generated()
 
     def _released_slots(self) -> Iterator[tuple[nn.Module, str]]:

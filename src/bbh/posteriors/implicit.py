@@ -128,6 +128,20 @@ class ImplicitPosterior(nn.Module):
                 ]
             ).to(ref.dtype)
         self.log_sigma_param = None if weight_noise is None else nn.Parameter(initial)
+        #: the scale ``log_sigma_param`` is stored at, saved with it: a file trained at another
+        #: ``sigma_rate`` loads to the same sigma (``_load_from_state_dict``)
+        self.register_buffer("saved_log_sigma_scale", torch.tensor(float(log_sigma_scale)))
+        #: what a file without ``saved_log_sigma_scale`` (written before it existed) was stored at
+        self.legacy_log_sigma_scale = float(log_sigma_scale)
+
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
+        key, param = prefix + "saved_log_sigma_scale", prefix + "log_sigma_param"
+        saved = state_dict.get(key)
+        saved_scale = self.legacy_log_sigma_scale if saved is None else float(saved)
+        state_dict[key] = torch.tensor(self.log_sigma_scale)
+        if param in state_dict and saved_scale != self.log_sigma_scale:
+            state_dict[param] = state_dict[param] * (saved_scale / self.log_sigma_scale)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     @property
     def semi_implicit(self) -> bool:
