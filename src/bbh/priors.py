@@ -137,6 +137,27 @@ class GaussianPrior(nn.Module):
         )
 
 
+#: the priors a method's ``prior=`` names
+PRIOR_KINDS = ("fan_in", "isotropic", "empirical_bayes")
+
+
+def make_prior(prior: str | GaussianPrior, scale: float | None = None) -> GaussianPrior:
+    """A method's ``prior=`` and ``prior_scale=`` as a (fresh, unbound) ``GaussianPrior``:
+    a name of ``PRIOR_KINDS`` with its scale (default 3 for ``fan_in``, else 1), or a prior,
+    copied."""
+    if isinstance(prior, GaussianPrior):
+        return GaussianPrior(
+            prior.scale, fan_in=prior.fan_in, empirical_bayes=prior.empirical_bayes
+        )
+    if prior not in PRIOR_KINDS:
+        raise ValueError(f"unknown prior {prior!r}; allowed: {list(PRIOR_KINDS)}")
+    if scale is None:
+        scale = FAN_IN_GAIN if prior == "fan_in" else 1.0
+    return GaussianPrior(
+        float(scale), fan_in=prior == "fan_in", empirical_bayes=prior == "empirical_bayes"
+    )
+
+
 def fan_in_scales(spec: ParamSpec, net: nn.Module, gain: float) -> Tensor:
     """``[D]``: ``gain / sqrt(fan_in)`` for every weight of ``spec``, in its order.
 

@@ -71,3 +71,18 @@ def test_an_unbound_fan_in_prior_and_bad_scales_are_refused() -> None:
         GaussianPrior(0.0)
     with pytest.raises(ValueError, match="not both"):
         GaussianPrior(fan_in=True, empirical_bayes=True)
+
+
+def test_bbh_and_bbb_take_the_same_prior_module() -> None:
+    import bbh
+    from bbh.nets import MLP
+
+    prior = GaussianPrior(2.0, fan_in=True)
+    for name in ("bbh", "bbb"):
+        method = bbh.build(name, MLP(4, [3], 2), prior=prior)
+        assert method.prior is not prior and method.prior.fan_in and method.prior.scale == 2.0
+        torch.testing.assert_close(method.prior.scales[:12], torch.full((12,), 1.0))  # 2/sqrt(4)
+    with pytest.raises(ValueError, match="unknown prior"):
+        bbh.build("bbb", MLP(4, [3], 2), prior="laplace")
+    with pytest.raises(ValueError, match="BbH's"):
+        bbh.build("bbb", MLP(4, [3], 2), prior="empirical_bayes")

@@ -46,7 +46,7 @@ from bbh.methods.temperature import TemperedKL
 from bbh.posteriors.gaussian import MeanFieldGaussian
 from bbh.posteriors.layers import deterministic_predicate, select_layers
 from bbh.posteriors.local import WeightNoise, make_local, plain_weights
-from bbh.priors import FAN_IN_GAIN, GaussianPrior
+from bbh.priors import GaussianPrior, make_prior
 from bbh.validation import at_least, checked_args, positive
 
 #: ``sigma_rate``'s default, as ``BayesByHypernet``'s (``bbh.methods.bbh.SIGMA_RATE``)
@@ -59,7 +59,7 @@ class BayesByBackprop(TemperedKL, Method):
     Args:
         net: any ``nn.Module`` (copied; the user's net is not changed).
         prior: ``fan_in`` (default): ``N(0, prior_scale^2 / fan_in)`` per tensor; ``isotropic``
-            (the paper): ``N(0, prior_scale^2 I)`` (``bbh.priors``).
+            (the paper): ``N(0, prior_scale^2 I)`` (``bbh.priors``); or a ``GaussianPrior``.
         prior_scale: the isotropic prior's s, or the fan-in prior's gain (default 3 for
             ``fan_in``, 1 for ``isotropic``).
         temperature: the KL's weight T, or ``"validation"`` (default): chosen by
@@ -88,7 +88,7 @@ class BayesByBackprop(TemperedKL, Method):
         self,
         net: nn.Module,
         *,
-        prior: str = "fan_in",
+        prior: str | GaussianPrior = "fan_in",
         prior_scale: float | None = None,
         temperature: float | str = "validation",
         sigma_rate: float | None = SIGMA_RATE,
@@ -128,10 +128,12 @@ class BayesByBackprop(TemperedKL, Method):
             )
         self.predict_noise = predict_noise
         self.forward_mode = ForwardMode(forward_mode)
-        if prior not in ("fan_in", "isotropic"):
-            raise ValueError(f"unknown prior {prior!r}; allowed: ['fan_in', 'isotropic']")
-        if prior_scale is None:
-            prior_scale = FAN_IN_GAIN if prior == "fan_in" else 1.0
+        prior_module = make_prior(prior, prior_scale)
+        if prior_module.empirical_bayes:
+            raise ValueError(
+                "prior='empirical_bayes' is BbH's (its Jacobian KL sets the scales); Bayes by "
+                "Backprop takes 'fan_in' or 'isotropic'"
+            )
         self.init_temperature(temperature)
         self.sigma_rate = sigma_rate
         self.likelihood = make_likelihood(likelihood, noise_scale)
@@ -153,7 +155,7 @@ class BayesByBackprop(TemperedKL, Method):
         self.posterior = MeanFieldGaussian(
             self.spec.from_module_values(self.net)[0], init_log_var, init_log_var_std
         )
-        self.prior = GaussianPrior(prior_scale, fan_in=prior == "fan_in").bind(self.spec, self.net)
+        self.prior = prior_module.bind(self.spec, self.net)
 
     def optimizer_groups(self, lr: float) -> list[dict[str, Any]]:
         """With ``sigma_rate``, the log-variances learn at ``2 * sigma_rate`` a step (log sigma

@@ -30,7 +30,7 @@ from bbh.options import parse_enum
 from bbh.posteriors.implicit import ImplicitPosterior
 from bbh.posteriors.last_layer import log_marginal, sample_readout
 from bbh.posteriors.layers import deterministic_predicate
-from bbh.priors import FAN_IN_GAIN, GaussianPrior
+from bbh.priors import FAN_IN_GAIN, GaussianPrior, make_prior
 from bbh.validation import at_least, checked_args, positive
 
 
@@ -64,8 +64,6 @@ SIGMA_RATE = 3e-2
 #: learned): a cap that held sigma far below its optimum in a normal run
 SIGMA_RATE_PAPER = 1e-3
 
-#: a prior over the generated weights (``bbh.priors``)
-PRIOR_KINDS = ("fan_in", "isotropic", "empirical_bayes")
 
 #: The options each preset fills in where the caller gives none.
 PRESETS: dict[Preset, dict[str, Any]] = {
@@ -313,7 +311,8 @@ class BayesByHypernet(TemperedKL, Method):
             gets all of them; LeNet-5's step 2.06x -> 1.79x MAP's), else all.
         prior: ``fan_in`` (recommended): ``N(0, prior_scale^2 / fan_in)`` per tensor
             (``bbh.priors``); ``isotropic`` (paper): ``N(0, prior_scale^2 I)``;
-            ``empirical_bayes``: a scale per tensor set by the ELBO (``kl="jacobian"`` only).
+            ``empirical_bayes``: a scale per tensor set by the ELBO (``kl="jacobian"`` only); or
+            a ``bbh.priors.GaussianPrior`` (then ``prior_scale`` does not apply).
         prior_scale: the isotropic prior's s (paper: 1), or the fan-in prior's gain (default
             ``bbh.priors.FAN_IN_GAIN`` = 3).
         temperature: the KL's weight T in ``NLL + kl_weight * T * KL / N`` (1: the ELBO);
@@ -455,7 +454,7 @@ class BayesByHypernet(TemperedKL, Method):
         jacobian_samples: int = 1,
         jacobian_chunks: int | str | None = "auto",
         prior_scale: float | None = None,
-        prior: str | None = None,
+        prior: str | GaussianPrior | None = None,
         temperature: float | str | None = None,
         nll: NLLMode | str | None = None,
         likelihood: str = "categorical",
@@ -528,8 +527,7 @@ class BayesByHypernet(TemperedKL, Method):
         self.forward_mode = parse_enum(ForwardMode, forward_mode, "forward_mode")
         gen_name = parse_enum(GeneratorName, generator, "generator")
         self.likelihood = make_likelihood(likelihood, noise_scale)
-        if chosen["prior"] not in PRIOR_KINDS:
-            raise ValueError(f"unknown prior {chosen['prior']!r}; allowed: {list(PRIOR_KINDS)}")
+        prior_module = make_prior(chosen["prior"], chosen["prior_scale"])
         self.init_temperature(chosen["temperature"])
         sigma_rate_given = sigma_rate
         sigma_rate = float(chosen["sigma_rate"])
@@ -537,11 +535,7 @@ class BayesByHypernet(TemperedKL, Method):
         self.spec = spec
         #: the prior over the generated weights (with ``last_layer="exact"``, its output layer's
         #: scale is ``prior.readout_scale``)
-        self.prior = GaussianPrior(
-            float(chosen["prior_scale"]),
-            fan_in=chosen["prior"] == "fan_in",
-            empirical_bayes=chosen["prior"] == "empirical_bayes",
-        ).bind(spec, self.net)
+        self.prior = prior_module.bind(spec, self.net)
         if self.prior.empirical_bayes and (
             chosen["kl"] != "jacobian" or last_mode is LastLayer.EXACT
         ):
