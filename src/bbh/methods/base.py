@@ -3,7 +3,8 @@
 A method is an ``nn.Module`` that wraps an ordinary primary network and offers
 
 - ``loss(x, y, *, num_data, kl_weight) -> (loss, logs)``: the per-example objective
-  ``mean NLL + kl_weight * KL / num_data`` (``num_data`` = training-set size, summed over ranks);
+  ``mean NLL + kl_weight * T * KL / num_data`` (``num_data`` = training-set size, summed over
+  ranks; ``T`` the temperature of a method with one, ``bbh.methods.temperature``);
   ``logs`` maps names to detached scalar tensors (no host sync per step);
 - ``predict_logits(x, num_samples) -> [S, B, C]``: outputs for S draws of the weights (for a
   regression likelihood, C is the output dimension);

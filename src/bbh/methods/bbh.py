@@ -3,9 +3,10 @@
 A generator maps noise to the weights of the primary network, ``w = G(z)``, which makes
 ``q(w)`` an implicit distribution trained on the negative ELBO per example::
 
-    loss = mean NLL + kl_weight * KL_hat(q || p) / num_data
+    loss = mean NLL + kl_weight * T * KL_hat(q || p) / num_data
 
-with ``KL_hat`` a sample-based estimate from the S generated weight samples (``bbh.divergences``).
+with ``KL_hat`` a sample-based estimate from the S generated weight samples (``bbh.divergences``)
+and ``T`` the temperature (``bbh.methods.temperature``; the paper: 1).
 """
 
 from __future__ import annotations
