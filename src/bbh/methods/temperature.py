@@ -4,7 +4,7 @@ A method with a KL term trains on ``mean NLL + kl_weight * T * KL / num_data``: 
 ELBO (the posterior of the model as written), ``T < 1`` a tempered posterior whose likelihood
 counts ``1 / T`` times (Wenzel et al. 2020, "How good is the Bayes posterior in deep neural
 networks really?"). ``temperature="validation"`` makes ``T`` a hyperparameter chosen from data:
-``bbh.training.fit`` first trains a few short runs from the initial state at temperatures of
+``bbh.training.fit`` first trains a few candidate runs from the initial state at temperatures of
 ``TEMPERATURE_CANDIDATES`` around ``START_TEMPERATURE``, then trains at the one with the lowest
 validation NLL (``bbh.training.temperature``). Never a function of the step count or a rate.
 """

@@ -158,7 +158,8 @@ def fit(
 
     ``validation``: held-out ``(x, y)`` for a method built with ``temperature="validation"``:
     before the main training it trains from the initial state at a few temperatures for
-    ``temperature_steps`` steps each (default a third of ``steps``), scores each by the
+    ``temperature_steps`` steps each (default ``steps``: shorter runs ranked the temperatures
+    differently on the demo), scores each by the
     validation NLL of a ``val_samples``-draw predictive, then trains at the best
     (``bbh.training.temperature``; ``FitResult.temperature`` says what it chose). Without
     ``validation`` such a method trains at ``START_TEMPERATURE``, with a warning.
@@ -305,9 +306,10 @@ def _search_temperature(
     announce: bool,
     warn: bool,
 ) -> TemperatureSearch | None:
-    """``temperature="validation"``: short runs from the initial state, the method left in that
-    state at the best temperature (``bbh.training.temperature``); None for other methods."""
-    if not getattr(method, "temperature_candidates", None):
+    """``temperature="validation"``: candidate runs from the initial state, the method left in
+    that state at the best temperature (``bbh.training.temperature``); None for other methods."""
+    grid = getattr(method, "temperature_candidates", None)
+    if not grid:
         return None
     if validation is None:
         if warn:
@@ -343,7 +345,7 @@ def _search_temperature(
 
     search = choose_temperature(
         method, START_TEMPERATURE, train=short_run, score=score, reset=reset,
-        steps_each=each, val_examples=len(xv), val_samples=val_samples,
+        steps_each=each, val_examples=len(xv), val_samples=val_samples, grid=grid,
     )  # fmt: skip
     if announce:
         print(search.summary(), file=sys.stderr)
