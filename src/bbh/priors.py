@@ -106,18 +106,40 @@ class GaussianPrior(nn.Module):
 
     def cross_entropy(self, second_moment: Tensor) -> Tensor:
         """``E_q[-log p(w)]`` from the per-weight second moments ``E_q[w_i^2]`` ``[D]``."""
-        d = second_moment.shape[-1]
+        if self.isotropic:
+            d = second_moment.shape[-1]
+            const = d * (math.log(self.scale) + 0.5 * math.log(2 * math.pi))
+            return 0.5 * second_moment.sum() / self.scale**2 + const
+        self._check_bound(second_moment.shape[-1])
+        return self.cross_entropy_of_tensors(
+            torch.stack([m.sum() for m in second_moment.split(self.sizes)])
+        )
+
+    def square_sums(self, x: Tensor) -> Tensor:
+        """``[T]``: the sum of squares of each tensor's part of ``x [..., D]`` (all leading axes
+        summed too): the per-tensor sums a bound prior's cross term takes, without a ``[D]``
+        temporary per weight scale (the fan-in prior's step costs what the isotropic one does)."""
+        self._check_bound(x.shape[-1])
+        return torch.stack([(p * p).sum() for p in x.split(self.sizes, dim=-1)])
+
+    def cross_entropy_of_tensors(self, quad: Tensor) -> Tensor:
+        """``E_q[-log p(w)]`` from ``quad [T]``, each tensor's ``E_q |w_t|^2`` (bound priors)."""
+        sizes = torch.tensor(self.sizes, dtype=quad.dtype, device=quad.device)
+        d = sum(self.sizes)
         const = 0.5 * d * math.log(2 * math.pi)
         if self.empirical_bayes:  # s_t^2 = E|w_t|^2 / d_t: each tensor's term is d_t / 2
-            if sum(self.sizes) != d:
-                raise RuntimeError("an empirical-Bayes prior must be bound to the weights first")
-            per_tensor = torch.stack([m.mean() for m in second_moment.split(self.sizes)])
-            sizes = torch.tensor(self.sizes, dtype=per_tensor.dtype, device=per_tensor.device)
-            return 0.5 * (sizes * per_tensor.log()).sum() + 0.5 * d + const
+            return 0.5 * (sizes * (quad / sizes).log()).sum() + 0.5 * d + const
         if self.isotropic:
-            return 0.5 * second_moment.sum() / self.scale**2 + d * math.log(self.scale) + const
-        s = self._scales().to(second_moment.dtype)
-        return 0.5 * (second_moment / (s * s)).sum() + s.log().sum() + const
+            return 0.5 * quad.sum() / self.scale**2 + d * math.log(self.scale) + const
+        s = torch.stack([part[0] for part in self._scales().split(self.sizes)]).to(quad.dtype)
+        return 0.5 * (quad / (s * s)).sum() + (sizes * s.log()).sum() + const
+
+    def _check_bound(self, dim: int) -> None:
+        if sum(self.sizes) != dim:
+            raise RuntimeError(
+                f"the prior must be bound to the weights first (bound to {sum(self.sizes)} "
+                f"weights, given {dim})"
+            )
 
     def weight_scales(self) -> float | Tensor:
         """The prior's std for every weight: ``scale`` (isotropic) or the bound ``[D]``."""

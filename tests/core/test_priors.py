@@ -38,6 +38,13 @@ def test_a_fan_in_prior_scores_samples_by_its_per_weight_scales() -> None:
     m2 = torch.rand(spec.dim)
     cross = 0.5 * (m2 / s**2).sum() + s.log().sum() + 0.5 * spec.dim * math.log(2 * math.pi)
     torch.testing.assert_close(prior.cross_entropy(m2), cross)
+    # the Jacobian KL's form: per-tensor sums of squares of S means and of sigma
+    mean, sigma = torch.randn(3, spec.dim), torch.rand(spec.dim)
+    quad = prior.square_sums(mean) / 3 + prior.square_sums(sigma)
+    per_weight = (mean * mean).mean(0) + sigma * sigma
+    torch.testing.assert_close(
+        prior.cross_entropy_of_tensors(quad), prior.cross_entropy(per_weight)
+    )
     # the closed-form Gaussian KL takes the per-weight scales too
     mean, log_var = torch.randn(spec.dim), torch.randn(spec.dim)
     q = torch.distributions.Normal(mean, (0.5 * log_var).exp())

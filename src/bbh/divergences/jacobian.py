@@ -85,8 +85,9 @@ class JacobianKL(nn.Module):
 
 def cross_entropy_semi_implicit(mean: Tensor, sigma: Tensor, prior: GaussianPrior) -> Tensor:
     """``E_q[-log p(w)]`` for ``w = mean_s + sigma * eps``, exact over eps, averaged over s."""
-    if not prior.isotropic:
-        return prior.cross_entropy((mean * mean).mean(0) + sigma * sigma)
+    if not prior.isotropic:  # per tensor: sums of squares, no [D] temporary per scale
+        quad_t = prior.square_sums(mean) / mean.shape[0] + prior.square_sums(sigma)
+        return prior.cross_entropy_of_tensors(quad_t)
     quad = (mean * mean).sum() / mean.shape[0] + (sigma * sigma).sum()  # mul: 2x pow's speed
     return _gaussian_cross_entropy(quad, sigma.numel(), prior)
 
