@@ -7,7 +7,7 @@ import torch
 
 import bbh
 from bbh.nets import MLP
-from bbh.training import TrainingWarning, fit
+from bbh.training import FitHooks, TrainingWarning, fit
 from bbh.training.temperature import choose_temperature
 
 
@@ -55,10 +55,21 @@ def test_fit_chooses_the_temperature_on_validation_data_and_trains_at_it() -> No
     x, y = _data()
     torch.manual_seed(0)
     model = bbh.build("bbh", MLP(6, [5], 2))
-    result = fit(model, x[:64], y[:64], steps=12, batch_size=16, validation=(x[64:], y[64:]))
+    calls: list[tuple[float, float | None]] = []
+
+    class Hooks(FitHooks):
+        def on_temperature_candidate(self, temperature: float, val_nll: float | None) -> None:
+            calls.append((temperature, val_nll))
+
+    result = fit(
+        model, x[:64], y[:64], steps=12, batch_size=16, validation=(x[64:], y[64:]), hooks=Hooks()
+    )
     search = result.temperature
     assert search is not None and search.start == 0.03 and search.steps_each == 12
     assert len(search.candidates) >= 3 and search.chosen in search.candidates
+    # the hooks hear each candidate before it trains and with its score after
+    assert calls[0::2] == [(t, None) for t in search.candidates]
+    assert calls[1::2] == list(zip(search.candidates, search.val_nll, strict=True))
     best = search.candidates[search.val_nll.index(min(search.val_nll))]
     assert search.chosen == best
     assert float(model.temperature) == pytest.approx(search.chosen)

@@ -464,6 +464,20 @@ class _RunHooks(FitHooks):
     def on_step(self, step: int) -> None:
         self.bar.update(1)
 
+    def on_temperature_candidate(self, temperature: float, val_nll: float | None) -> None:
+        """The temperature search's candidates: a log row and a line above the bar (which moves
+        only in the final run)."""
+        if val_nll is None:
+            self.bar.write(f"{self.cfg.display_name}: training at temperature {temperature:g}")
+            return
+        self.log.write({"event": "temperature_candidate", "temperature": temperature,
+                        "val_nll": val_nll})  # fmt: skip
+        self.bar.write(f"{self.cfg.display_name}: temperature {temperature:g}: validation NLL "
+                       f"{val_nll:.4f}")  # fmt: skip
+        reset = getattr(self.bar, "reset", None)  # tqdm: the bar's clock starts again at 0 steps
+        if reset is not None:
+            reset()
+
     def on_epoch_end(self, method: Method, epoch: int, step: int) -> None:
         """Validation accuracy and NLL; under DDP each rank predicts its share of the
         validation set and the metrics are averaged over the ranks, weighted by share."""

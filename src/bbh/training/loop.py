@@ -86,6 +86,10 @@ class FitHooks:
     def on_epoch_end(self, method: Method, epoch: int, step: int) -> None:
         """After the last step of each epoch; runs under a forked RNG, in ``eval`` mode."""
 
+    def on_temperature_candidate(self, temperature: float, val_nll: float | None) -> None:
+        """``temperature="validation"``: before a candidate trains (``val_nll`` None) and after
+        it is scored."""
+
     def on_checkpoint(self, state: TrainState) -> None:
         """Save ``state`` (its tensors are the live ones: save, do not keep)."""
 
@@ -244,6 +248,7 @@ def fit(
                 method, validation, train_step, guard, sampler, opt, schedule,
                 steps=steps, each=temperature_steps, val_samples=val_samples, seed=seed,
                 ranks=ranks, announce=verbose and main, warn=main,
+                report=hooks.on_temperature_candidate if main else None,
             )  # fmt: skip
         for step in range(start_step, steps):
             kl_weight = schedule(step)
@@ -305,6 +310,7 @@ def _search_temperature(
     ranks: Ranks | None,
     announce: bool,
     warn: bool,
+    report: Callable[[float, float | None], None] | None = None,
 ) -> TemperatureSearch | None:
     """``temperature="validation"``: candidate runs from the initial state, the method left in
     that state at the best temperature (``bbh.training.temperature``); None for other methods."""
@@ -346,6 +352,7 @@ def _search_temperature(
     search = choose_temperature(
         method, START_TEMPERATURE, train=short_run, score=score, reset=reset,
         steps_each=each, val_examples=len(xv), val_samples=val_samples, grid=grid,
+        report=report,
     )  # fmt: skip
     if announce:
         print(search.summary(), file=sys.stderr)

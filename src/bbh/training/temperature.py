@@ -85,10 +85,12 @@ def choose_temperature(
     val_examples: int,
     val_samples: int,
     grid: tuple[float, ...] = TEMPERATURE_CANDIDATES,
+    report: Callable[[float, float | None], None] | None = None,
 ) -> TemperatureSearch:
     """Walk ``grid`` from ``start``: each candidate trained by ``train()`` from the state that
     ``reset()`` restores, scored by ``score()`` (lower is better). Leaves the method reset, at
-    the best temperature."""
+    the best temperature. ``report(t, None)`` before a candidate trains, ``report(t, nll)``
+    after."""
     ladder = sorted(grid, reverse=True)
     if start not in ladder:
         raise ValueError(f"the start temperature {start} is not in the grid {ladder}")
@@ -99,9 +101,13 @@ def choose_temperature(
         if t not in scores:
             reset()
             cast(TemperedKL, method).set_temperature(t)
+            if report is not None:
+                report(t, None)
             train()
             value = score()
             scores[t] = value if math.isfinite(value) else math.inf
+            if report is not None:
+                report(t, value)
         return scores[t]
 
     here = ladder.index(start)
