@@ -55,8 +55,11 @@ class GaussianPrior(nn.Module):
         self.empirical_bayes = bool(empirical_bayes)
         #: per-weight scales ``[D]`` of a bound fan-in prior; None: ``scale`` for every weight
         self.register_buffer("scales", None, persistent=False)
-        #: the tensors' sizes (empirical Bayes)
+        #: per-tensor scales ``[T]`` of a bound fan-in prior (what its cross term takes)
+        self.register_buffer("tensor_scales", None, persistent=False)
+        #: the bound tensors' sizes, as a list and as ``[T]``
         self.sizes: list[int] = []
+        self.register_buffer("tensor_sizes", None, persistent=False)
 
     @property
     def isotropic(self) -> bool:
@@ -64,9 +67,17 @@ class GaussianPrior(nn.Module):
 
     def bind(self, spec: ParamSpec, net: nn.Module) -> GaussianPrior:
         """Fix the per-weight scales for the tensors of ``spec`` (parameters of ``net``)."""
-        if self.fan_in:
-            self.scales = fan_in_scales(spec, net, self.scale)
         self.sizes = [e.numel for e in spec]
+        ref = next(net.parameters(), None)
+        device = None if ref is None else ref.device
+        self.tensor_sizes = torch.tensor(self.sizes, dtype=torch.float32, device=device)
+        if self.fan_in:
+            self.tensor_scales = torch.tensor(
+                fan_in_tensor_scales(spec, net, self.scale), device=device
+            )
+            self.scales = self.tensor_scales.repeat_interleave(
+                torch.tensor(self.sizes, device=device), output_size=sum(self.sizes)
+            )
         return self
 
     def _scales(self) -> Tensor:
@@ -124,14 +135,18 @@ class GaussianPrior(nn.Module):
 
     def cross_entropy_of_tensors(self, quad: Tensor) -> Tensor:
         """``E_q[-log p(w)]`` from ``quad [T]``, each tensor's ``E_q |w_t|^2`` (bound priors)."""
-        sizes = torch.tensor(self.sizes, dtype=quad.dtype, device=quad.device)
+        if self.tensor_sizes is None:
+            raise RuntimeError("the prior must be bound to the weights first (bind)")
+        sizes = self.tensor_sizes.to(quad.dtype)
         d = sum(self.sizes)
         const = 0.5 * d * math.log(2 * math.pi)
         if self.empirical_bayes:  # s_t^2 = E|w_t|^2 / d_t: each tensor's term is d_t / 2
             return 0.5 * (sizes * (quad / sizes).log()).sum() + 0.5 * d + const
         if self.isotropic:
             return 0.5 * quad.sum() / self.scale**2 + d * math.log(self.scale) + const
-        s = torch.stack([part[0] for part in self._scales().split(self.sizes)]).to(quad.dtype)
+        self._scales()  # bound, and not empirical Bayes
+        assert self.tensor_scales is not None
+        s = self.tensor_scales.to(quad.dtype)
         return 0.5 * (quad / (s * s)).sum() + (sizes * s.log()).sum() + const
 
     def _check_bound(self, dim: int) -> None:
@@ -181,14 +196,24 @@ def make_prior(prior: str | GaussianPrior, scale: float | None = None) -> Gaussi
 
 
 def fan_in_scales(spec: ParamSpec, net: nn.Module, gain: float) -> Tensor:
-    """``[D]``: ``gain / sqrt(fan_in)`` for every weight of ``spec``, in its order.
+    """``[D]``: ``gain / sqrt(fan_in)`` for every weight of ``spec``, in its order
+    (``fan_in_tensor_scales`` repeated over each tensor's weights)."""
+    scales = torch.tensor(fan_in_tensor_scales(spec, net, gain))
+    sizes = [e.numel for e in spec]
+    out = scales.repeat_interleave(torch.tensor(sizes), output_size=sum(sizes))
+    ref = next(net.parameters(), None)
+    return out if ref is None else out.to(ref.device)
+
+
+def fan_in_tensor_scales(spec: ParamSpec, net: nn.Module, gain: float) -> list[float]:
+    """``gain / sqrt(fan_in)`` for each tensor of ``spec``.
 
     A tensor of two or more dimensions has fan-in ``prod(shape[1:])`` (a linear layer's inputs,
     a convolution's ``in / groups x kh x kw``); a bias or other vector takes that of its
     module's ``weight`` where the module has one of two or more dimensions, else 1.
     """
     params = dict(net.named_parameters())
-    parts = []
+    scales = []
     for entry in spec:
         shape = tuple(entry.shape)
         if len(shape) < 2:
@@ -196,7 +221,5 @@ def fan_in_scales(spec: ParamSpec, net: nn.Module, gain: float) -> Tensor:
             sibling = params.get(f"{owner}.weight" if owner else "weight")
             shape = tuple(sibling.shape) if sibling is not None and sibling.dim() >= 2 else ()
         fan = math.prod(shape[1:]) if len(shape) >= 2 else 1
-        parts.append(torch.full((entry.numel,), gain / math.sqrt(max(fan, 1))))
-    ref = next(iter(params.values()), None)
-    out = torch.cat(parts) if parts else torch.zeros(0)
-    return out if ref is None else out.to(ref.device)
+        scales.append(gain / math.sqrt(max(fan, 1)))
+    return scales
