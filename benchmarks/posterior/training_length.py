@@ -41,6 +41,7 @@ from bbh import metrics
 from bbh.io import atomic_write, write_json
 from bbh.nets import MLP, LeNet5
 from bbh.training import FitHooks, annealing, constant, fit
+from bbh.training.schedules import LR_SCHEDULES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness import finish_load, load_guard, machine_info
@@ -116,7 +117,12 @@ def predict(model: Any, x: torch.Tensor, samples: int) -> torch.Tensor:
 
 
 def run_one(
-    suite: Suite, method: str, multiple: float, seed: int, options: dict[str, Any]
+    suite: Suite,
+    method: str,
+    multiple: float,
+    seed: int,
+    options: dict[str, Any],
+    lr_schedule: str = "constant",
 ) -> dict[str, Any]:
     torch.manual_seed(seed)
     x, y = suite.train
@@ -139,7 +145,7 @@ def run_one(
     start = time.perf_counter()
     result = fit(
         model, x, y, steps=steps, batch_size=100, kl_schedule=schedule, seed=seed,
-        log_every=steps, hooks=Trajectory(), validation=suite.val,
+        log_every=steps, hooks=Trajectory(), validation=suite.val, lr_schedule=lr_schedule,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     p_in, p_val = predict(model, suite.test[0], suite.samples), predict(model, suite.val[0], 20)
@@ -149,6 +155,7 @@ def run_one(
     return {
         "method": method,
         "options": options,
+        "lr_schedule": lr_schedule,
         "multiple": multiple,
         "seed": seed,
         "steps": steps,
@@ -266,6 +273,7 @@ def main() -> None:
     parser.add_argument(
         "--options", default="{}", help="JSON options for every method, e.g. a fixed temperature"
     )
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant")
     parser.add_argument("--tag", default="", help="names the runs of --options apart")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("runs/training_length"))
@@ -296,7 +304,9 @@ def main() -> None:
                 path = args.work / f"{args.suite}_{name}_x{multiple:g}_s{seed}.json"
                 if path.exists():
                     continue
-                row = run_one(suite, method, multiple, seed, json.loads(args.options))
+                row = run_one(
+                    suite, method, multiple, seed, json.loads(args.options), args.lr_schedule
+                )
                 row["method"] = name
                 row["load"] = finish_load(dict(load))
                 write_json(path, row)

@@ -36,6 +36,7 @@ DATASETS = ("mnist", "cifar5", "embedded-mnist")
 OOD_SETS = ("notmnist", "cifar5-ood", "embedded-notmnist")
 OPTIMIZERS = ("adam", "rmsprop")
 KL_SCHEDULES = ("constant", "annealing")
+LR_SCHEDULES = ("constant", "cosine")  # bbh.training.schedules.LR_SCHEDULES (a test ties them)
 AUGMENTATIONS = ("none", "cifar")
 DEVICES = ("cpu", "cuda", "auto")
 TOY_SETTINGS = ("ours", "paper")
@@ -107,6 +108,8 @@ class TrainConfig:
     batch_size: int = field(default=100, metadata={"min": 1})
     optimizer: str = field(default="adam", metadata=_choices(*OPTIMIZERS))
     lr: float | None = field(default=None, metadata={"gt": 0.0})
+    #: ``constant`` or ``cosine`` (``bbh.training.fit``'s ``lr_schedule``)
+    lr_schedule: str = field(default="constant", metadata=_choices(*LR_SCHEDULES))
     num_data: int | None = field(default=None, metadata={"min": 1})
     kl_schedule: KLScheduleConfig = field(default_factory=KLScheduleConfig)
     log_every: int = field(default=50, metadata={"min": 1})
@@ -312,6 +315,8 @@ def config_hash(cfg: AnyConfig, resolved_method_options: Mapping[str, Any] | Non
         d["data"].pop("root", None)
         for key in ("device", "threads", "log_every", "checkpoint_every", "val_samples"):
             d["train"].pop(key, None)
+        if d["train"].get("lr_schedule") == "constant":  # as every run before the option
+            del d["train"]["lr_schedule"]
         if resolved_method_options is not None:
             options = plain_value(dict(resolved_method_options))
             for key, neutral in HASH_NEUTRAL_OPTIONS.get(cfg.method.name, {}).items():

@@ -1,11 +1,12 @@
+import math
 import re
 
 import pytest
 import torch
 from torch import nn
 
-from bbh.methods import BayesByHypernet
-from bbh.training import annealing, fit, kl_annealing, paper_toy_schedule
+from bbh.methods import BayesByHypernet, build
+from bbh.training import FitHooks, annealing, fit, kl_annealing, paper_toy_schedule
 
 
 def test_kl_annealing():
@@ -112,3 +113,59 @@ def test_fit_with_a_transform_checks_what_the_model_sees():
     fit(m, x, y, steps=2, batch_size=5, transform=widen)
     with pytest.raises(ValueError, match=r"x after transform has shape \[2, 2\], which Linear"):
         fit(m, x, y, steps=2, batch_size=5, transform=lambda xb, gen: xb.float())
+
+
+def test_lr_factor():
+    from bbh.training.schedules import lr_factor
+
+    assert lr_factor("constant", 7, 10) == 1.0
+    assert lr_factor("cosine", 0, 10) == 1.0
+    assert lr_factor("cosine", 5, 10) == pytest.approx(0.5)
+    assert lr_factor("cosine", 9, 10) == pytest.approx((1 + math.cos(0.9 * math.pi)) / 2)
+    with pytest.raises(ValueError, match="unknown lr_schedule 'step'"):
+        lr_factor("step", 0, 10)
+
+
+class _Moves(FitHooks):
+    """How far the parameters moved in each step (the largest change of any entry)."""
+
+    def __init__(self, model: nn.Module):
+        self.model, self.moves = model, []
+        self.last = [p.detach().clone() for p in model.parameters()]
+
+    def on_step(self, step: int) -> None:
+        now = [p.detach().clone() for p in self.model.parameters()]
+        pairs = zip(now, self.last, strict=True)
+        self.moves.append(max((a - b).abs().max().item() for a, b in pairs))
+        self.last = now
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_fit_lr_schedule_sets_each_steps_rate(schedule):
+    torch.manual_seed(0)
+    m = build("map", nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2)))
+    x = torch.randn(40, 2)
+    y = (x[:, 0] > 0).long()
+    hooks = _Moves(m)
+    fit(m, x, y, steps=20, batch_size=10, lr=1e-2, lr_schedule=schedule, hooks=hooks)
+    # an Adam step moves the parameters by about lr x the schedule's factor
+    assert 0.5e-2 < hooks.moves[0] < 1.01e-2
+    if schedule == "constant":
+        assert hooks.moves[-1] > 0.3e-2
+    else:
+        assert hooks.moves[-1] < 1.01e-2 * (1 + math.cos(math.pi * 19 / 20)) / 2
+        assert hooks.moves[10] < 1.01e-2 * 0.5
+
+
+def test_fit_rejects_an_unknown_lr_schedule():
+    m = build("map", nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="unknown lr_schedule 'linear'; allowed"):
+        fit(m, torch.randn(4, 2), torch.zeros(4, dtype=torch.long), steps=1, batch_size=2,
+            lr_schedule="linear")  # fmt: skip
+
+
+def test_lr_schedule_names_agree_between_config_and_training():
+    from bbh.config import LR_SCHEDULES as in_config
+    from bbh.training.schedules import LR_SCHEDULES
+
+    assert in_config == LR_SCHEDULES

@@ -116,3 +116,26 @@ def test_resume_past_the_end_is_an_error():
     x, y = _task()
     with pytest.raises(ValueError, match="past steps=10"):
         fit(_method(), x, y, steps=10, batch_size=16, resume=hooks.states[-1])
+
+
+def test_resume_is_exact_under_a_cosine_lr_schedule(tmp_path):
+    """The rate is a function of the step, so a resumed run takes the same steps."""
+    x, y = _task()
+
+    def train(method, hooks=None, resume=None):
+        return fit(method, x, y, steps=25, batch_size=16, seed=5, lr_schedule="cosine",
+                   hooks=hooks, resume=resume)  # fmt: skip
+
+    plain = _method("map")
+    train(plain)
+    stopped, stopper = _method("map"), Recorder(stop_at=13)
+    with pytest.raises(TrainingInterrupted):
+        train(stopped, stopper)
+    resumed = _method("map")
+    train(resumed, resume=stopper.states[-1])
+    constant = _method("map")
+    fit(constant, x, y, steps=25, batch_size=16, seed=5)
+    for (k, a), b in zip(plain.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    pairs = zip(plain.parameters(), constant.parameters(), strict=True)
+    assert any(not torch.equal(a, c) for a, c in pairs)  # the schedule did change the steps

@@ -302,6 +302,7 @@ def _fit(
                     steps=steps,
                     batch_size=cfg.train.batch_size,
                     lr=cfg.train.lr,
+                    lr_schedule=cfg.train.lr_schedule,
                     kl_schedule=kl_schedule(cfg, per_epoch),
                     optimizer=cfg.train.optimizer,
                     seed=cfg.seed,

@@ -39,7 +39,7 @@ from bbh.training.distributed import DDPSettings, Ranks, StepAgreement, current_
 from bbh.training.guards import TrainingGuard, TrainingWarning
 from bbh.training.rng import rng_state, set_rng_state
 from bbh.training.sampler import ShuffleSampler
-from bbh.training.schedules import KLSchedule, constant
+from bbh.training.schedules import LR_SCHEDULES, KLSchedule, constant, lr_factor
 from bbh.training.temperature import TemperatureSearch, choose_temperature, validation_nll
 from bbh.validation import at_least, check_finite, checked_args, positive, values_prechecked
 
@@ -146,6 +146,7 @@ def fit(
     validation: tuple[Tensor, Tensor] | None = None,
     val_samples: int = 20,
     temperature_steps: int | None = None,
+    lr_schedule: str = "constant",
 ) -> FitResult:
     """Train ``method`` on ``(x, y)`` for ``steps`` minibatch steps; reshuffles every epoch.
 
@@ -160,6 +161,9 @@ def fit(
     ranks), ``num_data`` defaults to ``len(x)``, the global size; rank 0's ``resume`` counts
     (the others may pass None); ``ddp`` sets DDP's options. See ``bbh.training.distributed``.
 
+    ``lr_schedule``: ``"constant"`` or ``"cosine"`` (decay to near 0 over the run, every parameter
+    group alike; ``bbh.training.schedules.lr_factor``).
+
     ``validation``: held-out ``(x, y)`` for a method built with ``temperature="validation"``:
     before the main training it trains from the initial state at a few temperatures for
     ``temperature_steps`` steps each (default ``steps``: shorter runs ranked the temperatures
@@ -173,6 +177,8 @@ def fit(
     checkpoint, so a checkpoint never holds them); warns (``TrainingWarning``) when the KL term
     swamps the likelihood, the KL estimate goes negative or the NLL climbs.
     """
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"unknown lr_schedule {lr_schedule!r}; allowed: {list(LR_SCHEDULES)}")
     x, y = _check_data(method, x, y, transform, seed)
     if validation is not None:
         validation = _check_validation(method, validation)
@@ -193,6 +199,7 @@ def fit(
     lr = method.default_lr if lr is None else lr
     params = method.optimizer_groups(lr)
     opt = make_optimizer(params, optimizer, lr)
+    base_lrs = [group["lr"] for group in opt.param_groups]
     if ranks is None:
         start_step, seconds_before = _resume_one(method, opt, sampler, resume, steps)
         loss_fn: Callable[..., tuple[Tensor, dict[str, Tensor]]] = method.loss
@@ -229,8 +236,12 @@ def fit(
             rank_rngs=rngs or [],
         )
 
-    def train_step(step: int, kl_weight: float) -> dict[str, Tensor]:
-        """One optimiser step on the sampler's next batch; the method's logs."""
+    def train_step(step: int, kl_weight: float, run_steps: int = steps) -> dict[str, Tensor]:
+        """Step ``step`` of a ``run_steps``-step run on the sampler's next batch; the logs."""
+        if lr_schedule != "constant":
+            factor = lr_factor(lr_schedule, step, run_steps)
+            for group, base in zip(opt.param_groups, base_lrs, strict=True):
+                group["lr"] = base * factor
         idx = sampler.next_indices()
         xb, yb = x[idx], y[idx]
         if transform is not None:
@@ -297,7 +308,7 @@ def fit(
 def _search_temperature(
     method: Method,
     validation: tuple[Tensor, Tensor] | None,
-    train_step: Callable[[int, float], dict[str, Tensor]],
+    train_step: Callable[[int, float, int], dict[str, Tensor]],
     guard: TrainingGuard,
     sampler: ShuffleSampler,
     opt: torch.optim.Optimizer,
@@ -342,7 +353,7 @@ def _search_temperature(
 
     def short_run() -> None:
         for i in range(each):  # the whole run's KL schedule, compressed into the short run
-            train_step(i, schedule(i * steps // each))
+            train_step(i, schedule(i * steps // each), each)
         guard.at_log(each - 1)
 
     def score() -> float:

@@ -1,10 +1,15 @@
-"""KL-weight schedules as pure functions of the step (PAPER.md sections 5 and 10)."""
+"""KL-weight and learning-rate schedules as pure functions of the step (PAPER.md sections 5
+and 10)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 KLSchedule = Callable[[int], float]
+
+#: ``fit(lr_schedule=...)``: the names it takes
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def kl_annealing(step: int, start: int, length: int) -> float:
@@ -36,3 +41,17 @@ def constant(value: float = 1.0) -> KLSchedule:
 
 def annealing(start: int, length: int) -> KLSchedule:
     return lambda step: kl_annealing(step, start, length)
+
+
+def lr_factor(schedule: str, step: int, total: int) -> float:
+    """The learning rate of ``step`` (0-based) of a ``total``-step run, as a fraction of the base.
+
+    ``constant``: 1. ``cosine``: ``(1 + cos(pi * step / total)) / 2``, from 1 down to near 0 at the
+    last step (Loshchilov and Hutter, "SGDR", ICLR 2017): the run ends at a converged iterate
+    rather than one that still jitters at the full rate, whatever the budget.
+    """
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+    raise ValueError(f"unknown lr_schedule {schedule!r}; allowed: {list(LR_SCHEDULES)}")
