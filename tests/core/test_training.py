@@ -169,3 +169,34 @@ def test_lr_schedule_names_agree_between_config_and_training():
     from bbh.training.schedules import LR_SCHEDULES
 
     assert in_config == LR_SCHEDULES
+
+
+@pytest.mark.parametrize("name", ["bbh", "bbb"])
+def test_a_cosine_schedule_leaves_the_posteriors_scale_at_its_rate(name):
+    """The decay settles the means; sigma keeps its rate so that it reaches its optimum."""
+    torch.manual_seed(0)
+    m = build(name, nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2)), temperature=1.0)
+    groups = m.optimizer_groups(1e-3)
+    assert [g.get("lr_schedule") for g in groups] == [None, "constant"]
+    scale_param = groups[1]["params"][0]
+    x = torch.randn(40, 2)
+    y = (x[:, 0] > 0).long()
+    hooks = _Moves(m)
+    before: list[torch.Tensor] = []
+
+    class Last(FitHooks):
+        def on_step(self, step: int) -> None:
+            hooks.on_step(step)
+            if step == 19:
+                before[:] = [p.detach().clone() for p in m.parameters()]
+
+    fit(m, x, y, steps=20, batch_size=10, lr_schedule="cosine", hooks=Last())
+    moved = {
+        id(p): (p.detach() - b).abs().max().item()
+        for p, b in zip(m.parameters(), before, strict=True)
+    }
+    rate = groups[1]["lr"]
+    assert moved[id(scale_param)] > 0.3 * rate  # the last step at (about) the full rate
+    factor = (1 + math.cos(math.pi * 19 / 20)) / 2
+    others = [v for k, v in moved.items() if k != id(scale_param)]
+    assert max(others) < 3e-3 * factor  # decayed (an Adam step may exceed lr a little)

@@ -165,7 +165,10 @@ class BayesByBackprop(TemperedKL, Method):
         log_var = self.posterior.log_var
         rest = [p for p in self.parameters() if p.requires_grad and p is not log_var]
         scale = 2 * self.sigma_rate / self.default_lr
-        return [{"params": rest, "lr": lr}, {"params": [log_var], "lr": lr * scale}]
+        # the scale of the posterior keeps its rate under a decaying lr schedule: it must reach
+        # its optimum, not freeze where the decay leaves it (docs/methods.md)
+        sigma_group = {"params": [log_var], "lr": lr * scale, "lr_schedule": "constant"}
+        return [{"params": rest, "lr": lr}, sigma_group]
 
     def sample_weights(self, num_samples: int) -> Tensor:
         """Weight samples ``[S, D]`` from the posterior (no gradient)."""

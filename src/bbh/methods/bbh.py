@@ -678,6 +678,17 @@ class BayesByHypernet(TemperedKL, Method):
             )
         return self
 
+    def optimizer_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Every trainable parameter at ``lr``; the semi-implicit noise's ``log sigma`` in a group
+        of its own that keeps its rate under a decaying ``lr_schedule``: the posterior's scale
+        must reach its optimum, not freeze where the decay leaves it (docs/methods.md)."""
+        log_sigma = getattr(self.hypernet, "log_sigma_param", None)
+        if log_sigma is None or not log_sigma.requires_grad:
+            return super().optimizer_groups(lr)
+        rest = [p for p in self.parameters() if p.requires_grad and p is not log_sigma]
+        sigma_group = {"params": [log_sigma], "lr": lr, "lr_schedule": "constant"}
+        return [{"params": rest, "lr": lr}, sigma_group]
+
     def sample_weights(self, num_samples: int) -> Tensor:
         """``num_samples`` joint weight samples ``[S, D]`` (fresh noise each call); with an
         exact output layer, ``D`` counts it too (``predictive_spec``), drawn from its

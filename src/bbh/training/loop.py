@@ -161,8 +161,10 @@ def fit(
     ranks), ``num_data`` defaults to ``len(x)``, the global size; rank 0's ``resume`` counts
     (the others may pass None); ``ddp`` sets DDP's options. See ``bbh.training.distributed``.
 
-    ``lr_schedule``: ``"constant"`` or ``"cosine"`` (decay to near 0 over the run, every parameter
-    group alike; ``bbh.training.schedules.lr_factor``).
+    ``lr_schedule``: ``"constant"`` or ``"cosine"`` (decay to near 0 over the run;
+    ``bbh.training.schedules.lr_factor``), for every parameter group of
+    ``method.optimizer_groups`` but those that name their own (``{"lr_schedule": "constant"}``:
+    a posterior's scale, which must reach its optimum rather than freeze with the decay).
 
     ``validation``: held-out ``(x, y)`` for a method built with ``temperature="validation"``:
     before the main training it trains from the initial state at a few temperatures for
@@ -238,10 +240,8 @@ def fit(
 
     def train_step(step: int, kl_weight: float, run_steps: int = steps) -> dict[str, Tensor]:
         """Step ``step`` of a ``run_steps``-step run on the sampler's next batch; the logs."""
-        if lr_schedule != "constant":
-            factor = lr_factor(lr_schedule, step, run_steps)
-            for group, base in zip(opt.param_groups, base_lrs, strict=True):
-                group["lr"] = base * factor
+        for group, base in zip(opt.param_groups, base_lrs, strict=True):
+            group["lr"] = base * lr_factor(group.get("lr_schedule", lr_schedule), step, run_steps)
         idx = sampler.next_indices()
         xb, yb = x[idx], y[idx]
         if transform is not None:
