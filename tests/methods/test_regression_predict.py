@@ -9,7 +9,7 @@ import pytest
 import torch
 from method_helpers import make_net, small_options
 
-from bbh.likelihoods import RegressionPrediction
+from bbh import RegressionPrediction
 from bbh.methods import available, build
 from bbh.metrics import rmse
 from bbh.nets.mlp import MLP
