@@ -5,6 +5,7 @@ import os
 import torch
 
 from bbh.functional import ParamSpec, sampled_forward
+from bbh.likelihoods import RegressionPrediction
 from bbh.methods import BayesByHypernet, Method, build
 from bbh.priors import GaussianPrior
 
@@ -13,6 +14,7 @@ __all__ = [
     "GaussianPrior",
     "Method",
     "ParamSpec",
+    "RegressionPrediction",
     "build",
     "load",
     "sampled_forward",

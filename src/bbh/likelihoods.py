@@ -3,11 +3,17 @@
 - ``categorical``: outputs are logits ``[..., B, C]``, ``y`` integer classes ``[B]``.
 - ``gaussian``: outputs are means ``[..., B, C]`` (C = output dimension), ``y`` is ``[B]`` (C = 1)
   or ``[B, C]``, with a fixed noise standard deviation ``noise_scale``.
+
+``Likelihood.predictive(outputs [S, B, C])`` is what ``Method.predict`` returns: for
+``categorical`` the predictive probabilities ``[B, C]`` (the mean of the softmaxes); for
+``gaussian`` a :class:`RegressionPrediction` (predictive mean and standard deviations), never a
+softmax.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from enum import Enum
 
 import torch
@@ -20,12 +26,55 @@ class LikelihoodName(str, Enum):
     GAUSSIAN = "gaussian"
 
 
+@dataclass(frozen=True)
+class RegressionPrediction:
+    """The predictive distribution of a Gaussian likelihood at ``B`` inputs, ``C`` outputs each.
+
+    With S weight draws ``f_s(x)`` and noise std ``sigma`` the predictive is the mixture
+    ``(1/S) sum_s N(f_s(x), sigma^2)``, whose moments these are:
+
+    - ``mean [B, C]``: ``mean_s f_s(x)``;
+    - ``epistemic_std [B, C]``: the standard deviation of ``f_s(x)`` over the S draws (population
+      form, divisor S: the mixture's own; 0 for a deterministic method such as MAP);
+    - ``std [B, C]``: the total, ``sqrt(epistemic_std^2 + noise_std^2)``;
+    - ``noise_std``: the fixed observation noise ``sigma`` (``noise_scale``), the aleatoric part.
+
+    Compare ``y`` with ``mean +- k std``; ``bbh.metrics.regression`` scores it (RMSE, Gaussian NLL,
+    interval coverage and calibration).
+    """
+
+    mean: Tensor
+    epistemic_std: Tensor
+    std: Tensor
+    noise_std: float
+
+    @classmethod
+    def from_samples(cls, outputs: Tensor, noise_std: float) -> RegressionPrediction:
+        """The moments of the predictive from sampled outputs ``[S, B, C]``."""
+        if outputs.dim() != 3:
+            raise ValueError(
+                f"outputs must have shape [S, B, C] (samples, batch, outputs), got "
+                f"{list(outputs.shape)}"
+            )
+        var_f = outputs.var(dim=0, correction=0)
+        return cls(
+            mean=outputs.mean(dim=0),
+            epistemic_std=var_f.sqrt(),
+            std=(var_f + noise_std**2).sqrt(),
+            noise_std=noise_std,
+        )
+
+
 class Likelihood:
-    """``log_prob(outputs [..., B, C], y) -> [..., B]``, per-example log-likelihoods."""
+    """``log_prob(outputs [..., B, C], y) -> [..., B]``, per-example log-likelihoods, and
+    ``predictive(outputs [S, B, C])``, the predictive distribution over the S draws."""
 
     name: str
 
     def log_prob(self, outputs: Tensor, y: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def predictive(self, outputs: Tensor) -> Tensor | RegressionPrediction:
         raise NotImplementedError
 
 
@@ -40,6 +89,10 @@ class CategoricalLikelihood(Likelihood):
         logp = F.log_softmax(outputs, dim=-1)
         index = y.long().expand(*outputs.shape[:-1]).unsqueeze(-1)
         return logp.gather(-1, index).squeeze(-1)
+
+    def predictive(self, outputs: Tensor) -> Tensor:
+        """Predictive probabilities ``[B, C]``: ``softmax(outputs [S, B, C])`` averaged over S."""
+        return outputs.softmax(dim=-1).mean(dim=0)
 
 
 class GaussianLikelihood(Likelihood):
@@ -60,6 +113,10 @@ class GaussianLikelihood(Likelihood):
         z = (outputs - target) / self.noise_scale
         const = math.log(self.noise_scale) + 0.5 * math.log(2 * math.pi)
         return (-0.5 * z.pow(2) - const).sum(-1)
+
+    def predictive(self, outputs: Tensor) -> RegressionPrediction:
+        """Predictive mean and standard deviations ``[B, C]`` of outputs ``[S, B, C]``."""
+        return RegressionPrediction.from_samples(outputs, self.noise_scale)
 
 
 def make_likelihood(name: str, noise_scale: float | None = None) -> Likelihood:

@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -66,3 +67,9 @@ def test_toy_coverage_compares_like_with_like():
     exact = toy_metrics(data, truth, torch.zeros_like(truth), None)
     assert exact["coverage_f_2std"] == 1.0
     assert 0.9 < exact["coverage_y_2std"] < 0.99
+    # ... and score near the noise's own entropy (log 9 + 0.5 log 2 pi e), calibrated intervals
+    assert exact["nll_y"] == pytest.approx(
+        math.log(9.0) + 0.5 * math.log(2 * math.pi * math.e), abs=0.1
+    )
+    assert exact["calibration_error_y"] < 0.05
+    assert off["calibration_error_y"] > exact["calibration_error_y"]

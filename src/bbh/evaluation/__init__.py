@@ -1,6 +1,7 @@
 """Evaluation (PAPER.md §9): ``evaluate`` builds one JSON-ready dict with the paper's protocol and
-the extended suite; ``studies`` holds the qualitative MNIST studies; ``figures`` writes PNGs
-(matplotlib, the ``plot`` extra, imported lazily).
+the extended suite; ``evaluate_regression`` scores a regression method (``likelihood="gaussian"``)
+with the regression metrics; ``studies`` holds the qualitative MNIST studies; ``figures`` writes
+PNGs (matplotlib, the ``plot`` extra, imported lazily).
 """
 
 from bbh.evaluation.evaluate import (
@@ -12,6 +13,7 @@ from bbh.evaluation.evaluate import (
     write_json,
 )
 from bbh.evaluation.progress import Progress
+from bbh.evaluation.regression import evaluate_regression, predict_regression
 from bbh.evaluation.studies import (
     PAPER_MIXUP,
     PAPER_MIXUP_LAMBDAS,
@@ -37,10 +39,12 @@ __all__ = [
     "Study",
     "WeightStatistics",
     "evaluate",
+    "evaluate_regression",
     "mixup_images",
     "mixup_study",
     "per_class_spread",
     "predict_batched",
+    "predict_regression",
     "rotate_images",
     "rotation_study",
     "sample_probs",

@@ -266,6 +266,12 @@ def evaluate(
     ``histogram_bins`` equal-width bins on ``[0, ln C]`` for the entropy histograms.
     """
     t0 = time.monotonic()
+    likelihood = getattr(method, "likelihood", None)
+    if likelihood is not None and getattr(likelihood, "name", "categorical") != "categorical":
+        raise ValueError(
+            f"evaluate scores classifiers; for likelihood={likelihood.name!r} use "
+            "bbh.evaluation.evaluate_regression(method, test_x, test_y)"
+        )
     _check_inputs(test_x, "test_x")
     if ood_x is not None:
         _check_inputs(ood_x, "ood_x", test_x)

@@ -8,7 +8,9 @@ A method is an ``nn.Module`` that wraps an ordinary primary network and offers
   ``logs`` maps names to detached scalar tensors (no host sync per step);
 - ``predict_logits(x, num_samples) -> [S, B, C]``: outputs for S draws of the weights (for a
   regression likelihood, C is the output dimension);
-- ``predict(x, num_samples) -> [B, C]``: the predictive probabilities, the mean of the softmaxes.
+- ``predict(x, num_samples)``: the predictive distribution. Classification: probabilities
+  ``[B, C]``, the mean of the softmaxes; regression (``likelihood="gaussian"``): a
+  ``bbh.likelihoods.RegressionPrediction`` with ``mean``, ``epistemic_std`` and ``std`` ``[B, C]``.
 
 Training, evaluation, attacks and the CLI use only this interface.
 """
@@ -20,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bbh.likelihoods import CategoricalLikelihood, Likelihood
+from bbh.likelihoods import CategoricalLikelihood, Likelihood, RegressionPrediction
 from bbh.validation import (
     InputShapes,
     as_input,
@@ -72,9 +74,17 @@ class Method(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} has no draw_predictive")
 
     @torch.no_grad()
-    def predict(self, x: Tensor, num_samples: int = 100) -> Tensor:
-        """Predictive probabilities ``[B, C]``: the mean over S draws of ``softmax(logits)``."""
-        return self.predict_logits(x, num_samples).softmax(dim=-1).mean(dim=0)
+    def predict(self, x: Tensor, num_samples: int = 100) -> Tensor | RegressionPrediction:
+        """The predictive distribution over S draws of the weights (one pass for a deterministic
+        method: its draws are all the same).
+
+        - ``likelihood="categorical"``: probabilities ``[B, C]``, the mean of ``softmax(logits)``;
+        - ``likelihood="gaussian"``: a ``RegressionPrediction``: ``mean``, ``epistemic_std`` (over
+          the draws; 0 for MAP) and ``std`` (with the observation noise), each ``[B, C]``.
+        """
+        check_num_samples(num_samples)
+        outputs = self.predict_logits(x, num_samples if self.stochastic else 1)
+        return self.likelihood.predictive(outputs)
 
     def probe_net(self) -> nn.Module:
         """A plain module that runs one input as the method's nets do (for shape checks)."""
