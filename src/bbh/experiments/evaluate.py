@@ -106,7 +106,18 @@ def _evaluate(
     attacks: tuple[str, ...] | None,
     progress: bool,
 ) -> dict[str, Any]:
+    if cfg.data.task == "regression":
+        raise RunError(
+            f"{folder.path}: bbh evaluate covers classification; this regression run's "
+            "validation RMSE and NLL per epoch are in its log.jsonl and train.json"
+        )
     data = load_run_data(cfg, ood=ood)
+    trained_on = folder.meta().get("data_fingerprint") if folder.config_file.is_file() else None
+    if data.fingerprint is not None and trained_on not in (None, data.fingerprint):
+        raise RunError(
+            f"{folder.path}: the data changed since training (fingerprint {trained_on}, now "
+            f"{data.fingerprint}): {data.source}"
+        )
     attack_cfg = attack_config(cfg, attacks)
     torch.manual_seed(cfg.seed)
     t0 = time.monotonic()
