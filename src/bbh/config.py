@@ -626,6 +626,8 @@ def _check_own_data(cfg: ExperimentConfig, source: str) -> None:
         raise ConfigError(f"{source}: data.{wrong[0]}: does not apply to data.name = {d.name!r}")
     if d.name == "files" and d.test is None and d.test_size == 0:
         raise ConfigError(f"{source}: data.test: missing; name the test data or set data.test_size")
+    if d.name == "files" and d.test is not None and d.test_size:
+        raise ConfigError(f"{source}: data.test_size: applies only without data.test")
     if d.ood is not None:
         raise ConfigError(f"{source}: data.ood: own data has no out-of-distribution set")
     likelihood = cfg.method.options.get("likelihood", "categorical")

@@ -191,7 +191,7 @@ def _integers(y: np.ndarray, where: str) -> Tensor:
         bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
         if bad.size:
             raise DataError(
-                f"{where}: label {y[bad[0]]!r} at index {bad[0]} is not an integer; "
+                f"{where}: label {y[bad[0]].item()!r} at index {bad[0]} is not an integer; "
                 "classification needs class indices (set data.task = 'regression' for real "
                 "targets)"
             )

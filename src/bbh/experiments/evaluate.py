@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,8 @@ def _evaluate(
             f"{data.fingerprint}): {data.source}"
         )
     attack_cfg = attack_config(cfg, attacks)
+    if attack_cfg is not None and data.fingerprint is not None:
+        attack_cfg = _own_data_attacks(attack_cfg, data.test.images)
     torch.manual_seed(cfg.seed)
     t0 = time.monotonic()
     test_x = data.test.images.to(dev)
@@ -145,6 +148,15 @@ def _evaluate(
     write_json(result, folder.evaluation_file)
     folder.mark_done()
     return result
+
+
+def _own_data_attacks(attack_cfg: AttackConfig, x: torch.Tensor) -> AttackConfig | None:
+    """The attacks on the user's own inputs: none on integer inputs (token ids have no
+    gradient), clipped to [0, 1] only where the inputs lie there (pixels)."""
+    if not x.is_floating_point():
+        return None
+    inside = bool(x.numel()) and float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    return attack_cfg if inside else replace(attack_cfg, clip=None)
 
 
 def _run_meta(
