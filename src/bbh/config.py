@@ -105,7 +105,7 @@ class DataConfig:
     target: str | None = None
     #: files: how an image folder's images are read (``L``: grayscale)
     image_mode: str = field(default="RGB", metadata=_choices(*IMAGE_MODES))
-    #: callable: ``"package.module:function"`` returning the data
+    #: callable: ``"package.module:function"`` (from ``sys.path``) or ``"file.py:function"``
     source: str | None = None
     #: own data: integer class labels, or real-valued targets (needs a gaussian likelihood)
     task: str = field(default="classification", metadata=_choices(*TASKS))
@@ -471,7 +471,15 @@ def _resolve_data_paths(raw: dict[str, Any], folder: Path, source: str) -> None:
         for key in DATA_PATH_KEYS:
             value = data.get(key)
             if isinstance(value, str) and value and value.lower() != "none":
-                data[key] = str((folder / Path(value).expanduser()).resolve())
+                data[key] = _absolute(value, folder)
+        source = data.get("source")
+        if isinstance(source, str) and ".py:" in source:  # a file of Python, not a module name
+            file, _, function = source.rpartition(":")
+            data["source"] = f"{_absolute(file, folder)}:{function}"
+
+
+def _absolute(path: str, folder: Path) -> str:
+    return str((folder / Path(path).expanduser()).resolve())
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

@@ -210,6 +210,14 @@ def test_function_errors_are_one_line(tmp_path, monkeypatch, spec, body, message
     assert str(err.value).startswith("data.source = ") and "\n" not in str(err.value)
 
 
+def test_function_from_a_file(tmp_path) -> None:
+    (tmp_path / "f.py").write_text("def load():\n    return [[1.0], [2.0]], [0, 1], None, None\n")
+    (x, y), test = load_user_function(f"{tmp_path / 'f.py'}:load")
+    assert x == [[1.0], [2.0]] and y == [0, 1] and test is None
+    with pytest.raises(DataError, match=r"no such file .*g.py"):
+        load_user_function(f"{tmp_path / 'g.py'}:load")
+
+
 def test_a_dataset_too_large_to_hold_is_refused(monkeypatch) -> None:
     class Huge(Dataset):
         def __len__(self) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -128,8 +127,8 @@ def test_image_folder_with_bayes_by_backprop(tmp_path) -> None:
     assert options == {"in_channels": 1, "num_classes": 2}
 
 
-def test_callable_returning_datasets(tmp_path, monkeypatch) -> None:
-    (tmp_path / "my_own_data_mod.py").write_text(
+def test_callable_in_a_file_beside_the_config(tmp_path, monkeypatch) -> None:
+    (tmp_path / "my_data.py").write_text(
         "import torch\nfrom torch.utils.data import TensorDataset\n"
         "def load():\n"
         "    g = torch.Generator().manual_seed(0)\n"
@@ -137,14 +136,11 @@ def test_callable_returning_datasets(tmp_path, monkeypatch) -> None:
         "    y = (x[:, 1] > 0).long() + (x[:, 2] > 1).long()\n"
         "    return TensorDataset(x[:24], y[:24]), TensorDataset(x[24:], y[24:])\n"
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    sys.modules.pop("my_own_data_mod", None)
-    config = _config(
-        tmp_path, 'name = "callable"\nsource = "my_own_data_mod:load"\nvalidation_size = 4'
-    )
+    config = _config(tmp_path, 'name = "callable"\nsource = "my_data.py:load"\nvalidation_size = 4')
+    monkeypatch.chdir(tmp_path.parent)  # the file is found beside the config, not on sys.path
     assert _train(config, tmp_path / "run") == 0
     meta = _meta(tmp_path / "run")
-    assert meta["data_source"] == "own function: my_own_data_mod:load"
+    assert meta["data_source"] == f"own function: {tmp_path / 'my_data.py'}:load"
     assert meta["config"]["net"]["options"]["in_features"] == 4
 
 

@@ -1,4 +1,5 @@
-"""A user's data from their own Python function (``data.source = "package.module:function"``).
+"""A user's data from their own Python function: ``data.source = "package.module:function"``
+(imported from ``sys.path``) or ``"path/to/file.py:function"`` (a file, run as a module).
 
 The function takes no arguments and returns one of:
 
@@ -14,8 +15,13 @@ item into tensors, up to :data:`MAX_DATASET_BYTES`.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
+import sys
+import types
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,9 +37,9 @@ Pair = tuple[Any, Any]
 
 
 def load_user_function(spec: str, *, field: str = "data.source") -> tuple[Pair, Pair | None]:
-    """Import ``spec`` (``package.module:function``), call it, return ``((x, y) train, (x, y) test
-    or None)`` with each part an array or tensor; any problem is a one-line ``DataError``
-    naming ``field`` and ``spec``."""
+    """Import ``spec`` (``package.module:function`` or ``file.py:function``), call it, return
+    ``((x, y) train, (x, y) test or None)`` with each part an array or tensor; any problem is a
+    one-line ``DataError`` naming ``field`` and ``spec``."""
     where = f"{field} = {spec!r}"
     func = _import(spec, where)
     try:
@@ -50,11 +56,16 @@ def load_user_function(spec: str, *, field: str = "data.source") -> tuple[Pair, 
 
 
 def _import(spec: str, where: str) -> Any:
-    module_name, sep, attr = spec.partition(":")
+    module_name, sep, attr = spec.rpartition(":")
     if not sep or not module_name or not attr:
-        raise DataError(f"{where}: expected 'package.module:function'")
+        raise DataError(f"{where}: expected 'package.module:function' or 'file.py:function'")
     try:
-        module = importlib.import_module(module_name)
+        if module_name.endswith(".py"):
+            module = _from_file(Path(module_name), where)
+        else:
+            module = importlib.import_module(module_name)
+    except DataError:
+        raise
     except Exception as exc:
         raise DataError(
             f"{where}: cannot import module {module_name!r} ({type(exc).__name__}: {exc})"
@@ -67,6 +78,26 @@ def _import(spec: str, where: str) -> Any:
     if not callable(func):
         raise DataError(f"{where}: {attr!r} is a {type(func).__name__}, not a function")
     return func
+
+
+def _from_file(path: Path, where: str) -> types.ModuleType:
+    """The module of a ``.py`` file (run once per file and content)."""
+    if not path.is_file():
+        raise DataError(f"{where}: no such file {path}")
+    digest = hashlib.sha256(f"{path.resolve()}".encode() + path.read_bytes()).hexdigest()[:12]
+    name = f"bbh_user_data_{path.stem}_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
 
 
 def _splits(result: Any, where: str) -> tuple[Any, Any]:
