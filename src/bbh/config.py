@@ -472,9 +472,9 @@ def _resolve_data_paths(raw: dict[str, Any], folder: Path, source: str) -> None:
             value = data.get(key)
             if isinstance(value, str) and value and value.lower() != "none":
                 data[key] = _absolute(value, folder)
-        source = data.get("source")
-        if isinstance(source, str) and ".py:" in source:  # a file of Python, not a module name
-            file, _, function = source.rpartition(":")
+        spec = data.get("source")
+        if isinstance(spec, str) and ".py:" in spec:  # a file of Python, not a module name
+            file, _, function = spec.rpartition(":")
             data["source"] = f"{_absolute(file, folder)}:{function}"
 
 
