@@ -32,7 +32,25 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 SCALES = ("paper", "cpu")
-DATASETS = ("mnist", "cifar5", "embedded-mnist")
+#: the user's own data: files (``data.train``/``data.test``) or a function (``data.source``)
+OWN_DATA = ("files", "callable")
+DATASETS = ("mnist", "cifar5", "embedded-mnist", *OWN_DATA)
+TASKS = ("classification", "regression")
+IMAGE_MODES = ("RGB", "L")
+#: the ``[data]`` keys that hold paths (resolved against the config file's folder)
+DATA_PATH_KEYS = ("train", "test", "train_targets", "test_targets")
+#: the ``[data]`` keys of the user's own data (left out of the hash of a shipped set's run)
+OWN_DATA_KEYS = (
+    *DATA_PATH_KEYS,
+    "source",
+    "x_key",
+    "y_key",
+    "columns",
+    "target",
+    "image_mode",
+    "task",
+    "test_size",
+)
 OOD_SETS = ("notmnist", "cifar5-ood", "embedded-notmnist")
 OPTIMIZERS = ("adam", "rmsprop")
 KL_SCHEDULES = ("constant", "annealing")
@@ -57,7 +75,12 @@ def _choices(*values: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which data set; ``root`` None means ``$BBH_DATA`` or the user cache (``bbh.data``)."""
+    """Which data set; ``root`` None means ``$BBH_DATA`` or the user cache (``bbh.data``).
+
+    ``name = "files"`` reads the user's own files and ``name = "callable"`` calls the user's
+    function (``docs/own_data.md``); the keys after ``augment`` apply to them only. Relative
+    paths are resolved against the folder of the config file that sets them (``--set``: the
+    working directory)."""
 
     name: str = field(metadata=_choices(*DATASETS))
     root: str | None = None
@@ -69,6 +92,26 @@ class DataConfig:
     ood: str | None = field(default=None, metadata=_choices(*OOD_SETS))
     #: training-time augmentation of each batch (``cifar``: the paper's crop/flip/colour jitter)
     augment: str = field(default="none", metadata=_choices(*AUGMENTATIONS))
+    #: files: the training data (``.npz``, ``.npy``, ``.csv`` or an image folder) and the test data
+    train: str | None = None
+    test: str | None = None
+    #: files: the ``.npy`` of the targets when ``train`` / ``test`` is a ``.npy`` of inputs
+    train_targets: str | None = None
+    test_targets: str | None = None
+    #: files: the arrays of a ``.npz``
+    x_key: str = "x"
+    y_key: str = "y"
+    #: files: a CSV's feature columns (empty: every column but ``target``) and its target column
+    columns: tuple[str, ...] = ()
+    target: str | None = None
+    #: files: how an image folder's images are read (``L``: grayscale)
+    image_mode: str = field(default="RGB", metadata=_choices(*IMAGE_MODES))
+    #: callable: ``"package.module:function"`` (from ``sys.path``) or ``"file.py:function"``
+    source: str | None = None
+    #: own data: integer class labels, or real-valued targets (needs a gaussian likelihood)
+    task: str = field(default="classification", metadata=_choices(*TASKS))
+    #: own data without a test split: training examples held out as the test set
+    test_size: int = field(default=0, metadata={"min": 0})
 
 
 @dataclass(frozen=True)
@@ -255,7 +298,9 @@ def load_config(
         raise ConfigError(f"{path}: scale: unknown scale table(s) {extra}; allowed: {SCALES}")
     raw = _merge(raw, _expand_dotted(scales.get(scale, {}), f"{path} [scale.{scale}]"))
     for item in overrides:
-        raw = _merge(raw, parse_override(item))
+        over = parse_override(item)
+        _resolve_data_paths(over, Path.cwd(), "--set")
+        raw = _merge(raw, over)
     raw.setdefault("name", _default_name(path))
     source = f"{path}" + (" (with --set)" if overrides else "")
     return config_from_dict(raw, source=source)
@@ -300,19 +345,30 @@ def parse_override(item: str) -> dict[str, Any]:
 HASH_NEUTRAL_OPTIONS: dict[str, dict[str, Any]] = {"bbh": {"deterministic": []}}
 
 
-def config_hash(cfg: AnyConfig, resolved_method_options: Mapping[str, Any] | None = None) -> str:
+def config_hash(
+    cfg: AnyConfig,
+    resolved_method_options: Mapping[str, Any] | None = None,
+    data_fingerprint: str | None = None,
+) -> str:
     """A short hash of everything that changes the trained weights.
 
     Leaves out what does not: the data root, the device, logging and checkpoint intervals, the
     label, description, evaluation and distributed settings. ``resolved_method_options`` (the
     method's options with its defaults filled in) makes a change of a method's defaults a
-    different run.
+    different run. The user's own data counts by its content, ``data_fingerprint``
+    (``bbh.data.user_data.fingerprint``), not by where its files lie; a shipped data set's run
+    hashes as before the own-data keys existed.
     """
     d = config_to_dict(cfg)
     for key in ("label", "description", "eval", "distributed"):
         d.pop(key, None)
     if isinstance(cfg, ExperimentConfig):
         d["data"].pop("root", None)
+        own = cfg.data.name in OWN_DATA
+        for key in (*DATA_PATH_KEYS, "source") if own else OWN_DATA_KEYS:
+            d["data"].pop(key, None)
+        if own:
+            d["data"]["fingerprint"] = data_fingerprint
         for key in ("device", "threads", "log_every", "checkpoint_every", "val_samples"):
             d["train"].pop(key, None)
         if d["train"].get("lr_schedule") == "constant":  # as every run before the option
@@ -389,6 +445,7 @@ def _read_with_bases(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except Exception as exc:  # tomllib.TOMLDecodeError and friends
         raise ConfigError(f"{path}: malformed TOML: {exc}") from None
+    _resolve_data_paths(raw, path.parent, str(path))
     base = raw.pop("extends", None)
     if base is None:
         return raw
@@ -400,6 +457,34 @@ def _read_with_bases(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     if not base_path.is_file():
         raise ConfigError(f"{path}: extends: no such file {base_path}")
     return _merge(_read_with_bases(base_path, (*seen, path.resolve())), raw)
+
+
+def _resolve_data_paths(raw: dict[str, Any], folder: Path, source: str) -> None:
+    """Make ``[data]`` paths (also those in ``[scale.*]`` tables) absolute against ``folder``."""
+    tables = [raw.get("data")]
+    scales = raw.get("scale")
+    if isinstance(scales, dict):
+        for table in scales.values():
+            if isinstance(table, dict):
+                expanded = _expand_dotted(table, f"{source} [scale]")
+                table.clear()
+                table.update(expanded)
+                tables.append(table.get("data"))
+    for data in tables:
+        if not isinstance(data, dict):
+            continue
+        for key in DATA_PATH_KEYS:
+            value = data.get(key)
+            if isinstance(value, str) and value and value.lower() != "none":
+                data[key] = _absolute(value, folder)
+        spec = data.get("source")
+        if isinstance(spec, str) and ".py:" in spec:  # a file of Python, not a module name
+            file, _, function = spec.rpartition(":")
+            data["source"] = f"{_absolute(file, folder)}:{function}"
+
+
+def _absolute(path: str, folder: Path) -> str:
+    return str((folder / Path(path).expanduser()).resolve())
 
 
 def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -528,6 +613,46 @@ def _check_experiment(cfg: ExperimentConfig, source: str) -> None:
     check_options(NETS[cfg.net.name], cfg.net.options, "net.options", source)
     if cfg.data.augment == "cifar" and cfg.data.name != "cifar5":
         raise ConfigError(f"{source}: data.augment: 'cifar' applies only to data.name = 'cifar5'")
+    _check_own_data(cfg, source)
+
+
+def _check_own_data(cfg: ExperimentConfig, source: str) -> None:
+    """The own-data keys against ``data.name``, and the task against the likelihood."""
+    d = cfg.data
+    defaults = DataConfig(name=d.name)
+    given = [k for k in OWN_DATA_KEYS if getattr(d, k) != getattr(defaults, k)]
+    if d.name not in OWN_DATA:
+        if given:
+            raise ConfigError(
+                f"{source}: data.{given[0]}: applies only to data.name = 'files' or 'callable'"
+            )
+        return
+    needed, foreign = ("train", "source") if d.name == "files" else ("source", "train")
+    if getattr(d, needed) is None:
+        what = "the training data file" if d.name == "files" else "'package.module:function'"
+        raise ConfigError(f"{source}: data.{needed}: missing ({what}) for data.name = {d.name!r}")
+    wrong = [foreign] if getattr(d, foreign) is not None else []
+    if d.name == "callable":
+        wrong += [k for k in given if k in (*DATA_PATH_KEYS, "x_key", "y_key", "columns",
+                                             "target", "image_mode")]  # fmt: skip
+    if wrong:
+        raise ConfigError(f"{source}: data.{wrong[0]}: does not apply to data.name = {d.name!r}")
+    if d.name == "files" and d.test is None and d.test_size == 0:
+        raise ConfigError(f"{source}: data.test: missing; name the test data or set data.test_size")
+    if d.name == "files" and d.test is not None and d.test_size:
+        raise ConfigError(f"{source}: data.test_size: applies only without data.test")
+    if d.ood is not None:
+        raise ConfigError(f"{source}: data.ood: own data has no out-of-distribution set")
+    likelihood = cfg.method.options.get("likelihood", "categorical")
+    if d.task == "regression" and likelihood != "gaussian":
+        raise ConfigError(
+            f"{source}: data.task = 'regression' needs method.options.likelihood = 'gaussian' "
+            "(and its noise_scale)"
+        )
+    if d.task == "classification" and likelihood != "categorical":
+        raise ConfigError(
+            f"{source}: method.options.likelihood = {likelihood!r} needs data.task = 'regression'"
+        )
 
 
 def plain_value(obj: Any) -> Any:

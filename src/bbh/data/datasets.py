@@ -55,8 +55,10 @@ MNIST_VALIDATION_SIZE = 5000
 class LabeledData(Dataset[tuple[Tensor, Tensor]]):
     """Images ``[N, C, H, W]`` (uint8 0..255 or float32 0..1), labels int64 ``[N]``, class names.
 
-    A map-style ``Dataset``; for training, iterate whole batches with
-    :class:`bbh.data.loader.TensorLoader` instead of a per-item ``DataLoader``.
+    A user's own data (``bbh.data.user_data``) may hold other inputs ``[N, ...]`` (features
+    ``[N, F]``, token ids int64 ``[N, T]``) and, for regression, float targets ``[N]`` or
+    ``[N, D]`` with no class names. A map-style ``Dataset``; for training, iterate whole batches
+    with :class:`bbh.data.loader.TensorLoader` instead of a per-item ``DataLoader``.
     """
 
     images: Tensor
@@ -64,11 +66,16 @@ class LabeledData(Dataset[tuple[Tensor, Tensor]]):
     class_names: tuple[str, ...]
 
     def __post_init__(self) -> None:
-        if self.images.ndim != 4:
-            raise ValueError(f"images must be [N, C, H, W], got {list(self.images.shape)}")
+        if self.images.ndim < 2:
+            raise ValueError(
+                f"images must be [N, C, H, W] or [N, ...], got {list(self.images.shape)}"
+            )
         if len(self.images) != len(self.labels):
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
-        if self.labels.numel():
+        if self.labels.is_floating_point():
+            if self.class_names:
+                raise ValueError("float labels (regression targets) take no class names")
+        elif self.labels.numel():
             low, high = int(self.labels.min()), int(self.labels.max())
             if low < 0 or high >= len(self.class_names):
                 raise ValueError(
@@ -95,8 +102,8 @@ class LabeledData(Dataset[tuple[Tensor, Tensor]]):
         return replace(self, images=self.images[index], labels=self.labels[index])
 
     def to_float(self) -> LabeledData:
-        """uint8 images as float32 in [0, 1]; float images are returned unchanged."""
-        if self.images.is_floating_point():
+        """uint8 images as float32 in [0, 1]; other inputs (float, token ids) unchanged."""
+        if self.images.dtype != torch.uint8:
             return self
         return replace(self, images=self.images.float().div_(255.0))
 

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bbh.config import ConfigError, ExperimentConfig, resolved_options
+from bbh.config import OWN_DATA, ConfigError, ExperimentConfig, resolved_options
 from bbh.data import (
     DatasetSplits,
     LabeledData,
@@ -26,6 +26,8 @@ from bbh.data import (
     load_notmnist,
     split_validation,
 )
+from bbh.data.user_data import fingerprint
+from bbh.experiments.own_data import load_own_splits, num_outputs, sized_config
 from bbh.methods import METHODS, Method, build
 from bbh.nets import MLP, CifarResNet, LeNet5, TinyConvNet
 from bbh.training.schedules import KLSchedule, annealing, constant
@@ -62,6 +64,18 @@ class RunData:
     source: str
     train_transform: Callable[[Tensor, torch.Generator], Tensor] | None
     input_transform: InputTransform | None
+    #: the user's own data: a hash of its arrays (``bbh.data.user_data.fingerprint``), which
+    #: the run's config hash includes; None for a shipped data set
+    fingerprint: str | None = None
+
+
+def size_from_data(cfg: ExperimentConfig, data: RunData) -> ExperimentConfig:
+    """``cfg`` with the net's size options that it leaves out filled from the user's own data
+    (``bbh.experiments.own_data.sized_config``); a shipped data set's config is unchanged."""
+    if cfg.data.name not in OWN_DATA:
+        return cfg
+    shape = tuple(data.test.images.shape[1:])
+    return sized_config(cfg, NETS[cfg.net.name], shape, num_outputs(data.test))
 
 
 def build_net(cfg: ExperimentConfig) -> nn.Module:
@@ -100,6 +114,9 @@ def load_run_data(cfg: ExperimentConfig, ood: str | None = None) -> RunData:
     """Load the data of ``cfg`` (``ood`` overrides ``cfg.data.ood``; "none" for no OOD set)."""
     d = cfg.data
     ood_name = d.ood if ood is None else (None if ood == "none" else ood)
+    if d.name in OWN_DATA:
+        splits = load_own_splits(d)
+        return replace(_run_data(cfg, splits, ood_name), fingerprint=fingerprint(splits))
     if d.name == "mnist":
         splits = load_mnist(d.root, validation_size=d.validation_size, seed=d.validation_seed)
     elif d.name == "cifar5":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +107,21 @@ def _evaluate(
     attacks: tuple[str, ...] | None,
     progress: bool,
 ) -> dict[str, Any]:
+    if cfg.data.task == "regression":
+        raise RunError(
+            f"{folder.path}: bbh evaluate covers classification; this regression run's "
+            "validation RMSE and NLL per epoch are in its log.jsonl and train.json"
+        )
     data = load_run_data(cfg, ood=ood)
+    trained_on = folder.meta().get("data_fingerprint") if folder.config_file.is_file() else None
+    if data.fingerprint is not None and trained_on not in (None, data.fingerprint):
+        raise RunError(
+            f"{folder.path}: the data changed since training (fingerprint {trained_on}, now "
+            f"{data.fingerprint}): {data.source}"
+        )
     attack_cfg = attack_config(cfg, attacks)
+    if attack_cfg is not None and data.fingerprint is not None:
+        attack_cfg = _own_data_attacks(attack_cfg, data.test.images)
     torch.manual_seed(cfg.seed)
     t0 = time.monotonic()
     test_x = data.test.images.to(dev)
@@ -134,6 +148,15 @@ def _evaluate(
     write_json(result, folder.evaluation_file)
     folder.mark_done()
     return result
+
+
+def _own_data_attacks(attack_cfg: AttackConfig, x: torch.Tensor) -> AttackConfig | None:
+    """The attacks on the user's own inputs: none on integer inputs (token ids have no
+    gradient), clipped to [0, 1] only where the inputs lie there (pixels)."""
+    if not x.is_floating_point():
+        return None
+    inside = bool(x.numel()) and float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    return attack_cfg if inside else replace(attack_cfg, clip=None)
 
 
 def _run_meta(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import math
 import os
 import signal
 import sys
@@ -34,7 +35,7 @@ from typing import Any
 import torch
 
 import bbh
-from bbh.config import ExperimentConfig, config_hash, config_to_dict, plain_value
+from bbh.config import OWN_DATA, ExperimentConfig, config_hash, config_to_dict, plain_value
 from bbh.evaluation import predict_batched
 from bbh.experiments.builders import (
     RunData,
@@ -42,6 +43,7 @@ from bbh.experiments.builders import (
     kl_schedule,
     load_run_data,
     method_options,
+    size_from_data,
 )
 from bbh.experiments.progress import progress_bar
 from bbh.experiments.runs import RunError, RunFolder, check_writable, save_model
@@ -138,10 +140,14 @@ def _train_run(
     cfg: ExperimentConfig, out: Path, device: str | None, resume: bool | None, progress: bool
 ) -> TrainOutcome:
     ranks = current_ranks()
+    data: RunData | None = None
+    if cfg.data.name in OWN_DATA:  # its content is part of the run's identity; it sizes the net
+        data = _load_data(cfg, ranks)
+        cfg = size_from_data(cfg, data)
     torch.manual_seed(cfg.seed)  # the same initialisation on every rank
     method = build_method(cfg)
     options = method_options(cfg)
-    digest = config_hash(cfg, options)
+    digest = config_hash(cfg, options, data.fingerprint if data else None)
     # what is in force where it depends on the net (BbH's small-net options); not in the hash,
     # which the config alone fixes
     options.update(plain_value(getattr(method, "resolved_options", {})))
@@ -155,7 +161,7 @@ def _train_run(
             held.enter_context(_locked(run))
 
         run_on_main(lock, ranks, "locking the run folder")
-        return _train_in(run, cfg, method, dev, digest, options, resume, progress, ranks)
+        return _train_in(run, cfg, method, dev, digest, options, resume, progress, ranks, data)
 
 
 def _train_in(
@@ -168,6 +174,7 @@ def _train_in(
     resume: bool | None,
     progress: bool,
     ranks: Ranks | None,
+    data: RunData | None = None,
 ) -> TrainOutcome:
     rank, world = (ranks.rank, ranks.world_size) if ranks else (0, 1)
     main = rank == 0
@@ -183,7 +190,7 @@ def _train_in(
     status, done_steps, done_seconds = run_on_main(check, ranks, "checking the run folder")
     if status == "finished":
         return TrainOutcome(run, "already finished", done_steps, done_seconds, [], rank, world)
-    data = _load_data(cfg, ranks)
+    data = data or _load_data(cfg, ranks)
     steps, per_epoch = total_steps(cfg, len(data.train_y))
 
     state: TrainState | None = None
@@ -212,6 +219,7 @@ def _train_in(
                 "bbh_version": bbh.__version__,
                 "torch_version": torch.__version__,
                 "data_source": data.source,
+                "data_fingerprint": data.fingerprint,
                 "num_train": len(data.train_y),
                 "steps": steps,
                 "steps_per_epoch": per_epoch,
@@ -488,8 +496,14 @@ class _RunHooks(FitHooks):
         torch.manual_seed(self.cfg.seed + epoch)  # inside fit's forked RNG
         part = ddp_tools.shard(len(val.labels), self.ranks)
         labels = val.labels[part]
-        metrics = {"accuracy": 0.0, "nll": 0.0}
-        if len(labels):
+        regression = labels.is_floating_point()
+        metrics = {"mse": 0.0, "nll": 0.0} if regression else {"accuracy": 0.0, "nll": 0.0}
+        if len(labels) and regression:
+            metrics = _regression_metrics(
+                method, val.images[part].to(self.device), labels.to(self.device),
+                self.cfg.train.val_samples, self.cfg.eval.batch_size, self.data.input_transform,
+            )  # fmt: skip
+        elif len(labels):
             pred = predict_batched(
                 method,
                 val.images[part].to(self.device),
@@ -499,10 +513,13 @@ class _RunHooks(FitHooks):
             )
             metrics = {"accuracy": accuracy(pred.probs, labels), "nll": nll(pred.probs, labels)}
         metrics = ddp_tools.mean_over_ranks(metrics, self.ranks, weight=len(labels))
+        if regression:  # the RMSE of the whole split, from the ranks' mean squared errors
+            metrics = {"rmse": metrics.pop("mse") ** 0.5, **metrics}
         row = {"epoch": epoch, "step": step, **metrics}
         self.validation.append(row)
         self.log.write({"event": "val", **row})
-        self._postfix["val_acc"] = f"{row['accuracy']:.4f}"
+        key = "rmse" if regression else "accuracy"
+        self._postfix[f"val_{key[:3]}"] = f"{row[key]:.4f}"
 
     def on_checkpoint(self, state: TrainState) -> None:
         state.extra["config_hash"] = self.digest
@@ -512,6 +529,28 @@ class _RunHooks(FitHooks):
 
     def should_stop(self) -> bool:
         return self.stop_requested
+
+
+@torch.no_grad()
+def _regression_metrics(
+    method: Method,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_samples: int,
+    batch_size: int,
+    transform: Any,
+) -> dict[str, float]:
+    """Regression validation: the squared error of the predictive mean (the mean of the
+    ``num_samples`` draws' outputs ``[S, B, D]``) and the NLL of the predictive mixture, both
+    per example."""
+    sq, nll_sum = 0.0, 0.0
+    n = num_samples if method.stochastic else 1
+    for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
+        out = method.predict_logits(xb if transform is None else transform(xb), n)  # [S, B, D]
+        sq += float((out.mean(0) - yb.reshape(len(yb), -1)).pow(2).sum(-1).sum())
+        loglik = method.likelihood.log_prob(out, yb)  # [S, B]
+        nll_sum -= float((torch.logsumexp(loglik, 0) - math.log(len(out))).sum())
+    return {"mse": sq / len(y), "nll": nll_sum / len(y)}
 
 
 def progress_owner(hooks: _RunHooks) -> bool:
