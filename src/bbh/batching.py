@@ -77,7 +77,7 @@ def learn_from(err: RuntimeError, net: nn.Module, num_samples: int) -> None:
         return
     _WARNED.add(kind)
     found = re.search(r"for (aten::[\w.]+)", str(err))
-    op = f" ({found.group(1)})" if found else ""
+    op = f" ({found.group(1).rstrip('.')})" if found else ""
     warnings.warn(
         f"{kind.__module__}.{kind.__qualname__} has no torch.func.vmap batching rule{op}: "
         f"its weight samples run in a loop from now on, {num_samples} sequential forward "

@@ -202,7 +202,7 @@ def _as_tensor_input(x: Tensor, like: Tensor, name: str) -> Tensor:
     boolean ones unchanged."""
     if x.is_complex():
         raise TypeError(
-            f"{name} must be a real tensor (floats, or integer token ids), got {x.dtype}"
+            f"{name} must hold real numbers (floats, or integer token ids), got {x.dtype}"
         )
     if x.device != like.device:
         raise ValueError(

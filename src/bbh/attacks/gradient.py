@@ -256,11 +256,6 @@ def _check_int(value: int, name: str) -> None:
 
 
 def _check_x(x: Tensor, clip: tuple[float, float] | None = None) -> Tensor:
-    if isinstance(x, (tuple, list, dict)):
-        raise TypeError(
-            f"attacks perturb one floating input tensor along its gradient; x is a "
-            f"{type(x).__name__} of inputs, which they cannot take"
-        )
     if isinstance(x, Tensor) and not x.is_floating_point() and not x.is_complex():
         raise TypeError(
             f"attacks perturb the input along its gradient, but x holds {x.dtype} (token ids "
