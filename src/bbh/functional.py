@@ -47,8 +47,9 @@ CPU_VMAP_MAX_WORK = 5_000_000
 #: On a CPU, ``auto`` runs nets with attention layers in a loop over samples: vmap sends
 #: ``aten::_native_multi_head_attention`` through PyTorch's slow generic fallback. Measured with
 #: ``benchmarks/sequence_nets.py`` (a 2-layer encoder, d_model 64, forward + backward, one
-#: thread): vmap took 1.0-1.4x the loop's time for S = 2-8 and batches 32 and 100, with the whole
-#: batch per sample or split between them (``benchmarks/results/sequence_nets_cpu.json``).
+#: thread): vmap took 1.08-1.56x the loop's time for S = 2-8 and batches 32 and 100, with the
+#: whole batch per sample or split between them (``benchmarks/results/sequence_nets_cpu_busy.json``;
+#: a busier run: 0.96-1.22x).
 CPU_ATTENTION_LOOP = True
 
 
@@ -180,7 +181,7 @@ def auto_forward_mode(
     Loop for BatchNorm with running statistics (vmap cannot update them) and for one sample;
     on a CPU, loop for nets with attention layers (``bbh.batching.ATTENTION_MODULES``: vmap
     runs them through PyTorch's generic per-sample fallback, and a transformer encoder
-    classifier measured 1.0-1.4x slower under vmap than in a loop, ``CPU_ATTENTION_LOOP``) and
+    classifier measured 1.08-1.56x slower under vmap than in a loop, ``CPU_ATTENTION_LOOP``) and
     when ``examples_per_sample * dim > CPU_VMAP_MAX_WORK`` (``dim``: the weights a pass uses,
     sampled or not); vmap otherwise (on a GPU batching the samples saves kernel launches; check
     with ``benchmarks/sampled_forward.py`` and ``benchmarks/sequence_nets.py --device cuda``).

@@ -69,6 +69,12 @@ def test_mnf_takes_linear_layers_and_names_what_it_cannot_take() -> None:
     _train_and_predict(build("mnf", net, deterministic=["emb", "rnn"]), x, y)
     net, x, y = make("dict")
     _train_and_predict(build("mnf", net, deterministic=["emb"]), x, y)
+    net, x, y = make("transformer")
+    with pytest.raises(ValueError, match=r"'enc.layers.0.self_attn' is MultiheadAttention"):
+        build("mnf", net)
+    method = build("mnf", net, deterministic=["enc.layers.0.self_attn", "norm"])
+    assert method.layer_names == ("enc.layers.0.linear1", "enc.layers.0.linear2", "out")
+    _train_and_predict(method, x, y)
 
 
 @pytest.mark.parametrize(("batch", "shares"), [(8, [4]), (7, [4, 3])])
