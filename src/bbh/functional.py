@@ -237,9 +237,9 @@ def sampled_forward(
                 f"x_per_sample needs {name} of shape [S={s}, B, ...], got {list(t.shape)}"
             )
     split = None
-    if share_trunk and not x_per_sample and isinstance(x, Tensor):
+    if share_trunk and not x_per_sample and isinstance(x, Tensor):  # one traced input
         split = trunk.trunk_for(net, params)
-    if split is None:
+    if split is None or not isinstance(x, Tensor):
         return _per_sample(net, params, call_args(net, x), s, x_per_sample, mode)
     features = split.trunk(x)
     if not split.checked:

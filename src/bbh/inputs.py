@@ -60,8 +60,8 @@ def named_tensors(x: Inputs, name: str = "x") -> list[tuple[str, Tensor]]:
     return [(f"{name}[{i}]", v) for i, v in enumerate(x)]
 
 
-def first_tensor(x: Inputs) -> Tensor:
-    """The tensor that sets the batch size (and the device)."""
+def first_tensor(x: Any) -> Tensor:
+    """The first tensor of ``x`` (nested structures too): it sets the batch size and device."""
     if isinstance(x, Tensor):
         return x
     leaves = _leaves(x)
@@ -165,10 +165,10 @@ def call(net: nn.Module, x: Inputs) -> Any:
 
 # ----------------------------------------------------------------------------- private helpers
 
-_ONE_POSITIONAL: dict[type, bool] = {}
+_ONE_POSITIONAL: dict[type[nn.Module], bool] = {}
 
 
-def _takes_one_positional(cls: type) -> bool:
+def _takes_one_positional(cls: type[nn.Module]) -> bool:
     """Whether ``cls.forward`` takes exactly one positional argument and no ``*args``."""
     known = _ONE_POSITIONAL.get(cls)
     if known is None:

@@ -154,8 +154,10 @@ def _predict_batched(
     s = num_samples if getattr(method, "stochastic", True) else 1
     batches = split(x, batch_size)
 
+    transform: Callable[[Any], Any] | None = input_transform  # a structure goes as it is
+
     def logits_of(xb: Inputs, run: Callable[[Inputs], Tensor]) -> Tensor:
-        inp = input_transform(xb) if input_transform is not None else xb
+        inp = transform(xb) if transform is not None else xb
         logits = run(inp)
         if logits.dim() != 3 or logits.shape[1] != rows(xb):
             raise ValueError(

@@ -52,7 +52,8 @@ from bbh.training.schedules import KLSchedule, constant
 from bbh.training.temperature import TemperatureSearch, choose_temperature, validation_nll
 from bbh.validation import at_least, check_finite, checked_args, positive, values_prechecked
 
-BatchTransform = Callable[[Tensor, torch.Generator], Tensor]
+#: ``transform(batch, generator) -> batch``: a tensor, or a batch structure (``bbh.inputs``)
+BatchTransform = Callable[[Any, torch.Generator], Any]
 
 #: ``temperature="validation"``: each candidate's run, as a fraction of the run's steps (full runs:
 #: shorter ones ranked the temperatures differently on the demo, docs/methods.md)
