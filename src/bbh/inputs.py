@@ -8,7 +8,8 @@ How a net is called on ``x`` (``call_args``):
 
 - a tensor: ``net(x)``;
 - a tuple or list: ``net(*x)``, one positional argument per tensor, unless the net's ``forward``
-  takes a single positional argument (and no ``*args``), which then gets the tuple whole;
+  has room for a single positional argument only (no ``*args``, no second one with a default),
+  which then gets the tuple whole;
 - a dict: ``net(**x)``, one keyword argument per key.
 
 The helpers below index, split and concatenate structures the way ``x[idx]``, ``x.split(n)`` and
@@ -150,7 +151,7 @@ def call_args(net: nn.Module, x: Inputs) -> tuple[tuple[Any, ...], dict[str, Any
         return (x,), {}
     if isinstance(x, Mapping):
         return (), dict(x)
-    if len(x) > 1 and _takes_one_positional(type(net)):
+    if len(x) > 1 and _positional_slots(type(net)) == 1:
         return (x,), {}
     return tuple(x), {}
 
@@ -165,25 +166,23 @@ def call(net: nn.Module, x: Inputs) -> Any:
 
 # ----------------------------------------------------------------------------- private helpers
 
-_ONE_POSITIONAL: dict[type[nn.Module], bool] = {}
+_SLOTS: dict[type[nn.Module], int] = {}
 
 
-def _takes_one_positional(cls: type[nn.Module]) -> bool:
-    """Whether ``cls.forward`` takes exactly one positional argument and no ``*args``."""
-    known = _ONE_POSITIONAL.get(cls)
+def _positional_slots(cls: type[nn.Module]) -> int:
+    """How many positional arguments ``cls.forward`` takes (defaults included; -1 for
+    ``*args`` or a signature that cannot be read)."""
+    known = _SLOTS.get(cls)
     if known is None:
         try:
             params = list(inspect.signature(cls.forward).parameters.values())[1:]  # no self
         except (TypeError, ValueError):
-            params = []
-        kinds = [p.kind for p in params]
-        positional = [
-            p
-            for p in params
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-        ]
-        known = len(positional) == 1 and inspect.Parameter.VAR_POSITIONAL not in kinds
-        _ONE_POSITIONAL[cls] = known
+            params = [inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL)]
+        if any(p.kind is p.VAR_POSITIONAL for p in params):
+            known = -1
+        else:
+            known = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+        _SLOTS[cls] = known
     return known
 
 

@@ -51,6 +51,11 @@ class _OneArg(nn.Module):
         return pair[0] - pair[1]
 
 
+class _OptionalMask(nn.Module):
+    def forward(self, tokens, mask=None):
+        return tokens if mask is None else tokens * mask
+
+
 class _Keywords(nn.Module):
     def forward(self, *, tokens, mask):
         return tokens * mask
@@ -60,6 +65,7 @@ def test_call_unpacks_tuples_passes_dicts_as_keywords_and_a_tuple_whole_to_one_a
     a, b = torch.ones(2, 3), torch.full((2, 3), 2.0)
     assert torch.equal(inputs.call(_TwoArgs(), (a, b)), a + b)
     assert torch.equal(inputs.call(_OneArg(), (a, b)), a - b)  # forward(pair) gets the tuple
+    assert torch.equal(inputs.call(_OptionalMask(), (a, b)), a * b)  # room for two: unpacked
     got = inputs.call(_Keywords(), {"tokens": a, "mask": b})
     assert torch.equal(got, a * b)
     assert inputs.call_args(_TwoArgs(), [a, b]) == ((a, b), {})
