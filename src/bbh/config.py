@@ -151,8 +151,8 @@ class TrainConfig:
     batch_size: int = field(default=100, metadata={"min": 1})
     optimizer: str = field(default="adam", metadata=_choices(*OPTIMIZERS))
     lr: float | None = field(default=None, metadata={"gt": 0.0})
-    #: ``constant`` or ``cosine`` (``bbh.training.fit``'s ``lr_schedule``)
-    lr_schedule: str = field(default="constant", metadata=_choices(*LR_SCHEDULES))
+    #: ``cosine`` or ``constant`` (the paper's runs) (``bbh.training.fit``'s ``lr_schedule``)
+    lr_schedule: str = field(default="cosine", metadata=_choices(*LR_SCHEDULES))
     num_data: int | None = field(default=None, metadata={"min": 1})
     kl_schedule: KLScheduleConfig = field(default_factory=KLScheduleConfig)
     log_every: int = field(default=50, metadata={"min": 1})
@@ -371,7 +371,7 @@ def config_hash(
             d["data"]["fingerprint"] = data_fingerprint
         for key in ("device", "threads", "log_every", "checkpoint_every", "val_samples"):
             d["train"].pop(key, None)
-        if d["train"].get("lr_schedule") == "constant":  # as every run before the option
+        if d["train"].get("lr_schedule") == "constant":  # as every run before the option existed
             del d["train"]["lr_schedule"]
         if resolved_method_options is not None:
             options = plain_value(dict(resolved_method_options))

@@ -134,7 +134,7 @@ def test_resume_is_exact_under_a_cosine_lr_schedule(tmp_path):
     resumed = _method("map")
     train(resumed, resume=stopper.states[-1])
     constant = _method("map")
-    fit(constant, x, y, steps=25, batch_size=16, seed=5)
+    fit(constant, x, y, steps=25, batch_size=16, seed=5, lr_schedule="constant")
     for (k, a), b in zip(plain.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
     pairs = zip(plain.parameters(), constant.parameters(), strict=True)

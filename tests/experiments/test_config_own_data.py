@@ -61,6 +61,11 @@ def test_own_data_hashes_by_content_not_place(tmp_path) -> None:
     [("mnist/bbh", "a1006b5298b6"), ("cifar5/map", "0a80a34fd863"), ("demo/bbh", "7b204ff9803c")],
 )
 def test_shipped_runs_keep_their_hash(name: str, digest: str) -> None:
-    """The own-data keys left the hash of a shipped set's run as it was (trained runs stay
-    current): the values were computed before the keys existed."""
-    assert config_hash(load_config(name, scale="cpu")) == digest
+    """The own-data keys left the hash of a shipped set's run as it was, and so does
+    ``train.lr_schedule = "constant"`` (how every run before the option trained): the values
+    were computed before either existed. The default, a cosine schedule, is another run."""
+    cfg = load_config(name, scale="cpu")
+    constant = replace(cfg, train=replace(cfg.train, lr_schedule="constant"))
+    assert cfg.train.lr_schedule == "cosine"
+    assert config_hash(constant) == digest
+    assert config_hash(cfg) != digest
