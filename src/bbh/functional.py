@@ -15,12 +15,14 @@ import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from bbh import trunk
+from bbh import batching, trunk
+from bbh.inputs import Inputs, call_args, first_tensor, named_tensors, unbind
 from bbh.options import parse_enum
 
 ParamPredicate = Callable[[str, nn.Parameter], bool]
@@ -41,6 +43,14 @@ class ForwardMode(str, Enum):
 #: ResNets at batch 100; it wins where the loop's per-call overhead dominates: the 1-100-1 toy
 #: net (4x) and batches split between 20 samples (5 examples each, up to 2.2x).
 CPU_VMAP_MAX_WORK = 5_000_000
+
+#: On a CPU, ``auto`` runs nets with attention layers in a loop over samples: vmap sends
+#: ``aten::_native_multi_head_attention`` through PyTorch's slow generic fallback. Measured with
+#: ``benchmarks/sequence_nets.py`` (a 2-layer encoder, d_model 64, forward + backward, one
+#: thread): vmap took 1.08-1.56x the loop's time for S = 2-8 and batches 32 and 100, with the
+#: whole batch per sample or split between them (``benchmarks/results/sequence_nets_cpu_busy.json``;
+#: a busier run: 0.96-1.22x).
+CPU_ATTENTION_LOOP = True
 
 
 @dataclass(frozen=True)
@@ -169,14 +179,20 @@ def auto_forward_mode(
     """The mode ``auto`` picks: loop where vmap is impossible or measured slower, else vmap.
 
     Loop for BatchNorm with running statistics (vmap cannot update them) and for one sample;
-    on a CPU, loop when ``examples_per_sample * dim > CPU_VMAP_MAX_WORK`` (``dim``: the weights a
-    pass uses, sampled or not); vmap otherwise
-    (on a GPU batching the samples saves kernel launches; check with
-    ``benchmarks/sampled_forward.py --device cuda``).
+    on a CPU, loop for nets with attention layers (``bbh.batching.ATTENTION_MODULES``: vmap
+    runs them through PyTorch's generic per-sample fallback, and a transformer encoder
+    classifier measured 1.08-1.56x slower under vmap than in a loop, ``CPU_ATTENTION_LOOP``) and
+    when ``examples_per_sample * dim > CPU_VMAP_MAX_WORK`` (``dim``: the weights a pass uses,
+    sampled or not); vmap otherwise (on a GPU batching the samples saves kernel launches; check
+    with ``benchmarks/sampled_forward.py`` and ``benchmarks/sequence_nets.py --device cuda``).
+    Modules without any vmap rule (``nn.LSTM``, ...) run in a loop whatever the mode
+    (``sampled_forward``).
     """
     if has_running_stats(net) or num_samples == 1:
         return ForwardMode.LOOP
     if device.type == "cpu" and examples_per_sample * dim > CPU_VMAP_MAX_WORK:
+        return ForwardMode.LOOP
+    if device.type == "cpu" and CPU_ATTENTION_LOOP and batching.has_attention(net):
         return ForwardMode.LOOP
     return ForwardMode.VMAP
 
@@ -184,7 +200,7 @@ def auto_forward_mode(
 def sampled_forward(
     net: nn.Module,
     params: Mapping[str, Tensor],
-    x: Tensor,
+    x: Inputs,
     *,
     x_per_sample: bool = False,
     mode: ForwardMode | str = ForwardMode.AUTO,
@@ -192,12 +208,19 @@ def sampled_forward(
 ) -> Tensor:
     """Run ``net`` once per weight sample: ``{name: [S, *shape]}`` and x -> outputs ``[S, B, ...]``.
 
-    Parameters not in ``params`` (deterministic ones) and buffers come from ``net`` itself.
-    With ``x_per_sample`` the input is ``[S, B, ...]`` and sample s sees ``x[s]`` (used to split a
-    batch between samples); otherwise every sample sees the same ``x`` ``[B, ...]``, and with
-    ``share_trunk`` a net in ``eval()`` mode runs the part that no sampled parameter reaches
-    once for all samples (``bbh.trunk``: a Bayesian head or last layer on point-estimate
-    features), checked against the whole net on its first batch.
+    ``x`` is a tensor ``[B, ...]``, or a tuple, list or dict of them (``bbh.inputs``: a tuple
+    goes to the net as positional arguments, a dict as keyword arguments); integer tensors
+    (token ids) pass unchanged. Parameters not in ``params`` (deterministic ones) and buffers
+    come from ``net`` itself. With ``x_per_sample`` every input tensor is ``[S, B, ...]`` and
+    sample s sees its ``[s]`` (used to split a batch between samples); otherwise every sample
+    sees the same ``x``, and with ``share_trunk`` a net in ``eval()`` mode on a tensor input runs
+    the part that no sampled parameter reaches once for all samples (``bbh.trunk``: a Bayesian
+    head or last layer on point-estimate features), checked against the whole net on its first
+    batch.
+
+    Modules without a ``vmap`` batching rule (``nn.LSTM``, ``nn.GRU``, ``nn.RNN``, ...) run in a
+    loop over samples whatever ``mode`` says, learned on the first call (``bbh.batching``, with a
+    one-time ``VmapFallbackWarning``).
     """
     mode = parse_enum(ForwardMode, mode, "forward mode")
     if not params:
@@ -206,18 +229,25 @@ def sampled_forward(
     if len(sizes) != 1:
         raise ValueError(f"parameters disagree on the sample count S: {sorted(sizes)}")
     s = sizes.pop()
-    if x_per_sample and x.shape[0] != s:
-        raise ValueError(f"x_per_sample needs x of shape [S={s}, B, ...], got {list(x.shape)}")
-    split = trunk.trunk_for(net, params) if share_trunk and not x_per_sample else None
-    if split is None:
-        return _per_sample(net, params, (x,), s, x_per_sample, mode)
+    if x_per_sample:
+        wrong = [(n, t) for n, t in named_tensors(x) if t.dim() < 2 or t.shape[0] != s]
+        if wrong:
+            name, t = wrong[0]
+            raise ValueError(
+                f"x_per_sample needs {name} of shape [S={s}, B, ...], got {list(t.shape)}"
+            )
+    split = None
+    if share_trunk and not x_per_sample and isinstance(x, Tensor):  # one traced input
+        split = trunk.trunk_for(net, params)
+    if split is None or not isinstance(x, Tensor):
+        return _per_sample(net, params, call_args(net, x), s, x_per_sample, mode)
     features = split.trunk(x)
     if not split.checked:
         if not _split_agrees(net, split.head, features, params, x, mode):
             trunk.disable(net, params)  # with a warning
-            return _per_sample(net, params, (x,), s, x_per_sample, mode)
+            return _per_sample(net, params, call_args(net, x), s, x_per_sample, mode)
         split.checked = True
-    return _per_sample(split.head, params, features, s, False, mode)
+    return _per_sample(split.head, params, (features, {}), s, False, mode)
 
 
 def _split_agrees(
@@ -233,45 +263,63 @@ def _split_agrees(
     first = {k: v[:1] for k, v in params.items()}
     devices = [x.device.index or 0] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        shared = _per_sample(head, first, features, 1, False, mode)
+        shared = _per_sample(head, first, (features, {}), 1, False, mode)
     with torch.random.fork_rng(devices=devices):
-        whole = _per_sample(net, first, (x,), 1, False, mode)
+        whole = _per_sample(net, first, ((x,), {}), 1, False, mode)
     return trunk.outputs_agree(shared, whole)
+
+
+CallArgs = tuple[tuple[Any, ...], dict[str, Any]]
 
 
 def _per_sample(
     net: nn.Module,
     params: Mapping[str, Tensor],
-    args: tuple[Tensor, ...],
+    inputs: CallArgs,
     s: int,
     x_per_sample: bool,
     mode: ForwardMode,
 ) -> Tensor:
-    """``net(*args)`` once per sample of ``params``; with ``x_per_sample``, sample i sees
-    ``args[0][i]``."""
+    """``net(*args, **kwargs)`` once per sample of ``params`` (``inputs = (args, kwargs)``);
+    with ``x_per_sample``, sample i sees entry i of every input tensor."""
+    first = first_tensor(inputs)
     if mode is ForwardMode.AUTO:
-        first = args[0]
         examples = first.shape[1] if x_per_sample else first.shape[0]
         # the weights each sample's pass uses: its own and the net's point estimates (a Bayesian
         # subnetwork's shared fc1 makes each pass as costly as a full one: loop wins there)
         dim = sum(p[0].numel() for p in params.values())
         dim += sum(p.numel() for n, p in net.named_parameters() if n not in params)
         mode = auto_forward_mode(net, s, examples, dim, first.device)
+    if mode is ForwardMode.VMAP and batching.needs_loop(net) is None:
+        try:
+            with batching.quiet_slow_fallback(batching.has_attention(net)):
+                return _vmapped(net, params, inputs, x_per_sample)
+        except RuntimeError as err:
+            if not batching.is_missing_rule(err):
+                raise
+            batching.learn_from(err, net, s)  # warns once per module type
+    # ``unbind`` once per tensor, not ``v[i]`` per sample: the backward of each indexing
+    # zero-fills a full [S, *shape] gradient (O(S^2 D) work); that of ``unbind`` is one stack.
+    names = list(params)
+    per_sample = zip(*(params[k].unbind(0) for k in names), strict=True)
+    calls = unbind(inputs) if x_per_sample else [inputs] * s  # type: ignore[arg-type]
+    outs = [
+        functional_call(net, dict(zip(names, p, strict=True)), args, kwargs)
+        for p, (args, kwargs) in zip(per_sample, calls, strict=True)
+    ]
+    return torch.stack(outs)
 
-    if mode is ForwardMode.LOOP:
-        # ``unbind`` once per tensor, not ``v[i]`` per sample: the backward of each indexing
-        # zero-fills a full [S, *shape] gradient (O(S^2 D) work); that of ``unbind`` is one stack.
-        names = list(params)
-        per_sample = zip(*(params[k].unbind(0) for k in names), strict=True)
-        inputs = ((xi,) for xi in args[0].unbind(0)) if x_per_sample else (args,) * s
-        outs = [
-            functional_call(net, dict(zip(names, p, strict=True)), a)
-            for p, a in zip(per_sample, inputs, strict=True)
-        ]
-        return torch.stack(outs)
 
+def _vmapped(
+    net: nn.Module, params: Mapping[str, Tensor], inputs: CallArgs, x_per_sample: bool
+) -> Tensor:
+    args, kwargs = inputs
     if x_per_sample:
         return vmap(
-            lambda p, xi: functional_call(net, p, (xi,)), in_dims=(0, 0), randomness="different"
-        )(dict(params), args[0])
-    return vmap(lambda p: functional_call(net, p, args), randomness="different")(dict(params))
+            lambda p, a, k: functional_call(net, p, a, k),
+            in_dims=(0, 0, 0),
+            randomness="different",
+        )(dict(params), args, kwargs)
+    return vmap(lambda p: functional_call(net, p, args, kwargs), randomness="different")(
+        dict(params)
+    )

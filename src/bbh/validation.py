@@ -27,13 +27,25 @@ import math
 import numbers
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from enum import Enum
 from typing import Any, ParamSpec, TypeVar, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from bbh.inputs import (
+    Inputs,
+    call_args,
+    describe_key,
+    first_tensor,
+    index,
+    is_structure,
+    map_tensors,
+    named_tensors,
+    shape_key,
+)
 
 __all__ = [
     "InputShapes",
@@ -131,22 +143,66 @@ def check_kl_weight(kl_weight: Any) -> None:
 # --------------------------------------------------------------------------------- inputs
 
 
-def as_input(x: Any, *, like: Tensor, name: str = "x") -> Tensor:
-    """``x`` as a floating tensor ``[B, ...]`` of ``like``'s dtype on ``like``'s device.
+def as_input(x: Any, *, like: Tensor, name: str = "x") -> Inputs:
+    """``x`` checked as network inputs ``[B, ...]`` on ``like``'s device (``bbh.inputs``).
 
-    A numpy array becomes a tensor; another floating dtype is cast (e.g. float64 to float32);
-    integer or boolean inputs, another device and an empty batch are errors. Non-finite values
-    are an error unless ``values_prechecked()``.
+    ``x`` is a tensor, or a tuple, list or dict of tensors (every one ``[B, ...]`` with the same
+    B, the first tensor's). A numpy array becomes a tensor. A floating tensor is cast to
+    ``like``'s dtype (e.g. float64 to float32) and, unless ``values_prechecked()``, checked to be
+    finite; integer and boolean tensors (token ids, masks) go to the net unchanged. Another
+    device, an empty batch, complex values and disagreeing batch sizes are errors naming the
+    tensor (``x``, ``x[1]``, ``x['mask']``).
     """
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor [B, ...], got {describe(x)}")
-    if not x.is_floating_point():
-        hint = " (scale images, e.g. x.float() / 255)" if x.dtype == torch.uint8 else ""
+    if isinstance(x, Tensor):
+        return _as_tensor_input(x, like, name)
+    if isinstance(x, Mapping):
+        bad_keys = [k for k in x if not isinstance(k, str)]
+        if bad_keys:
+            raise TypeError(
+                f"{name} is a dict of inputs, passed as keyword arguments: its keys must be "
+                f"str, got {bad_keys[0]!r}"
+            )
+        items: list[tuple[Any, Any]] = list(x.items())
+    elif isinstance(x, (tuple, list)):
+        items = list(enumerate(x))
+    else:
+        items = []
+    if not any(isinstance(v, (Tensor, np.ndarray)) for _, v in items):
+        what = f"an empty {type(x).__name__}" if items == [] and is_structure(x) else describe(x)
         raise TypeError(
-            f"{name} must be a floating tensor (the model's parameters are {like.dtype}), "
-            f"got {x.dtype}{hint}"
+            f"{name} must be a torch.Tensor [B, ...] or a tuple, list or dict of them, got {what}"
+        )
+    checked = []
+    for key, value in items:
+        label = f"{name}[{key!r}]"
+        if isinstance(value, np.ndarray):
+            value = torch.from_numpy(value)
+        if not isinstance(value, Tensor):
+            raise TypeError(
+                f"{label} must be a torch.Tensor [B, ...] (inputs are a tensor, or a tuple, list "
+                f"or dict of tensors), got {describe(value)}"
+            )
+        checked.append(_as_tensor_input(value, like, label))
+    first_label, first = f"{name}[{items[0][0]!r}]", checked[0]
+    for (key, _), value in zip(items[1:], checked[1:], strict=True):
+        if value.shape[0] != first.shape[0]:
+            raise ValueError(
+                f"{name}[{key!r}] has {value.shape[0]} rows, {first_label} has "
+                f"{first.shape[0]}: every input tensor needs the same batch size"
+            )
+    if isinstance(x, Mapping):
+        return dict(zip((k for k, _ in items), checked, strict=True))
+    return type(x)(checked)
+
+
+def _as_tensor_input(x: Tensor, like: Tensor, name: str) -> Tensor:
+    """One input tensor: floating ones cast to ``like``'s dtype and checked finite; integer and
+    boolean ones unchanged."""
+    if x.is_complex():
+        raise TypeError(
+            f"{name} must hold real numbers (floats, or integer token ids), got {x.dtype}"
         )
     if x.device != like.device:
         raise ValueError(
@@ -155,6 +211,8 @@ def as_input(x: Any, *, like: Tensor, name: str = "x") -> Tensor:
         )
     if x.dim() < 1 or x.shape[0] == 0:
         raise ValueError(f"{name} must be a non-empty batch [B, ...], got shape {list(x.shape)}")
+    if not x.is_floating_point():
+        return x  # token ids, masks: the net takes them as they are
     if x.dtype != like.dtype:
         x = x.to(like.dtype)
     if values_checked_here():
@@ -185,30 +243,35 @@ class InputShapes:
     """
 
     def __init__(self) -> None:
-        self.outputs: dict[tuple[int, ...], tuple[int, ...]] = {}
+        self.outputs: dict[Hashable, tuple[int, ...]] = {}
 
-    def check(self, net: nn.Module, x: Tensor, name: str = "x") -> tuple[int, ...]:
-        """The per-example output shape (``(C,)`` for outputs ``[B, C]``) for inputs like ``x``,
-        checked once per per-example input shape."""
-        key = tuple(x.shape[1:])
+    def check(self, net: nn.Module, x: Inputs, name: str = "x") -> tuple[int, ...]:
+        """The per-example output shape (``(C,)`` for outputs ``[B, C]``) for inputs like ``x``
+        (a tensor or a batch structure, already checked by ``as_input``), checked once per
+        ``bbh.inputs.shape_key``."""
+        key = shape_key(x)
         known = self.outputs.get(key)
         if known is not None:
             return known
-        probe = x[:2].detach()
+        probe = map_tensors(Tensor.detach, index(x, slice(0, 2)))
+        args, kwargs = call_args(net, probe)
+        n = min(2, _batch(x))
         buffers = {k: b.clone() for k, b in net.named_buffers()}
-        devices = [probe.device] if probe.device.type == "cuda" else []
+        device = _device(x)
+        devices = [device] if device.type == "cuda" else []
         try:
             with torch.no_grad(), torch.random.fork_rng(devices=devices):
-                out = torch.func.functional_call(net, buffers, (probe,))
+                out = torch.func.functional_call(net, buffers, args, kwargs)
         except Exception as err:  # the net's own error, whatever its type, says what went wrong
             raise ValueError(
-                f"{name} has shape {list(x.shape)}, which {type(net).__name__} cannot take"
-                f"{self._accepted()}{_first_layer_hint(net)}: {_first_line(err)}"
+                f"{name} has {_shapes(x)}, which {type(net).__name__} cannot take"
+                f"{self._accepted()}{_first_layer_hint(net)}{_integer_hint(x)}: "
+                f"{_first_line(err)}"
             ) from err
-        if not isinstance(out, Tensor) or out.dim() < 2 or out.shape[0] != probe.shape[0]:
+        if not isinstance(out, Tensor) or out.dim() < 2 or out.shape[0] != n:
             got = list(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise ValueError(
-                f"{name} has shape {list(x.shape)}: for {probe.shape[0]} example(s) "
+                f"{name} has {_shapes(x)}: for {n} example(s) "
                 f"{type(net).__name__} returns {got}, but methods need outputs [B, C] "
                 f"(is {name} missing its batch dimension?{_first_layer_hint(net, prefix=' ')})"
             )
@@ -218,12 +281,42 @@ class InputShapes:
     def _accepted(self) -> str:
         if not self.outputs:
             return ""
-        shapes = ", ".join(str(["B", *k]) for k in self.outputs)
+        shapes = ", ".join(describe_key(k) for k in self.outputs)
         return f" (it took {shapes} before)"
+
+
+def _batch(x: Inputs) -> int:
+    return int(first_tensor(x).shape[0])
+
+
+def _device(x: Inputs) -> torch.device:
+    return first_tensor(x).device
+
+
+def _shapes(x: Inputs) -> str:
+    """``shape [8, 5]`` for a tensor, ``shapes x[0] [8, 5], x[1] [8, 3]`` for a structure."""
+    if isinstance(x, Tensor):
+        return f"shape {list(x.shape)}"
+    return "shapes " + ", ".join(f"{n} {list(t.shape)}" for n, t in named_tensors(x))
+
+
+def _integer_hint(x: Inputs) -> str:
+    """For integer inputs that failed: they reach the net unchanged."""
+    if all(t.is_floating_point() for _, t in named_tensors(x)):
+        return ""
+    return (
+        " (integer inputs go to the net unchanged, as token ids for an nn.Embedding; scale "
+        "images to floats, e.g. x.float() / 255)"
+    )
 
 
 def _first_layer_hint(net: nn.Module, prefix: str = "; ") -> str:
     for name, module in net.named_modules():
+        if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+            return (
+                f"{prefix}its first layer {name!r} is an nn.{type(module).__name__} of "
+                f"{module.num_embeddings} rows, which takes integer token ids"
+            )
         if isinstance(module, nn.Linear):
             return f"{prefix}its first layer {name!r} takes {module.in_features} features"
         if isinstance(module, nn.modules.conv._ConvNd):

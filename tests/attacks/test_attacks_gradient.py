@@ -170,3 +170,13 @@ def test_paper_fgsm_on_an_ensemble_averages_member_signs(data) -> None:
     expected = torch.stack(signs).mean(0)
     assert torch.allclose(fgsm_paper_direction(ens, x, y, num_grad_samples=50), expected)
     assert all(p.grad is None for p in ens.parameters())
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd", "fgsm_paper"])
+def test_token_ids_and_input_structures_cannot_be_perturbed(linear, attack) -> None:
+    run = {"fgsm": fgsm, "pgd": pgd, "fgsm_paper": fgsm_paper}[attack]
+    tokens, y = torch.randint(0, 5, (4, 12)), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(TypeError, match=r"^attacks perturb the input .* holds torch.int64 \(token"):
+        run(linear, tokens, y, 0.1)
+    with pytest.raises(TypeError, match=rf"^{attack}: x must be a Tensor, got dict"):
+        run(linear, {"tokens": tokens}, y, 0.1)

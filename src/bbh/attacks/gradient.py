@@ -256,6 +256,11 @@ def _check_int(value: int, name: str) -> None:
 
 
 def _check_x(x: Tensor, clip: tuple[float, float] | None = None) -> Tensor:
+    if isinstance(x, Tensor) and not x.is_floating_point() and not x.is_complex():
+        raise TypeError(
+            f"attacks perturb the input along its gradient, but x holds {x.dtype} (token ids "
+            f"or other integers have no gradient and cannot be perturbed); attack float inputs"
+        )
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise TypeError(f"x must be a floating tensor [B, ...], got {describe(x)}")
     if x.dim() < 1 or x.shape[0] < 1:

@@ -29,6 +29,8 @@ from bbh import io as bbh_io
 from bbh.attacks.curve import PAPER_EPSILONS, robustness_curve
 from bbh.attacks.gradient import InputTransform
 from bbh.evaluation.progress import Progress
+from bbh.inputs import Inputs, named_tensors, split
+from bbh.inputs import batch_size as rows
 from bbh.metrics._validation import check_labels
 from bbh.metrics.classification import (
     accuracy,
@@ -110,7 +112,7 @@ class Predictions:
 @checked_args(num_samples=at_least(1), batch_size=at_least(1))
 def predict_batched(
     method: Any,
-    x: Tensor,
+    x: Inputs,
     *,
     num_samples: int = 100,
     batch_size: int = 500,
@@ -130,8 +132,12 @@ def predict_batched(
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    if isinstance(x, Tensor) and x.is_floating_point() and values_checked_here():
-        check_finite(x, "x")
+    floating = [
+        (n, t) for n, t in named_tensors(x) if isinstance(t, Tensor) and t.is_floating_point()
+    ]
+    if floating and values_checked_here():
+        for name, t in floating:
+            check_finite(t, name)
         with values_prechecked():
             return _predict_batched(method, x, num_samples, batch_size, input_transform, progress)
     return _predict_batched(method, x, num_samples, batch_size, input_transform, progress)
@@ -139,21 +145,23 @@ def predict_batched(
 
 def _predict_batched(
     method: Any,
-    x: Tensor,
+    x: Inputs,
     num_samples: int,
     batch_size: int,
     input_transform: InputTransform | None,
     progress: Progress | None,
 ) -> Predictions:
     s = num_samples if getattr(method, "stochastic", True) else 1
-    batches = [x[start : start + batch_size] for start in range(0, x.shape[0], batch_size)]
+    batches = split(x, batch_size)
 
-    def logits_of(xb: Tensor, run: Callable[[Tensor], Tensor]) -> Tensor:
-        inp = input_transform(xb) if input_transform is not None else xb
+    transform: Callable[[Any], Any] | None = input_transform  # a structure goes as it is
+
+    def logits_of(xb: Inputs, run: Callable[[Inputs], Tensor]) -> Tensor:
+        inp = transform(xb) if transform is not None else xb
         logits = run(inp)
-        if logits.dim() != 3 or logits.shape[1] != xb.shape[0]:
+        if logits.dim() != 3 or logits.shape[1] != rows(xb):
             raise ValueError(
-                f"method.predict_logits must return [S, B, C] with B = {xb.shape[0]}, "
+                f"method.predict_logits must return [S, B, C] with B = {rows(xb)}, "
                 f"got {tuple(logits.shape)}"
             )
         if not bool(torch.isfinite(logits).all()):
@@ -175,7 +183,7 @@ def _predict_batched(
             probs.append(prob_sum / drawn)
             exp_ent.append(ent_sum / drawn)
             if progress is not None:
-                progress.update(xb.shape[0])
+                progress.update(rows(xb))
     return Predictions(torch.cat(probs), torch.cat(exp_ent), drawn)
 
 
@@ -189,15 +197,15 @@ def _sums_over_draws(logits: Tensor) -> tuple[Tensor, Tensor]:
 
 def _predict_with_shared_draws(
     method: Any,
-    batches: list[Tensor],
+    batches: list[Inputs],
     num_samples: int,
     first: Tensor,
-    logits_of: Callable[[Tensor, Callable[[Tensor], Tensor]], Tensor],
+    logits_of: Callable[[Inputs, Callable[[Inputs], Tensor]], Tensor],
     progress: Progress | None,
 ) -> Predictions:
     """``predict_batched`` for methods with ``draw_predictive``: the outer loop over groups of
     draws (``first`` is the first group), the inner over the batches; sums in float64."""
-    n = sum(xb.shape[0] for xb in batches)
+    n = sum(rows(xb) for xb in batches)
     prob_sum: Tensor | None = None
     ent_sum = torch.zeros(n, dtype=torch.float64)
     done, reported, draws = 0, 0, first
@@ -210,9 +218,9 @@ def _predict_with_shared_draws(
             )
             if prob_sum is None:
                 prob_sum = torch.zeros(n, batch_probs.shape[-1], dtype=torch.float64)
-            prob_sum[start : start + xb.shape[0]] += batch_probs
-            ent_sum[start : start + xb.shape[0]] += batch_ent
-            start += xb.shape[0]
+            prob_sum[start : start + rows(xb)] += batch_probs
+            ent_sum[start : start + rows(xb)] += batch_ent
+            start += rows(xb)
             if progress is not None:  # progress counts inputs: n in all, over every group
                 units = ((done * n + g * start) // num_samples) - reported
                 progress.update(units)

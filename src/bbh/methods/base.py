@@ -17,11 +17,13 @@ Training, evaluation, attacks and the CLI use only this interface.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from bbh.inputs import Inputs, batch_size, describe_key, shape_key
 from bbh.likelihoods import CategoricalLikelihood, Likelihood, RegressionPrediction
 from bbh.validation import (
     InputShapes,
@@ -49,11 +51,11 @@ class Method(nn.Module):
     likelihood: Likelihood
 
     def loss(
-        self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
+        self, x: Inputs, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError
 
-    def predict_logits(self, x: Tensor, num_samples: int = 100) -> Tensor:
+    def predict_logits(self, x: Inputs, num_samples: int = 100) -> Tensor:
         raise NotImplementedError
 
     def optimizer_groups(self, lr: float) -> list[dict[str, Any]]:
@@ -69,12 +71,12 @@ class Method(nn.Module):
         draws: the weights are generated once per draw, not once per draw and batch."""
         return None
 
-    def predict_logits_with(self, draws: Tensor, x: Tensor) -> Tensor:
+    def predict_logits_with(self, draws: Tensor, x: Inputs) -> Tensor:
         """Outputs ``[S, B, C]`` of the draws of :meth:`draw_predictive` on the batch ``x``."""
         raise NotImplementedError(f"{type(self).__name__} has no draw_predictive")
 
     @torch.no_grad()
-    def predict(self, x: Tensor, num_samples: int = 100) -> Tensor | RegressionPrediction:
+    def predict(self, x: Inputs, num_samples: int = 100) -> Tensor | RegressionPrediction:
         """The predictive distribution over S draws of the weights (one pass for a deterministic
         method: its draws are all the same).
 
@@ -93,12 +95,15 @@ class Method(nn.Module):
             raise NotImplementedError(f"{type(self).__name__} must define probe_net()")
         return net
 
-    def check_input(self, x: Any, name: str = "x") -> Tensor:
-        """``x`` as a checked floating tensor ``[B, ...]`` of the model's dtype and device.
+    def check_input(self, x: Any, name: str = "x") -> Any:
+        """``x`` checked as inputs ``[B, ...]`` on the model's device: a tensor, or a tuple,
+        list or dict of tensors (``bbh.inputs``; a tuple goes to the net as positional
+        arguments, a dict as keyword arguments).
 
-        Casts another floating dtype, converts numpy; errors for integer inputs, another device,
-        a shape the network cannot take (probed once per shape) and, unless
-        ``bbh.validation.values_prechecked()``, non-finite values.
+        Casts floating tensors to the model's dtype and converts numpy; integer and boolean
+        tensors (token ids, masks) go to the net unchanged. Errors for another device, tensors
+        that disagree on the batch size, a shape the network cannot take (probed once per shape)
+        and, unless ``bbh.validation.values_prechecked()``, non-finite floating values.
         """
         x = as_input(x, like=self._reference_tensor(), name=name)
         self._input_shapes().check(self.probe_net(), x, name)
@@ -111,17 +116,18 @@ class Method(nn.Module):
         check_num_data(num_data)
         check_kl_weight(kl_weight)
         x = self.check_input(x)
-        return x, self.check_targets(y, input_shape=tuple(x.shape[1:]), batch=x.shape[0])
+        return x, self.check_targets(y, input_shape=shape_key(x), batch=batch_size(x))
 
-    def check_targets(self, y: Any, *, input_shape: tuple[int, ...], batch: int) -> Tensor:
-        """Targets for ``batch`` inputs of per-example shape ``input_shape`` (already checked by
-        ``check_input``). Categorical: integer classes ``[B]`` in ``[0, C)``; regression:
-        ``[B]`` or ``[B, C]``. The range is checked unless ``values_prechecked()``."""
+    def check_targets(self, y: Any, *, input_shape: Hashable, batch: int) -> Tensor:
+        """Targets for ``batch`` inputs of per-example shape ``input_shape`` (their
+        ``bbh.inputs.shape_key``, already checked by ``check_input``). Categorical: integer
+        classes ``[B]`` in ``[0, C)``; regression: ``[B]`` or ``[B, C]``. The range is checked
+        unless ``values_prechecked()``."""
         out_shape = self._input_shapes().outputs[input_shape]
         if len(out_shape) != 1:
             raise ValueError(
-                f"the loss needs network outputs [B, C], but for inputs [B, "
-                f"{', '.join(map(str, input_shape))}] {type(self.probe_net()).__name__} returns "
+                f"the loss needs network outputs [B, C], but for inputs "
+                f"{describe_key(input_shape)} {type(self.probe_net()).__name__} returns "
                 f"[B, {', '.join(map(str, out_shape))}]"
             )
         return as_targets(

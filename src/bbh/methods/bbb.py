@@ -40,6 +40,7 @@ from torch.func import functional_call
 
 from bbh.divergences import KL_ESTIMATORS, make_kl_estimator, uses_posterior
 from bbh.functional import ForwardMode, ParamSpec, sampled_forward
+from bbh.inputs import Inputs, call_args
 from bbh.likelihoods import make_likelihood
 from bbh.methods.base import Method, check_num_samples
 from bbh.methods.temperature import TemperedKL
@@ -182,7 +183,7 @@ class BayesByBackprop(TemperedKL, Method):
         return self.kl_estimator(self.posterior.rsample(self.kl_samples), self.prior)
 
     def forward_samples(
-        self, num_samples: int, x: Tensor, noise: WeightNoise | None = None
+        self, num_samples: int, x: Inputs, noise: WeightNoise | None = None
     ) -> Tensor:
         """Outputs ``[S, B, C]`` for S independent draws of the weight noise.
 
@@ -195,10 +196,12 @@ class BayesByBackprop(TemperedKL, Method):
         params = {k: v[0] for k, v in self.spec.unflatten(self.posterior.mean[None]).items()}
         log_vars = self.spec.unflatten(self.posterior.log_var[None])
         params.update({k + "_log_var": v[0] for k, v in log_vars.items()})
-        return torch.stack([functional_call(self.net, params, (x,)) for _ in range(num_samples)])
+        args, kwargs = call_args(self.net, x)
+        outs = [functional_call(self.net, params, args, kwargs) for _ in range(num_samples)]
+        return torch.stack(outs)
 
     def loss(
-        self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
+        self, x: Inputs, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
         x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)
         out = self.forward_samples(self.num_train_samples, x)
@@ -227,11 +230,11 @@ class BayesByBackprop(TemperedKL, Method):
         check_num_samples(num_samples)
         return self.posterior.rsample(num_samples)
 
-    def predict_logits_with(self, draws: Tensor, x: Tensor) -> Tensor:
+    def predict_logits_with(self, draws: Tensor, x: Inputs) -> Tensor:
         """Outputs ``[S, B, C]`` of given weight samples ``[S, D]`` on the batch ``x``."""
         return self._forward_weights(draws, self.check_input(x))
 
-    def _forward_weights(self, flat: Tensor, x: Tensor) -> Tensor:
+    def _forward_weights(self, flat: Tensor, x: Inputs) -> Tensor:
         """The net on each weight sample ``[S, D]`` (each shared by the batch), ``[S, B, C]``."""
         # a shared trunk only for plain layers: local-noise layers read their mode in forward
         share = self.weight_noise is WeightNoise.SAMPLE
@@ -240,7 +243,7 @@ class BayesByBackprop(TemperedKL, Method):
                 self.net, self.spec.unflatten(flat), x, mode=self.forward_mode, share_trunk=share
             )
 
-    def predict_logits(self, x: Tensor, num_samples: int = 100) -> Tensor:
+    def predict_logits(self, x: Inputs, num_samples: int = 100) -> Tensor:
         """Outputs ``[S, B, C]`` for S posterior draws, ``sample_batch`` at a time.
 
         With ``predict_noise="weights"`` (default) each draw is one weight sample shared by the

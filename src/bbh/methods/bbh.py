@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from bbh.divergences import make_kl_estimator, uses_posterior
 from bbh.functional import ForwardMode, ParamPredicate, ParamSpec, sampled_forward
 from bbh.hypernets import GENERATORS, GeneratorName, NoiseMode
+from bbh.inputs import Inputs, batch_size, map_tensors, tensor_split
 from bbh.likelihoods import log_mean_exp, make_likelihood
 from bbh.methods.base import Method, check_num_samples
 from bbh.methods.temperature import TemperedKL
@@ -711,7 +712,7 @@ class BayesByHypernet(TemperedKL, Method):
             params[r.bias] = v[:, r.in_features]
         return self.predictive_spec.flatten(params)
 
-    def forward_samples(self, flat: Tensor, x: Tensor) -> Tensor:
+    def forward_samples(self, flat: Tensor, x: Inputs) -> Tensor:
         """Outputs ``[S, B, C]`` of the primary net for given flat weights ``[S, D]``."""
         params = self.predictive_spec.unflatten(flat)
         return sampled_forward(self.net, params, x, mode=self.forward_mode, share_trunk=True)
@@ -746,10 +747,15 @@ class BayesByHypernet(TemperedKL, Method):
             phi = torch.cat([phi, torch.ones_like(phi[..., :1])], dim=-1)
         return phi
 
-    def _exact_readout_nll(self, flat: Tensor, x: Tensor, y: Tensor, num_data: int) -> Tensor:
+    def _exact_readout_nll(self, flat: Tensor, x: Inputs, y: Tensor, num_data: int) -> Tensor:
         """Minus the collapsed log-likelihood per example (the output layer integrated)."""
         r = self.readout
         assert r is not None
+        if not isinstance(x, Tensor):
+            raise TypeError(
+                "last_layer='exact' keeps the training inputs in a buffer and takes x as one "
+                f"tensor, got a {type(x).__name__} of tensors; use last_layer='sampled'"
+            )
         if x.shape[0] != num_data:
             raise ValueError(
                 "last_layer='exact' trains full batch (the output layer is integrated over "
@@ -797,7 +803,7 @@ class BayesByHypernet(TemperedKL, Method):
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def loss(
-        self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
+        self, x: Inputs, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
         x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)
         draw = self.hypernet.sample(self.num_samples, antithetic=self.antithetic)
@@ -820,7 +826,7 @@ class BayesByHypernet(TemperedKL, Method):
         logs["loss"] = loss.detach()
         return loss, logs
 
-    def predict_logits(self, x: Tensor, num_samples: int = 100) -> Tensor:
+    def predict_logits(self, x: Inputs, num_samples: int = 100) -> Tensor:
         """Outputs ``[S, B, C]`` for S fresh weight samples, run ``sample_batch`` at a time."""
         check_num_samples(num_samples)
         x = self.check_input(x)
@@ -835,12 +841,12 @@ class BayesByHypernet(TemperedKL, Method):
         an exact output layer, D counts it)."""
         return self.sample_weights(num_samples)
 
-    def predict_logits_with(self, draws: Tensor, x: Tensor) -> Tensor:
+    def predict_logits_with(self, draws: Tensor, x: Inputs) -> Tensor:
         """Outputs ``[S, B, C]`` of given weight samples ``[S, D]`` on the batch ``x``."""
         return self.forward_samples(draws, self.check_input(x))
 
-    def _nll(self, flat: Tensor, x: Tensor, y: Tensor) -> Tensor:
-        mode, s, b = self.nll_mode, flat.shape[0], x.shape[0]
+    def _nll(self, flat: Tensor, x: Inputs, y: Tensor) -> Tensor:
+        mode, s, b = self.nll_mode, flat.shape[0], batch_size(x)
         if mode is NLLMode.FIRST:
             return -self.likelihood.log_prob(self.forward_samples(flat[:1], x), y).mean()
         if mode is NLLMode.SPLIT:
@@ -848,12 +854,12 @@ class BayesByHypernet(TemperedKL, Method):
                 raise ValueError(f"nll='split' needs a batch of at least S={s} examples, got {b}")
             if b % s == 0:
                 params = self.spec.unflatten(flat)
-                xs = x.reshape(s, b // s, *x.shape[1:])
+                xs = map_tensors(lambda t: t.reshape(s, b // s, *t.shape[1:]), x)
                 out = sampled_forward(
                     self.net, params, xs, x_per_sample=True, mode=self.forward_mode
                 )
                 return -self.likelihood.log_prob(out.reshape(b, *out.shape[2:]), y).mean()
-            parts = zip(flat.split(1), x.tensor_split(s), y.tensor_split(s), strict=True)
+            parts = zip(flat.split(1), tensor_split(x, s), y.tensor_split(s), strict=True)
             lls = [
                 self.likelihood.log_prob(self.forward_samples(w, xi)[0], yi) for w, xi, yi in parts
             ]

@@ -27,13 +27,27 @@ with optional adversarial training; the predictive is the mean of the members' s
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from enum import Enum
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from bbh import batching
 from bbh.functional import ForwardMode, auto_forward_mode
+from bbh.inputs import (
+    Inputs,
+    batch_size,
+    call,
+    call_args,
+    first_tensor,
+    index,
+    map_tensors,
+    named_tensors,
+    unbind,
+)
 from bbh.likelihoods import make_likelihood
 from bbh.methods.base import Method, check_num_samples
 from bbh.options import parse_enum
@@ -107,8 +121,8 @@ class DeepEnsemble(Method):
             member = copy.deepcopy(net)
             if member_init is MemberInit.RESET:
                 for module in member.modules():
-                    reset = getattr(module, "reset_parameters", None)
-                    if callable(reset):
+                    reset = _reset_method(module)
+                    if reset is not None:
                         reset()
             members.append(member)
         self.members = nn.ModuleList(members)
@@ -126,38 +140,51 @@ class DeepEnsemble(Method):
         """The first member (every member has the same architecture)."""
         return self.members[0]
 
-    def member_outputs(self, x: Tensor, *, x_per_member: bool = False) -> Tensor:
-        """Outputs ``[M, B, ...]``; with ``x_per_member`` x is ``[M, B, ...]``, one batch each."""
-        if self._use_vmap(x.shape[1] if x_per_member else x.shape[0], x.device):
-            return self._vmap_outputs(x, x_per_member)
-        xs = x.unbind(0) if x_per_member else (x,) * self.num_members
-        return torch.stack([m(xi) for m, xi in zip(self.members, xs, strict=True)])
+    def member_outputs(self, x: Inputs, *, x_per_member: bool = False) -> Tensor:
+        """Outputs ``[M, B, ...]``; with ``x_per_member`` every input tensor is ``[M, B, ...]``,
+        one batch each. Members whose modules have no vmap rule (``bbh.batching``) run in a
+        loop."""
+        first = first_tensor(x)
+        examples = first.shape[1] if x_per_member else first.shape[0]
+        if self._use_vmap(examples, first.device) and batching.needs_loop(self.members[0]) is None:
+            try:
+                with batching.quiet_slow_fallback(batching.has_attention(self.members[0])):
+                    return self._vmap_outputs(x, x_per_member)
+            except RuntimeError as err:
+                if not batching.is_missing_rule(err):
+                    raise
+                batching.learn_from(err, self.members[0], self.num_members)
+        xs = unbind(x) if x_per_member else [x] * self.num_members
+        return torch.stack([call(m, xi) for m, xi in zip(self.members, xs, strict=True)])
 
     def loss(
-        self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
+        self, x: Inputs, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Sum over members of their (adversarial) NLL; ``kl_weight`` has no effect (no prior)."""
         x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)
-        m = self.num_members
+        m, b = self.num_members, batch_size(x)
+        if self.adversarial:
+            _check_perturbable(x)
         if self.data_order is DataOrder.SPLIT:
-            if x.shape[0] < m:
+            if b < m:
                 raise ValueError(
-                    f"data_order='split' needs a batch of at least M={m} examples, got {x.shape[0]}"
+                    f"data_order='split' needs a batch of at least M={m} examples, got {b}"
                 )
-            per = x.shape[0] // m
-            idx = torch.randperm(x.shape[0], device=x.device)[: per * m].reshape(m, per)
-            xs, ys = x[idx], y[idx]
+            per = b // m
+            idx = torch.randperm(b, device=y.device)[: per * m].reshape(m, per)
+            xs, ys = index(x, idx), y[idx]
         else:
-            xs = x.unsqueeze(0).expand(m, *x.shape)
+            xs = map_tensors(lambda t: t.unsqueeze(0).expand(m, *t.shape), x)
             ys = y.unsqueeze(0).expand(m, *y.shape)
         if self.adversarial:
-            xs = xs.detach().clone().requires_grad_(True)
+            xs = map_tensors(lambda t: t.detach().clone().requires_grad_(True), xs)
         nll_clean = self._member_nll(self.member_outputs(xs, x_per_member=True), ys)  # [M]
         logs: dict[str, Tensor] = {"nll": nll_clean.mean().detach()}
         per_member = nll_clean
         if self.adversarial:
-            (grad,) = torch.autograd.grad(nll_clean.sum(), xs, retain_graph=True)
-            x_adv = (xs + self.epsilon * grad.sign()).detach()
+            leaves = [t for _, t in named_tensors(xs)]
+            grads = iter(torch.autograd.grad(nll_clean.sum(), leaves, retain_graph=True))
+            x_adv = map_tensors(lambda t: (t + self.epsilon * next(grads).sign()).detach(), xs)
             nll_adv = self._member_nll(self.member_outputs(x_adv, x_per_member=True), ys)
             per_member = self.alpha * nll_clean + (1 - self.alpha) * nll_adv
             logs["nll_adv"] = nll_adv.mean().detach()
@@ -165,7 +192,7 @@ class DeepEnsemble(Method):
         logs["loss"] = loss.detach()
         return loss, logs
 
-    def predict_logits(self, x: Tensor, num_samples: int = 100) -> Tensor:
+    def predict_logits(self, x: Inputs, num_samples: int = 100) -> Tensor:
         """The members' outputs ``[M, B, C]`` (``num_samples`` is ignored: S = M)."""
         check_num_samples(num_samples)
         x = self.check_input(x)
@@ -187,7 +214,7 @@ class DeepEnsemble(Method):
         mode = auto_forward_mode(member, self.num_members, examples_per_member, dim, device)
         return mode is ForwardMode.VMAP
 
-    def _vmap_outputs(self, x: Tensor, x_per_member: bool) -> Tensor:
+    def _vmap_outputs(self, x: Inputs, x_per_member: bool) -> Tensor:
         names = [n for n, _ in self.members[0].named_parameters()]
         buffer_names = [n for n, _ in self.members[0].named_buffers()]
         per = [dict(m.named_parameters()) for m in self.members]
@@ -196,12 +223,35 @@ class DeepEnsemble(Method):
         buffers = {n: torch.stack([b[n] for b in per_buf]) for n in buffer_names}
         template = self.members[0]
 
-        def one(p: dict[str, Tensor], b: dict[str, Tensor], xi: Tensor) -> Tensor:
-            return functional_call(template, (p, b), (xi,))
+        args, kwargs = call_args(template, x)
 
-        return vmap(one, in_dims=(0, 0, 0 if x_per_member else None), randomness="different")(
-            params, buffers, x
+        def one(p: dict[str, Tensor], b: dict[str, Tensor], a: Any, k: Any) -> Tensor:
+            return functional_call(template, (p, b), a, k)
+
+        in_x = 0 if x_per_member else None
+        return vmap(one, in_dims=(0, 0, in_x, in_x), randomness="different")(
+            params, buffers, args, kwargs
         )
+
+
+def _check_perturbable(x: Inputs) -> None:
+    """Adversarial training moves the inputs along their gradient: floating tensors only."""
+    for name, t in named_tensors(x):
+        if not t.is_floating_point():
+            raise TypeError(
+                f"adversarial=True perturbs the inputs along their gradient, but {name} holds "
+                f"{t.dtype} (token ids have no gradient); build the ensemble with "
+                f"adversarial=False"
+            )
+
+
+def _reset_method(module: nn.Module) -> Callable[[], None] | None:
+    """``reset_parameters``, or ``_reset_parameters`` (``nn.MultiheadAttention``'s), or None."""
+    for name in ("reset_parameters", "_reset_parameters"):
+        reset = getattr(module, name, None)
+        if callable(reset):
+            return reset
+    return None
 
 
 def _check_resettable(net: nn.Module) -> None:
@@ -209,8 +259,7 @@ def _check_resettable(net: nn.Module) -> None:
     bad = [
         name or "<root>"
         for name, module in net.named_modules()
-        if any(True for _ in module.parameters(recurse=False))
-        and not callable(getattr(module, "reset_parameters", None))
+        if any(True for _ in module.parameters(recurse=False)) and _reset_method(module) is None
     ]
     if bad:
         raise ValueError(

@@ -19,6 +19,7 @@ from enum import Enum
 
 from torch import Tensor, nn
 
+from bbh.inputs import Inputs, call
 from bbh.likelihoods import Likelihood, make_likelihood
 from bbh.methods.base import Method, check_num_samples
 from bbh.options import parse_enum
@@ -60,10 +61,10 @@ class PenalisedNLL(Method):
     prior_scale: float
 
     def loss(
-        self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
+        self, x: Inputs, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
         x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)
-        nll = -self.likelihood.log_prob(self.net(x), y).mean()
+        nll = -self.likelihood.log_prob(call(self.net, x), y).mean()
         reg = l2_penalty(self.net, self.weight_decay, self.prior_scale)
         loss = nll + kl_weight * reg / num_data
         logs = {"nll": nll.detach(), "loss": loss.detach()}
@@ -100,9 +101,9 @@ class MAP(PenalisedNLL):
         self.likelihood = make_likelihood(likelihood, noise_scale)
         self.net = copy.deepcopy(net)
 
-    def predict_logits(self, x: Tensor, num_samples: int = 1) -> Tensor:
+    def predict_logits(self, x: Inputs, num_samples: int = 1) -> Tensor:
         """The deterministic outputs, ``[num_samples, B, C]`` (a broadcast view, one pass)."""
         check_num_samples(num_samples)
         x = self.check_input(x)
-        out = self.net(x)
+        out = call(self.net, x)
         return out.unsqueeze(0).expand(num_samples, *out.shape)

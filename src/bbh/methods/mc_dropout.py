@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bbh.inputs import Inputs, call
 from bbh.likelihoods import make_likelihood
 from bbh.methods.base import check_num_samples
 from bbh.methods.map import PenalisedNLL, WeightDecay, parse_weight_decay
@@ -101,11 +102,11 @@ class MCDropout(PenalisedNLL):
         for name in targets:
             modules[name].register_forward_hook(_DropoutHook(self.p))
 
-    def predict_logits(self, x: Tensor, num_samples: int = 100) -> Tensor:
+    def predict_logits(self, x: Inputs, num_samples: int = 100) -> Tensor:
         """Outputs ``[S, B, C]`` for S independent dropout masks (one pass each)."""
         check_num_samples(num_samples)
         x = self.check_input(x)
-        return torch.stack([self.net(x) for _ in range(num_samples)])
+        return torch.stack([call(self.net, x) for _ in range(num_samples)])
 
 
 def always_dropout(x: Tensor, p: float, inplace: bool = False) -> Tensor:

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from bbh.functional import ParamSpec
+from bbh.inputs import Inputs, call
 from bbh.likelihoods import make_likelihood
 from bbh.methods.base import Method, check_num_samples
 from bbh.posteriors.layers import deterministic_predicate, select_layers
@@ -118,16 +119,16 @@ class MNF(Method):
         return torch.stack([layer.kl() for layer in self.mnf_layers()]).sum()
 
     def loss(
-        self, x: Tensor, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
+        self, x: Inputs, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
         x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)
-        out = torch.stack([self.net(x) for _ in range(self.num_train_samples)])
+        out = torch.stack([call(self.net, x) for _ in range(self.num_train_samples)])
         nll = -self.likelihood.log_prob(out, y).mean()
         kl = self.kl()
         loss = nll + kl_weight * kl / num_data
         return loss, {"nll": nll.detach(), "kl": kl.detach(), "loss": loss.detach()}
 
-    def predict_logits(self, x: Tensor, num_samples: int = 100) -> Tensor:
+    def predict_logits(self, x: Inputs, num_samples: int = 100) -> Tensor:
         """Outputs ``[S, B, C]`` for S passes.
 
         With ``predict_noise="weights"`` (default) each pass draws one z and one W per layer for
@@ -137,9 +138,9 @@ class MNF(Method):
         check_num_samples(num_samples)
         x = self.check_input(x)
         if self.predict_noise == "training":
-            return torch.stack([self.net(x) for _ in range(num_samples)])
+            return torch.stack([call(self.net, x) for _ in range(num_samples)])
         with shared_noise(self.mnf_layers()):
-            return torch.stack([self.net(x) for _ in range(num_samples)])
+            return torch.stack([call(self.net, x) for _ in range(num_samples)])
 
     @torch.no_grad()
     def sample_weights(self, num_samples: int) -> Tensor:

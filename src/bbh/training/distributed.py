@@ -44,6 +44,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from bbh.inputs import Inputs, named_tensors
 from bbh.options import parse_enum
 
 __all__ = [
@@ -360,13 +361,15 @@ def shard(n: int, ranks: Ranks | None) -> slice:
     return slice(start, start + base + (1 if ranks.rank < extra else 0))
 
 
-def check_same_data(x: Tensor, y: Tensor, ranks: Ranks) -> None:
+def check_same_data(x: Inputs, y: Tensor, ranks: Ranks) -> None:
     """Raise :class:`DistributedError` on every rank unless every rank holds the same (x, y)
-    (compared by an order-sensitive float64 fingerprint: one pass over the data)."""
-    n = len(x)
-    per_x = x.reshape(n, -1).sum(dim=1, dtype=torch.float64)
+    (compared by an order-sensitive float64 fingerprint: one pass over the data; every tensor of
+    a batch structure counts)."""
+    n = len(y)
+    per_x = sum(t.reshape(n, -1).sum(dim=1, dtype=torch.float64) for _, t in named_tensors(x))
+    assert isinstance(per_x, Tensor)
     per_y = y.reshape(n, -1).sum(dim=1, dtype=torch.float64)
-    pos = torch.arange(1, n + 1, dtype=torch.float64, device=x.device) / max(n, 1)
+    pos = torch.arange(1, n + 1, dtype=torch.float64, device=y.device) / max(n, 1)
     mine = torch.stack([per_x.sum(), (per_x * pos).sum(), per_y.sum(), (per_y * pos).sum()])
     mine = torch.cat([torch.tensor([float(n)], dtype=torch.float64), mine.cpu()])
     everyone = [torch.zeros_like(mine).to(ranks.device) for _ in range(ranks.world_size)]

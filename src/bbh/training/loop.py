@@ -31,6 +31,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from bbh.inputs import (
+    Inputs,
+    first_tensor,
+    index,
+    is_structure,
+    named_tensors,
+    shape_key,
+)
+from bbh.inputs import batch_size as rows
 from bbh.methods.base import Method
 from bbh.methods.temperature import START_TEMPERATURE
 from bbh.training import distributed as ddp_tools
@@ -43,7 +52,8 @@ from bbh.training.schedules import LR_SCHEDULES, KLSchedule, constant, lr_factor
 from bbh.training.temperature import TemperatureSearch, choose_temperature, validation_nll
 from bbh.validation import at_least, check_finite, checked_args, positive, values_prechecked
 
-BatchTransform = Callable[[Tensor, torch.Generator], Tensor]
+#: ``transform(batch, generator) -> batch``: a tensor, or a batch structure (``bbh.inputs``)
+BatchTransform = Callable[[Any, torch.Generator], Any]
 
 #: ``temperature="validation"``: each candidate's run, as a fraction of the run's steps (full runs:
 #: shorter ones ranked the temperatures differently on the demo, docs/methods.md)
@@ -127,7 +137,7 @@ def make_optimizer(
 )
 def fit(
     method: Method,
-    x: Tensor,
+    x: Inputs,
     y: Tensor,
     *,
     steps: int,
@@ -143,12 +153,15 @@ def fit(
     hooks: FitHooks | None = None,
     resume: TrainState | None = None,
     ddp: DDPSettings | None = None,
-    validation: tuple[Tensor, Tensor] | None = None,
+    validation: tuple[Inputs, Tensor] | None = None,
     val_samples: int = 20,
     temperature_steps: int | None = None,
     lr_schedule: str = "constant",
 ) -> FitResult:
     """Train ``method`` on ``(x, y)`` for ``steps`` minibatch steps; reshuffles every epoch.
+
+    ``x`` is a tensor ``[N, ...]`` or a tuple, list or dict of them (``bbh.inputs``: token ids,
+    several inputs), indexed together for each minibatch.
 
     ``lr`` defaults to ``method.default_lr`` (1e-4 for the paper's layer-wise hypernet, whose
     output layers amplify Adam steps; 1e-3 otherwise). ``num_data`` defaults to ``len(x)``
@@ -188,7 +201,7 @@ def fit(
     ranks = current_ranks()
     if ranks is not None:
         ddp_tools.check_same_data(x, y, ranks)
-    n = len(x)
+    n = rows(x)
     num_data = n if num_data is None else num_data
     schedule = kl_schedule or constant(1.0)
     sampler = ShuffleSampler(
@@ -243,7 +256,7 @@ def fit(
         for group, base in zip(opt.param_groups, base_lrs, strict=True):
             group["lr"] = base * lr_factor(group.get("lr_schedule", lr_schedule), step, run_steps)
         idx = sampler.next_indices()
-        xb, yb = x[idx], y[idx]
+        xb, yb = index(x, idx), y[idx]
         if transform is not None:
             xb = transform(xb, sampler.generator)
         loss, logs = loss_fn(xb, yb, num_data=num_data, kl_weight=kl_weight)
@@ -307,7 +320,7 @@ def fit(
 
 def _search_temperature(
     method: Method,
-    validation: tuple[Tensor, Tensor] | None,
+    validation: tuple[Inputs, Tensor] | None,
     train_step: Callable[[int, float, int], dict[str, Tensor]],
     guard: TrainingGuard,
     sampler: ShuffleSampler,
@@ -362,7 +375,7 @@ def _search_temperature(
 
     search = choose_temperature(
         method, START_TEMPERATURE, train=short_run, score=score, reset=reset,
-        steps_each=each, val_examples=len(xv), val_samples=val_samples, grid=grid,
+        steps_each=each, val_examples=len(yv), val_samples=val_samples, grid=grid,
         report=report,
     )  # fmt: skip
     if announce:
@@ -405,35 +418,54 @@ def _epoch_end(method: Method, hooks: FitHooks, epoch: int, step: int) -> None:
             method.train()
 
 
-def _check_validation(method: Method, validation: Any) -> tuple[Tensor, Tensor]:
-    """``validation`` as checked ``(x, y)`` tensors."""
+def _check_validation(method: Method, validation: Any) -> tuple[Inputs, Tensor]:
+    """``validation`` as checked ``(x, y)`` (``x`` a tensor or a batch structure)."""
     if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
         raise TypeError(
             f"validation must be a pair (x_val, y_val) of tensors, got {type(validation).__name__}"
         )
     xv, yv = validation
-    if not (isinstance(xv, Tensor) and isinstance(yv, Tensor)) or len(xv) != len(yv) or not len(xv):
+    if not (_is_inputs(xv) and isinstance(yv, Tensor)) or _rows(xv) != len(yv) or not len(yv):
         raise ValueError(
             "validation must be (x_val, y_val) tensors with the same number (>= 1) of examples"
         )
-    return method.check_batch(xv, yv, num_data=len(xv), kl_weight=0.0)
+    return method.check_batch(xv, yv, num_data=len(yv), kl_weight=0.0)
 
 
 def _check_data(
-    method: Method, x: Tensor, y: Tensor, transform: BatchTransform | None, seed: int
-) -> tuple[Tensor, Tensor]:
+    method: Method, x: Inputs, y: Tensor, transform: BatchTransform | None, seed: int
+) -> tuple[Inputs, Tensor]:
     """Check the whole training set once (so the steps need no value checks)."""
-    if not (isinstance(x, Tensor) and isinstance(y, Tensor)):
-        raise TypeError(f"x and y must be tensors, got {type(x).__name__} and {type(y).__name__}")
-    if x.dim() == 0 or y.dim() == 0 or len(x) != len(y):
+    if not (_is_inputs(x) and isinstance(y, Tensor)):
+        raise TypeError(
+            f"x must be a tensor or a tuple, list or dict of tensors and y a tensor, got "
+            f"{type(x).__name__} and {type(y).__name__}"
+        )
+    if y.dim() == 0 or _rows(x) != len(y):
+        shapes = [list(t.shape) for _, t in named_tensors(x)]
+        shown = shapes[0] if isinstance(x, Tensor) else shapes
         raise ValueError(
-            f"x and y disagree on the number of examples: shapes {list(x.shape)} and "
-            f"{list(y.shape)}"
+            f"x and y disagree on the number of examples: shapes {shown} and {list(y.shape)}"
         )
     if transform is None:
-        return method.check_batch(x, y, num_data=max(len(x), 1), kl_weight=0.0)
-    if x.is_floating_point():
-        check_finite(x, "x")
-    sample = transform(x[:2], torch.Generator().manual_seed(seed))  # what the model will see
+        return method.check_batch(x, y, num_data=max(len(y), 1), kl_weight=0.0)
+    for name, t in named_tensors(x):
+        if t.is_floating_point():
+            check_finite(t, name)
+    sample = transform(index(x, slice(0, 2)), torch.Generator().manual_seed(seed))  # as seen
     sample = method.check_input(sample, "x after transform")
-    return x, method.check_targets(y, input_shape=tuple(sample.shape[1:]), batch=len(y))
+    return x, method.check_targets(y, input_shape=shape_key(sample), batch=len(y))
+
+
+def _is_inputs(x: Any) -> bool:
+    """A tensor, or a non-empty tuple, list or dict of tensors."""
+    if isinstance(x, Tensor):
+        return True
+    tensors = named_tensors(x) if is_structure(x) else []
+    return bool(tensors) and all(isinstance(t, Tensor) for _, t in tensors)
+
+
+def _rows(x: Inputs) -> int:
+    """The number of examples (-1 for a 0-dimensional tensor)."""
+    first = first_tensor(x)
+    return int(first.shape[0]) if first.dim() else -1

@@ -22,6 +22,7 @@ from typing import Any, cast
 import torch
 from torch import Tensor
 
+from bbh.inputs import Inputs, split
 from bbh.likelihoods import log_mean_exp
 from bbh.methods.base import Method
 from bbh.methods.temperature import TEMPERATURE_CANDIDATES, TemperedKL
@@ -54,7 +55,7 @@ class TemperatureSearch:
 
 @torch.no_grad()
 def validation_nll(
-    method: Method, x: Tensor, y: Tensor, *, num_samples: int, seed: int, batch_size: int = 500
+    method: Method, x: Inputs, y: Tensor, *, num_samples: int, seed: int, batch_size: int = 500
 ) -> float:
     """NLL per example of the method's predictive (the mean over ``num_samples`` draws of the
     likelihood) on ``(x, y)``, with the draws seeded by ``seed`` (the same for every call)."""
@@ -65,13 +66,13 @@ def validation_nll(
     try:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
+            for xb, yb in zip(split(x, batch_size), y.split(batch_size), strict=True):
                 n = num_samples if method.stochastic else 1
                 loglik = method.likelihood.log_prob(method.predict_logits(xb, n), yb)  # [S, B]
                 total -= float(log_mean_exp(loglik, dim=0).sum())
     finally:
         method.train(was_training)
-    return total / len(x)
+    return total / len(y)
 
 
 def choose_temperature(
