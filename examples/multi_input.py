@@ -75,10 +75,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--seed", type=int, default=0, help="split, initialisation and noise")
     parser.add_argument("--steps", type=int, default=500, help="training steps per method")
     parser.add_argument(
-        "--quick", action="store_true", help="100 steps, BbH at a fixed KL temperature: a smoke run"
+        "--quick", action="store_true", help="200 steps, BbH at a fixed KL temperature: a smoke run"
     )
     args = parser.parse_args(argv)
-    steps = 100 if args.quick else args.steps
+    steps = 200 if args.quick else args.steps
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
     splits = load_splits(args.seed)

@@ -51,11 +51,11 @@ def test_non_finite_step_is_named_and_the_parameters_are_from_before_it(kind: st
     torch.manual_seed(0)
     model = Poisoned(MLP(4, [8], 2), bad_call=7, kind=kind)
     with pytest.raises(TrainingDiverged, match=rf"non-finite {kind} \(NaN or infinite\) at step 7"):
-        fit(model, x, y, steps=50, batch_size=16, lr=1e-2, log_every=20)
+        fit(model, x, y, steps=50, batch_size=16, lr=1e-2, log_every=20, lr_schedule="constant")
     assert model.calls == 20  # it ran on to the log interval: no host sync per step
     torch.manual_seed(0)
-    clean = MAP(MLP(4, [8], 2))
-    fit(clean, x, y, steps=6, batch_size=16, lr=1e-2)
+    clean = MAP(MLP(4, [8], 2))  # 6 steps at the same rates (constant: the run lengths differ)
+    fit(clean, x, y, steps=6, batch_size=16, lr=1e-2, lr_schedule="constant")
     for after, expected in zip(_params(model), _params(clean), strict=True):
         assert torch.isfinite(after).all()
         torch.testing.assert_close(after, expected, rtol=0, atol=0)

@@ -23,7 +23,7 @@ def fitted_map() -> torch.nn.Module:
     torch.manual_seed(0)
     method = build("map", MLP(1, [16], 1), likelihood="gaussian", noise_scale=0.1)
     x, y = sine(64, 0)
-    fit(method, x, y, steps=120, batch_size=64, lr=1e-2, seed=0, log_every=120)
+    fit(method, x, y, steps=250, batch_size=64, lr=1e-2, seed=0, log_every=250)
     return method
 
 
