@@ -122,7 +122,7 @@ def run_one(
     multiple: float,
     seed: int,
     options: dict[str, Any],
-    lr_schedule: str = "cosine",
+    lr_schedule: str = "cooldown",
 ) -> dict[str, Any]:
     torch.manual_seed(seed)
     x, y = suite.train
@@ -273,7 +273,7 @@ def main() -> None:
     parser.add_argument(
         "--options", default="{}", help="JSON options for every method, e.g. a fixed temperature"
     )
-    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="cosine")
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="cooldown")
     parser.add_argument("--tag", default="", help="names the runs of --options apart")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("runs/training_length"))

@@ -122,6 +122,9 @@ def test_lr_factor():
     assert lr_factor("cosine", 0, 10) == 1.0
     assert lr_factor("cosine", 5, 10) == pytest.approx(0.5)
     assert lr_factor("cosine", 9, 10) == pytest.approx((1 + math.cos(0.9 * math.pi)) / 2)
+    assert [lr_factor("cooldown", s, 100) for s in (0, 79, 80, 90, 99)] == pytest.approx(
+        [1.0, 1.0, 1.0, 0.5, 0.05]
+    )
     with pytest.raises(ValueError, match="unknown lr_schedule 'step'"):
         lr_factor("step", 0, 10)
 

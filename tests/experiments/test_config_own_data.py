@@ -63,9 +63,9 @@ def test_own_data_hashes_by_content_not_place(tmp_path) -> None:
 def test_shipped_runs_keep_their_hash(name: str, digest: str) -> None:
     """The own-data keys left the hash of a shipped set's run as it was, and so does
     ``train.lr_schedule = "constant"`` (how every run before the option trained): the values
-    were computed before either existed. The default, a cosine schedule, is another run."""
+    were computed before either existed. The default, a cooldown of the rate, is another run."""
     cfg = load_config(name, scale="cpu")
     constant = replace(cfg, train=replace(cfg.train, lr_schedule="constant"))
-    assert cfg.train.lr_schedule == "cosine"
+    assert cfg.train.lr_schedule == "cooldown"
     assert config_hash(constant) == digest
     assert config_hash(cfg) != digest

@@ -51,7 +51,7 @@ class ToySettings:
     label: str
     paper_schedule: bool = False  # the notebook's clip(10/(i+1) - 1, 0, 1), with no 1/N
     extra: dict[str, Any] = field(default_factory=dict)
-    lr_schedule: str = "cosine"  # the paper notebook's: constant
+    lr_schedule: str = "cooldown"  # the paper notebook's: constant
 
 
 #: Our settings: the proper ELBO, trained to convergence (under a minute on two cores).
@@ -134,7 +134,7 @@ BASELINE_PAPER_TOY_SETTINGS: dict[str, ToySettings] = {
     ),
 }
 
-# the notebook trains at a constant rate (ours: a cosine decay, bbh.training.fit's default)
+# the notebook trains at a constant rate (ours: a cooldown, bbh.training.fit's default)
 PAPER_TOY_SETTINGS = {k: replace(s, lr_schedule="constant") for k, s in PAPER_TOY_SETTINGS.items()}
 BASELINE_PAPER_TOY_SETTINGS = {
     k: replace(s, lr_schedule="constant") for k, s in BASELINE_PAPER_TOY_SETTINGS.items()

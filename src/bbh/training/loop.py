@@ -156,7 +156,7 @@ def fit(
     validation: tuple[Inputs, Tensor] | None = None,
     val_samples: int = 20,
     temperature_steps: int | None = None,
-    lr_schedule: str = "cosine",
+    lr_schedule: str = "cooldown",
 ) -> FitResult:
     """Train ``method`` on ``(x, y)`` for ``steps`` minibatch steps; reshuffles every epoch.
 
@@ -174,8 +174,9 @@ def fit(
     ranks), ``num_data`` defaults to ``len(x)``, the global size; rank 0's ``resume`` counts
     (the others may pass None); ``ddp`` sets DDP's options. See ``bbh.training.distributed``.
 
-    ``lr_schedule``: ``"cosine"`` (the default: decay to near 0 over the run, so that it ends at a
-    converged iterate; docs/methods.md) or ``"constant"`` (the paper's;
+    ``lr_schedule``: ``"cooldown"`` (the default: the rate falls linearly to near 0 over the last
+    fifth of the run, so that it ends at a settled iterate; docs/methods.md), ``"cosine"`` or
+    ``"constant"`` (the paper's;
     ``bbh.training.schedules.lr_factor``), for every parameter group of
     ``method.optimizer_groups`` but those that name their own (``{"lr_schedule": "constant"}``:
     a posterior's scale, which must reach its optimum rather than freeze with the decay).

@@ -9,7 +9,9 @@ from collections.abc import Callable
 KLSchedule = Callable[[int], float]
 
 #: ``fit(lr_schedule=...)``: the names it takes
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = ("constant", "cosine", "cooldown")
+#: ``cooldown``: the fraction of the run over which the rate falls linearly to 0
+COOLDOWN_FRACTION = 0.2
 
 
 def kl_annealing(step: int, start: int, length: int) -> float:
@@ -47,11 +49,17 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
     """The learning rate of ``step`` (0-based) of a ``total``-step run, as a fraction of the base.
 
     ``constant``: 1. ``cosine``: ``(1 + cos(pi * step / total)) / 2``, from 1 down to near 0 at the
-    last step (Loshchilov and Hutter, "SGDR", ICLR 2017): the run ends at a converged iterate
-    rather than one that still jitters at the full rate, whatever the budget.
+    last step (Loshchilov and Hutter, "SGDR", ICLR 2017). ``cooldown``: 1, then a linear fall to
+    near 0 over the last ``COOLDOWN_FRACTION`` of the run (Hägele et al. 2024, "Scaling laws and
+    compute-optimal training beyond fixed training durations"). Both end the run at a settled
+    iterate rather than one that still jitters at the full rate, whatever the budget; the
+    cooldown keeps 90% of the constant rate's total step.
     """
     if schedule == "constant":
         return 1.0
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+    if schedule == "cooldown":
+        start = (1.0 - COOLDOWN_FRACTION) * total
+        return 1.0 if step < start else max(0.0, (total - step) / (total - start))
     raise ValueError(f"unknown lr_schedule {schedule!r}; allowed: {list(LR_SCHEDULES)}")
