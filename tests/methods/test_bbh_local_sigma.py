@@ -184,3 +184,17 @@ def test_refusals() -> None:
     bn = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.Linear(8, 3))
     with pytest.raises(ValueError, match=r"nn\.Linear and nn\.Conv2d layers only"):
         bbh.build("bbh", bn, sigma_noise="local")
+
+
+def test_seeded_steps_repeat_and_train_and_eval_modes() -> None:
+    net = _mlp()
+    x, y = _batch(net)
+    model = _model(net, "local")
+    losses = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        losses.append(model.loss(x, y, num_data=100)[0].detach())
+    assert torch.equal(losses[0], losses[1])
+    model.eval()  # the local copy follows the mode of the model
+    model.loss(x, y, num_data=100)
+    assert not model._local_nets[0].training
