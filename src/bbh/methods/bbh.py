@@ -282,6 +282,11 @@ def _check_exact_readout(
     return name, layer
 
 
+def _zeros_like_shape(t: Tensor) -> Tensor:
+    """A tensor of ``t``'s shape on one shared zero (no memory of its size)."""
+    return torch.zeros((), dtype=t.dtype, device=t.device).expand(t.shape)
+
+
 def _combined(include: ParamPredicate | None, kept: ParamPredicate) -> ParamPredicate:
     """Generate a parameter only where ``include`` (if any) and ``deterministic`` both allow it."""
     if include is None:
@@ -701,7 +706,16 @@ class BayesByHypernet(TemperedKL, Method):
         layers = select_layers(net, self.spec.names, method="bbh", option=option)
         local = copy.deepcopy(self.net)
         for name, _ in layers:
-            make_local(local.get_submodule(name), noise)
+            layer = local.get_submodule(name)
+            make_local(layer, noise)
+            # every generated tensor and variance is supplied per call: no D numbers held here
+            for key, buffer in layer._buffers.items():
+                if key.endswith("_log_var") and buffer is not None:
+                    layer._buffers[key] = _zeros_like_shape(buffer)
+            for attr in ("weight", "bias"):
+                t = getattr(layer, attr, None)
+                if isinstance(t, Tensor) and not isinstance(t, nn.Parameter):
+                    setattr(layer, attr, _zeros_like_shape(t))
         return local
 
     def _local_forward(self, means: Tensor, x: Inputs) -> Tensor:
