@@ -198,3 +198,17 @@ def test_seeded_steps_repeat_and_train_and_eval_modes() -> None:
     model.eval()  # the local copy follows the mode of the model
     model.loss(x, y, num_data=100)
     assert not model._local_nets[0].training
+
+
+def test_config_hash_keeps_earlier_runs_current() -> None:
+    """``sigma_noise`` came after runs were trained: at ``"sample"`` the hash leaves it out."""
+    from bbh.config import config_hash, load_config, resolved_options
+    from bbh.methods import METHODS
+
+    cfg = load_config("mnist/bbh")
+    resolved = resolved_options(METHODS["bbh"], {})
+    assert resolved["sigma_noise"] == "sample"
+    without = {k: v for k, v in resolved.items() if k != "sigma_noise"}
+    assert config_hash(cfg, resolved) == config_hash(cfg, without)
+    local = resolved_options(METHODS["bbh"], {"sigma_noise": "local"})
+    assert config_hash(cfg, local) != config_hash(cfg, resolved)
