@@ -216,6 +216,13 @@ BASELINES: list[MethodCase] = [
 BBH_CONFIGS: list[MethodCase] = [
     # the defaults (preset "recommended"): chunked, semi-implicit, kl="jacobian", S = 2, split
     MethodCase("bbh recommended", "bbh", {}, {"noise_dim": 4}),
+    # the semi-implicit noise per example in training (local reparameterisation / Flipout)
+    MethodCase(
+        "bbh recommended, sigma_noise=local", "bbh", {"sigma_noise": "local"}, {"noise_dim": 4}
+    ),
+    MethodCase(
+        "bbh recommended, sigma_noise=flipout", "bbh", {"sigma_noise": "flipout"}, {"noise_dim": 4}
+    ),
     # the recommended model before issue 25 (N(0, I); the temperature and sigma_rate cost
     # nothing a step): what the fan-in prior's per-weight cross term adds
     MethodCase(
