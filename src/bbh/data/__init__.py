@@ -3,7 +3,7 @@
 Quick use::
 
     from bbh.data import load_mnist, load_notmnist, load_cifar5, load_embedded_mnist
-    mnist = load_mnist("../shared/data")  # train 55k / val 5k / test 10k, float [N, 1, 28, 28]
+    mnist = load_mnist("path/to/data")  # train 55k / val 5k / test 10k, float [N, 1, 28, 28]
     cifar = load_cifar5()  # root from $BBH_DATA or the user cache; uint8 [N, 3, 32, 32]
     demo = load_embedded_mnist()  # shipped inside the package, no files needed
 
