@@ -25,13 +25,13 @@ Run: ``python examples/regression_tabular.py [--seed 0] [--quick]`` (needs sciki
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from sklearn.datasets import load_diabetes
 from torch import Tensor, nn
 
 import bbh
+from _common import METHODS, print_table, train
 from bbh.evaluation import evaluate_regression
 from bbh.training import fit
 
@@ -73,12 +73,12 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     torch.manual_seed(args.seed)
     splits, y_std = load_splits(args.seed)
     (x, y), val = splits["train"], splits["val"]
-    train = dict(steps=steps, batch_size=64, seed=args.seed)
+    budget = dict(steps=steps, batch_size=64, seed=args.seed)
 
     # The noise: MAP's residuals on the validation split (the target is standardised, so 1.0 is
     # the std of the target; only the weight decay's relative strength depends on it).
     probe = bbh.build("map", make_net(), likelihood="gaussian", noise_scale=1.0)
-    fit(probe, x, y, **train)
+    fit(probe, x, y, **budget)
     with torch.no_grad():
         residual = probe.predict(val[0]).mean.squeeze(-1) - val[1]
     noise = float(residual.pow(2).mean().sqrt())
@@ -86,18 +86,12 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     print(f"noise_scale {noise:.3f} (standardised units), from MAP's validation residuals")
 
     results: dict[str, dict[str, float]] = {}
-    # --quick: BbH at the temperature search's start, 0.03, instead of searching on validation
-    options = {"bbh": {"temperature": 0.03}} if args.quick else {}
-    for name in ("map", "bbh"):
-        torch.manual_seed(args.seed)
-        method = bbh.build(
-            name, make_net(), likelihood="gaussian", noise_scale=noise, **options.get(name, {})
-        )
-        start = time.process_time()
-        out = fit(method, x, y, validation=val, **train)
-        seconds = time.process_time() - start
-        if out.temperature is not None:
-            print(f"{name}: {out.temperature.summary()}")
+    for name in METHODS:
+        torch.manual_seed(args.seed)  # the same initial net for both
+        method, seconds = train(
+            name, make_net(), x, y, val, steps=steps, seed=args.seed, quick=args.quick,
+            likelihood="gaussian", noise_scale=noise,
+        )  # fmt: skip
         scores = evaluate_regression(method, *splits["test"], num_samples=200)
         results[name] = {
             "rmse": scores["rmse"] * y_std,
@@ -109,10 +103,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
         }
 
     print(f"\ntest split, RMSE in target units (target std {y_std:.1f}):")
-    columns = list(next(iter(results.values())))
-    print(f"{'method':<8}" + "".join(f"{c:>18}" for c in columns))
-    for name, row in results.items():
-        print(f"{name:<8}" + "".join(f"{row[c]:>18.3f}" for c in columns))
+    print_table(results, tuple(next(iter(results.values()))), width=18)
     return results
 
 

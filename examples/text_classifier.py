@@ -36,15 +36,12 @@ import collections
 import importlib
 import inspect
 import re
-import time
 import warnings
 
 import torch
 from torch import Tensor, nn
 
-import bbh
-from bbh.metrics import accuracy, expected_calibration_error, nll
-from bbh.training import fit
+from _common import METHODS, classification_scores, print_table, train
 
 FAMILIES: dict[str, tuple[str, ...]] = {
     "text": ("string", "re", "textwrap", "difflib", "unicodedata", "codecs", "html.parser",
@@ -174,39 +171,18 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
 
     # The trivial predictor: the training split's class frequencies for every input.
     prior = torch.bincount(y, minlength=num_classes).double() / len(y)
-    results = {"prior": _scores(prior.expand(len(test_y), -1), test_y)}
-    # --quick: BbH at the temperature search's start, 0.03, instead of searching on validation
-    options = {"bbh": {"temperature": 0.03}} if args.quick else {}
-    for name in ("map", "bbh"):
-        torch.manual_seed(args.seed)
-        method = bbh.build(name, LSTMClassifier(vocab_size, num_classes), **options.get(name, {}))
-        start = time.process_time()
-        out = fit(method, x, y, steps=steps, batch_size=64, seed=args.seed, validation=val)
-        seconds = time.process_time() - start
-        if out.temperature is not None:
-            print(f"{name}: {out.temperature.summary()}")
+    results = {"prior": classification_scores(prior.expand(len(test_y), -1), test_y)}
+    for name in METHODS:
+        torch.manual_seed(args.seed)  # the same initial net for both
+        net = LSTMClassifier(vocab_size, num_classes)
+        method, seconds = train(name, net, x, y, val, steps=steps, seed=args.seed, quick=args.quick)
         with torch.no_grad():
             probs = method.predict(test_x, num_samples=50)
-        results[name] = {**_scores(probs, test_y), "train_cpu_s": seconds}
+        results[name] = {**classification_scores(probs, test_y), "train_cpu_s": seconds}
 
     print("\ntest split:")
-    columns = ("accuracy", "nll", "ece", "train_cpu_s")
-    print(f"{'method':<8}" + "".join(f"{c:>12}" for c in columns))
-    for name, row in results.items():
-        print(f"{name:<8}" + "".join(_cell(row.get(c)) for c in columns))
+    print_table(results, ("accuracy", "nll", "ece", "train_cpu_s"))
     return results
-
-
-def _scores(probs: Tensor, labels: Tensor) -> dict[str, float]:
-    return {
-        "accuracy": accuracy(probs, labels),
-        "nll": nll(probs, labels),
-        "ece": expected_calibration_error(probs, labels),
-    }
-
-
-def _cell(value: float | None) -> str:
-    return f"{'-':>12}" if value is None else f"{value:>12.3f}"
 
 
 if __name__ == "__main__":
