@@ -216,6 +216,10 @@ BASELINES: list[MethodCase] = [
 BBH_CONFIGS: list[MethodCase] = [
     # the defaults (preset "recommended"): chunked, semi-implicit, kl="jacobian", S = 2, split
     MethodCase("bbh recommended", "bbh", {}, {"noise_dim": 4}),
+    # the recommended configuration before the shared tensor scale of sigma (issue 25)
+    MethodCase(
+        "bbh recommended, no tensor scale", "bbh", {"sigma_tensor_scale": False}, {"noise_dim": 4}
+    ),
     # the semi-implicit noise per example in training (local reparameterisation / Flipout)
     MethodCase(
         "bbh recommended, sigma_noise=local", "bbh", {"sigma_noise": "local"}, {"noise_dim": 4}

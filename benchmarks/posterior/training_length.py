@@ -111,6 +111,31 @@ def sigma_quantiles(model: Any) -> dict[str, list[float]]:
 
 
 @torch.no_grad()
+def marginal_std_quantiles(model: Any, samples: int = 100) -> dict[str, list[float]]:
+    """Per tensor, the 10/50/90% quantiles of q's marginal std per weight (from ``samples``
+    draws): for BbH the spread of ``G(z)`` and ``sigma * eps`` together, what the predictions
+    see; ``{}`` for a method without weight samples."""
+    if sigma_of(model) is None:
+        return {}
+    total = total_sq = None
+    for _ in range(samples // 25):
+        w = model.sample_weights(25).double()
+        s1, s2 = w.sum(0), w.pow(2).sum(0)
+        total = s1 if total is None else total + s1
+        total_sq = s2 if total_sq is None else total_sq + s2
+    n = 25 * (samples // 25)
+    assert total is not None and total_sq is not None
+    std = ((total_sq - total.pow(2) / n) / (n - 1)).clamp_min(0).sqrt().float()
+    spec = list(model.spec)
+    std = std[: sum(e.numel for e in spec)]
+    q = torch.tensor([0.1, 0.5, 0.9])
+    return {
+        e.name: [round(float(v), 5) for v in part.quantile(q)]
+        for e, part in zip(spec, std.split([e.numel for e in spec]), strict=True)
+    }
+
+
+@torch.no_grad()
 def predict(model: Any, x: torch.Tensor, samples: int) -> torch.Tensor:
     n = samples if model.stochastic else 1
     return torch.cat([model.predict(b, n) for b in x.split(1000)])
@@ -123,6 +148,7 @@ def run_one(
     seed: int,
     options: dict[str, Any],
     lr_schedule: str = "cooldown",
+    sigma_continuation: int = 0,
 ) -> dict[str, Any]:
     torch.manual_seed(seed)
     x, y = suite.train
@@ -152,6 +178,11 @@ def run_one(
     p_out = predict(model, suite.ood, suite.samples)
     yt = suite.test[1]
     acc = metrics.accuracy(p_in, yt)
+    final = sigma_quantiles(model)
+    marginal = marginal_std_quantiles(model)
+    continued = None
+    if sigma_continuation and final:
+        continued = continue_sigma(model, suite, sigma_continuation, schedule(steps), seed)
     return {
         "method": method,
         "options": options,
@@ -170,9 +201,35 @@ def run_one(
         "val_nll": metrics.nll(p_val, suite.val[1]),
         "temperature": result.temperature.to_dict() if result.temperature else None,
         "train_seconds": round(seconds, 1),
-        "sigma_final": sigma_quantiles(model),
+        "sigma_final": final,
+        "marginal_std_final": marginal,
         "sigma_trajectory": trajectory,
+        "sigma_continued": continued,
     }
+
+
+#: the parameters of a posterior's scale: BbH's (semi-implicit) and Bayes by Backprop's
+SIGMA_PARAMETERS = ("log_sigma_param", "log_sigma_tensor_param", "posterior.log_var")
+
+
+def continue_sigma(
+    model: Any, suite: Suite, steps: int, kl_weight: float, seed: int
+) -> dict[str, Any]:
+    """Whether the run left sigma at its optimum for the trained means: every other parameter
+    frozen, ``steps`` more steps of sigma alone at the run's rate, KL weight and temperature;
+    the sigma quantiles after them (the model is changed: call after scoring it)."""
+    frozen = []
+    for name, p in model.named_parameters():
+        if p.requires_grad and not name.endswith(SIGMA_PARAMETERS):
+            p.requires_grad_(False)
+            frozen.append(name)
+    model.temperature_candidates = None  # keep the chosen temperature
+    x, y = suite.train
+    fit(
+        model, x, y, steps=steps, batch_size=100, kl_schedule=constant(kl_weight),
+        seed=seed + 1, log_every=steps, lr_schedule="constant",
+    )  # fmt: skip
+    return {"steps": steps, "frozen": len(frozen), "sigma": sigma_quantiles(model)}
 
 
 METRICS = ("accuracy", "nll", "ece", "confidence_minus_accuracy", "ood_auroc")
@@ -274,6 +331,14 @@ def main() -> None:
         "--options", default="{}", help="JSON options for every method, e.g. a fixed temperature"
     )
     parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="cooldown")
+    parser.add_argument(
+        "--sigma-continuation",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="after each run, train sigma alone for STEPS more steps (the means frozen) and "
+        "record where it goes: a sigma at its optimum for the trained means stays",
+    )
     parser.add_argument("--tag", default="", help="names the runs of --options apart")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("runs/training_length"))
@@ -305,8 +370,9 @@ def main() -> None:
                 if path.exists():
                     continue
                 row = run_one(
-                    suite, method, multiple, seed, json.loads(args.options), args.lr_schedule
-                )
+                    suite, method, multiple, seed, json.loads(args.options), args.lr_schedule,
+                    args.sigma_continuation,
+                )  # fmt: skip
                 row["method"] = name
                 row["load"] = finish_load(dict(load))
                 write_json(path, row)

@@ -343,7 +343,8 @@ def parse_override(item: str) -> dict[str, Any]:
 #: per method, options added after runs were trained, at the values that train exactly as before
 #: the option existed: left out of the hash there, so that those runs stay current (not retrained)
 HASH_NEUTRAL_OPTIONS: dict[str, dict[str, Any]] = {
-    "bbh": {"deterministic": [], "sigma_noise": "sample"}
+    "bbh": {"deterministic": [], "sigma_noise": "sample", "sigma_tensor_scale": False},
+    "bbb": {"sigma_tensor_scale": False},
 }
 
 

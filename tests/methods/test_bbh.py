@@ -354,21 +354,23 @@ def test_sigma_per_kernel_shares_a_scale_over_a_convolution_kernels_taps():
 
 def test_sigma_rate_sets_how_fast_log_sigma_learns():
     """``sigma_rate``: one Adam step at the default lr moves log sigma by about that much (the
-    same start, sigma = weight_noise); it must be positive."""
+    same start, sigma = weight_noise), twice that with the shared tensor scale (the weight's
+    own step and its tensor's); it must be positive."""
     net = nn.Sequential(nn.Linear(40, 30), nn.ReLU(), nn.Linear(30, 3))  # D > the small-net size
     moved = {}
-    for rate in (1e-3, 1e-2):
+    for rate, shared in ((1e-3, False), (1e-2, False), (1e-2, True)):
         torch.manual_seed(0)
-        model = BayesByHypernet(net, hidden=(8,), sigma_rate=rate)
+        model = BayesByHypernet(net, hidden=(8,), sigma_rate=rate, sigma_tensor_scale=shared)
         before = model.hypernet.log_sigma.detach().clone()
         torch.testing.assert_close(before, torch.full_like(before, math.log(0.01)))
         opt = torch.optim.Adam(model.parameters(), lr=model.default_lr)
         loss, _ = model.loss(torch.randn(16, 40), torch.randint(0, 3, (16,)), num_data=100)
         loss.backward()
         opt.step()
-        moved[rate] = (model.hypernet.log_sigma.detach() - before).abs().max().item()
-    assert moved[1e-3] == pytest.approx(1e-3, rel=0.01)
-    assert moved[1e-2] == pytest.approx(1e-2, rel=0.01)
+        moved[rate, shared] = (model.hypernet.log_sigma.detach() - before).abs().max().item()
+    assert moved[1e-3, False] == pytest.approx(1e-3, rel=0.01)
+    assert moved[1e-2, False] == pytest.approx(1e-2, rel=0.01)
+    assert moved[1e-2, True] == pytest.approx(2e-2, rel=0.01)
     with pytest.raises(ValueError, match="sigma_rate"):
         BayesByHypernet(net, sigma_rate=0.0)
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import bbh
+from bbh.methods.bbb import BayesByBackprop
 from bbh.training import fit
 
 DIM, NUM_DATA, SHORT, LONG = 8, 40, 400, 3000
@@ -89,3 +90,99 @@ def test_a_saved_sigma_loads_as_the_same_sigma_whatever_the_rate() -> None:
     options = bbh.BayesByHypernet.options_for_state_dict({}, old)
     assert options["sigma_rate"] == 1e-3 and options["temperature"] == 1.0
     assert options["prior"] == "isotropic"
+
+
+def _lenet_like() -> nn.Module:
+    return nn.Sequential(nn.Linear(6, 40), nn.ReLU(), nn.Linear(40, 3))  # 403 weights
+
+
+def test_the_shared_tensor_scale_multiplies_each_tensors_sigmas() -> None:
+    """``sigma_tensor_scale``: ``log sigma = log r_i + log s_t``; the shared scale's gradient is
+    the sum of its tensor's per-weight gradients (what lets Adam move it at the tensor's
+    signal-to-noise ratio), and a file without it loads to the same sigmas."""
+    torch.manual_seed(0)
+    model = bbh.BayesByHypernet(_lenet_like(), sigma_tensor_scale=True)
+    post = model.hypernet
+    assert post.tensor_sizes == (240, 40, 120, 3)
+    with torch.no_grad():
+        post.log_sigma_param.uniform_(-5, -2).div_(post.log_sigma_scale)
+        post.log_sigma_tensor_param.copy_(torch.tensor([0.5, -1.0, 0.0, 2.0]))
+        post.log_sigma_tensor_param.div_(post.log_sigma_scale)
+    per_weight = post.log_sigma_param * post.log_sigma_scale
+    shift = (post.log_sigma_tensor_param * post.log_sigma_scale).repeat_interleave(
+        torch.tensor(post.tensor_sizes)
+    )
+    torch.testing.assert_close(post.log_sigma, per_weight + shift)
+    x, y = torch.randn(32, 6), torch.randint(0, 3, (32,))
+    loss, _ = model.loss(x, y, num_data=100)
+    loss.backward()
+    sums = torch.stack([g.sum() for g in post.log_sigma_param.grad.split(post.tensor_sizes)])
+    torch.testing.assert_close(post.log_sigma_tensor_param.grad, sums)
+    # in the constant-rate group with the per-weight scales
+    groups = model.optimizer_groups(1e-3)
+    assert any(
+        g.get("lr_schedule") == "constant"
+        and any(p is post.log_sigma_tensor_param for p in g["params"])
+        for g in groups
+    )
+    assert sum(len(g["params"]) for g in groups) == len(
+        [p for p in model.parameters() if p.requires_grad]
+    )
+    # a file written without the shared scales: the same sigmas (scale 0)
+    plain = bbh.BayesByHypernet(_lenet_like(), sigma_tensor_scale=False)
+    with torch.no_grad():
+        plain.hypernet.log_sigma_param.uniform_(-5, -2).div_(plain.hypernet.log_sigma_scale)
+    shared = bbh.BayesByHypernet(_lenet_like(), sigma_tensor_scale=True)
+    shared.load_state_dict(plain.state_dict())
+    torch.testing.assert_close(shared.hypernet.sigma(), plain.hypernet.sigma())
+
+
+def _median_sigmas(start: float, tensor_scale: bool) -> torch.Tensor:
+    """Per-tensor median sigma after 300 minibatch steps from ``start`` (3-class MLP)."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1000, 20, generator=gen)
+    teacher = torch.randn(20, 3, generator=gen)
+    y = torch.distributions.Categorical(logits=2 * x @ teacher / 20**0.5).sample()
+    net = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 3))  # 1,539: chunked
+    model = bbh.BayesByHypernet(
+        net, weight_noise=start, sigma_tensor_scale=tensor_scale, temperature=0.03
+    )
+    fit(model, x, y, steps=300, batch_size=100, log_every=300)
+    sigma = model.hypernet.sigma().detach().split([e.numel for e in model.spec])
+    return torch.stack([s.median() for s in sigma])
+
+
+def test_the_shared_scale_forgets_sigmas_start_within_a_short_run() -> None:
+    """Started at 0.01 and at 0.05, the weights' sigmas end where the data put them only with
+    the shared tensor scale: per weight, the entropy's pull on a weakly constrained sigma is
+    far below its gradient's noise, so Adam barely moves it (docs/methods.md)."""
+    weights = [0, 2]  # the two weight matrices (the biases have 64 and 3 entries)
+    shared = _median_sigmas(0.05, True) / _median_sigmas(0.01, True)
+    assert (shared[weights] - 1).abs().max() < 0.1, shared
+    plain = _median_sigmas(0.05, False) / _median_sigmas(0.01, False)
+    assert plain[weights].max() > 1.3, plain
+
+
+def test_bayes_by_backprop_takes_the_same_shared_scale() -> None:
+    """The baseline gets the same parameterisation: a log-variance shift per tensor whose
+    gradient is the sum of its tensor's, in the constant-rate group; old files load."""
+    torch.manual_seed(0)
+    model = BayesByBackprop(_lenet_like(), temperature=0.1)
+    post = model.posterior
+    assert post.tensor_sizes == (240, 40, 120, 3)
+    with torch.no_grad():
+        post.log_var_tensor.copy_(torch.tensor([0.5, -1.0, 0.0, 2.0]))
+    shift = post.log_var_tensor.repeat_interleave(torch.tensor(post.tensor_sizes))
+    torch.testing.assert_close(post.std, (0.5 * (post.log_var + shift)).exp())
+    loss, _ = model.loss(torch.randn(32, 6), torch.randint(0, 3, (32,)), num_data=100)
+    loss.backward()
+    sums = torch.stack([g.sum() for g in post.log_var.grad.split(post.tensor_sizes)])
+    torch.testing.assert_close(post.log_var_tensor.grad, sums)
+    (group,) = [g for g in model.optimizer_groups(1e-3) if g.get("lr_schedule") == "constant"]
+    assert {id(p) for p in group["params"]} == {id(post.log_var), id(post.log_var_tensor)}
+    plain = BayesByBackprop(_lenet_like(), sigma_tensor_scale=False)
+    assert plain.posterior.log_var_tensor is None
+    shared = BayesByBackprop(_lenet_like())
+    shared.load_state_dict(plain.state_dict())
+    torch.testing.assert_close(shared.posterior.std, plain.posterior.std)

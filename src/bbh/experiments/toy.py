@@ -117,7 +117,13 @@ BASELINE_PAPER_TOY_SETTINGS: dict[str, ToySettings] = {
     ),
     "bbb": ToySettings(
         # the paper's model: N(0, 1), the ELBO, the log-variance at the optimiser's lr
-        options=dict(init_log_var=-3.0, prior="isotropic", temperature=1.0, sigma_rate=5e-4),
+        options=dict(
+            init_log_var=-3.0,
+            prior="isotropic",
+            temperature=1.0,
+            sigma_rate=5e-4,
+            sigma_tensor_scale=False,
+        ),
         steps=40,
         lr=0.1,
         label="Bayes by Backprop (paper)",

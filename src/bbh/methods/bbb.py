@@ -69,6 +69,9 @@ class BayesByBackprop(TemperedKL, Method):
             3e-2, as BbH's); ``None``: the log-variance learns at the optimiser's lr (the
             paper's, at lr 1e-3 about 5e-4 on ``log sigma`` a step: from ``init_log_var=-9``
             sigma reaches at most about 0.044 in 5 MNIST epochs).
+        sigma_tensor_scale: one more learned scale per parameter tensor multiplying its
+            weights' sigmas (default on, as BbH's recommended preset): sigma forgets its start
+            within the run (docs/methods.md, "Where sigma goes").
         init_log_var: initial log-variance of every weight (jittered by ``init_log_var_std``).
         weight_noise: ``sample``, ``local`` or ``flipout`` (see the module docstring).
         num_train_samples: forward passes per training step (each with its own noise).
@@ -93,6 +96,7 @@ class BayesByBackprop(TemperedKL, Method):
         prior_scale: float | None = None,
         temperature: float | str = "validation",
         sigma_rate: float | None = SIGMA_RATE,
+        sigma_tensor_scale: bool = True,
         init_log_var: float = -9.0,
         init_log_var_std: float = 0.05,
         weight_noise: WeightNoise | str = WeightNoise.SAMPLE,
@@ -154,7 +158,10 @@ class BayesByBackprop(TemperedKL, Method):
             if name in generated:
                 p.requires_grad_(False)  # replaced by posterior samples or means
         self.posterior = MeanFieldGaussian(
-            self.spec.from_module_values(self.net)[0], init_log_var, init_log_var_std
+            self.spec.from_module_values(self.net)[0],
+            init_log_var,
+            init_log_var_std,
+            tensor_sizes=[e.numel for e in self.spec] if sigma_tensor_scale else None,
         )
         self.prior = prior_module.bind(self.spec, self.net)
 
@@ -163,12 +170,13 @@ class BayesByBackprop(TemperedKL, Method):
         at ``sigma_rate``) relative to the default lr, the rest at ``lr``."""
         if self.sigma_rate is None:
             return super().optimizer_groups(lr)
-        log_var = self.posterior.log_var
-        rest = [p for p in self.parameters() if p.requires_grad and p is not log_var]
+        post = self.posterior
+        scales = [p for p in (post.log_var, post.log_var_tensor) if p is not None]
+        rest = [p for p in self.parameters() if p.requires_grad and all(p is not s for s in scales)]
         scale = 2 * self.sigma_rate / self.default_lr
         # the scale of the posterior keeps its rate under a decaying lr schedule: it must reach
         # its optimum, not freeze where the decay leaves it (docs/methods.md)
-        sigma_group = {"params": [log_var], "lr": lr * scale, "lr_schedule": "constant"}
+        sigma_group = {"params": scales, "lr": lr * scale, "lr_schedule": "constant"}
         return [{"params": rest, "lr": lr}, sigma_group]
 
     def sample_weights(self, num_samples: int) -> Tensor:
@@ -194,7 +202,7 @@ class BayesByBackprop(TemperedKL, Method):
         if noise is WeightNoise.SAMPLE:
             return self._forward_weights(self.posterior.rsample(num_samples), x)
         params = {k: v[0] for k, v in self.spec.unflatten(self.posterior.mean[None]).items()}
-        log_vars = self.spec.unflatten(self.posterior.log_var[None])
+        log_vars = self.spec.unflatten(self.posterior.full_log_var[None])
         params.update({k + "_log_var": v[0] for k, v in log_vars.items()})
         args, kwargs = call_args(self.net, x)
         outs = [functional_call(self.net, params, args, kwargs) for _ in range(num_samples)]

@@ -94,6 +94,7 @@ PRESETS: dict[Preset, dict[str, Any]] = {
         prior_scale=1.0,
         temperature=1.0,
         sigma_rate=SIGMA_RATE_PAPER,
+        sigma_tensor_scale=False,
     ),
     # ours, chosen by the posterior checks (docs/posterior_check.md, docs/methods.md)
     Preset.RECOMMENDED: dict(
@@ -113,6 +114,9 @@ PRESETS: dict[Preset, dict[str, Any]] = {
         prior_scale=FAN_IN_GAIN,
         temperature="validation",
         sigma_rate=SIGMA_RATE,
+        # a learned scale per tensor on top of each weight's: sigma forgets its start within
+        # a few hundred steps (docs/methods.md, "Where sigma goes")
+        sigma_tensor_scale=True,
     ),
 }
 
@@ -354,6 +358,13 @@ class BayesByHypernet(TemperedKL, Method):
             (recommended 3e-2, ``SIGMA_RATE``: fast enough that sigma reaches its optimum within
             a run, not a cap on it; every run before the fan-in prior used 1e-3, which held
             MNIST's sigmas far below their optimum after 5 epochs: docs/posterior_check.md).
+        sigma_tensor_scale: one more learned log-scale per parameter tensor, multiplying its
+            weights' sigmas (recommended: on; paper: off). The same posterior family; the
+            shared scale's gradient sums its tensor's, so Adam moves a tensor's level of sigma
+            at the whole tensor's signal-to-noise ratio: per weight, the entropy's pull on a
+            weakly constrained sigma is far below its gradient's noise and sigma ends where it
+            started (docs/methods.md: on MNIST the output layer's median sigma ended 2.9 times
+            higher from a start 5 times higher; with the shared scale, BLANK).
         sigma_per: ``weight`` (default): a learned sigma per weight; ``unit``: one per output
             unit (row or output channel; per entry for vectors); ``kernel``: one per kernel of a
             convolution (its ``kh x kw`` taps from one input channel to one output channel),
@@ -499,6 +510,7 @@ class BayesByHypernet(TemperedKL, Method):
         noise_mixing: bool | None = None,
         sigma_per: SigmaPer | str = SigmaPer.WEIGHT,
         sigma_rate: float | None = None,
+        sigma_tensor_scale: bool | None = None,
         last_layer: LastLayer | str = LastLayer.SAMPLED,
         sample_batch: int = 25,
         sigma_noise: WeightNoise | str = WeightNoise.SAMPLE,
@@ -538,6 +550,7 @@ class BayesByHypernet(TemperedKL, Method):
                 prior_scale=prior_scale,
                 temperature=temperature,
                 sigma_rate=sigma_rate,
+                sigma_tensor_scale=sigma_tensor_scale,
             ),
             dim=spec.dim,  # the small-net options depend on D
             net_dim=sum(p.numel() for p in net.parameters()),  # what every pass runs
@@ -679,6 +692,7 @@ class BayesByHypernet(TemperedKL, Method):
                 None if sigma_mode is SigmaPer.WEIGHT else sigma_blocks(self.spec, sigma_mode)
             ),
             sigma_columns=sigma_mode is SigmaPer.FACTORED,
+            tensor_sizes=[e.numel for e in self.spec] if chosen["sigma_tensor_scale"] else None,
         )
         if sigma_rate_given is None:  # files of before the saved scale: the old default rate
             self.hypernet.legacy_log_sigma_scale = SIGMA_RATE_PAPER / self.default_lr
@@ -774,8 +788,10 @@ class BayesByHypernet(TemperedKL, Method):
         log_sigma = getattr(self.hypernet, "log_sigma_param", None)
         if log_sigma is None or not log_sigma.requires_grad:
             return super().optimizer_groups(lr)
-        rest = [p for p in self.parameters() if p.requires_grad and p is not log_sigma]
-        sigma_group = {"params": [log_sigma], "lr": lr, "lr_schedule": "constant"}
+        shared = self.hypernet.log_sigma_tensor_param
+        scales = [log_sigma] if shared is None else [log_sigma, shared]
+        rest = [p for p in self.parameters() if p.requires_grad and all(p is not s for s in scales)]
+        sigma_group = {"params": scales, "lr": lr, "lr_schedule": "constant"}
         return [{"params": rest, "lr": lr}, sigma_group]
 
     def sample_weights(self, num_samples: int) -> Tensor:

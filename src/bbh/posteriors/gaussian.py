@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -21,6 +24,10 @@ class MeanFieldGaussian(nn.Module):
         init_log_var_std: std of the truncated-normal (+-2 std) jitter of the initial log-variance
             (the paper: 0.05).
         generator: optional ``torch.Generator`` for the initial jitter.
+        tensor_sizes: sizes of the contiguous runs of ``[D]`` (the net's parameter tensors)
+            that each get one more learned log-variance shift (``sigma_i = s_t r_i``): the same
+            family, whose tensor-level scale Adam moves at the whole tensor's signal-to-noise
+            ratio (as ``bbh.posteriors.ImplicitPosterior``'s ``tensor_sizes``).
     """
 
     def __init__(
@@ -29,6 +36,7 @@ class MeanFieldGaussian(nn.Module):
         init_log_var: float = -9.0,
         init_log_var_std: float = 0.05,
         generator: torch.Generator | None = None,
+        tensor_sizes: Sequence[int] | None = None,
     ):
         super().__init__()
         if init_mean.dim() != 1:
@@ -38,6 +46,38 @@ class MeanFieldGaussian(nn.Module):
         jitter = torch.randn(init_mean.shape, generator=generator).clamp_(-2, 2)
         self.mean = nn.Parameter(init_mean.detach().clone())
         self.log_var = nn.Parameter((init_log_var + init_log_var_std * jitter).to(init_mean.dtype))
+        #: the runs of ``[D]`` sharing a learned shift of the log-variance (or ``()``)
+        self.tensor_sizes: tuple[int, ...] = ()
+        self.log_var_tensor: nn.Parameter | None = None
+        if tensor_sizes is not None:
+            sizes = tuple(int(n) for n in tensor_sizes)
+            if not sizes or min(sizes) < 1 or sum(sizes) != init_mean.shape[0]:
+                raise ValueError(
+                    f"tensor_sizes must be sizes >= 1 summing to D = {init_mean.shape[0]}; got "
+                    f"{len(sizes)} sizes summing to {sum(sizes)}"
+                )
+            self.tensor_sizes = sizes
+            self.log_var_tensor = nn.Parameter(init_mean.new_zeros(len(sizes)))
+
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
+        if self.log_var_tensor is not None and prefix + "log_var" in state_dict:
+            # a file without the shared shifts: the same variances (shift 0)
+            state_dict.setdefault(prefix + "log_var_tensor", torch.zeros_like(self.log_var_tensor))
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    @property
+    def full_log_var(self) -> Tensor:
+        """Each weight's log-variance ``[D]``: its own plus its tensor's shift."""
+        if self.log_var_tensor is None:
+            return self.log_var
+        return torch.cat(
+            [
+                part + shift
+                for part, shift in zip(
+                    self.log_var.split(self.tensor_sizes), self.log_var_tensor, strict=True
+                )
+            ]
+        )
 
     @property
     def dim(self) -> int:
@@ -45,7 +85,7 @@ class MeanFieldGaussian(nn.Module):
 
     @property
     def std(self) -> Tensor:
-        return (0.5 * self.log_var).exp()
+        return (0.5 * self.full_log_var).exp()
 
     def rsample(self, num_samples: int) -> Tensor:
         """Reparameterised samples ``[S, D]`` (differentiable in mean and log_var)."""
@@ -60,4 +100,4 @@ class MeanFieldGaussian(nn.Module):
     def kl(self, prior_scale: float | Tensor) -> Tensor:
         """Closed-form ``KL(q || N(0, prior_scale^2 I))`` (scalar); ``prior_scale`` a number or
         one per weight ``[D]``."""
-        return gaussian_kl_to_isotropic(self.mean, self.log_var, prior_scale)
+        return gaussian_kl_to_isotropic(self.mean, self.full_log_var, prior_scale)

@@ -65,6 +65,12 @@ class ImplicitPosterior(nn.Module):
             "unit")``); ``log_sigma`` is still ``[D]``.
         sigma_columns: with ``sigma_blocks``, also one learned scale per column of each block
             with several rows and columns: ``sigma_ij = u_i v_j`` (``sigma_per="factored"``).
+        tensor_sizes: the sizes of the contiguous runs of ``[D]`` (the net's parameter tensors)
+            that each get one more learned log-scale, added to their weights' ``log sigma``
+            (``sigma_ij = s_t r_ij``). The same family, another parameterisation: the shared
+            scale's gradient sums the tensor's, so Adam moves the tensor's level of sigma at
+            the signal-to-noise ratio of the whole tensor, not of one weight
+            (``BayesByHypernet(sigma_tensor_scale=True)``, docs/methods.md).
     """
 
     def __init__(
@@ -75,6 +81,7 @@ class ImplicitPosterior(nn.Module):
         log_sigma_scale: float = 1.0,
         sigma_blocks: Sequence[tuple[int, int]] | None = None,
         sigma_columns: bool = False,
+        tensor_sizes: Sequence[int] | None = None,
     ):
         super().__init__()
         if weight_noise is not None and not (
@@ -128,6 +135,19 @@ class ImplicitPosterior(nn.Module):
                 ]
             ).to(ref.dtype)
         self.log_sigma_param = None if weight_noise is None else nn.Parameter(initial)
+        #: the runs of ``[D]`` that share a learned log-scale (``tensor_sizes``), or ``()``
+        self.tensor_sizes: tuple[int, ...] = ()
+        #: one log-scale per run, stored as ``log_sigma_param`` is; ``None`` without
+        self.log_sigma_tensor_param: nn.Parameter | None = None
+        if tensor_sizes is not None and weight_noise is not None:
+            sizes = tuple(int(n) for n in tensor_sizes)
+            if not sizes or min(sizes) < 1 or sum(sizes) != dim:
+                raise ValueError(
+                    f"tensor_sizes must be sizes >= 1 summing to D = {dim}; got {len(sizes)} "
+                    f"sizes summing to {sum(sizes)}"
+                )
+            self.tensor_sizes = sizes
+            self.log_sigma_tensor_param = nn.Parameter(torch.zeros(len(sizes), dtype=ref.dtype))
         #: the scale ``log_sigma_param`` is stored at, saved with it: a file trained at another
         #: ``sigma_rate`` loads to the same sigma (``_load_from_state_dict``)
         self.register_buffer("saved_log_sigma_scale", torch.tensor(float(log_sigma_scale)))
@@ -139,8 +159,13 @@ class ImplicitPosterior(nn.Module):
         saved = state_dict.get(key)
         saved_scale = self.legacy_log_sigma_scale if saved is None else float(saved)
         state_dict[key] = torch.tensor(self.log_sigma_scale)
-        if param in state_dict and saved_scale != self.log_sigma_scale:
-            state_dict[param] = state_dict[param] * (saved_scale / self.log_sigma_scale)
+        shared = prefix + "log_sigma_tensor_param"
+        if self.log_sigma_tensor_param is not None and param in state_dict:
+            # a file without the shared scales (or with them off): the same sigmas, scale 0
+            state_dict.setdefault(shared, torch.zeros_like(self.log_sigma_tensor_param))
+        for name in (param, shared):
+            if name in state_dict and saved_scale != self.log_sigma_scale:
+                state_dict[name] = state_dict[name] * (saved_scale / self.log_sigma_scale)
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     @property
@@ -152,7 +177,19 @@ class ImplicitPosterior(nn.Module):
         """Per-weight ``log sigma`` ``[D]`` (only for a semi-implicit posterior)."""
         if self.log_sigma_param is None:
             raise RuntimeError("this posterior is purely implicit (weight_noise=None): no sigma")
-        log_sigma = self.log_sigma_param * self.log_sigma_scale
+        log_sigma = self._per_weight_log_sigma(self.log_sigma_param * self.log_sigma_scale)
+        if self.log_sigma_tensor_param is None:
+            return log_sigma
+        shift = self.log_sigma_tensor_param * self.log_sigma_scale
+        return torch.cat(
+            [
+                part + level
+                for part, level in zip(log_sigma.split(self.tensor_sizes), shift, strict=True)
+            ]
+        )
+
+    def _per_weight_log_sigma(self, log_sigma: Tensor) -> Tensor:
+        """``log_sigma_param``'s values (times its scale) expanded to ``[D]`` by the blocks."""
         if self.sigma_blocks is None:
             return log_sigma
         parts = []
