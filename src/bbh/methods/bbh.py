@@ -363,8 +363,9 @@ class BayesByHypernet(TemperedKL, Method):
             shared scale's gradient sums its tensor's, so Adam moves a tensor's level of sigma
             at the whole tensor's signal-to-noise ratio: per weight, the entropy's pull on a
             weakly constrained sigma is far below its gradient's noise and sigma ends where it
-            started (docs/methods.md: on MNIST the output layer's median sigma ended 2.9 times
-            higher from a start 5 times higher; with the shared scale, BLANK).
+            started. From a start 5 times higher, the output layer's median sigma ended 2.18
+            times higher on ``bbh demo``'s data and 2.75 times on MNIST (LeNet-5, 5 epochs);
+            with the shared scale 1.04 and 1.54 times (docs/methods.md, "Where sigma goes").
         sigma_per: ``weight`` (default): a learned sigma per weight; ``unit``: one per output
             unit (row or output channel; per entry for vectors); ``kernel``: one per kernel of a
             convolution (its ``kh x kw`` taps from one input channel to one output channel),
