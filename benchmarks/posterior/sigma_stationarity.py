@@ -60,6 +60,9 @@ def compare(groups: list[tuple[str, list[Path]]]) -> dict[str, Any]:
                         }
                         | {"ood_auroc": r.get("ood_auroc")},
                         "sigma_final": r["sigma_final"],
+                        "marginal_std_final": r.get("marginal_std_final"),
+                        # sigma after STEPS more steps of sigma alone (--sigma-continuation)
+                        "sigma_continued": r.get("sigma_continued"),
                     }
                     for p, r in zip(paths, runs, strict=True)
                 ],
