@@ -1,5 +1,5 @@
-"""The docstrings of the calls every user makes (``Method.loss``, ``predict_logits``,
-``predict``) have their sections, and their examples run as written."""
+"""The names every user reaches for are at the top level, and the examples in the docstrings of
+the calls every user makes (``Method.loss``, ``predict_logits``, ``predict``) run as written."""
 
 from __future__ import annotations
 
@@ -8,7 +8,19 @@ import inspect
 
 import pytest
 
+import bbh
+import bbh.training
 from bbh.methods.base import Method
+
+
+def test_fit_and_fit_result_are_exported_at_the_top_level() -> None:
+    from bbh import FitResult, fit
+
+    assert fit is bbh.fit is bbh.training.fit
+    assert FitResult is bbh.FitResult is bbh.training.FitResult
+    assert {"fit", "FitResult"} <= set(bbh.__all__)
+    for name in bbh.__all__:
+        assert hasattr(bbh, name), name
 
 
 @pytest.mark.parametrize("name", ["loss", "predict_logits", "predict"])
