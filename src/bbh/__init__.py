@@ -8,14 +8,17 @@ from bbh.functional import ParamSpec, sampled_forward
 from bbh.likelihoods import RegressionPrediction
 from bbh.methods import BayesByHypernet, Method, build
 from bbh.priors import GaussianPrior
+from bbh.training import FitResult, fit
 
 __all__ = [
     "BayesByHypernet",
+    "FitResult",
     "GaussianPrior",
     "Method",
     "ParamSpec",
     "RegressionPrediction",
     "build",
+    "fit",
     "load",
     "sampled_forward",
 ]

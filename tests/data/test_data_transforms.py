@@ -1,4 +1,4 @@
-"""Batched transforms against direct per-image definitions (PAPER.md section 7)."""
+"""Batched transforms against direct per-image definitions (the paper's CIFAR preprocessing)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Rotation and mixup sweeps, per-class spread and weight statistics (PAPER.md §9)."""
+"""Rotation and mixup sweeps, per-class spread and weight statistics (the paper's ``utils.py``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The discriminator KL estimator (PAPER.md section 4.2) and its use as a BbH ``kl`` option."""
+"""The discriminator KL estimator (the paper's ``-k disc``) and its use as a BbH ``kl`` option."""
 
 from __future__ import annotations
 

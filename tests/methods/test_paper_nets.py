@@ -11,7 +11,7 @@ from bbh.methods import build
 from bbh.nets.lenet import LeNet5
 from bbh.nets.resnet import CifarResNet
 
-#: The paper's settings per baseline (PAPER.md section 8), with small ensembles for speed.
+#: The paper's settings per baseline (docs/methods.md), with small ensembles for speed.
 PAPER_OPTIONS: dict[str, dict[str, Any]] = {
     "map": {"weight_decay": "paper"},
     "mc_dropout": {"p": 0.5, "weight_decay": "paper"},

@@ -1,4 +1,4 @@
-"""The toy regression (PAPER.md section 10) with every method: ``bbh toy --methods all``."""
+"""The toy regression (``toy_data.ipynb``) with every method: ``bbh toy --methods all``."""
 
 from __future__ import annotations
 

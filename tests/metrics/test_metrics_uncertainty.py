@@ -61,7 +61,7 @@ def test_max_probability() -> None:
 
 
 def _paper_calc_ent_auc(ents: np.ndarray, h_max: float) -> float:
-    """The authors' computation, transcribed (PAPER.md §9)."""
+    """The authors' computation, transcribed (the paper's ``utils.py``)."""
     bins = np.arange(0, h_max, h_max / 500)
     hist, _ = np.histogram(ents, bins=bins, density=True)
     cdf = np.cumsum(hist * np.diff(bins))

@@ -1,4 +1,4 @@
-"""The paper's primary networks: parameter counts and shapes (PAPER.md section 3)."""
+"""The paper's primary networks: parameter counts and shapes (the paper's ``networks.py``)."""
 
 from __future__ import annotations
 

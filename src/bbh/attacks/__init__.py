@@ -1,7 +1,9 @@
-"""Adversarial attacks on any method through ``predict_logits`` (PAPER.md §9, §12.11).
+"""Adversarial attacks on any method through ``predict_logits`` (docs/evaluation.md, "Attacks").
 
-``fgsm_paper`` is the paper's protocol; ``fgsm`` and ``pgd`` attack the expected predictive
-(expectation over weight samples) with clipping, the form a reviewer trusts for stochastic models.
+``fgsm_paper`` is the paper's protocol (its code, pawni/BayesByHypernet,
+``utils.build_adv_examples``: the mean of the signs of 100 sampled gradients, unclipped);
+``fgsm`` and ``pgd`` attack the expected predictive (expectation over weight samples) with
+clipping, the form a reviewer trusts for stochastic models.
 ``robustness_curve`` evaluates a method under attack for a grid of epsilons.
 """
 

@@ -1,4 +1,4 @@
-"""Robustness curves: accuracy and uncertainty of a method under attack, per epsilon (PAPER.md §9).
+"""Robustness curves: accuracy and uncertainty of a method under attack, per epsilon.
 
 For each epsilon the attacked inputs are evaluated with the method's predictive (``num_samples``
 weight draws; one for a deterministic method) and the curve records accuracy, mean predictive
@@ -35,7 +35,7 @@ from bbh.validation import at_least, checked_args
 
 __all__ = ["PAPER_EPSILONS", "AttackName", "robustness_curve"]
 
-#: The paper's grid, ``np.linspace(0, 0.4, 9)`` (PAPER.md §9).
+#: The paper's grid, ``np.linspace(0, 0.4, 9)`` (its code, pawni/BayesByHypernet, ``utils.py``).
 PAPER_EPSILONS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(9))
 
 

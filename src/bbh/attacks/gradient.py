@@ -1,6 +1,7 @@
-"""Gradient attacks on any method through ``Method.predict_logits`` (PAPER.md §9, §12.11).
+"""Gradient attacks on any method through ``Method.predict_logits`` (docs/evaluation.md).
 
-- ``fgsm_paper``: the paper's FGSM for stochastic models, ``x + eps * mean_r sign(g_r)`` with one
+- ``fgsm_paper``: the paper's FGSM for stochastic models (its code, pawni/BayesByHypernet,
+  ``utils.build_adv_examples``), ``x + eps * mean_r sign(g_r)`` with one
   gradient per fresh weight draw (``predict_logits(x, 1)``), no clipping.
 - ``fgsm`` and ``pgd`` (L-infinity): the attacks a reviewer trusts for stochastic models, on the
   expected predictive (expectation over weight samples, EOT): the loss is the NLL of the S-sample
@@ -134,7 +135,10 @@ def fgsm_paper(
     num_grad_samples: int = 100,
     input_transform: InputTransform | None = None,
 ) -> Tensor:
-    """The paper's FGSM (PAPER.md §9): ``x + eps * mean_r sign(g_r)``, **not clipped**."""
+    """The paper's FGSM (as its ``utils.build_adv_examples``): ``x + eps * mean_r sign(g_r)``.
+
+    **Not clipped** to the input range, as in the paper's code.
+    """
     eps = _check_eps(eps)
     direction = fgsm_paper_direction(
         method, x, y, num_grad_samples=num_grad_samples, input_transform=input_transform

@@ -1,4 +1,5 @@
-"""The paper's data sets (PAPER.md section 7) as in-memory tensors with class names.
+"""The paper's data sets as in-memory tensors with class names (as read by the paper's code,
+pawni/BayesByHypernet, ``utils.py`` and ``utils_cifar.py``).
 
 - :func:`load_mnist`: train 55,000 / validation 5,000 / test 10,000, float32 ``[N, 1, 28, 28]``
   in [0, 1] (TF ``read_data_sets(validation_size=5000)``: the validation set is the *first*

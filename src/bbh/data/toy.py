@@ -1,4 +1,5 @@
-"""The paper's 1-D toy regression (PAPER.md section 10; Hernandez-Lobato and Adams 2015).
+"""The paper's 1-D toy regression (pawni/BayesByHypernet, ``toy_data.ipynb``; after
+Hernandez-Lobato and Adams 2015).
 
 20 points ``x ~ U(-4, 4)``, ``y = x^3 + N(0, 9^2)``, drawn with ``numpy.random.RandomState(seed)``
 (the paper's notebook: seed 1); the test grid is ``linspace(-6, 6, 500)``.

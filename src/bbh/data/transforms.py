@@ -1,4 +1,5 @@
-"""Batched tensor transforms: the paper's CIFAR preprocessing (PAPER.md section 7).
+"""Batched tensor transforms: the paper's CIFAR preprocessing (the paper's code,
+pawni/BayesByHypernet, ``networks.get_cifar_image``; the TF CIFAR-10 tutorial's).
 
 All functions take a whole batch ``[B, C, H, W]`` and draw one random number per image from an
 optional ``torch.Generator`` (on the CPU; results move to the batch's device), so augmentation

@@ -10,7 +10,7 @@ Names (``BayesByHypernet(kl=...)``):
 - ``nn_coordinate``: per-weight nearest-neighbour estimator (the paper's v2 default);
 - ``entropy``: ours, exact prior cross term minus a Kozachenko-Leonenko entropy in R^D;
 - ``entropy_coordinate``: ours, per-weight entropies (ignores correlations, like ``nn_coordinate``);
-- ``discriminator``: the paper's density-ratio discriminator on single weights (PAPER.md 4.2);
+- ``discriminator``: the paper's density-ratio discriminator on single weights (``-k disc``);
 - ``jacobian``: ours, for a semi-implicit posterior ``w = G(z) + sigma * eps``: the exact cross
   term minus the entropy linearised through the generator's Jacobian (exact for an affine
   generator; ``bbh.divergences.jacobian``). It takes the posterior's draw, not only samples:
@@ -90,7 +90,7 @@ KL_ESTIMATORS: dict[str, KLFactory] = {
     "nn_coordinate": lambda: NearestNeighbourKL("coordinate"),
     "entropy": lambda: EntropyKL("full"),
     "entropy_coordinate": lambda: EntropyKL("coordinate"),
-    # the density-ratio discriminator (PAPER.md 4.2)
+    # the paper's density-ratio discriminator (its code: experiments.run_disc_experiment)
     "discriminator": DiscriminatorKL,
     # ours, for semi-implicit posteriors (needs the posterior, not only samples)
     "jacobian": JacobianKL,

@@ -1,4 +1,5 @@
-"""The discriminator KL estimator of BbH (PAPER.md section 4.2): a learned density ratio.
+"""The discriminator KL estimator of BbH: a learned density ratio, as in the paper's code
+(pawni/BayesByHypernet, ``base_layers.BBHDiscriminator``, ``experiments.run_disc_experiment``).
 
 A small MLP ``T_psi`` on **scalars** is trained to tell generated weights (label 1) from prior
 draws (label 0) with the logistic loss; at its optimum ``T(w) = log q(w) / p(w)`` for the pooled

@@ -1,4 +1,5 @@
-"""Sample-based KL estimators from nearest-neighbour distances (PAPER.md section 4.1).
+"""Sample-based KL estimators from nearest-neighbour distances, as in the paper's code
+(pawni/BayesByHypernet, ``experiments.run_klapprox_experiment``).
 
 ``KL(q || p) ~ (d / n) sum_j log(nu_j / rho_j) + log(m / (n - 1))`` (Wang, Kulkarni and Verdu 2009;
 Perez-Cruz 2008), with ``rho_j`` the distance from ``w_j`` to its nearest other q-sample and

@@ -1,7 +1,7 @@
-"""Evaluation (PAPER.md §9): ``evaluate`` builds one JSON-ready dict with the paper's protocol and
-the extended suite; ``evaluate_regression`` scores a regression method (``likelihood="gaussian"``)
-with the regression metrics; ``studies`` holds the qualitative MNIST studies; ``figures`` writes
-PNGs (matplotlib, the ``plot`` extra, imported lazily).
+"""Evaluation (docs/evaluation.md): ``evaluate`` builds one JSON-ready dict with the paper's
+protocol and the extended suite; ``evaluate_regression`` scores a regression method
+(``likelihood="gaussian"``) with the regression metrics; ``studies`` holds the qualitative MNIST
+studies; ``figures`` writes PNGs (matplotlib, the ``plot`` extra, imported lazily).
 """
 
 from bbh.evaluation.evaluate import (

@@ -1,5 +1,6 @@
-"""``evaluate``: every number of the paper's protocol (PAPER.md §9) and the extended suite, for
-any method, as one plain JSON-ready dict.
+"""``evaluate``: every number of the paper's protocol (arXiv 1711.01297; the paper's code,
+pawni/BayesByHypernet, ``utils.build_result_dict``) and the extended suite, for any method, as one
+plain JSON-ready dict.
 
 ``result["paper_protocol"]`` holds what the authors computed: accuracy of the mean of the
 softmaxes, mean predictive entropy in the authors' form, the entropy-CDF area ("entropy AUC") in
@@ -121,8 +122,8 @@ def predict_batched(
 ) -> Predictions:
     """Run ``method.predict_logits`` over ``x`` in batches without keeping ``[S, N, C]``.
 
-    A deterministic method (``stochastic = False``) is run with one sample (PAPER.md §9: MAP
-    uses one pass). A method with posterior draws that fit any batch (``draw_predictive``: BbH,
+    A deterministic method (``stochastic = False``) is run with one sample (the paper's code:
+    MAP uses one pass). A method with posterior draws that fit any batch (``draw_predictive``: BbH,
     Bayes by Backprop) predicts every batch with the same S draws, made ``sample_batch`` at a
     time, so that its weights are generated S times in all rather than S times per batch; the
     others draw fresh noise with each batch. Either way each input's prediction averages S

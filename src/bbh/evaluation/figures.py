@@ -1,4 +1,4 @@
-"""Figures as PNG files with matplotlib (the optional ``plot`` extra), PAPER.md §9.
+"""Figures as PNG files with matplotlib (the ``plot`` extra; docs/evaluation.md, "Figures").
 
 Each function takes plain data (the dicts ``evaluate`` returns, or the study objects) and a path,
 writes one PNG and returns its path. ``write_figures`` draws every figure a result dict supports.

@@ -1,5 +1,7 @@
-"""The paper's qualitative MNIST studies (PAPER.md §9): rotation sweeps, 3-to-8 mixup, per-class
-probability spread across weight samples, and weight-sample statistics.
+"""The paper's qualitative MNIST studies (Pawlowski et al., arXiv 1711.01297): rotation sweeps,
+3-to-8 mixup, per-class probability spread across weight samples, and weight-sample statistics,
+as in the paper's code (pawni/BayesByHypernet: the images in ``utils.py``, the weight statistics
+in ``experiments.analysis``).
 
 Images may be flat (``[784]``, a square is assumed), ``[H, W]`` or ``[C, H, W]``; the method sees
 them in the shape given. Rotation uses ``torch.nn.functional.affine_grid``/``grid_sample``
@@ -140,7 +142,7 @@ def rotation_study(
     num_samples: int = 100,
     input_transform: InputTransform | None = None,
 ) -> Study:
-    """Sampled predictions on ``image`` rotated by each angle (PAPER.md §9)."""
+    """Sampled predictions on ``image`` rotated by each angle (the paper's code: ``utils.py``)."""
     images = rotate_images(image, angles)
     probs = sample_probs(method, images, num_samples=num_samples, input_transform=input_transform)
     return Study("rotation", [float(a) for a in angles], images, probs.transpose(0, 1))
@@ -155,7 +157,7 @@ def mixup_study(
     num_samples: int = 100,
     input_transform: InputTransform | None = None,
 ) -> Study:
-    """Sampled predictions along ``(1 - lam) * image_a + lam * image_b`` (PAPER.md §9)."""
+    """Sampled predictions along ``(1 - lam) * image_a + lam * image_b`` (as ``utils.py``)."""
     images = mixup_images(image_a, image_b, lambdas)
     probs = sample_probs(method, images, num_samples=num_samples, input_transform=input_transform)
     return Study("mixup", [float(v) for v in lambdas], images, probs.transpose(0, 1))
@@ -168,7 +170,7 @@ def per_class_spread(
     num_samples: int = 100,
     input_transform: InputTransform | None = None,
 ) -> dict[str, Any]:
-    """Spread of each class probability across weight samples, per input (PAPER.md §9).
+    """Spread of each class probability across weight samples, per input (as ``utils.py``).
 
     Returns lists ``[B][C]`` of mean, std, and 5/50/95% quantiles over the samples, plus the raw
     per-sample probabilities ``[S][B][C]`` under ``"samples"`` for box plots.
@@ -187,9 +189,9 @@ def per_class_spread(
 
 @dataclass(frozen=True)
 class WeightStatistics:
-    """Statistics of weight samples (PAPER.md §9): per-parameter mean and std ``[D]``, the
-    correlation matrix of the first ``K`` coordinates (the first conv kernel: 500 on MNIST,
-    432 on CIFAR) and the samples of the first few parameters for histograms."""
+    """Statistics of weight samples (as ``experiments.analysis``): per-parameter mean and std
+    ``[D]``, the correlation matrix of the first ``K`` coordinates (the first conv kernel: 500 on
+    MNIST, 432 on CIFAR) and the samples of the first few parameters for histograms."""
 
     num_samples: int
     mean: Tensor

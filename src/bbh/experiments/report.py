@@ -8,8 +8,8 @@
   network needed to view it), made with a Jinja2 template (``templates/report.html``);
 - ``figures/``: robustness, reliability and entropy-CDF figures of all methods overlaid.
 
-Numbers marked "paper" follow the authors' protocol (PAPER.md section 9); the others are the
-extended suite (``docs/evaluation.md``).
+Numbers marked "paper" follow the authors' protocol (their code, pawni/BayesByHypernet,
+``utils.build_result_dict``); the others are the extended suite (``docs/evaluation.md``).
 """
 
 from __future__ import annotations

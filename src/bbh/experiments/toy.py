@@ -1,4 +1,4 @@
-"""The 1-D toy regression experiment (PAPER.md section 10): ``bbh toy --out DIR``.
+"""The 1-D toy regression experiment (the paper's ``toy_data.ipynb``): ``bbh toy --out DIR``.
 
 Trains each method on the 20-point cubic data set with the proper ELBO (prior ``N(0, 1)`` on every
 weight, Gaussian likelihood with noise std 9), predicts on ``x in [-6, 6]``, compares with a
@@ -107,7 +107,7 @@ BASELINE_TOY_SETTINGS: dict[str, ToySettings] = {
     ),
 }
 
-#: The paper notebook's baselines (PAPER.md section 10): lr 0.1, 40 iterations.
+#: The paper notebook's baselines (pawni/BayesByHypernet, ``toy_data.ipynb``): lr 0.1, 40 steps.
 BASELINE_PAPER_TOY_SETTINGS: dict[str, ToySettings] = {
     "map": ToySettings(
         options=dict(weight_decay="none"), steps=40, lr=0.1, label="MAP (paper: MLE)"

@@ -6,7 +6,8 @@ chunk matrix ``[C, chunk_size]`` can take any value, so by default ``chunk_size 
 ceil(D / hidden[-1])``. A free per-weight offset carries the mean of each weight (as the output
 bias of the layer-wise generator does; BbH starts it at the primary net's own initial values).
 The generator then has about ``2 D`` parameters, against ``hidden[-1] * D`` for the layer-wise
-generator (PAPER.md 2.2 describes the paper's one-hot variant). The shared output layer has
+generator (the paper's code, pawni/BayesByHypernet, has a variant with one-hot chunk codes:
+``networks.get_bbh_mnist`` without ``layer_wise``). The shared output layer has
 ``hidden[-1] * chunk_size`` of them: more chunks (``num_chunks``) make it smaller, down to about
 ``D / 16`` with 256 chunks, and since the offset carries the means it costs q nothing there.
 """

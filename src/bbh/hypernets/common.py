@@ -13,7 +13,7 @@ from bbh.options import parse_enum
 
 
 class NoiseMode(str, Enum):
-    """How noise is shared between the generators (PAPER.md section 2.1)."""
+    """How noise is shared between generators (pawni/BayesByHypernet: ``--independent_noise``)."""
 
     ALIGNED = "aligned"  # one z [S, k] shared by every generator (the paper's default)
     INDEPENDENT = "independent"  # one z [S, k] per generator (per tensor, or per chunk)

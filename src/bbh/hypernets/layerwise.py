@@ -1,4 +1,8 @@
-"""The paper's layer-wise generator: one MLP per generated parameter tensor (PAPER.md 2.1)."""
+"""The paper's layer-wise generator: one MLP per generated parameter tensor.
+
+As in the paper's code (pawni/BayesByHypernet, ``base_layers.BBHLayer._get_weight`` with
+``--layer_wise_gen``, the setting of every run in its README).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The one interface every method speaks (MAP, MC dropout, ensemble, BbB, MNF, BbH).
+"""The one interface every method speaks: MAP, MC dropout (Gal and Ghahramani 2016), deep
+ensembles (Lakshminarayanan et al. 2017), Bayes by Backprop (Blundell et al. 2015), MNF (Louizos
+and Welling 2017) and Bayes by Hypernet (Pawlowski et al., arXiv 1711.01297).
 
 A method is an ``nn.Module`` that wraps an ordinary primary network and offers
 
@@ -53,9 +55,87 @@ class Method(nn.Module):
     def loss(
         self, x: Inputs, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The training objective on one minibatch: what ``bbh.training.fit`` minimises.
+
+        For the Bayesian methods it is the negative ELBO per training example::
+
+            loss = mean_b NLL(y_b | x_b, w) + kl_weight * T * KL(q || p) / num_data
+
+        with ``T`` the method's temperature (1 for a method without one,
+        ``bbh.methods.temperature``) and the KL in closed form, bounded or estimated from weight
+        samples: each method's docstring says which, and over which weight samples the NLL is
+        taken. MAP and MC dropout put the negative log prior ``R(w)`` (weight decay) in the KL's
+        place; a deep ensemble returns the sum of its members' NLLs and ignores ``kl_weight``.
+
+        Args:
+            x: Inputs ``[B, ...]`` on the model's device: a tensor, or a tuple or list (the
+                net's positional arguments) or dict (its keyword arguments) of tensors sharing
+                B (``bbh.inputs``). Floating tensors are cast to the model's dtype; integer ones
+                (token ids) reach the net unchanged.
+            y: Targets: integer class ids ``[B]`` in ``[0, C)`` (``likelihood="categorical"``,
+                the default), or real targets ``[B]`` or ``[B, C]`` (``likelihood="gaussian"``).
+            num_data: The training-set size N (summed over ranks under DDP); dividing the KL by
+                it gives one example's share of it. ``fit`` passes ``len(x)``.
+            kl_weight: The KL's weight, a finite number ``>= 0`` or a one-element floating
+                tensor. 1 gives the ELBO; an annealing schedule (``bbh.training.annealing``)
+                ramps it up from 0.
+
+        Returns:
+            ``(loss, logs)``: ``loss`` is a scalar tensor to call ``backward()`` on; ``logs`` maps
+            names (``"nll"``, ``"kl"``, ``"loss"`` and some method-specific ones) to detached
+            scalar tensors, so that logging needs no host sync per step.
+
+        Raises:
+            ValueError: ``num_data`` is not a positive int or ``kl_weight`` is negative or not
+                finite; an input or target is on another device, has a wrong batch size or
+                shape, holds a class id out of range or a NaN or infinite value; or the net
+                cannot take the inputs' shape.
+            TypeError: ``x`` is not a tensor or a tuple, list or dict of tensors, ``y`` is not a
+                tensor, class ids are not integers, or ``kl_weight`` is not a number.
+
+        Example:
+            >>> import torch, bbh
+            >>> from bbh.nets import MLP
+            >>> model = bbh.build("bbh", MLP(4, [16], 3))
+            >>> x, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
+            >>> loss, logs = model.loss(x, y, num_data=1000)
+            >>> loss.backward()
+            >>> sorted(logs)
+            ['kl', 'loss', 'nll']
+        """
         raise NotImplementedError
 
     def predict_logits(self, x: Inputs, num_samples: int = 100) -> Tensor:
+        """The network's outputs under ``num_samples`` draws of the weights, ``[S, B, C]``.
+
+        Each draw is one function sample: a weight sample from the posterior, a dropout mask or
+        an ensemble member. The softmax over the last dimension, averaged over the first, is the
+        predictive distribution (``predict``). Gradients flow to ``x`` and to the parameters
+        (``bbh.attacks`` uses them).
+
+        Args:
+            x: Inputs ``[B, ...]``: a tensor, or a tuple, list or dict of tensors, as for
+                ``loss``.
+            num_samples: S, the number of weight draws, an int ``>= 1``. A deterministic method
+                (MAP) returns its one output S times; a deep ensemble of M members returns its
+                members' outputs, ``[M, B, C]``, whatever S is.
+
+        Returns:
+            A tensor ``[S, B, C]``: class logits, or for ``likelihood="gaussian"`` the predicted
+            means of the C outputs.
+
+        Raises:
+            ValueError: ``num_samples`` is not an int ``>= 1``, or ``x`` fails the checks that
+                ``loss`` makes (device, batch, shape, NaN or infinite values).
+            TypeError: ``x`` is not a tensor or a tuple, list or dict of tensors.
+
+        Example:
+            >>> import torch, bbh
+            >>> from bbh.nets import MLP
+            >>> model = bbh.build("bbh", MLP(4, [16], 3))
+            >>> model.predict_logits(torch.randn(32, 4), num_samples=10).shape
+            torch.Size([10, 32, 3])
+        """
         raise NotImplementedError
 
     def optimizer_groups(self, lr: float) -> list[dict[str, Any]]:
@@ -78,11 +158,32 @@ class Method(nn.Module):
     @torch.no_grad()
     def predict(self, x: Inputs, num_samples: int = 100) -> Tensor | RegressionPrediction:
         """The predictive distribution over S draws of the weights (one pass for a deterministic
-        method: its draws are all the same).
+        method: its draws are all the same), without gradients.
 
-        - ``likelihood="categorical"``: probabilities ``[B, C]``, the mean of ``softmax(logits)``;
-        - ``likelihood="gaussian"``: a ``RegressionPrediction``: ``mean``, ``epistemic_std`` (over
-          the draws; 0 for MAP) and ``std`` (with the observation noise), each ``[B, C]``.
+        Args:
+            x: Inputs ``[B, ...]``: a tensor, or a tuple, list or dict of tensors, as for
+                ``loss``.
+            num_samples: S, the number of weight draws (``predict_logits``), an int ``>= 1``.
+
+        Returns:
+            - ``likelihood="categorical"``: probabilities ``[B, C]``, the mean over the draws of
+              ``softmax(logits)``;
+            - ``likelihood="gaussian"``: a ``RegressionPrediction``: ``mean``, ``epistemic_std``
+              (over the draws; 0 for MAP) and ``std`` (with the observation noise), each
+              ``[B, C]``.
+
+        Raises:
+            ValueError: ``num_samples`` is not an int ``>= 1``, or ``x`` fails the checks of
+                ``predict_logits``.
+            TypeError: ``x`` is not a tensor or a tuple, list or dict of tensors.
+
+        Example:
+            >>> import torch, bbh
+            >>> from bbh.nets import MLP
+            >>> model = bbh.build("bbh", MLP(4, [16], 3))
+            >>> probs = model.predict(torch.randn(32, 4), num_samples=10)
+            >>> probs.shape
+            torch.Size([32, 3])
         """
         check_num_samples(num_samples)
         outputs = self.predict_logits(x, num_samples if self.stochastic else 1)

@@ -45,7 +45,7 @@ from bbh.validation import at_least, checked_args, positive
 
 
 class NLLMode(str, Enum):
-    """Which weight samples the likelihood sees in one step (PAPER.md section 2.3)."""
+    """Which weight samples the likelihood sees in one step (pawni/BayesByHypernet: ``-m``)."""
 
     FIRST = "first"  # the paper's default: sample 0 sees the whole batch
     MEAN = "mean"  # every sample sees the whole batch; mean of the per-sample NLLs
@@ -77,8 +77,8 @@ SIGMA_RATE_PAPER = 1e-3
 
 #: The options each preset fills in where the caller gives none.
 PRESETS: dict[Preset, dict[str, Any]] = {
-    # the paper's README runs (PAPER.md 2, 4.1b): layer-wise generator, aligned noise, the
-    # full-vector nearest-neighbour KL, the likelihood on sample 0; purely implicit
+    # the README runs of the paper's code (pawni/BayesByHypernet): layer-wise generator, aligned
+    # noise, the full-vector nearest-neighbour KL, the likelihood on sample 0; purely implicit
     Preset.PAPER: dict(
         noise_dim=8,
         num_samples=5,

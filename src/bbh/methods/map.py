@@ -5,10 +5,11 @@
 
 - ``gaussian`` (default): the negative log of the prior ``N(0, s^2 I)`` over every trainable
   parameter, up to a constant: ``R = sum ||w||^2 / (2 s^2)``. This is the proper MAP estimate.
-- ``paper``: the paper's code (PAPER.md section 8, ``l2_regularizer(1/prior_scale)``):
-  ``R = sum_kernels ||w||^2 / (2 s)``; only kernels (parameters with two or more dimensions:
-  linear and conv weights) are regularised, not biases or normalisation parameters, and the scale
-  enters as ``1/s`` instead of ``1/s^2`` (the same for the paper's ``s = 1``).
+- ``paper``: the paper's code (pawni/BayesByHypernet, ``networks.get_vanilla_*``,
+  ``l2_regularizer(1/prior_scale)``): ``R = sum_kernels ||w||^2 / (2 s)``; only kernels
+  (parameters with two or more dimensions: linear and conv weights) are regularised, not biases
+  or normalisation parameters, and the scale enters as ``1/s`` instead of ``1/s^2`` (the same
+  for the paper's ``s = 1``).
 - ``none``: maximum likelihood.
 """
 

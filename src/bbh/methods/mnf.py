@@ -4,7 +4,8 @@ Every ``nn.Linear`` and ``nn.Conv2d`` whose parameters are not kept deterministi
 layer (``bbh.posteriors.mnf``): multiplicative noise per input unit (dense) or output channel
 (conv), a masked RealNVP flow on the noise and the auxiliary reverse model. The loss is
 ``mean NLL + kl_weight * sum_layers KL_layer / num_data`` with the KL bound of **every** MNF layer,
-conv layers included (the paper's code dropped the conv terms; PAPER.md section 12.7).
+conv layers included (the paper's code, pawni/BayesByHypernet, adds the conv terms of
+``layers.MNFConvLayer`` to a collection the loss never reads; docs/methods.md, "MNF").
 
 Any other layer with trainable parameters must be listed in ``deterministic`` (``"norm"`` for all
 normalisation layers), else construction fails. The paper's settings: flows of 2 steps with 50

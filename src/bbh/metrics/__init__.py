@@ -9,8 +9,8 @@ for regression, predictive means and standard deviations ``[B, C]``.
 - ``regression``: of a Gaussian predictive (mean and std ``[B, C]``, ``Method.predict`` for
   ``likelihood="gaussian"``): RMSE, Gaussian NLL, coverage of ``mean +- k std`` and the
   calibration error of central intervals (Kuleshov et al. 2018).
-- ``ood``: AUROC, AUPR and FPR at 95% TPR, OOD as the positive class (PAPER.md §9 gives the
-  paper's protocol; these OOD metrics are additions a reviewer asks for).
+- ``ood``: AUROC, AUPR and FPR at 95% TPR, OOD as the positive class (additions a reviewer
+  asks for; the paper compares entropy-CDF areas instead, docs/evaluation.md).
 """
 
 from bbh.metrics.classification import (

@@ -1,8 +1,8 @@
 """Classification metrics on the predictive distribution: accuracy, NLL, Brier score, ECE.
 
 Every function takes ``logits_or_probs``: logits ``[S, B, C]`` from ``Method.predict_logits``
-(reduced to the predictive ``mean_s softmax``, PAPER.md §9) or predictive probabilities ``[B, C]``,
-and integer ``labels`` ``[B]``. Scalars come back as Python floats (JSON-ready).
+(reduced to the predictive ``mean_s softmax``, as the paper does) or predictive probabilities
+``[B, C]``, and integer ``labels`` ``[B]``. Scalars come back as Python floats (JSON-ready).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ __all__ = [
 
 
 def accuracy(logits_or_probs: Any, labels: Any) -> float:
-    """Share of inputs whose predictive argmax equals the label (PAPER.md §9)."""
+    """Share of inputs whose predictive argmax equals the label (the paper's accuracy)."""
     probs = to_probs(logits_or_probs)
     y = check_labels(labels, probs.shape[0], probs.shape[1])
     return float((probs.argmax(dim=-1) == y).double().mean())
@@ -120,9 +120,11 @@ def expected_calibration_error(logits_or_probs: Any, labels: Any, *, num_bins: i
 def true_class_confidence_bins(
     logits_or_probs: Any, labels: Any, *, num_bins: int = 50
 ) -> dict[str, list[float]]:
-    """The paper's calibration output (PAPER.md §9, §12.10), named for what it is.
+    """The paper's calibration output, named for what it is (docs/evaluation.md, "The paper's
+    calibration output").
 
-    The authors call ``sklearn.calibration_curve(y_true=ones, y_prob=p[true class], n_bins=50)``,
+    The authors' code (pawni/BayesByHypernet, ``utils.build_result_dict``) calls
+    ``sklearn.calibration_curve(y_true=ones, y_prob=p[true class], n_bins=50)``,
     whose only informative output is the mean true-class probability in each non-empty
     equal-width bin (its ``prob_pred``). This returns those means with the bin counts; it is
     *not* a reliability diagram (use ``reliability_bins`` for that).

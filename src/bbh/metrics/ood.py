@@ -9,7 +9,8 @@ still flags at least 95% of the OOD inputs.
 
 The scores (``ood_scores``): predictive ``entropy``, ``mutual_information`` (needs logits
 ``[S, B, C]``) and ``max_probability``, used as ``1 - max_c p_c`` so that higher is more OOD.
-These are a reviewer's additions; the paper compares entropy-CDF areas instead (PAPER.md §9).
+These are a reviewer's additions; the paper compares entropy-CDF areas instead
+(``bbh.metrics.uncertainty.entropy_cdf_area``; docs/evaluation.md).
 """
 
 from __future__ import annotations

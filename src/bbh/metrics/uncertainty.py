@@ -1,5 +1,5 @@
 """Predictive uncertainty: entropy, expected entropy, mutual information, max probability, and
-the paper's "entropy AUC" (the area under the entropy CDF, PAPER.md §9).
+the paper's "entropy AUC" (the area under the entropy CDF; docs/evaluation.md).
 
 All entropies use the natural log and are computed in float64. Per-input values come back as
 tensors ``[B]``; the entropy-CDF area as a float.
@@ -30,7 +30,8 @@ __all__ = [
     "predictive_entropy",
 ]
 
-#: The authors floor probabilities inside the log: ``-sum_c p_c log max(p_c, 1e-5)`` (PAPER.md §9).
+#: The authors floor probabilities inside the log: ``-sum_c p_c log max(p_c, 1e-5)`` (the paper's
+#: code, pawni/BayesByHypernet, ``utils.calc_entropy``).
 PAPER_PROB_FLOOR = 1e-5
 
 #: Mutual information below this (nats) is float64 round-off and is set to exactly 0, so that a
@@ -42,8 +43,8 @@ class EntropyForm(str, Enum):
     """How the predictive entropy is computed.
 
     ``clean``: ``-sum_c p_c log p_c`` with ``0 log 0 = 0`` (from logits via a stable log-mean-exp).
-    ``paper``: ``-sum_c p_c log max(p_c, 1e-5)``, the authors' form (PAPER.md §9); it is slightly
-    lower than the clean form when some probability is below 1e-5.
+    ``paper``: ``-sum_c p_c log max(p_c, 1e-5)``, the authors' form (``utils.calc_entropy``); it
+    is slightly lower than the clean form when some probability is below 1e-5.
     """
 
     CLEAN = "clean"
@@ -92,7 +93,9 @@ def max_probability(logits_or_probs: Any) -> Tensor:
 def entropy_cdf_area(entropies: Any, num_classes: int) -> float:
     """The paper's "entropy AUC": the area under the empirical CDF of per-input entropies.
 
-    Not a ROC AUC (PAPER.md §9, §12.10). Exactly the authors' binning: ``H_max = ln C``,
+    Not a ROC AUC (docs/evaluation.md, "The paper's "entropy AUC" is the area under the entropy
+    CDF"). Exactly the authors' binning (the paper's code, pawni/BayesByHypernet,
+    ``utils.calc_ent_auc``): ``H_max = ln C``,
     ``bins = np.arange(0, H_max, H_max / 500)`` (last edge ~0.998 H_max), a ``density=True``
     histogram (entropies above the last edge are dropped before normalising), ``c_k =
     sum_{i<=k} hist_i * delta`` and score ``sum_k delta * c_k`` ~ ``0.998 H_max - mean(H)``.

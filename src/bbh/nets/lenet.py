@@ -1,4 +1,5 @@
-"""The paper's MNIST network, a LeNet-5-like convolutional net (PAPER.md section 3.1).
+"""The paper's MNIST network, a LeNet-5-like convolutional net (arXiv 1711.01297; the paper's
+code, pawni/BayesByHypernet, ``networks.get_*_mnist``).
 
 ``conv5x5(20, VALID) -> ReLU -> maxpool2 -> conv5x5(50, VALID) -> ReLU -> maxpool2 -> flatten(800)
 -> dense 500 -> ReLU -> dense 10``; D = 431,080 parameters. The ReLUs are separate modules

@@ -26,5 +26,8 @@ class MLP(nn.Module):
 
 
 def toy_regression_net(hidden: int = 100) -> MLP:
-    """The paper's toy-regression network 1 -> 100 (ReLU) -> 1 (PAPER.md section 10)."""
+    """The paper's toy-regression network 1 -> 100 (ReLU) -> 1.
+
+    As in the paper's code (pawni/BayesByHypernet, ``toy_data.ipynb``).
+    """
     return MLP(1, [hidden], 1)

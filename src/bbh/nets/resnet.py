@@ -1,4 +1,5 @@
-"""The paper's CIFAR-5 pre-activation ResNet (PAPER.md section 3.2).
+"""The paper's CIFAR-5 pre-activation ResNet (arXiv 1711.01297; the paper's code,
+pawni/BayesByHypernet, ``networks.get_*_cifar_resnet``).
 
 ``conv3x3(16) -> 3 scales x 5 pre-activation units (16, 32, 64 channels, first unit of each scale
 with stride 2) -> [BN] -> ReLU -> global average pool -> dense(num_classes)``. All convolutions have

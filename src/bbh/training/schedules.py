@@ -1,5 +1,5 @@
-"""KL-weight and learning-rate schedules as pure functions of the step (PAPER.md sections 5
-and 10)."""
+"""KL-weight and learning-rate schedules as pure functions of the step (the KL annealing of the
+paper's code, pawni/BayesByHypernet: ``experiments.py`` and ``toy_data.ipynb``)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,44 @@
+"""The names every user reaches for are at the top level, and the examples in the docstrings of
+the calls every user makes (``Method.loss``, ``predict_logits``, ``predict``) run as written."""
+
+from __future__ import annotations
+
+import doctest
+import inspect
+
+import pytest
+
+import bbh
+import bbh.training
+from bbh.methods.base import Method
+
+
+def test_fit_and_fit_result_are_exported_at_the_top_level() -> None:
+    from bbh import FitResult, fit
+
+    assert fit is bbh.fit is bbh.training.fit
+    assert FitResult is bbh.FitResult is bbh.training.FitResult
+    assert {"fit", "FitResult"} <= set(bbh.__all__)
+    for name in bbh.__all__:
+        assert hasattr(bbh, name), name
+
+
+@pytest.mark.parametrize("name", ["loss", "predict_logits", "predict"])
+def test_method_docstring_has_args_returns_raises_and_a_working_example(name: str) -> None:
+    doc = getattr(Method, name).__doc__
+    assert doc is not None
+    for section in ("Args:", "Returns:", "Raises:", "Example:"):
+        assert section in doc, f"Method.{name} has no {section} section"
+    finder = doctest.DocTestFinder(recurse=False)
+    (test,) = finder.find(getattr(Method, name), f"Method.{name}", globs={})
+    assert test.examples, f"Method.{name}'s example has no doctest lines"
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    result = runner.run(test)
+    assert result.failed == 0, f"Method.{name}'s example failed"
+
+
+def test_a_method_without_its_own_loss_docstring_shows_the_base_one() -> None:
+    from bbh.methods import MAP
+
+    assert MAP.loss.__doc__ is None  # else this test checks nothing
+    assert inspect.getdoc(MAP.loss) == inspect.getdoc(Method.loss)
