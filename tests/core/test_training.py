@@ -168,7 +168,7 @@ def test_fit_rejects_an_unknown_lr_schedule():
 
 
 def test_lr_schedule_names_agree_between_config_and_training():
-    from bbh.config import LR_SCHEDULES as in_config
+    from bbh.experiments.config import LR_SCHEDULES as in_config
     from bbh.training.schedules import LR_SCHEDULES
 
     assert in_config == LR_SCHEDULES

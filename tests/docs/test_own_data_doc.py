@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bbh.cli import main
-from bbh.config import load_config
+from bbh.experiments.config import load_config
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "own_data.md"
 

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from bbh.config import (
+from bbh.experiments.builders import build_net, method_options
+from bbh.experiments.config import (
     SCALES,
     ConfigError,
     ExperimentConfig,
@@ -20,7 +21,6 @@ from bbh.config import (
     parse_override,
     resolved_options,
 )
-from bbh.experiments.builders import build_net, method_options
 from bbh.experiments.reproduce import budget_notes, experiment_runs
 from bbh.methods import METHODS
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from bbh.config import config_hash, load_config
+from bbh.experiments.config import config_hash, load_config
 
 OWN = """
 extends = "{base}"

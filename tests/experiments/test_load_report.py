@@ -11,8 +11,8 @@ from tiny_configs import write_tiny
 
 import bbh
 from bbh.cli import main
-from bbh.config import load_config
 from bbh.data import load_embedded_mnist
+from bbh.experiments.config import load_config
 from bbh.experiments.report import embedded_images
 from bbh.experiments.reproduce import reproduce
 from bbh.experiments.runs import RunError

@@ -16,7 +16,7 @@ import torch
 from tiny_configs import write_tiny
 
 from bbh.cli import main
-from bbh.config import load_config
+from bbh.experiments.config import load_config
 from bbh.experiments.runs import RunError, RunFolder
 from bbh.experiments.train import read_log, train_run
 from bbh.training import list_checkpoints

@@ -202,7 +202,7 @@ def test_seeded_steps_repeat_and_train_and_eval_modes() -> None:
 
 def test_config_hash_keeps_earlier_runs_current() -> None:
     """``sigma_noise`` came after runs were trained: at ``"sample"`` the hash leaves it out."""
-    from bbh.config import config_hash, load_config, resolved_options
+    from bbh.experiments.config import config_hash, load_config, resolved_options
     from bbh.methods import METHODS
 
     cfg = load_config("mnist/bbh")

@@ -1,7 +1,8 @@
 """From a config to the objects of a run: data, primary net, method, KL schedule, transforms.
 
-The only place that maps config names to code (``NETS``; methods come from ``bbh.methods``'s
-registry), so that training, evaluation and ``bbh.load`` build exactly the same things.
+The one place that turns a config into code (nets from ``bbh.nets.NETS``, methods from
+``bbh.methods``'s registry), so that training, evaluation and ``bbh.load`` build exactly the same
+things.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bbh.config import OWN_DATA, ConfigError, ExperimentConfig, resolved_options
 from bbh.data import (
     DatasetSplits,
     LabeledData,
@@ -27,18 +27,11 @@ from bbh.data import (
     split_validation,
 )
 from bbh.data.user_data import fingerprint
+from bbh.experiments.config import OWN_DATA, ConfigError, ExperimentConfig, resolved_options
 from bbh.experiments.own_data import load_own_splits, num_outputs, sized_config
 from bbh.methods import METHODS, Method, build
-from bbh.nets import MLP, CifarResNet, LeNet5, TinyConvNet
+from bbh.nets import NETS
 from bbh.training.schedules import KLSchedule, annealing, constant
-
-#: net name -> factory(**options)
-NETS: dict[str, Callable[..., nn.Module]] = {
-    "lenet5": LeNet5,
-    "cifar_resnet": CifarResNet,
-    "mlp": MLP,
-    "tiny_conv": TinyConvNet,
-}
 
 #: the OOD set each data set is evaluated against by default
 DEFAULT_OOD = {"mnist": "notmnist", "cifar5": "cifar5-ood", "embedded-mnist": "embedded-notmnist"}

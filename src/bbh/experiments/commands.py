@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bbh.config import ConfigError, ToyConfig, config_to_dict, list_configs, load_config
+from bbh.experiments.config import ConfigError, ToyConfig, config_to_dict, list_configs, load_config
 
 
 def run(args: argparse.Namespace) -> int:

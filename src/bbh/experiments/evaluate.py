@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 
-from bbh.config import ExperimentConfig
 from bbh.evaluation import (
     PAPER_MIXUP,
     PAPER_MIXUP_LAMBDAS,
@@ -36,6 +35,7 @@ from bbh.evaluation import (
     write_json,
 )
 from bbh.experiments.builders import RunData, load_run_data
+from bbh.experiments.config import ExperimentConfig
 from bbh.experiments.runs import RunError, RunFolder, load_with_config, read_json
 from bbh.experiments.train import resolve_device, torch_threads, with_data_root
 

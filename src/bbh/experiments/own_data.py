@@ -14,11 +14,11 @@ import math
 from dataclasses import replace
 from typing import Any
 
-from bbh.config import ConfigError, DataConfig, ExperimentConfig
 from bbh.data import DatasetSplits, LabeledData
 from bbh.data.user_callable import load_user_function
 from bbh.data.user_data import user_splits
 from bbh.data.user_files import read_user_file
+from bbh.experiments.config import ConfigError, DataConfig, ExperimentConfig
 
 #: the seed of the random validation / test split when ``data.validation_seed`` is None (the
 #: files' order may be sorted by class, so the first examples are no fair sample)

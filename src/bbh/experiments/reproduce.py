@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bbh.config import (
+from bbh.experiments.builders import method_options
+from bbh.experiments.config import (
     AnyConfig,
     ConfigError,
     ExperimentConfig,
@@ -29,7 +30,6 @@ from bbh.config import (
     list_configs,
     load_config,
 )
-from bbh.experiments.builders import method_options
 from bbh.experiments.evaluate import check_evaluated, evaluate_run
 from bbh.experiments.report import RunRow, Section, read_row, write_report
 from bbh.experiments.runs import RunBusy, RunFolder, check_writable, read_json

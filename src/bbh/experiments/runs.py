@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from bbh.config import ConfigError, ExperimentConfig, config_from_dict
+from bbh.experiments.config import ConfigError, ExperimentConfig, config_from_dict
 from bbh.io import RunFolder as IORunFolder
 from bbh.io import atomic_write
 

@@ -35,7 +35,6 @@ from typing import Any
 import torch
 
 import bbh
-from bbh.config import OWN_DATA, ExperimentConfig, config_hash, config_to_dict, plain_value
 from bbh.evaluation import predict_batched
 from bbh.experiments.builders import (
     RunData,
@@ -44,6 +43,13 @@ from bbh.experiments.builders import (
     load_run_data,
     method_options,
     size_from_data,
+)
+from bbh.experiments.config import (
+    OWN_DATA,
+    ExperimentConfig,
+    config_hash,
+    config_to_dict,
+    plain_value,
 )
 from bbh.experiments.progress import progress_bar
 from bbh.experiments.runs import RunError, RunFolder, check_writable, save_model

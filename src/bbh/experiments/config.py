@@ -116,7 +116,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class NetConfig:
-    """The primary network: a name from ``bbh.experiments.builders.NETS`` and its options."""
+    """The primary network: a name from ``bbh.nets.NETS`` and its options."""
 
     name: str
     options: dict[str, Any] = field(default_factory=dict)
@@ -601,8 +601,8 @@ def _check_value(f: dataclasses.Field[Any], value: Any, source: str, key: str) -
 
 def _check_experiment(cfg: ExperimentConfig, source: str) -> None:
     """Cross-field checks, and method / net names and option names against their registries."""
-    from bbh.experiments.builders import NETS
     from bbh.methods import METHODS
+    from bbh.nets import NETS
 
     if cfg.method.name not in METHODS:
         raise ConfigError(
