@@ -31,6 +31,7 @@ from bbh.attacks.gradient import (
 from bbh.metrics._validation import check_labels
 from bbh.metrics.uncertainty import EntropyForm, entropy_cdf_area, predictive_entropy
 from bbh.options import parse_enum
+from bbh.progress import Progress
 from bbh.validation import at_least, checked_args
 
 __all__ = ["PAPER_EPSILONS", "AttackName", "robustness_curve"]
@@ -96,8 +97,6 @@ def robustness_curve(
     if uncertainty_threshold is not None and not math.isfinite(float(uncertainty_threshold)):
         raise ValueError(f"uncertainty_threshold must be finite, got {uncertainty_threshold!r}")
     eval_samples = num_samples if getattr(method, "stochastic", True) else 1
-
-    from bbh.evaluation.progress import Progress  # lazy: evaluation imports this module
 
     n = x.shape[0]
     correct = torch.zeros(len(eps_list), n, dtype=torch.bool)

@@ -12,7 +12,6 @@ from bbh.evaluation.evaluate import (
     to_jsonable,
     write_json,
 )
-from bbh.evaluation.progress import Progress
 from bbh.evaluation.regression import evaluate_regression, predict_regression
 from bbh.evaluation.studies import (
     PAPER_MIXUP,
@@ -28,6 +27,7 @@ from bbh.evaluation.studies import (
     sample_probs,
     weight_statistics,
 )
+from bbh.progress import Progress
 
 __all__ = [
     "PAPER_MIXUP",

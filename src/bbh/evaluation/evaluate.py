@@ -29,7 +29,6 @@ from torch import Tensor
 from bbh import io as bbh_io
 from bbh.attacks.curve import PAPER_EPSILONS, robustness_curve
 from bbh.attacks.gradient import InputTransform
-from bbh.evaluation.progress import Progress
 from bbh.inputs import Inputs, named_tensors, split
 from bbh.inputs import batch_size as rows
 from bbh.metrics._validation import check_labels
@@ -49,6 +48,7 @@ from bbh.metrics.uncertainty import (
     floor_roundoff,
     predictive_entropy,
 )
+from bbh.progress import Progress
 from bbh.validation import (
     at_least,
     check_finite,

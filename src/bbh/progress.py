@@ -1,4 +1,8 @@
-"""A one-line progress report on stderr for long evaluations (no tqdm dependency)."""
+"""A one-line progress report on stderr for long evaluations (no tqdm dependency).
+
+A core module (it imports nothing of ``bbh``), so that the attacks and the evaluation both use it
+without one importing the other's package (``docs/architecture.md``, "Layers").
+"""
 
 from __future__ import annotations
 
