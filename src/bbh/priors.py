@@ -13,6 +13,8 @@
   the data do not constrain drift to a spread of 1, hundreds of times their typical size, which
   makes the posterior at the ELBO's optimum under-confident and takes ``log sigma`` many steps to
   reach; under the fan-in prior they settle at their layer's scale.
+- ``gaussian_kl_to_isotropic``, ``gaussian_kl_diag``: closed-form KLs between diagonal Gaussians
+  (Bayes by Backprop's and MNF's), also named in ``bbh.divergences.gaussian``.
 
 A prior whose scales differ between tensors must be bound to the weights' layout before use
 (:meth:`GaussianPrior.bind`: the methods do it); it is an ``nn.Module`` only so that its scales
@@ -223,3 +225,46 @@ def fan_in_tensor_scales(spec: ParamSpec, net: nn.Module, gain: float) -> list[f
         fan = math.prod(shape[1:]) if len(shape) >= 2 else 1
         scales.append(gain / math.sqrt(max(fan, 1)))
     return scales
+
+
+# Closed-form KL divergences between diagonal Gaussians (Bayes by Backprop, MNF):
+# KL(N(mu, sigma^2) || N(0, s^2)) = sum[log(s / sigma) + (sigma^2 + mu^2) / (2 s^2) - 1/2]
+# (Blundell et al. 2015; Kingma and Welling 2014, appendix B). Here, below the posteriors that
+# use them, so that bbh.posteriors need not import bbh.divergences (docs/architecture.md).
+
+
+def gaussian_kl_to_isotropic(mean: Tensor, log_var: Tensor, prior_scale: float | Tensor) -> Tensor:
+    """``KL(N(mean, exp(log_var)) || N(0, prior_scale^2 I))``, summed over every element;
+    ``prior_scale`` a number or one scale per element (a fan-in prior's ``[D]``)."""
+    if mean.shape != log_var.shape:
+        raise ValueError(f"mean {list(mean.shape)} and log_var {list(log_var.shape)} differ")
+    if isinstance(prior_scale, Tensor):
+        if prior_scale.shape != mean.shape or not bool((prior_scale > 0).all()):
+            raise ValueError(
+                f"prior_scale must be positive, a number or of the mean's shape {list(mean.shape)}"
+            )
+        log_s2 = 2 * prior_scale.log()
+        s2: float | Tensor = prior_scale * prior_scale
+        return 0.5 * (log_s2 - log_var + (log_var.exp() + mean.pow(2)) / s2 - 1.0).sum()
+    if not prior_scale > 0:
+        raise ValueError(f"prior_scale must be positive, got {prior_scale!r}")
+    s2 = prior_scale**2
+    return 0.5 * (math.log(s2) - log_var + (log_var.exp() + mean.pow(2)) / s2 - 1.0).sum()
+
+
+def gaussian_kl_diag(
+    mean_q: Tensor, log_var_q: Tensor, mean_p: Tensor, log_var_p: Tensor
+) -> Tensor:
+    """``KL(N(mean_q, exp(log_var_q)) || N(mean_p, exp(log_var_p)))`` summed over elements."""
+    mean_q, log_var_q, mean_p, log_var_p = torch.broadcast_tensors(
+        mean_q, log_var_q, mean_p, log_var_p
+    )
+    return (
+        0.5
+        * (
+            log_var_p
+            - log_var_q
+            + (log_var_q.exp() + (mean_q - mean_p).pow(2)) / log_var_p.exp()
+            - 1
+        ).sum()
+    )

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bbh.divergences.gaussian import gaussian_kl_to_isotropic
+from bbh.priors import gaussian_kl_to_isotropic
 
 
 class MeanFieldGaussian(nn.Module):
