@@ -4,6 +4,7 @@ import os
 
 import torch
 
+from bbh._version import __version__ as __version__
 from bbh.functional import ParamSpec, sampled_forward
 from bbh.likelihoods import RegressionPrediction
 from bbh.methods import BayesByHypernet, Method, build
@@ -22,7 +23,6 @@ __all__ = [
     "load",
     "sampled_forward",
 ]
-__version__ = "0.1.0"
 
 
 def load(run: str | os.PathLike[str], device: str | torch.device | None = None) -> Method:

@@ -54,7 +54,7 @@ def folder(text: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from bbh import __version__
+    from bbh._version import __version__
 
     parser = _Parser(
         prog="bbh",

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-import bbh
+from bbh._version import __version__
 from bbh.evaluation import predict_batched
 from bbh.experiments.builders import (
     RunData,
@@ -222,7 +222,7 @@ def _train_in(
                 "config": config_to_dict(cfg),
                 "config_hash": digest,
                 "method_options": options,
-                "bbh_version": bbh.__version__,
+                "bbh_version": __version__,
                 "torch_version": torch.__version__,
                 "data_source": data.source,
                 "data_fingerprint": data.fingerprint,
@@ -254,7 +254,7 @@ def _train_in(
                 run.model_file,
                 method,
                 {"config": config_to_dict(cfg), "config_hash": digest,
-                 "bbh_version": bbh.__version__},
+                 "bbh_version": __version__},
             )  # fmt: skip
             summary = {
                 "config_hash": digest,
