@@ -22,7 +22,7 @@ __all__ = [
     "load",
     "sampled_forward",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def load(run: str | os.PathLike[str], device: str | torch.device | None = None) -> Method:
