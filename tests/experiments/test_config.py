@@ -162,6 +162,13 @@ def test_bad_names_and_options(tmp_path):
         load_config(_write(tmp_path, BASE.split("[method]")[0]))
 
 
+def test_a_folder_named_like_a_shipped_config_does_not_hide_it(tmp_path, monkeypatch):
+    # `bbh demo --out demo` run folders sit at demo/map, ...; the reports read demo/map's config
+    (tmp_path / "demo" / "map").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert load_config("demo/map", scale="cpu").name == load_config("demo/map").name
+
+
 def test_missing_malformed_and_cyclic_files(tmp_path):
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "nope.toml")

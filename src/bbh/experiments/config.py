@@ -272,7 +272,8 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     """A shipped config name (``mnist/map``) or a path to a TOML file."""
     text = str(name_or_path)
     path = Path(text)
-    if path.suffix == ".toml" or path.exists():
+    # a folder named like a shipped config (`bbh demo --out demo` leaves demo/map) is not one
+    if path.suffix == ".toml" or path.is_file():
         if not path.is_file():
             raise ConfigError(f"{text}: no such config file")
         return path

@@ -348,7 +348,9 @@ class BayesByHypernet(TemperedKL, Method):
             LeNet-5, ``deterministic=["fc1"]`` generates 31k of the 431k weights
             (docs/performance.md: its step time and calibration).
         forward_mode: ``auto``, ``vmap`` or ``loop`` (see ``bbh.functional.sampled_forward``).
-        chunk_size, num_chunks, embedding_dim: options of the chunked generator (give
+        chunk_size: weights per chunk of the chunked generator.
+        embedding_dim: the size of each chunk's learned embedding (chunked generator).
+        num_chunks: the chunked generator's number of chunks (give
             ``chunk_size`` or ``num_chunks``; default ``hidden[-1]`` chunks). Its shared output
             layer has ``hidden[-1] * D / num_chunks`` parameters, about D by default;
             ``num_chunks="auto"`` picks the count with the fewest parameters in all

@@ -50,7 +50,8 @@ class MCDropout(PenalisedNLL):
         net: any ``nn.Module``.
         p: dropout probability in [0, 1) (the paper: 0.5).
         insert_after: names of modules whose outputs get dropout (see the module docstring).
-        prior_scale, weight_decay: the L2 term, as in ``MAP`` (the paper: ``paper``).
+        prior_scale: s of the Gaussian prior of the L2 term, as in ``MAP``.
+        weight_decay: the L2 term's form, as in ``MAP`` (the paper: ``paper``).
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
     """
 

@@ -39,10 +39,13 @@ class MNF(Method):
     Args:
         net: an ``nn.Module`` (copied; the user's net is not changed).
         prior_scale: s of the weight prior ``N(0, s^2)``.
-        init_log_var, init_log_var_std: initial weight log-variance and its jitter.
+        init_log_var: initial weight log-variance.
+        init_log_var_std: the jitter of the initial weight log-variance.
         max_std: bound on the weight standard deviation (a soft clamp that passes gradients).
-        flow_steps, flow_hidden: the flow of ``q(z)`` (the paper: 2, 50).
-        aux_flow_steps, aux_flow_hidden: the flow of ``r(z | W)`` (the paper: 2, 100).
+        flow_steps: steps of the flow of ``q(z)`` (the paper: 2).
+        flow_hidden: hidden units of the flow of ``q(z)`` (the paper: 50).
+        aux_flow_steps: steps of the flow of ``r(z | W)`` (the paper: 2).
+        aux_flow_hidden: hidden units of the flow of ``r(z | W)`` (the paper: 100).
         q0_init_log_var: initial log-variance of ``q0(z)`` (the paper: log 0.1).
         deterministic: module names (or ``"norm"``) kept as point estimates.
         num_train_samples: stochastic forward passes per training step.
