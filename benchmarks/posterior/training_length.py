@@ -225,11 +225,24 @@ def continue_sigma(
             frozen.append(name)
     model.temperature_candidates = None  # keep the chosen temperature
     x, y = suite.train
+    every = max(1, steps // TRAJECTORY_POINTS)
+    trajectory: list[dict[str, Any]] = []
+
+    class Trajectory(FitHooks):
+        def on_step(self, step: int) -> None:
+            if step % every == 0 or step == steps:
+                trajectory.append({"step": step, "sigma": sigma_quantiles(model)})
+
     fit(
         model, x, y, steps=steps, batch_size=100, kl_schedule=constant(kl_weight),
-        seed=seed + 1, log_every=steps, lr_schedule="constant",
+        seed=seed + 1, log_every=steps, lr_schedule="constant", hooks=Trajectory(),
     )  # fmt: skip
-    return {"steps": steps, "frozen": len(frozen), "sigma": sigma_quantiles(model)}
+    return {
+        "steps": steps,
+        "frozen": len(frozen),
+        "sigma": sigma_quantiles(model),
+        "trajectory": trajectory,
+    }
 
 
 METRICS = ("accuracy", "nll", "ece", "confidence_minus_accuracy", "ood_auroc")
