@@ -141,6 +141,20 @@ def predict(model: Any, x: torch.Tensor, samples: int) -> torch.Tensor:
     return torch.cat([model.predict(b, n) for b in x.split(1000)])
 
 
+def sigma_recorder(model: Any, steps: int) -> tuple[FitHooks, list[dict[str, Any]]]:
+    """Hooks for ``fit`` that record the sigma quantiles at ``TRAJECTORY_POINTS`` steps of a
+    ``steps``-step run, and the list they fill."""
+    every = max(1, steps // TRAJECTORY_POINTS)
+    trajectory: list[dict[str, Any]] = []
+
+    class Trajectory(FitHooks):
+        def on_step(self, step: int) -> None:
+            if step % every == 0 or step == steps:
+                trajectory.append({"step": step, "sigma": sigma_quantiles(model)})
+
+    return Trajectory(), trajectory
+
+
 def run_one(
     suite: Suite,
     method: str,
@@ -160,18 +174,11 @@ def run_one(
         else constant(1.0)
     )
     model = bbh.build(method, suite.make_net(), **options)
-    every = max(1, steps // TRAJECTORY_POINTS)
-    trajectory: list[dict[str, Any]] = []
-
-    class Trajectory(FitHooks):
-        def on_step(self, step: int) -> None:
-            if step % every == 0 or step == steps:
-                trajectory.append({"step": step, "sigma": sigma_quantiles(model)})
-
+    hooks, trajectory = sigma_recorder(model, steps)
     start = time.perf_counter()
     result = fit(
         model, x, y, steps=steps, batch_size=100, kl_schedule=schedule, seed=seed,
-        log_every=steps, hooks=Trajectory(), validation=suite.val, lr_schedule=lr_schedule,
+        log_every=steps, hooks=hooks, validation=suite.val, lr_schedule=lr_schedule,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     p_in, p_val = predict(model, suite.test[0], suite.samples), predict(model, suite.val[0], 20)
@@ -225,17 +232,10 @@ def continue_sigma(
             frozen.append(name)
     model.temperature_candidates = None  # keep the chosen temperature
     x, y = suite.train
-    every = max(1, steps // TRAJECTORY_POINTS)
-    trajectory: list[dict[str, Any]] = []
-
-    class Trajectory(FitHooks):
-        def on_step(self, step: int) -> None:
-            if step % every == 0 or step == steps:
-                trajectory.append({"step": step, "sigma": sigma_quantiles(model)})
-
+    hooks, trajectory = sigma_recorder(model, steps)
     fit(
         model, x, y, steps=steps, batch_size=100, kl_schedule=constant(kl_weight),
-        seed=seed + 1, log_every=steps, lr_schedule="constant", hooks=Trajectory(),
+        seed=seed + 1, log_every=steps, lr_schedule="constant", hooks=hooks,
     )  # fmt: skip
     return {
         "steps": steps,
