@@ -141,6 +141,27 @@ def predict(model: Any, x: torch.Tensor, samples: int) -> torch.Tensor:
     return torch.cat([model.predict(b, n) for b in x.split(1000)])
 
 
+def score(model: Any, suite: Suite) -> dict[str, float]:
+    """Test accuracy, NLL, ECE, confidence minus accuracy and the OOD AUROC of the entropy."""
+    p_in = predict(model, suite.test[0], suite.samples)
+    return score_predictions(p_in, suite.test[1], predict(model, suite.ood, suite.samples))
+
+
+def score_predictions(
+    p_in: torch.Tensor, yt: torch.Tensor, p_out: torch.Tensor
+) -> dict[str, float]:
+    acc = metrics.accuracy(p_in, yt)
+    return {
+        "accuracy": acc,
+        "nll": metrics.nll(p_in, yt),
+        "ece": metrics.expected_calibration_error(p_in, yt),
+        "confidence_minus_accuracy": float(p_in.max(-1).values.mean()) - acc,
+        "ood_auroc": metrics.auroc(
+            metrics.predictive_entropy(p_in), metrics.predictive_entropy(p_out)
+        ),
+    }
+
+
 def sigma_recorder(model: Any, steps: int) -> tuple[FitHooks, list[dict[str, Any]]]:
     """Hooks for ``fit`` that record the sigma quantiles at ``TRAJECTORY_POINTS`` steps of a
     ``steps``-step run, and the list they fill."""
@@ -181,15 +202,15 @@ def run_one(
         log_every=steps, hooks=hooks, validation=suite.val, lr_schedule=lr_schedule,
     )  # fmt: skip
     seconds = time.perf_counter() - start
+    # in this order: the records' predictions draw their weight samples as before
     p_in, p_val = predict(model, suite.test[0], suite.samples), predict(model, suite.val[0], 20)
-    p_out = predict(model, suite.ood, suite.samples)
-    yt = suite.test[1]
-    acc = metrics.accuracy(p_in, yt)
+    scores = score_predictions(p_in, suite.test[1], predict(model, suite.ood, suite.samples))
     final = sigma_quantiles(model)
     marginal = marginal_std_quantiles(model)
     continued = None
     if sigma_continuation and final:
         continued = continue_sigma(model, suite, sigma_continuation, schedule(steps), seed)
+        continued["scores"] = score(model, suite)  # the posterior with sigma settled
     return {
         "method": method,
         "options": options,
@@ -198,13 +219,7 @@ def run_one(
         "seed": seed,
         "steps": steps,
         "epochs": steps / per_epoch,
-        "accuracy": acc,
-        "nll": metrics.nll(p_in, yt),
-        "ece": metrics.expected_calibration_error(p_in, yt),
-        "confidence_minus_accuracy": float(p_in.max(-1).values.mean()) - acc,
-        "ood_auroc": metrics.auroc(
-            metrics.predictive_entropy(p_in), metrics.predictive_entropy(p_out)
-        ),
+        **scores,
         "val_nll": metrics.nll(p_val, suite.val[1]),
         "temperature": result.temperature.to_dict() if result.temperature else None,
         "train_seconds": round(seconds, 1),
