@@ -7,9 +7,10 @@ this folder on ``sys.path``.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 import bbh
@@ -70,3 +71,34 @@ def print_table(
             f"{name:<8}"
             + "".join(f"{'-':>{width}}" if v is None else f"{v:>{width}.3f}" for v in cells)
         )
+
+
+def compare_classifiers(
+    make_net: Callable[[], nn.Module],
+    train_data: tuple[Any, Tensor],
+    val: tuple[Any, Tensor],
+    test: tuple[Any, Tensor],
+    *,
+    num_classes: int,
+    steps: int,
+    seed: int,
+    quick: bool,
+    num_samples: int,
+) -> dict[str, dict[str, float]]:
+    """The class-frequency predictor, then each of ``METHODS`` on a fresh ``make_net()`` (the
+    same initial weights for both), scored on ``test`` and printed as a table."""
+    x, y = train_data
+    test_x, test_y = test
+    # The trivial predictor: the training split's class frequencies for every input.
+    prior = torch.bincount(y, minlength=num_classes).double() / len(y)
+    results = {"prior": classification_scores(prior.expand(len(test_y), -1), test_y)}
+    for name in METHODS:
+        torch.manual_seed(seed)  # the same initial net for both
+        method, seconds = train(name, make_net(), x, y, val, steps=steps, seed=seed, quick=quick)
+        with torch.no_grad():
+            probs = method.predict(test_x, num_samples=num_samples)
+        results[name] = {**classification_scores(probs, test_y), "train_cpu_s": seconds}
+
+    print("\ntest split:")
+    print_table(results, ("accuracy", "nll", "ece", "train_cpu_s"))
+    return results

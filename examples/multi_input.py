@@ -27,7 +27,7 @@ import torch
 from sklearn.datasets import load_breast_cancer
 from torch import Tensor, nn
 
-from _common import METHODS, classification_scores, print_table, train
+from _common import compare_classifiers
 
 Inputs = dict[str, Tensor]
 GROUPS = {"mean": "mean ", "error": " error", "worst": "worst "}  # group -> feature-name part
@@ -82,19 +82,17 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     (x, y), val, (test_x, test_y) = splits["train"], splits["val"], splits["test"]
     print(f"breast cancer: {len(y)} train, {len(val[1])} validation, {len(test_y)} test")
 
-    prior = torch.bincount(y, minlength=2).double() / len(y)
-    results = {"prior": classification_scores(prior.expand(len(test_y), -1), test_y)}
-    for name in METHODS:
-        torch.manual_seed(args.seed)  # the same initial net for both
-        net = ThreeTowers()
-        method, seconds = train(name, net, x, y, val, steps=steps, seed=args.seed, quick=args.quick)
-        with torch.no_grad():
-            probs = method.predict(test_x, num_samples=100)
-        results[name] = {**classification_scores(probs, test_y), "train_cpu_s": seconds}
-
-    print("\ntest split:")
-    print_table(results, ("accuracy", "nll", "ece", "train_cpu_s"))
-    return results
+    return compare_classifiers(
+        lambda: ThreeTowers(),
+        (x, y),
+        val,
+        (test_x, test_y),
+        num_classes=2,
+        steps=steps,
+        seed=args.seed,
+        quick=args.quick,
+        num_samples=100,
+    )
 
 
 if __name__ == "__main__":

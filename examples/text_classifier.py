@@ -41,7 +41,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from _common import METHODS, classification_scores, print_table, train
+from _common import compare_classifiers
 
 FAMILIES: dict[str, tuple[str, ...]] = {
     "text": ("string", "re", "textwrap", "difflib", "unicodedata", "codecs", "html.parser",
@@ -169,20 +169,17 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     sizes = ", ".join(f"{len(v[1])} {k}" for k, v in splits.items())
     print(f"stdlib docstrings, {num_classes} module families: {sizes}; vocabulary {vocab_size}")
 
-    # The trivial predictor: the training split's class frequencies for every input.
-    prior = torch.bincount(y, minlength=num_classes).double() / len(y)
-    results = {"prior": classification_scores(prior.expand(len(test_y), -1), test_y)}
-    for name in METHODS:
-        torch.manual_seed(args.seed)  # the same initial net for both
-        net = LSTMClassifier(vocab_size, num_classes)
-        method, seconds = train(name, net, x, y, val, steps=steps, seed=args.seed, quick=args.quick)
-        with torch.no_grad():
-            probs = method.predict(test_x, num_samples=50)
-        results[name] = {**classification_scores(probs, test_y), "train_cpu_s": seconds}
-
-    print("\ntest split:")
-    print_table(results, ("accuracy", "nll", "ece", "train_cpu_s"))
-    return results
+    return compare_classifiers(
+        lambda: LSTMClassifier(vocab_size, num_classes),
+        (x, y),
+        val,
+        (test_x, test_y),
+        num_classes=num_classes,
+        steps=steps,
+        seed=args.seed,
+        quick=args.quick,
+        num_samples=50,
+    )
 
 
 if __name__ == "__main__":
