@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bbh.posteriors.tensor_scale import add_per_tensor, checked_tensor_sizes
 from bbh.priors import gaussian_kl_to_isotropic
 
 
@@ -50,14 +51,8 @@ class MeanFieldGaussian(nn.Module):
         self.tensor_sizes: tuple[int, ...] = ()
         self.log_var_tensor: nn.Parameter | None = None
         if tensor_sizes is not None:
-            sizes = tuple(int(n) for n in tensor_sizes)
-            if not sizes or min(sizes) < 1 or sum(sizes) != init_mean.shape[0]:
-                raise ValueError(
-                    f"tensor_sizes must be sizes >= 1 summing to D = {init_mean.shape[0]}; got "
-                    f"{len(sizes)} sizes summing to {sum(sizes)}"
-                )
-            self.tensor_sizes = sizes
-            self.log_var_tensor = nn.Parameter(init_mean.new_zeros(len(sizes)))
+            self.tensor_sizes = checked_tensor_sizes(tensor_sizes, init_mean.shape[0])
+            self.log_var_tensor = nn.Parameter(init_mean.new_zeros(len(self.tensor_sizes)))
 
     def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
         if self.log_var_tensor is not None and prefix + "log_var" in state_dict:
@@ -70,14 +65,7 @@ class MeanFieldGaussian(nn.Module):
         """Each weight's log-variance ``[D]``: its own plus its tensor's shift."""
         if self.log_var_tensor is None:
             return self.log_var
-        return torch.cat(
-            [
-                part + shift
-                for part, shift in zip(
-                    self.log_var.split(self.tensor_sizes), self.log_var_tensor, strict=True
-                )
-            ]
-        )
+        return add_per_tensor(self.log_var, self.log_var_tensor, self.tensor_sizes)
 
     @property
     def dim(self) -> int:

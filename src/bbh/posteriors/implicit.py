@@ -22,6 +22,8 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from bbh.posteriors.tensor_scale import add_per_tensor, checked_tensor_sizes
+
 
 class Generator(Protocol):
     """What a generator offers the posterior (``bbh.hypernets``)."""
@@ -140,14 +142,10 @@ class ImplicitPosterior(nn.Module):
         #: one log-scale per run, stored as ``log_sigma_param`` is; ``None`` without
         self.log_sigma_tensor_param: nn.Parameter | None = None
         if tensor_sizes is not None and weight_noise is not None:
-            sizes = tuple(int(n) for n in tensor_sizes)
-            if not sizes or min(sizes) < 1 or sum(sizes) != dim:
-                raise ValueError(
-                    f"tensor_sizes must be sizes >= 1 summing to D = {dim}; got {len(sizes)} "
-                    f"sizes summing to {sum(sizes)}"
-                )
-            self.tensor_sizes = sizes
-            self.log_sigma_tensor_param = nn.Parameter(torch.zeros(len(sizes), dtype=ref.dtype))
+            self.tensor_sizes = checked_tensor_sizes(tensor_sizes, dim)
+            self.log_sigma_tensor_param = nn.Parameter(
+                torch.zeros(len(self.tensor_sizes), dtype=ref.dtype)
+            )
         #: the scale ``log_sigma_param`` is stored at, saved with it: a file trained at another
         #: ``sigma_rate`` loads to the same sigma (``_load_from_state_dict``)
         self.register_buffer("saved_log_sigma_scale", torch.tensor(float(log_sigma_scale)))
@@ -181,12 +179,7 @@ class ImplicitPosterior(nn.Module):
         if self.log_sigma_tensor_param is None:
             return log_sigma
         shift = self.log_sigma_tensor_param * self.log_sigma_scale
-        return torch.cat(
-            [
-                part + level
-                for part, level in zip(log_sigma.split(self.tensor_sizes), shift, strict=True)
-            ]
-        )
+        return add_per_tensor(log_sigma, shift, self.tensor_sizes)
 
     def _per_weight_log_sigma(self, log_sigma: Tensor) -> Tensor:
         """``log_sigma_param``'s values (times its scale) expanded to ``[D]`` by the blocks."""
