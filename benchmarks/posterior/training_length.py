@@ -41,7 +41,7 @@ from bbh import metrics
 from bbh.io import atomic_write, write_json
 from bbh.nets import MLP, LeNet5
 from bbh.training import FitHooks, annealing, constant, fit
-from bbh.training.schedules import LR_SCHEDULES
+from bbh.training.schedules import LR_SCHEDULES, SETTLE_FRACTION
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness import finish_load, load_guard, machine_info
@@ -111,12 +111,17 @@ def sigma_quantiles(model: Any) -> dict[str, list[float]]:
 
 
 @torch.no_grad()
-def marginal_std_quantiles(model: Any, samples: int = 100) -> dict[str, list[float]]:
-    """Per tensor, the 10/50/90% quantiles of q's marginal std per weight (from ``samples``
-    draws): for BbH the spread of ``G(z)`` and ``sigma * eps`` together, what the predictions
-    see; ``{}`` for a method without weight samples."""
+def marginal_moments(
+    model: Any, samples: int = 100
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Per tensor, the 10/50/90% quantiles of q's marginal std per weight and the root mean
+    square of q's means (from ``samples`` draws): for BbH the spread of ``G(z)`` and
+    ``sigma * eps`` together, what the predictions see. The means' scale tells apart runs
+    whose layers settled at other scales (a ReLU net's function is unchanged when one layer's
+    weights grow by c and the next's shrink by c; only the weak prior term picks c), which
+    moves sigma with them. ``({}, {})`` for a method without weight samples."""
     if sigma_of(model) is None:
-        return {}
+        return {}, {}
     total = total_sq = None
     for _ in range(samples // 25):
         w = model.sample_weights(25).double()
@@ -126,13 +131,20 @@ def marginal_std_quantiles(model: Any, samples: int = 100) -> dict[str, list[flo
     n = 25 * (samples // 25)
     assert total is not None and total_sq is not None
     std = ((total_sq - total.pow(2) / n) / (n - 1)).clamp_min(0).sqrt().float()
+    mean = (total / n).float()
     spec = list(model.spec)
-    std = std[: sum(e.numel for e in spec)]
+    sizes = [e.numel for e in spec]
+    std, mean = std[: sum(sizes)], mean[: sum(sizes)]
     q = torch.tensor([0.1, 0.5, 0.9])
-    return {
+    stds = {
         e.name: [round(float(v), 5) for v in part.quantile(q)]
-        for e, part in zip(spec, std.split([e.numel for e in spec]), strict=True)
+        for e, part in zip(spec, std.split(sizes), strict=True)
     }
+    rms = {
+        e.name: round(float(part.pow(2).mean().sqrt()), 5)
+        for e, part in zip(spec, mean.split(sizes), strict=True)
+    }
+    return stds, rms
 
 
 @torch.no_grad()
@@ -184,6 +196,7 @@ def run_one(
     options: dict[str, Any],
     lr_schedule: str = "cooldown",
     sigma_continuation: int = 0,
+    settle_fraction: float = SETTLE_FRACTION,
 ) -> dict[str, Any]:
     torch.manual_seed(seed)
     x, y = suite.train
@@ -200,13 +213,14 @@ def run_one(
     result = fit(
         model, x, y, steps=steps, batch_size=100, kl_schedule=schedule, seed=seed,
         log_every=steps, hooks=hooks, validation=suite.val, lr_schedule=lr_schedule,
+        settle_fraction=settle_fraction,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     # in this order: the records' predictions draw their weight samples as before
     p_in, p_val = predict(model, suite.test[0], suite.samples), predict(model, suite.val[0], 20)
     scores = score_predictions(p_in, suite.test[1], predict(model, suite.ood, suite.samples))
     final = sigma_quantiles(model)
-    marginal = marginal_std_quantiles(model)
+    marginal, mean_rms = marginal_moments(model)
     continued = None
     if sigma_continuation and final:
         continued = continue_sigma(model, suite, sigma_continuation, schedule(steps), seed)
@@ -215,6 +229,7 @@ def run_one(
         "method": method,
         "options": options,
         "lr_schedule": lr_schedule,
+        "settle_fraction": settle_fraction,
         "multiple": multiple,
         "seed": seed,
         "steps": steps,
@@ -225,6 +240,7 @@ def run_one(
         "train_seconds": round(seconds, 1),
         "sigma_final": final,
         "marginal_std_final": marginal,
+        "mean_rms_final": mean_rms,
         "sigma_trajectory": trajectory,
         "sigma_continued": continued,
     }
@@ -367,6 +383,12 @@ def main() -> None:
         help="after each run, train sigma alone for STEPS more steps (the means frozen) and "
         "record where it goes: a sigma at its optimum for the trained means stays",
     )
+    parser.add_argument(
+        "--settle-fraction",
+        type=float,
+        default=SETTLE_FRACTION,
+        help="fit's: the last fraction of the run in which sigma trains alone (0: none)",
+    )
     parser.add_argument("--tag", default="", help="names the runs of --options apart")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("runs/training_length"))
@@ -399,7 +421,7 @@ def main() -> None:
                     continue
                 row = run_one(
                     suite, method, multiple, seed, json.loads(args.options), args.lr_schedule,
-                    args.sigma_continuation,
+                    args.sigma_continuation, args.settle_fraction,
                 )  # fmt: skip
                 row["method"] = name
                 row["load"] = finish_load(dict(load))
