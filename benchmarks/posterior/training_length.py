@@ -41,7 +41,7 @@ from bbh import metrics
 from bbh.io import atomic_write, write_json
 from bbh.nets import MLP, LeNet5
 from bbh.training import FitHooks, annealing, constant, fit
-from bbh.training.schedules import LR_SCHEDULES, SETTLE_FRACTION
+from bbh.training.schedules import LR_SCHEDULES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness import finish_load, load_guard, machine_info
@@ -196,7 +196,6 @@ def run_one(
     options: dict[str, Any],
     lr_schedule: str = "cooldown",
     sigma_continuation: int = 0,
-    settle_fraction: float = SETTLE_FRACTION,
 ) -> dict[str, Any]:
     torch.manual_seed(seed)
     x, y = suite.train
@@ -213,7 +212,6 @@ def run_one(
     result = fit(
         model, x, y, steps=steps, batch_size=100, kl_schedule=schedule, seed=seed,
         log_every=steps, hooks=hooks, validation=suite.val, lr_schedule=lr_schedule,
-        settle_fraction=settle_fraction,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     # in this order: the records' predictions draw their weight samples as before
@@ -229,7 +227,6 @@ def run_one(
         "method": method,
         "options": options,
         "lr_schedule": lr_schedule,
-        "settle_fraction": settle_fraction,
         "multiple": multiple,
         "seed": seed,
         "steps": steps,
@@ -383,12 +380,6 @@ def main() -> None:
         help="after each run, train sigma alone for STEPS more steps (the means frozen) and "
         "record where it goes: a sigma at its optimum for the trained means stays",
     )
-    parser.add_argument(
-        "--settle-fraction",
-        type=float,
-        default=SETTLE_FRACTION,
-        help="fit's: the last fraction of the run in which sigma trains alone (0: none)",
-    )
     parser.add_argument("--tag", default="", help="names the runs of --options apart")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("runs/training_length"))
@@ -421,7 +412,7 @@ def main() -> None:
                     continue
                 row = run_one(
                     suite, method, multiple, seed, json.loads(args.options), args.lr_schedule,
-                    args.sigma_continuation, args.settle_fraction,
+                    args.sigma_continuation,
                 )  # fmt: skip
                 row["method"] = name
                 row["load"] = finish_load(dict(load))

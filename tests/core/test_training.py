@@ -174,14 +174,6 @@ def test_lr_schedule_names_agree_between_config_and_training():
     assert in_config == LR_SCHEDULES
 
 
-def test_settle_fraction_defaults_agree_between_config_and_training():
-    from bbh.experiments.config import SETTLE_FRACTION as in_config
-    from bbh.experiments.config import TrainConfig
-    from bbh.training.schedules import SETTLE_FRACTION
-
-    assert in_config == SETTLE_FRACTION == TrainConfig().settle_fraction
-
-
 @pytest.mark.parametrize("name", ["bbh", "bbb"])
 def test_a_cosine_schedule_leaves_the_posteriors_scale_at_its_rate(name):
     """The decay settles the means; sigma keeps its rate so that it reaches its optimum."""
@@ -201,8 +193,7 @@ def test_a_cosine_schedule_leaves_the_posteriors_scale_at_its_rate(name):
             if step == 19:
                 before[:] = [p.detach().clone() for p in m.parameters()]
 
-    # no settling phase here: the last step of the decay itself
-    fit(m, x, y, steps=20, batch_size=10, lr_schedule="cosine", hooks=Last(), settle_fraction=0)
+    fit(m, x, y, steps=20, batch_size=10, lr_schedule="cosine", hooks=Last())
     moved = {
         id(p): (p.detach() - b).abs().max().item()
         for p, b in zip(m.parameters(), before, strict=True)
@@ -212,69 +203,3 @@ def test_a_cosine_schedule_leaves_the_posteriors_scale_at_its_rate(name):
     factor = (1 + math.cos(math.pi * 19 / 20)) / 2
     others = [v for k, v in moved.items() if k not in scale_params]
     assert max(others) < 3e-3 * factor  # decayed (an Adam step may exceed lr a little)
-
-
-def test_group_lr_factor_compresses_the_schedule_before_the_settling_steps():
-    from bbh.training.schedules import group_lr_factor, lr_factor, settle_steps
-
-    assert settle_steps(100, 0.1) == 10 and settle_steps(100, 0.0) == 0
-    with pytest.raises(ValueError, match=r"settle_fraction must be in \[0, 1\)"):
-        settle_steps(100, 1.0)
-    rest = [group_lr_factor("cooldown", s, 100, own_schedule=None, settle=10) for s in range(100)]
-    assert rest[:90] == [lr_factor("cooldown", s, 90) for s in range(90)]
-    assert rest[90:] == [0.0] * 10
-    for s in (0, 99):
-        assert group_lr_factor("cooldown", s, 100, own_schedule="constant", settle=10) == 1.0
-
-
-class _Snapshots(FitHooks):
-    """The parameters after every step."""
-
-    def __init__(self, model):
-        self.model = model
-        self.after: dict[int, list[torch.Tensor]] = {}
-
-    def on_step(self, step: int) -> None:
-        self.after[step] = [p.detach().clone() for p in self.model.parameters()]
-
-
-@pytest.mark.parametrize("name", ["bbh", "bbb"])
-def test_the_posteriors_scale_trains_alone_in_the_last_steps(name):
-    """The means stop for the last ``settle_fraction`` of the run; sigma keeps training."""
-    torch.manual_seed(0)
-    m = build(name, nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2)), temperature=1.0)
-    groups = m.optimizer_groups(1e-3)
-    scale_params = {id(p) for p in groups[1]["params"]}
-    x = torch.randn(40, 2)
-    y = (x[:, 0] > 0).long()
-    hooks = _Snapshots(m)
-    fit(m, x, y, steps=20, batch_size=10, settle_fraction=0.25, hooks=hooks)
-    names = [id(p) for p in m.parameters()]
-
-    def moved(step: int) -> dict[int, float]:
-        pairs = zip(names, hooks.after[step], hooks.after[step - 1], strict=True)
-        return {k: (a - b).abs().max().item() for k, a, b in pairs}
-
-    for step in range(16, 21):  # the last 5 steps: only the scale moves
-        m_step = moved(step)
-        assert all(v == 0.0 for k, v in m_step.items() if k not in scale_params)
-        assert all(v > 0.0 for k, v in m_step.items() if k in scale_params)
-    assert max(v for k, v in moved(15).items() if k not in scale_params) > 0.0
-
-
-def test_a_method_without_a_scale_of_its_own_trains_to_the_last_step():
-    torch.manual_seed(0)
-    m = build("map", nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2)))
-    x = torch.randn(40, 2)
-    y = (x[:, 0] > 0).long()
-    hooks = _Snapshots(m)
-    fit(m, x, y, steps=20, batch_size=10, settle_fraction=0.25, hooks=hooks)
-    last = zip(hooks.after[20], hooks.after[19], strict=True)
-    assert max((a - b).abs().max().item() for a, b in last) > 0.0
-
-
-def test_fit_rejects_a_settle_fraction_outside_0_1():
-    m = build("map", nn.Linear(2, 2))
-    with pytest.raises(ValueError, match="settle_fraction"):
-        fit(m, torch.randn(4, 2), torch.zeros(4, dtype=torch.long), steps=1, batch_size=2,
-            settle_fraction=-0.1)  # fmt: skip

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from bbh.experiments.config import ConfigError, config_hash, load_config
+from bbh.experiments.config import config_hash, load_config
 
 OWN = """
 extends = "{base}"
@@ -69,19 +69,3 @@ def test_shipped_runs_keep_their_hash(name: str, digest: str) -> None:
     assert cfg.train.lr_schedule == "cooldown"
     assert config_hash(constant) == digest
     assert config_hash(cfg) != digest
-
-
-def test_a_run_without_a_settling_phase_keeps_its_hash() -> None:
-    """``train.settle_fraction = 0`` trains as every run before the option did: same hash; the
-    default (sigma alone for the last tenth) is another run."""
-    cfg = load_config("demo/bbh", scale="cpu")
-    without = replace(cfg, train=replace(cfg.train, settle_fraction=0.0))
-    before = "cbe853c3fe75"  # demo/bbh's hash before the option existed
-    assert cfg.train.settle_fraction == 0.1
-    assert config_hash(without) == before
-    assert config_hash(cfg) != before
-
-
-def test_a_settle_fraction_of_one_is_refused() -> None:
-    with pytest.raises(ConfigError, match=r"train.settle_fraction: 1.0 must be < 1"):
-        load_config("demo/bbh", scale="cpu", overrides=["train.settle_fraction=1.0"])

@@ -317,7 +317,6 @@ def _fit(
                     batch_size=cfg.train.batch_size,
                     lr=cfg.train.lr,
                     lr_schedule=cfg.train.lr_schedule,
-                    settle_fraction=cfg.train.settle_fraction,
                     kl_schedule=kl_schedule(cfg, per_epoch),
                     optimizer=cfg.train.optimizer,
                     seed=cfg.seed,

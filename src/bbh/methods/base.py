@@ -143,11 +143,6 @@ class Method(nn.Module):
         trainable parameter at ``lr``; a method may give some parameters another rate."""
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
 
-    def after_step(self) -> None:
-        """Called by ``bbh.training.fit`` after each optimiser step, the step's gradients still
-        in place: for what a method sets from them outside the optimiser (BbH's
-        ``sigma_update="curvature"``). Does nothing by default."""
-
     def draw_predictive(self, num_samples: int) -> Tensor | None:
         """``num_samples`` posterior draws that :meth:`predict_logits_with` applies to any batch,
         or None (the default) where the method draws its noise with each batch.

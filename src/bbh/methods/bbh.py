@@ -36,7 +36,6 @@ from bbh.likelihoods import log_mean_exp, make_likelihood
 from bbh.methods.base import Method, check_num_samples
 from bbh.methods.temperature import TemperedKL
 from bbh.options import parse_enum
-from bbh.posteriors.curvature_sigma import CurvatureSigma
 from bbh.posteriors.implicit import ImplicitPosterior
 from bbh.posteriors.last_layer import log_marginal, sample_readout
 from bbh.posteriors.layers import deterministic_predicate, select_layers
@@ -74,9 +73,6 @@ SIGMA_RATE = 3e-2
 #: the rate every run before the fan-in prior used (also the paper preset's, where no sigma is
 #: learned): a cap that held sigma far below its optimum in a normal run
 SIGMA_RATE_PAPER = 1e-3
-#: ``sigma_update``: Adam on ``log sigma`` (``gradient``) or the fixed point of the averaged
-#: curvature (``curvature``, ``bbh.posteriors.curvature_sigma``)
-SIGMA_UPDATES = ("gradient", "curvature")
 
 
 #: The options each preset fills in where the caller gives none.
@@ -521,7 +517,6 @@ class BayesByHypernet(TemperedKL, Method):
         last_layer: LastLayer | str = LastLayer.SAMPLED,
         sample_batch: int = 25,
         sigma_noise: WeightNoise | str = WeightNoise.SAMPLE,
-        sigma_update: str = "gradient",
     ):
         last_mode = parse_enum(LastLayer, last_layer, "last_layer")
         include = _combined(include, deterministic_predicate(net, deterministic))
@@ -568,12 +563,6 @@ class BayesByHypernet(TemperedKL, Method):
         sigma_noise = parse_enum(WeightNoise, sigma_noise, "sigma_noise")
         if sigma_noise is not WeightNoise.SAMPLE:  # recorded only where it is not the default
             chosen["sigma_noise"] = sigma_noise.value
-        if sigma_update not in SIGMA_UPDATES:
-            raise ValueError(
-                f"unknown sigma_update {sigma_update!r}; allowed: {list(SIGMA_UPDATES)}"
-            )
-        if sigma_update != "gradient":  # likewise
-            chosen["sigma_update"] = sigma_update
         noise_dim, num_samples, generator = (
             chosen["noise_dim"],
             chosen["num_samples"],
@@ -710,19 +699,6 @@ class BayesByHypernet(TemperedKL, Method):
         )
         if sigma_rate_given is None:  # files of before the saved scale: the old default rate
             self.hypernet.legacy_log_sigma_scale = SIGMA_RATE_PAPER / self.default_lr
-        #: ``sigma_update="curvature"``: the averages that set sigma (None: Adam trains it)
-        self.sigma_curvature: CurvatureSigma | None = None
-        self._kl_sigma_grad: tuple[Tensor, float] | None = None
-        if sigma_update == "curvature":
-            if sigma0 is None or sigma_mode is not SigmaPer.WEIGHT:
-                raise ValueError(
-                    "sigma_update='curvature' needs a sigma per weight: weight_noise > 0 and "
-                    "sigma_per='weight'"
-                )
-            shared = self.hypernet.log_sigma_tensor_param
-            if shared is not None:  # sigma is set per weight: a tensor's level too
-                shared.requires_grad_(False)
-            self.sigma_curvature = CurvatureSigma(self.spec.dim)
         self._release_generated()
         #: how training steps draw ``sigma * eps`` (see the class docstring)
         self.sigma_noise = sigma_noise
@@ -818,8 +794,6 @@ class BayesByHypernet(TemperedKL, Method):
         shared = self.hypernet.log_sigma_tensor_param
         scales = [log_sigma] if shared is None else [log_sigma, shared]
         rest = [p for p in self.parameters() if p.requires_grad and all(p is not s for s in scales)]
-        if self.sigma_curvature is not None:  # sigma is set by after_step, not the optimiser
-            return [{"params": rest, "lr": lr}]
         sigma_group = {"params": scales, "lr": lr, "lr_schedule": "constant"}
         return [{"params": rest, "lr": lr}, sigma_group]
 
@@ -952,8 +926,6 @@ class BayesByHypernet(TemperedKL, Method):
         else:
             kl = self.kl_estimator(flat, self.prior)
         loss = nll + kl_weight * self.temperature * kl / num_data
-        if self.sigma_curvature is not None and self.training and torch.is_grad_enabled():
-            self._keep_kl_sigma_grad(kl, float(kl_weight) * self.temperature / num_data)
         logs = {"nll": nll.detach(), "kl": kl.detach()}
         aux = getattr(self.kl_estimator, "auxiliary_loss", None)
         if aux is not None:
@@ -962,45 +934,6 @@ class BayesByHypernet(TemperedKL, Method):
             logs["kl_aux_loss"] = aux_loss.detach()
         logs["loss"] = loss.detach()
         return loss, logs
-
-    def _keep_kl_sigma_grad(self, kl: Tensor, kl_factor: float) -> None:
-        """The KL's gradient in ``log sigma`` for :meth:`after_step` (``sigma_update=
-        "curvature"``): the loss's gradient less this is the likelihood's."""
-        dist = torch.distributed
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            raise NotImplementedError(
-                "sigma_update='curvature' does not run under DDP yet (each rank's KL "
-                "gradient differs); train with sigma_update='gradient'"
-            )
-        param = self.hypernet.log_sigma_param
-        assert param is not None
-        (grad,) = torch.autograd.grad(kl, param, retain_graph=True)
-        self._kl_sigma_grad = (grad / self.hypernet.log_sigma_scale, kl_factor)
-
-    def after_step(self) -> None:
-        """``sigma_update="curvature"``: sigma set to the ELBO's fixed point from the averaged
-        curvature (``bbh.posteriors.curvature_sigma``), after the optimiser moved the rest."""
-        if self.sigma_curvature is None or self._kl_sigma_grad is None:
-            return
-        kl_grad, kl_factor = self._kl_sigma_grad
-        self._kl_sigma_grad = None
-        post = self.hypernet
-        param = post.log_sigma_param
-        assert param is not None
-        if param.grad is None:
-            return
-        loss_grad = param.grad / post.log_sigma_scale
-        param.grad = None  # not the optimiser's: nothing else clears it before the next step
-        log_sigma = post.log_sigma.detach()
-        scales = self.prior.weight_scales()
-        if isinstance(scales, Tensor):
-            scales = scales.detach()
-        new = self.sigma_curvature.update(log_sigma, loss_grad, kl_grad, kl_factor, scales)
-        if new is None:
-            return
-        shift = log_sigma - param.detach() * post.log_sigma_scale  # the tensor scale's part
-        with torch.no_grad():
-            param.copy_((new - shift) / post.log_sigma_scale)
 
     def predict_logits(self, x: Inputs, num_samples: int = 100) -> Tensor:
         """Outputs ``[S, B, C]`` for S fresh weight samples, run ``sample_batch`` at a time."""

@@ -48,14 +48,7 @@ from bbh.training.distributed import DDPSettings, Ranks, StepAgreement, current_
 from bbh.training.guards import TrainingGuard, TrainingWarning
 from bbh.training.rng import rng_state, set_rng_state
 from bbh.training.sampler import ShuffleSampler
-from bbh.training.schedules import (
-    LR_SCHEDULES,
-    SETTLE_FRACTION,
-    KLSchedule,
-    constant,
-    group_lr_factor,
-    settle_steps,
-)
+from bbh.training.schedules import LR_SCHEDULES, KLSchedule, constant, lr_factor
 from bbh.training.temperature import TemperatureSearch, choose_temperature, validation_nll
 from bbh.validation import at_least, check_finite, checked_args, positive, values_prechecked
 
@@ -164,7 +157,6 @@ def fit(
     val_samples: int = 20,
     temperature_steps: int | None = None,
     lr_schedule: str = "cooldown",
-    settle_fraction: float = SETTLE_FRACTION,
 ) -> FitResult:
     """Train ``method`` on ``(x, y)`` for ``steps`` minibatch steps; reshuffles every epoch.
 
@@ -189,12 +181,6 @@ def fit(
     ``method.optimizer_groups`` but those that name their own (``{"lr_schedule": "constant"}``:
     a posterior's scale, which must reach its optimum rather than freeze with the decay).
 
-    ``settle_fraction``: under a decaying ``lr_schedule``, for a method with such a group, the
-    last fraction of the steps in which every other group stops (its schedule compressed into
-    the steps before) and the posterior's scale trains alone to its optimum given the settled
-    means (``bbh.training.schedules.group_lr_factor``; 0: none). The temperature search's runs
-    end the same way.
-
     ``validation``: held-out ``(x, y)`` for a method built with ``temperature="validation"``:
     before the main training it trains from the initial state at a few temperatures for
     ``temperature_steps`` steps each (default ``steps``: shorter runs ranked the temperatures
@@ -210,7 +196,6 @@ def fit(
     """
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"unknown lr_schedule {lr_schedule!r}; allowed: {list(LR_SCHEDULES)}")
-    settle_steps(steps, settle_fraction)  # checks the fraction before any work
     x, y = _check_data(method, x, y, transform, seed)
     if validation is not None:
         validation = _check_validation(method, validation)
@@ -232,9 +217,6 @@ def fit(
     params = method.optimizer_groups(lr)
     opt = make_optimizer(params, optimizer, lr)
     base_lrs = [group["lr"] for group in opt.param_groups]
-    own_schedules = [group.get("lr_schedule") for group in opt.param_groups]
-    # the scale settles alone only where the rest decays and the scale has a rate of its own
-    settles = lr_schedule != "constant" and any(s is not None for s in own_schedules)
     if ranks is None:
         start_step, seconds_before = _resume_one(method, opt, sampler, resume, steps)
         loss_fn: Callable[..., tuple[Tensor, dict[str, Tensor]]] = method.loss
@@ -273,10 +255,8 @@ def fit(
 
     def train_step(step: int, kl_weight: float, run_steps: int = steps) -> dict[str, Tensor]:
         """Step ``step`` of a ``run_steps``-step run on the sampler's next batch; the logs."""
-        settle = settle_steps(run_steps, settle_fraction) if settles else 0
-        for group, base, own in zip(opt.param_groups, base_lrs, own_schedules, strict=True):
-            factor = group_lr_factor(lr_schedule, step, run_steps, own_schedule=own, settle=settle)
-            group["lr"] = base * factor
+        for group, base in zip(opt.param_groups, base_lrs, strict=True):
+            group["lr"] = base * lr_factor(group.get("lr_schedule", lr_schedule), step, run_steps)
         idx = sampler.next_indices()
         xb, yb = index(x, idx), y[idx]
         if transform is not None:
@@ -286,7 +266,6 @@ def fit(
         loss.backward()
         guard.after_backward(step, loss, logs)
         opt.step()
-        method.after_step()
         return logs
 
     with values_prechecked():  # the data were checked above: no value check (sync) per step

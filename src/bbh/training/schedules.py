@@ -12,9 +12,6 @@ KLSchedule = Callable[[int], float]
 LR_SCHEDULES = ("constant", "cosine", "cooldown")
 #: ``cooldown``: the fraction of the run over which the rate falls linearly to 0
 COOLDOWN_FRACTION = 0.2
-#: ``fit(settle_fraction=...)``'s default: the fraction of a decaying-rate run, at its end, in
-#: which only a posterior's scale trains (its optimizer groups with their own constant rate)
-SETTLE_FRACTION = 0.1
 
 
 def kl_annealing(step: int, start: int, length: int) -> float:
@@ -66,27 +63,3 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
         start = (1.0 - COOLDOWN_FRACTION) * total
         return 1.0 if step < start else max(0.0, (total - step) / (total - start))
     raise ValueError(f"unknown lr_schedule {schedule!r}; allowed: {list(LR_SCHEDULES)}")
-
-
-def settle_steps(total: int, fraction: float) -> int:
-    """The steps at the end of a ``total``-step run in which only a posterior's scale trains."""
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"settle_fraction must be in [0, 1), got {fraction}")
-    return round(fraction * total)
-
-
-def group_lr_factor(
-    schedule: str, step: int, total: int, *, own_schedule: str | None, settle: int
-) -> float:
-    """The rate of one optimizer group at ``step``, as a fraction of its base.
-
-    A group with its own schedule (a posterior's scale: ``"constant"``) follows it; the others
-    follow ``schedule`` compressed into the first ``total - settle`` steps and stop (factor 0)
-    for the last ``settle``: the means settle first, then the scale trains alone to its optimum
-    given them (docs/methods.md, "Where sigma goes").
-    """
-    if own_schedule is not None:
-        return lr_factor(own_schedule, step, total)
-    if settle and step >= total - settle:
-        return 0.0
-    return lr_factor(schedule, step, total - settle)
