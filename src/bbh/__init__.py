@@ -4,6 +4,8 @@ import os
 
 import torch
 
+from bbh import data as data
+from bbh import nets as nets
 from bbh._version import __version__ as __version__
 from bbh.functional import ParamSpec, sampled_forward
 from bbh.likelihoods import RegressionPrediction
