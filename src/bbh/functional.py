@@ -63,6 +63,7 @@ class ParamEntry:
 
     @property
     def numel(self) -> int:
+        """The number of scalars in the tensor."""
         return math.prod(self.shape)
 
 
@@ -106,6 +107,7 @@ class ParamSpec:
 
     @property
     def names(self) -> tuple[str, ...]:
+        """The generated tensors' names, in layout order."""
         return tuple(e.name for e in self.entries)
 
     @property

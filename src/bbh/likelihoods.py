@@ -22,6 +22,8 @@ from torch import Tensor
 
 
 class LikelihoodName(str, Enum):
+    """The likelihoods a method's ``likelihood=`` names."""
+
     CATEGORICAL = "categorical"
     GAUSSIAN = "gaussian"
 
@@ -72,16 +74,47 @@ class Likelihood:
     name: str
 
     def log_prob(self, outputs: Tensor, y: Tensor) -> Tensor:
+        """Per-example log-likelihoods.
+
+        Args:
+            outputs: The net's outputs ``[..., B, C]``.
+            y: The targets of the B examples.
+
+        Returns:
+            ``[..., B]``.
+        """
         raise NotImplementedError
 
     def predictive(self, outputs: Tensor) -> Tensor | RegressionPrediction:
+        """The predictive distribution over the S draws.
+
+        Args:
+            outputs: The net's outputs ``[S, B, C]``.
+
+        Returns:
+            Probabilities ``[B, C]`` or a ``RegressionPrediction``.
+        """
         raise NotImplementedError
 
 
 class CategoricalLikelihood(Likelihood):
+    """The categorical likelihood of class ids under ``softmax(outputs)``."""
+
     name = LikelihoodName.CATEGORICAL.value
 
     def log_prob(self, outputs: Tensor, y: Tensor) -> Tensor:
+        """Log-probabilities of the class ids under ``softmax(outputs)``.
+
+        Args:
+            outputs: Logits ``[..., B, C]``.
+            y: Class ids ``[B]``.
+
+        Returns:
+            ``[..., B]``.
+
+        Raises:
+            ValueError: ``y`` is not ``[B]``.
+        """
         if y.dim() != 1 or y.shape[0] != outputs.shape[-2]:
             raise ValueError(
                 f"categorical likelihood needs labels [B={outputs.shape[-2]}], got {list(y.shape)}"
@@ -96,6 +129,8 @@ class CategoricalLikelihood(Likelihood):
 
 
 class GaussianLikelihood(Likelihood):
+    """A Gaussian likelihood with a fixed observation noise's standard deviation ``noise_scale``."""
+
     name = LikelihoodName.GAUSSIAN.value
 
     def __init__(self, noise_scale: float):
@@ -104,6 +139,18 @@ class GaussianLikelihood(Likelihood):
         self.noise_scale = float(noise_scale)
 
     def log_prob(self, outputs: Tensor, y: Tensor) -> Tensor:
+        """Gaussian log-densities of the targets, summed over the C outputs.
+
+        Args:
+            outputs: Predicted means ``[..., B, C]``.
+            y: Targets ``[B]`` or ``[B, C]``.
+
+        Returns:
+            ``[..., B]``.
+
+        Raises:
+            ValueError: The targets do not match the outputs' shape.
+        """
         target = y.reshape(outputs.shape[-2], -1).to(outputs.dtype)
         if target.shape[-1] != outputs.shape[-1]:
             raise ValueError(

@@ -65,6 +65,8 @@ class GaussianPrior(nn.Module):
 
     @property
     def isotropic(self) -> bool:
+        """True when every weight has the prior scale ``scale`` (neither fan-in nor empirical
+        Bayes)."""
         return not (self.fan_in or self.empirical_bayes)
 
     def bind(self, spec: ParamSpec, net: nn.Module) -> GaussianPrior:
@@ -168,6 +170,7 @@ class GaussianPrior(nn.Module):
         return self.scale / math.sqrt(in_features) if self.fan_in else self.scale
 
     def extra_repr(self) -> str:
+        """The scale and kind shown by ``repr``."""
         kind = ", fan_in=True" if self.fan_in else ""
         return (
             f"scale={self.scale}"

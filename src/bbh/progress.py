@@ -38,6 +38,12 @@ class Progress:
         self._shown = -1
 
     def update(self, n: int = 1) -> None:
+        """Count ``n`` more items done; the line is redrawn at most every ``min_interval`` seconds
+        and at the end.
+
+        Args:
+            n: Items done since the last update.
+        """
         self.done += n
         if not self.enabled:
             return
@@ -47,6 +53,7 @@ class Progress:
             self._write(now)
 
     def close(self) -> None:
+        """Draw the final state and end the line."""
         if self.enabled:
             if self._shown != self.done:
                 self._write(time.monotonic())

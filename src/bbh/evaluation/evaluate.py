@@ -103,10 +103,14 @@ class Predictions:
 
     @property
     def entropy(self) -> Tensor:
+        """The predictive entropy ``H[mean_s p_s]`` per input, ``[N]``."""
         return predictive_entropy(self.probs)
 
     @property
     def mutual_information(self) -> Tensor:
+        """The mutual information (entropy minus expected entropy) per input, ``[N]``, with
+        round-off below ``MI_ROUNDOFF`` set to 0.
+        """
         return floor_roundoff(self.entropy - self.expected_entropy)
 
 

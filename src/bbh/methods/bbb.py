@@ -208,7 +208,7 @@ class BayesByBackprop(TemperedKL, Method):
         outs = [functional_call(self.net, params, args, kwargs) for _ in range(num_samples)]
         return torch.stack(outs)
 
-    def loss(
+    def loss(  # noqa: D102 (Method.loss's docstring is inherited)
         self, x: Inputs, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
         x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)

@@ -909,7 +909,7 @@ class BayesByHypernet(TemperedKL, Method):
             state_dict.pop(f"{prefix}net.{name}", None)
         super()._load_from_state_dict(state_dict, prefix, *args)
 
-    def loss(
+    def loss(  # noqa: D102 (Method.loss's docstring is inherited)
         self, x: Inputs, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
         x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)

@@ -55,16 +55,22 @@ from bbh.validation import at_least, checked_args, in_range
 
 
 class DataOrder(str, Enum):
+    """Whether every member trains on the same batches (``shared``) or on its own."""
+
     SHARED = "shared"
     SPLIT = "split"
 
 
 class MemberInit(str, Enum):
+    """How the members start: reset (their own initialisation) or copied from the given net."""
+
     RESET = "reset"  # each member calls reset_parameters() on its layers: its own initialisation
     COPY = "copy"  # every member starts from the given net's values
 
 
 class Vectorize(str, Enum):
+    """How the members run: vectorised with ``torch.func.vmap``, in a loop, or chosen (``auto``)."""
+
     AUTO = "auto"
     VMAP = "vmap"
     LOOP = "loop"
@@ -129,6 +135,7 @@ class DeepEnsemble(Method):
 
     @property
     def num_members(self) -> int:
+        """The number of members M."""
         return len(self.members)
 
     @property

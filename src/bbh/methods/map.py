@@ -29,12 +29,25 @@ from bbh.validation import checked_args, positive
 
 
 class WeightDecay(str, Enum):
+    """The regulariser ``R(w)`` (see the module docstring)."""
+
     GAUSSIAN = "gaussian"
     PAPER = "paper"
     NONE = "none"
 
 
 def parse_weight_decay(value: WeightDecay | str) -> WeightDecay:
+    """``value`` as a ``WeightDecay``.
+
+    Args:
+        value: A ``WeightDecay`` or its value.
+
+    Returns:
+        The ``WeightDecay``.
+
+    Raises:
+        ValueError: ``value`` is not a weight decay.
+    """
     return parse_enum(WeightDecay, value, "weight_decay")
 
 
@@ -61,7 +74,7 @@ class PenalisedNLL(Method):
     weight_decay: WeightDecay
     prior_scale: float
 
-    def loss(
+    def loss(  # noqa: D102 (Method.loss's docstring is inherited)
         self, x: Inputs, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
         x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)

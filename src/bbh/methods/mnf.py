@@ -116,13 +116,14 @@ class MNF(Method):
         self.layer_names: tuple[str, ...] = tuple(name for name, _ in layers)
 
     def mnf_layers(self) -> list[MNFLinear | MNFConv2d]:
+        """The net's MNF layers, in ``layer_names`` order."""
         return [cast(MNFLinear | MNFConv2d, self.net.get_submodule(n)) for n in self.layer_names]
 
     def kl(self) -> Tensor:
         """Sum over every MNF layer of its one-sample KL bound (scalar)."""
         return torch.stack([layer.kl() for layer in self.mnf_layers()]).sum()
 
-    def loss(
+    def loss(  # noqa: D102 (Method.loss's docstring is inherited)
         self, x: Inputs, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
         x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)

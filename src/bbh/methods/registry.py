@@ -21,12 +21,26 @@ METHODS: dict[str, MethodFactory] = {}
 
 
 def register(name: str, factory: MethodFactory) -> None:
+    """Register a method factory under ``name`` (for ``build``).
+
+    Args:
+        name: The method's name.
+        factory: Called as ``factory(net, **options)``; returns the method.
+
+    Raises:
+        ValueError: ``name`` is registered already.
+    """
     if name in METHODS:
         raise ValueError(f"method {name!r} is registered twice")
     METHODS[name] = factory
 
 
 def available() -> list[str]:
+    """The registered methods' names, sorted.
+
+    Returns:
+        The names ``build`` takes.
+    """
     return sorted(METHODS)
 
 

@@ -21,6 +21,14 @@ class TinyConvNet(nn.Module):
         self.fc = nn.Linear(2 * channels, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Logits ``[B, C]`` of images ``[B, C_in, H, W]``.
+
+        Args:
+            x: Images ``[B, C_in, H, W]``.
+
+        Returns:
+            Logits ``[B, C]``.
+        """
         x = self.pool(self.relu1(self.conv1(x)))
         x = self.relu2(self.conv2(x))
         return self.fc(x.mean(dim=(2, 3)))

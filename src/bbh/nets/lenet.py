@@ -39,6 +39,14 @@ class LeNet5(nn.Module):
         self.fc2 = nn.Linear(500, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Logits ``[B, C]`` of images (flat vectors are reshaped to images).
+
+        Args:
+            x: Images ``[B, C_in, 28, 28]`` or flat ``[B, C_in * 784]``.
+
+        Returns:
+            Logits ``[B, C]``.
+        """
         x = as_images(x, self.in_channels)
         x = self.pool1(self.relu1(self.conv1(x)))
         x = self.pool2(self.relu2(self.conv2(x)))

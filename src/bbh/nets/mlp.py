@@ -22,6 +22,14 @@ class MLP(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Outputs ``[B, out]`` of inputs flattened to ``[B, in]``.
+
+        Args:
+            x: Inputs ``[B, ...]``.
+
+        Returns:
+            Outputs ``[B, out]``.
+        """
         return self.layers(x.flatten(1))
 
 

@@ -69,10 +69,12 @@ class MeanFieldGaussian(nn.Module):
 
     @property
     def dim(self) -> int:
+        """D, the number of weights."""
         return self.mean.shape[0]
 
     @property
     def std(self) -> Tensor:
+        """The standard deviations ``[D]``."""
         return (0.5 * self.full_log_var).exp()
 
     def rsample(self, num_samples: int) -> Tensor:

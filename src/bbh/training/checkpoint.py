@@ -51,6 +51,11 @@ class TrainState:
     rank_rngs: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The state as a dict for ``torch.save`` (with the format and version).
+
+        Returns:
+            The dict ``from_dict`` reads.
+        """
         return {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
@@ -67,6 +72,17 @@ class TrainState:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainState:
+        """The state that ``to_dict`` wrote.
+
+        Args:
+            d: The dict from ``to_dict``.
+
+        Returns:
+            The training state.
+
+        Raises:
+            ValueError: ``d`` is not a bbh training checkpoint of a version this bbh reads.
+        """
         if d.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"not a bbh training checkpoint (format {d.get('format')!r})")
         if d.get("version") not in _READABLE_VERSIONS:
@@ -88,6 +104,15 @@ class TrainState:
 
 
 def checkpoint_path(folder: str | os.PathLike[str], step: int) -> Path:
+    """The checkpoint file of ``step`` in ``folder``.
+
+    Args:
+        folder: The checkpoints folder.
+        step: The training step.
+
+    Returns:
+        ``folder / step-XXXXXXXX.pt``.
+    """
     return Path(folder) / f"step-{step:08d}.pt"
 
 
@@ -113,6 +138,18 @@ def save_checkpoint(state: TrainState, folder: str | os.PathLike[str], *, keep: 
 def load_checkpoint(
     path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
 ) -> TrainState:
+    """The training state saved at ``path``.
+
+    Args:
+        path: A checkpoint file (``save_checkpoint``).
+        map_location: Where its tensors go.
+
+    Returns:
+        The training state.
+
+    Raises:
+        ValueError: The file does not hold a bbh training checkpoint of a readable version.
+    """
     data = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(data, dict):
         raise ValueError("not a dict")

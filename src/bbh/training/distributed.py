@@ -96,6 +96,7 @@ class Ranks:
 
     @property
     def is_main(self) -> bool:
+        """True on rank 0."""
         return self.rank == 0
 
 
@@ -558,6 +559,14 @@ class StepAgreement:
         self._pending: list[tuple[Tensor, Any]] = []
 
     def __call__(self, flags: Tensor) -> Tensor:
+        """This rank's flags in, their max over the ranks out; the stop request rides along.
+
+        Args:
+            flags: This rank's flags, a tensor of 0/1 or booleans.
+
+        Returns:
+            The flags' max over the ranks, flattened, as floats on ``flags``'s device.
+        """
         stop = torch.ones(1) if self.should_stop() else torch.zeros(1)
         both = torch.cat([flags.float().reshape(-1), stop.to(flags.device)]).to(self.ranks.device)
         with collective("agreeing on the step's flags"):

@@ -62,6 +62,10 @@ TEMPERATURE_RUN_FRACTION = 1.0
 
 @dataclass
 class FitResult:
+    """What ``fit`` returns: the logged rows, the wall time, the steps taken and, with
+    ``temperature="validation"``, the temperature search.
+    """
+
     logs: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     steps: int = 0
@@ -104,6 +108,11 @@ class FitHooks:
         """Save ``state`` (its tensors are the live ones: save, do not keep)."""
 
     def should_stop(self) -> bool:
+        """Called at each step boundary; True stops training with ``TrainingInterrupted``.
+
+        Returns:
+            False (never stop) unless a subclass says otherwise.
+        """
         return False
 
 

@@ -54,9 +54,15 @@ class ShuffleSampler:
 
     @property
     def steps_per_epoch(self) -> int:
+        """Steps per epoch: ``N // batch_size`` (the last partial batch is dropped)."""
         return self.n // self.batch_size
 
     def next_indices(self) -> Tensor:
+        """This rank's indices of the next batch (a new permutation when the epoch is used up).
+
+        Returns:
+            ``local_batch_size`` indices into the data set.
+        """
         if self.cursor + self.batch_size > self.n:
             self.perm, self.cursor = torch.randperm(self.n, generator=self.generator), 0
             self.epoch += 1
@@ -66,6 +72,11 @@ class ShuffleSampler:
         return idx
 
     def state_dict(self) -> dict[str, Any]:
+        """The sampler's state for a checkpoint.
+
+        Returns:
+            The permutation, cursor, epoch and generator state.
+        """
         return {
             "perm": self.perm.clone(),
             "cursor": self.cursor,
@@ -74,6 +85,14 @@ class ShuffleSampler:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the state of ``state_dict``.
+
+        Args:
+            state: A dict from ``state_dict``.
+
+        Raises:
+            ValueError: The state is for another number of examples.
+        """
         perm = state["perm"]
         if perm.shape != (self.n,):
             raise ValueError(f"sampler state is for {perm.shape[0]} examples, not {self.n}")

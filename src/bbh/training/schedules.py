@@ -38,10 +38,27 @@ def paper_toy_schedule(step: int) -> float:
 
 
 def constant(value: float = 1.0) -> KLSchedule:
+    """A constant KL weight.
+
+    Args:
+        value: The weight.
+
+    Returns:
+        A schedule ``step -> value``.
+    """
     return lambda step: value
 
 
 def annealing(start: int, length: int) -> KLSchedule:
+    """A linear KL warm-up (``kl_annealing``).
+
+    Args:
+        start: The step where the weight starts to rise from 0.
+        length: The steps it takes to reach 1.
+
+    Returns:
+        A schedule ``step -> weight``.
+    """
     return lambda step: kl_annealing(step, start, length)
 
 

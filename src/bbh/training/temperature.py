@@ -41,9 +41,19 @@ class TemperatureSearch:
     val_samples: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The search as a dict (for ``train.json``).
+
+        Returns:
+            The fields as a dict.
+        """
         return asdict(self)
 
     def summary(self) -> str:
+        """A one-line summary: the chosen temperature and the NLL of each candidate.
+
+        Returns:
+            The line.
+        """
         tried = ", ".join(
             f"{t:g}: {v:.4f}" for t, v in zip(self.candidates, self.val_nll, strict=True)
         )
