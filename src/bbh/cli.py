@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: The arguments after the program name; None reads ``sys.argv[1:]``.
 
     Returns:
-        The exit status: 0 on success, non-zero when the command failed (130 when interrupted).
+        The exit status, 0 on success; non-zero when the command failed (130 when interrupted).
     """
     from bbh._version import __version__
 

@@ -269,14 +269,52 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate ``method`` on ``(test_x, test_y)`` (and ``ood_x``); returns a JSON-ready dict.
 
-    ``num_samples`` weight draws per input (100 in the paper; 1 for deterministic methods),
-    ``batch_size`` inputs per ``predict_logits`` call. ``input_transform`` maps pixel-space inputs
-    to the model's (e.g. CIFAR standardisation), so attacks and clipping act in pixel space.
-    ``flag_quantile`` sets the "uncertain" threshold of the attack curves to that quantile of
-    the clean in-distribution entropies. ``weight_samples > 0`` and a method with
-    ``sample_weights(n) -> [n, D]`` add weight statistics (drawn ``weight_chunk`` at a time;
-    the paper used 1000, the correlation covers the first ``kernel_size`` coordinates).
-    ``histogram_bins`` equal-width bins on ``[0, ln C]`` for the entropy histograms.
+    Args:
+        method: A trained classifier (``bbh.Method``, or anything with ``predict_logits``).
+        test_x: Test inputs ``[N, ...]``, a non-empty floating tensor with finite values.
+        test_y: Class ids ``[N]``.
+        ood_x: Out-of-distribution inputs with the per-example shape of ``test_x``, for the
+            OOD-detection scores and the entropy histograms; None: none.
+        num_samples: Weight draws per input (100 in the paper; 1 for deterministic methods).
+        batch_size: Inputs per ``predict_logits`` call.
+        attacks: Which adversarial attacks run (``AttackConfig``); None runs none.
+        input_transform: Maps pixel-space inputs to the model's (e.g. CIFAR
+            standardisation), so that attacks and clipping act in pixel space.
+        ece_bins: Equal-width confidence bins of the calibration error.
+        flag_quantile: In ``(0, 1)``; the "uncertain" threshold of the attack curves is this
+            quantile of the clean in-distribution entropies.
+        histogram_bins: Equal-width bins on ``[0, ln C]`` of the entropy histograms.
+        weight_samples: With ``weight_samples > 0`` and a method with
+            ``sample_weights(n) -> [n, D]``, weight statistics of that many draws (the paper
+            used 1000).
+        weight_chunk: Weight draws per ``sample_weights`` call.
+        kernel_size: The weight correlation covers the first ``kernel_size`` coordinates.
+        generator: The random numbers of PGD's random starts (None: torch's global generator).
+        progress: Show progress bars.
+
+    Returns:
+        A dict of ``meta`` (the method, sample and data sizes), ``paper_protocol`` (the paper's
+        metrics), ``extended`` (NLL, Brier score, calibration, OOD detection, attack curves,
+        bootstrap intervals), ``weights`` (or None) and ``timing_s``.
+
+    Raises:
+        ValueError: The method's likelihood is not categorical
+            (``evaluate_regression`` scores regression), the inputs are not floating
+            ``[N, ...]`` with finite values, ``test_y`` is not integer ``[N]`` with ids in
+            range, or ``flag_quantile`` is not in ``(0, 1)``.
+
+    Example:
+        >>> import torch, bbh
+        >>> from bbh.nets import MLP
+        >>> from bbh.evaluation import evaluate
+        >>> model = bbh.build("mc_dropout", MLP(4, [16], 3))
+        >>> x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+        >>> out = evaluate(model, x, y, ood_x=torch.randn(32, 4) * 3, num_samples=5,
+        ...                attacks=None, progress=False)
+        >>> sorted(out)
+        ['extended', 'meta', 'paper_protocol', 'timing_s', 'weights']
+        >>> 0.0 <= out["paper_protocol"]["accuracy"] <= 1.0
+        True
     """
     t0 = time.monotonic()
     likelihood = getattr(method, "likelihood", None)

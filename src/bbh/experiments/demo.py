@@ -35,7 +35,7 @@ def run_demo(
         log: Where progress lines go (default: standard error).
 
     Returns:
-        What ``reproduce`` returns: the runs' rows and the report's files.
+        What ``reproduce`` returns, the runs' rows and the report's files.
     """
     return reproduce("demo", scale="cpu", out=out, overrides=overrides, progress=progress, log=log)
 

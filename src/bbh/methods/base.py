@@ -81,9 +81,9 @@ class Method(nn.Module):
                 ramps it up from 0.
 
         Returns:
-            ``(loss, logs)``: ``loss`` is a scalar tensor to call ``backward()`` on; ``logs`` maps
-            names (``"nll"``, ``"kl"``, ``"loss"`` and some method-specific ones) to detached
-            scalar tensors, so that logging needs no host sync per step.
+            The pair ``(loss, logs)``. ``loss`` is a scalar tensor to call ``backward()`` on;
+            ``logs`` maps names (``"nll"``, ``"kl"``, ``"loss"`` and some method-specific ones)
+            to detached scalar tensors, so that logging needs no host sync per step.
 
         Raises:
             ValueError: ``num_data`` is not a positive int or ``kl_weight`` is negative or not
@@ -121,8 +121,8 @@ class Method(nn.Module):
                 members' outputs, ``[M, B, C]``, whatever S is.
 
         Returns:
-            A tensor ``[S, B, C]``: class logits, or for ``likelihood="gaussian"`` the predicted
-            means of the C outputs.
+            A tensor ``[S, B, C]`` of class logits, or for ``likelihood="gaussian"`` of the
+            predicted means of the C outputs.
 
         Raises:
             ValueError: ``num_samples`` is not an int ``>= 1``, or ``x`` fails the checks that
@@ -166,6 +166,8 @@ class Method(nn.Module):
             num_samples: S, the number of weight draws (``predict_logits``), an int ``>= 1``.
 
         Returns:
+            The predictive distribution, by the likelihood
+
             - ``likelihood="categorical"``: probabilities ``[B, C]``, the mean over the draws of
               ``softmax(logits)``;
             - ``likelihood="gaussian"``: a ``RegressionPrediction``: ``mean``, ``epistemic_std``

@@ -77,6 +77,8 @@ class BayesByBackprop(TemperedKL, Method):
         num_train_samples: forward passes per training step (each with its own noise).
         deterministic: module names (or ``"norm"``) whose parameters stay point estimates.
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
+        noise_scale: the Gaussian likelihood's observation noise (its standard deviation),
+            required with ``likelihood="gaussian"`` and refused with ``categorical``.
         forward_mode: ``auto``, ``vmap`` or ``loop`` for ``weight_noise="sample"``.
         sample_batch: weight samples run at once by ``predict_logits``.
         predict_noise: ``weights`` (one weight sample per draw, shared by the batch) or

@@ -340,6 +340,8 @@ class BayesByHypernet(TemperedKL, Method):
             (``bbh.methods.temperature``); the paper: 1.
         nll: ``first``, ``mean``, ``split`` or ``predictive`` (see ``NLLMode``).
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
+        noise_scale: the Gaussian likelihood's observation noise (its standard deviation),
+            required with ``likelihood="gaussian"`` and refused with ``categorical``.
         include: predicate ``(name, param) -> bool`` choosing generated parameters (default all);
             the others stay ordinary deterministic parameters, trained by point estimate.
         deterministic: module names (or ``"norm"`` for every normalisation layer) whose
@@ -405,6 +407,15 @@ class BayesByHypernet(TemperedKL, Method):
             output position independently (the weights' share of it is correlated over
             positions), so its expected NLL differs slightly; ``flipout`` is exact per example
             for both.
+
+    Example:
+        >>> import torch, bbh
+        >>> from bbh.nets import MLP
+        >>> model = bbh.BayesByHypernet(MLP(4, [16], 3), temperature=1.0)
+        >>> x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+        >>> result = bbh.fit(model, x, y, steps=5, batch_size=32)
+        >>> model.predict(x[:8], num_samples=10).shape
+        torch.Size([8, 3])
     """
 
     @staticmethod

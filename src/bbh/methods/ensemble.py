@@ -89,6 +89,8 @@ class DeepEnsemble(Method):
         init: ``reset`` (own initialisation per member) or ``copy``.
         vectorize: ``auto``, ``vmap`` or ``loop``.
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
+        noise_scale: the Gaussian likelihood's observation noise (its standard deviation),
+            required with ``likelihood="gaussian"`` and refused with ``categorical``.
     """
 
     @checked_args(num_members=at_least(1), epsilon=at_least(0), alpha=in_range(0, 1))

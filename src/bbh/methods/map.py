@@ -95,6 +95,8 @@ class MAP(PenalisedNLL):
         prior_scale: s of the Gaussian prior.
         weight_decay: ``gaussian``, ``paper`` or ``none`` (see the module docstring).
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
+        noise_scale: the Gaussian likelihood's observation noise (its standard deviation),
+            required with ``likelihood="gaussian"`` and refused with ``categorical``.
     """
 
     stochastic = False

@@ -53,6 +53,8 @@ class MCDropout(PenalisedNLL):
         prior_scale: s of the Gaussian prior of the L2 term, as in ``MAP``.
         weight_decay: the L2 term's form, as in ``MAP`` (the paper: ``paper``).
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
+        noise_scale: the Gaussian likelihood's observation noise (its standard deviation),
+            required with ``likelihood="gaussian"`` and refused with ``categorical``.
     """
 
     @checked_args(p=in_range(0, 1, high_open=True), prior_scale=positive())

@@ -50,6 +50,8 @@ class MNF(Method):
         deterministic: module names (or ``"norm"``) kept as point estimates.
         num_train_samples: stochastic forward passes per training step.
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
+        noise_scale: the Gaussian likelihood's observation noise (its standard deviation),
+            required with ``likelihood="gaussian"`` and refused with ``categorical``.
         predict_noise: ``weights`` (one z and W per pass, shared by the batch) or ``training``.
     """
 

@@ -169,39 +169,72 @@ def fit(
 ) -> FitResult:
     """Train ``method`` on ``(x, y)`` for ``steps`` minibatch steps; reshuffles every epoch.
 
-    ``x`` is a tensor ``[N, ...]`` or a tuple, list or dict of them (``bbh.inputs``: token ids,
-    several inputs), indexed together for each minibatch.
-
-    ``lr`` defaults to ``method.default_lr`` (1e-4 for the paper's layer-wise hypernet, whose
-    output layers amplify Adam steps; 1e-3 otherwise). ``num_data`` defaults to ``len(x)``
-    (under DDP pass the global size). ``transform`` is applied to each batch of inputs (e.g.
-    CIFAR augmentation) with the loop's seeded generator. ``hooks`` and ``resume``: see the module
-    docstring.
-
     Under DDP (an initialised process group of several processes) every rank passes the same
-    ``(x, y)`` and arguments; ``batch_size`` is the global batch (a multiple of the number of
-    ranks), ``num_data`` defaults to ``len(x)``, the global size; rank 0's ``resume`` counts
-    (the others may pass None); ``ddp`` sets DDP's options. See ``bbh.training.distributed``.
+    ``(x, y)`` and arguments; see ``bbh.training.distributed``. ``hooks`` and ``resume``: see
+    the module docstring.
 
-    ``lr_schedule``: ``"cooldown"`` (the default: the rate falls linearly to near 0 over the last
-    fifth of the run, so that it ends at a settled iterate; docs/methods.md), ``"cosine"`` or
-    ``"constant"`` (the paper's;
-    ``bbh.training.schedules.lr_factor``), for every parameter group of
-    ``method.optimizer_groups`` but those that name their own (``{"lr_schedule": "constant"}``:
-    a posterior's scale, which must reach its optimum rather than freeze with the decay).
+    The loss and the gradients are checked for NaN and infinite values at each log and before
+    each checkpoint, so a checkpoint never holds them; warns (``TrainingWarning``) when the KL
+    term swamps the likelihood, the KL estimate goes negative or the NLL climbs.
 
-    ``validation``: held-out ``(x, y)`` for a method built with ``temperature="validation"``:
-    before the main training it trains from the initial state at a few temperatures for
-    ``temperature_steps`` steps each (default ``steps``: shorter runs ranked the temperatures
-    differently on the demo), scores each by the
-    validation NLL of a ``val_samples``-draw predictive, then trains at the best
-    (``bbh.training.temperature``; ``FitResult.temperature`` says what it chose). Without
-    ``validation`` such a method trains at ``START_TEMPERATURE``, with a warning.
+    Args:
+        method: The method to train (``bbh.build``), in place.
+        x: Training inputs: a tensor ``[N, ...]`` or a tuple, list or dict of them
+            (``bbh.inputs``: token ids, several inputs), indexed together for each minibatch.
+        y: Training targets ``[N]`` (class ids) or ``[N, C]`` (regression).
+        steps: Optimiser steps.
+        batch_size: Examples per step; under DDP the global batch (a multiple of the number of
+            ranks).
+        lr: The learning rate; None takes ``method.default_lr`` (1e-4 for the paper's
+            layer-wise hypernet, whose output layers amplify Adam steps; 1e-3 otherwise).
+        kl_schedule: The KL weight per step (``constant``, ``annealing``); None: constant 1.
+        optimizer: ``"adam"`` or ``"rmsprop"`` (``make_optimizer``).
+        seed: Seeds the sampler's generator: the minibatch order and ``transform``'s draws.
+        num_data: The training-set size N that divides the KL; None: ``len(x)`` (under DDP,
+            the global size).
+        transform: ``transform(batch, generator)``, applied to each batch of inputs (e.g.
+            CIFAR augmentation) with the sampler's seeded generator.
+        log_every: Steps between logged rows (and the checks above).
+        verbose: Print each logged row to standard error.
+        hooks: Callbacks at steps, logs, epochs and checkpoints (``FitHooks``).
+        resume: A saved ``TrainState`` to continue from (under DDP rank 0's counts; the others
+            may pass None).
+        ddp: Options of the ``DistributedDataParallel`` wrapper under DDP.
+        validation: Held-out ``(x, y)`` for a method built with ``temperature="validation"``:
+            before the main training it trains from the initial state at a few temperatures
+            for ``temperature_steps`` steps each, scores each by the validation NLL of a
+            ``val_samples``-draw predictive, then trains at the best
+            (``bbh.training.temperature``; ``FitResult.temperature`` says what it chose).
+            Without it such a method trains at ``START_TEMPERATURE``, with a warning.
+        val_samples: Weight draws of the validation predictive.
+        temperature_steps: Steps per temperature candidate; None: ``steps`` (shorter runs
+            ranked the temperatures differently on the demo).
+        lr_schedule: ``"cooldown"`` (the rate falls linearly to near 0 over the last fifth of
+            the run, so that it ends at a settled iterate), ``"cosine"`` or ``"constant"`` (the
+            paper's; ``bbh.training.schedules.lr_factor``), for every parameter group of
+            ``method.optimizer_groups`` but those that name their own
+            (``{"lr_schedule": "constant"}``: a posterior's scale, which must reach its optimum
+            rather than freeze with the decay).
 
-    Raises ``bbh.training.TrainingDiverged`` when the loss or a gradient goes NaN or infinite,
-    naming the step, with the parameters of the step before (checked at each log and before each
-    checkpoint, so a checkpoint never holds them); warns (``TrainingWarning``) when the KL term
-    swamps the likelihood, the KL estimate goes negative or the NLL climbs.
+    Returns:
+        The logged rows, the wall time and the steps taken (``FitResult``).
+
+    Raises:
+        TrainingDiverged: The loss or a gradient went NaN or infinite; it names the step, and
+            the method holds the parameters of the step before.
+        TrainingInterrupted: ``hooks.should_stop()`` asked to stop.
+        ValueError: An argument is out of range (an unknown ``lr_schedule``, a
+            ``batch_size`` below 1) or the data do not fit the method.
+        TypeError: ``x`` or ``y`` is not a tensor (or batch structure of tensors).
+
+    Example:
+        >>> import torch, bbh
+        >>> from bbh.nets import MLP
+        >>> model = bbh.build("map", MLP(4, [16], 3))
+        >>> x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+        >>> result = bbh.fit(model, x, y, steps=4, batch_size=32, log_every=2)
+        >>> result.steps, len(result.logs)
+        (4, 2)
     """
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"unknown lr_schedule {lr_schedule!r}; allowed: {list(LR_SCHEDULES)}")
