@@ -118,7 +118,18 @@ class MAP(PenalisedNLL):
         self.net = copy.deepcopy(net)
 
     def predict_logits(self, x: Inputs, num_samples: int = 1) -> Tensor:
-        """The deterministic outputs, ``[num_samples, B, C]`` (a broadcast view, one pass)."""
+        """The deterministic outputs, ``[num_samples, B, C]`` (a broadcast view, one pass).
+
+        Args:
+            x: Inputs ``[B, ...]``, as for ``loss``.
+            num_samples: S, an int ``>= 1``: how many times the one output is repeated.
+
+        Returns:
+            Outputs ``[S, B, C]``.
+
+        Raises:
+            ValueError: ``num_samples`` is not an int ``>= 1`` or ``x`` fails the input checks.
+        """
         check_num_samples(num_samples)
         x = self.check_input(x)
         out = call(self.net, x)

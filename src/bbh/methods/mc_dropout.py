@@ -106,7 +106,18 @@ class MCDropout(PenalisedNLL):
             modules[name].register_forward_hook(_DropoutHook(self.p))
 
     def predict_logits(self, x: Inputs, num_samples: int = 100) -> Tensor:
-        """Outputs ``[S, B, C]`` for S independent dropout masks (one pass each)."""
+        """Outputs ``[S, B, C]`` for S independent dropout masks (one pass each).
+
+        Args:
+            x: Inputs ``[B, ...]``, as for ``loss``.
+            num_samples: S, an int ``>= 1``.
+
+        Returns:
+            Outputs ``[S, B, C]``.
+
+        Raises:
+            ValueError: ``num_samples`` is not an int ``>= 1`` or ``x`` fails the input checks.
+        """
         check_num_samples(num_samples)
         x = self.check_input(x)
         return torch.stack([call(self.net, x) for _ in range(num_samples)])
