@@ -64,6 +64,14 @@ TEMPERATURE_RUN_FRACTION = 1.0
 class FitResult:
     """What ``fit`` returns: the logged rows, the wall time, the steps taken and, with
     ``temperature="validation"``, the temperature search.
+
+    Args:
+        logs: The rows logged by this call (``FitHooks.on_log``): every ``log_every`` steps and
+            at the last.
+        seconds: The training's wall time in seconds (with a resumed state's before it).
+        steps: The steps trained to (``fit``'s ``steps``; a resumed run counts from its start).
+        temperature: With ``temperature="validation"``, what the search tried and chose (None
+            on a resume).
     """
 
     logs: list[dict[str, float]] = field(default_factory=list)
@@ -92,20 +100,43 @@ class FitHooks:
     checkpoint_every: int | None = None
 
     def on_log(self, row: dict[str, float]) -> None:
-        """A log row: step, epoch, kl_weight, examples_per_s and the method's logs."""
+        """A log row: step, epoch, kl_weight, examples_per_s and the method's logs.
+
+        Args:
+            row: The logged values by name.
+        """
 
     def on_step(self, step: int) -> None:
-        """After each step (``step`` counts from 1); keep it cheap (no host sync)."""
+        """After each step (``step`` counts from 1); keep it cheap (no host sync).
+
+        Args:
+            step: The steps done so far.
+        """
 
     def on_epoch_end(self, method: Method, epoch: int, step: int) -> None:
-        """After the last step of each epoch; runs under a forked RNG, in ``eval`` mode."""
+        """After the last step of each epoch; runs under a forked RNG, in ``eval`` mode.
+
+        Args:
+            method: The method being trained.
+            epoch: The epochs done so far.
+            step: The steps done so far.
+        """
 
     def on_temperature_candidate(self, temperature: float, val_nll: float | None) -> None:
         """``temperature="validation"``: before a candidate trains (``val_nll`` None) and after
-        it is scored."""
+        it is scored.
+
+        Args:
+            temperature: The candidate.
+            val_nll: Its validation NLL, or None before it trains.
+        """
 
     def on_checkpoint(self, state: TrainState) -> None:
-        """Save ``state`` (its tensors are the live ones: save, do not keep)."""
+        """Save ``state`` (its tensors are the live ones: save, do not keep).
+
+        Args:
+            state: The training state to save.
+        """
 
     def should_stop(self) -> bool:
         """Called at each step boundary; True stops training with ``TrainingInterrupted``.
@@ -123,6 +154,18 @@ def make_optimizer(
 
     ``rmsprop`` follows the paper's TF1 settings where PyTorch allows (alpha 0.9, eps 1e-5) and
     updates all tensors at once (``foreach``; PyTorch has no fused RMSprop).
+
+    Args:
+        params: Parameters, or parameter groups (``Method.optimizer_groups``).
+        name: ``"adam"`` or ``"rmsprop"``.
+        lr: The learning rate.
+        **options: ``eps`` (default 1e-8 for Adam, 1e-5 for RMSprop).
+
+    Returns:
+        The optimiser.
+
+    Raises:
+        ValueError: ``name`` is neither.
     """
     if name == "adam":
         eps = options.get("eps", 1e-8)
@@ -217,14 +260,15 @@ def fit(
             rather than freeze with the decay).
 
     Returns:
-        The logged rows, the wall time and the steps taken (``FitResult``).
+        The logged rows, the wall time and the steps (``FitResult``).
 
     Raises:
         TrainingDiverged: The loss or a gradient went NaN or infinite; it names the step, and
             the method holds the parameters of the step before.
         TrainingInterrupted: ``hooks.should_stop()`` asked to stop.
-        ValueError: An argument is out of range (an unknown ``lr_schedule``, a
-            ``batch_size`` below 1) or the data do not fit the method.
+        ValueError: An argument is out of range (``steps``, ``batch_size``, ``log_every``,
+            ``num_data`` or ``val_samples`` below 1, ``lr`` not positive, an unknown
+            ``lr_schedule`` or ``optimizer``) or the data do not fit the method.
         TypeError: ``x`` or ``y`` is not a tensor (or batch structure of tensors).
 
     Example:

@@ -21,6 +21,18 @@ class ShuffleSampler:
     them in one process). ``epoch`` counts completed permutations; ``state_dict`` /
     ``load_state_dict`` capture the permutation, the position in it and the generator, so a
     resumed run draws the same batches (the state is the same on every rank).
+
+    Args:
+        n: The number of examples N, at least 1.
+        batch_size: The global batch, at least 1 (at most N is used), a multiple of
+            ``world_size``.
+        generator: Draws the permutations.
+        rank: This process's rank.
+        world_size: The number of ranks.
+
+    Raises:
+        ValueError: ``n`` or ``batch_size`` is below 1, ``rank`` is not in
+            ``[0, world_size)``, or the batch does not split evenly over the ranks.
     """
 
     def __init__(
