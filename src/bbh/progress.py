@@ -16,6 +16,13 @@ class Progress:
 
     Rewrites one stderr line (``label: done/total (pct) elapsed``) at most every
     ``min_interval`` seconds. ``enabled=False`` makes every call a no-op.
+
+    Args:
+        total: The amount of work (negative counts as 0).
+        label: The line's label.
+        enabled: Show the line; False makes every call a no-op.
+        stream: Where the line goes (default: standard error).
+        min_interval: The least seconds between redraws.
     """
 
     def __init__(

@@ -77,6 +77,21 @@ class AttackConfig:
     EOT FGSM and PGD use ``attack_samples`` weight draws per gradient and clip to ``clip``.
     ``eval_samples`` (default: ``evaluate``'s ``num_samples``) is the number of draws used to
     evaluate the attacked inputs.
+
+    Args:
+        num_images: The test inputs attacked.
+        epsilons: The attack strengths (in pixel space).
+        paper_fgsm: Run the paper's FGSM.
+        num_grad_samples: The paper's FGSM's single-draw gradients.
+        eot_fgsm: Run FGSM on the expectation over weight draws (EOT).
+        eot_pgd: Run PGD with EOT gradients.
+        attack_samples: Weight draws per EOT gradient.
+        pgd_steps: PGD's steps.
+        pgd_step_size: PGD's step size; None takes ``bbh.attacks.pgd``'s default.
+        random_start: PGD starts at a random point of the epsilon-ball.
+        clip: The pixel range the attacked inputs are clipped to; None clips nothing.
+        eval_samples: Draws that evaluate the attacked inputs; None takes ``evaluate``'s
+            ``num_samples``.
     """
 
     num_images: int = 100
@@ -95,7 +110,13 @@ class AttackConfig:
 
 @dataclass(frozen=True)
 class Predictions:
-    """Predictive probabilities ``[N, C]`` and the mean per-sample entropy ``[N]`` (float64)."""
+    """Predictive probabilities ``[N, C]`` and the mean per-sample entropy ``[N]`` (float64).
+
+    Args:
+        probs: Predictive probabilities ``[N, C]``.
+        expected_entropy: The mean per-sample entropy ``[N]``.
+        num_samples: The draws per input.
+    """
 
     probs: Tensor
     expected_entropy: Tensor
@@ -134,6 +155,21 @@ def predict_batched(
     independent draws. A floating ``x`` has its values checked once, here, not by the method
     on every call (a check per batch and group of draws cost 3% of LeNet-5's prediction), and
     not at all inside ``values_prechecked()`` (``evaluate`` checks its inputs first).
+
+    Args:
+        method: A trained method (``bbh.Method``, or anything with ``predict_logits``).
+        x: Inputs ``[N, ...]`` (a tensor, or a tuple, list or dict of them).
+        num_samples: S, weight draws per input, at least 1.
+        batch_size: Inputs per ``predict_logits`` call, at least 1.
+        input_transform: Maps the inputs to the model's (e.g. CIFAR standardisation).
+        progress: A progress bar to advance by each batch's size.
+
+    Returns:
+        The predictive probabilities and the expected entropy (``Predictions``).
+
+    Raises:
+        ValueError: ``num_samples`` or ``batch_size`` is below 1, or ``x`` fails the method's
+            input checks.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -456,7 +492,14 @@ def evaluate(
 
 
 def to_jsonable(obj: Any) -> Any:
-    """Tensors, numpy values, enums, paths and tuples as plain JSON types; NaN/inf as None."""
+    """Tensors, numpy values, enums, paths and tuples as plain JSON types; NaN/inf as None.
+
+    Args:
+        obj: A value, or nested dicts, lists and tuples of them.
+
+    Returns:
+        The value with plain JSON types.
+    """
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -477,7 +520,15 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def write_json(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write ``result`` as indented JSON atomically (``bbh.io.write_json``; NaN/inf as null)."""
+    """Write ``result`` as indented JSON atomically (``bbh.io.write_json``; NaN/inf as null).
+
+    Args:
+        result: The dict to write (``to_jsonable`` converts it).
+        path: The file.
+
+    Returns:
+        The file's path.
+    """
     return bbh_io.write_json(path, to_jsonable(result))
 
 
