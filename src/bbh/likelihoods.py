@@ -43,6 +43,12 @@ class RegressionPrediction:
 
     Compare ``y`` with ``mean +- k std``; ``bbh.metrics.regression`` scores it (RMSE, Gaussian NLL,
     interval coverage and calibration).
+
+    Args:
+        mean: ``mean_s f_s(x)``, ``[B, C]``.
+        epistemic_std: The draws' standard deviation, ``[B, C]``.
+        std: The total standard deviation, ``[B, C]``.
+        noise_std: The observation noise's standard deviation.
     """
 
     mean: Tensor
@@ -52,7 +58,18 @@ class RegressionPrediction:
 
     @classmethod
     def from_samples(cls, outputs: Tensor, noise_std: float) -> RegressionPrediction:
-        """The moments of the predictive from sampled outputs ``[S, B, C]``."""
+        """The moments of the predictive from sampled outputs ``[S, B, C]``.
+
+        Args:
+            outputs: Sampled outputs ``[S, B, C]``.
+            noise_std: The observation noise's standard deviation.
+
+        Returns:
+            The prediction.
+
+        Raises:
+            ValueError: ``outputs`` is not ``[S, B, C]``.
+        """
         if outputs.dim() != 3:
             raise ValueError(
                 f"outputs must have shape [S, B, C] (samples, batch, outputs), got "
@@ -124,12 +141,26 @@ class CategoricalLikelihood(Likelihood):
         return logp.gather(-1, index).squeeze(-1)
 
     def predictive(self, outputs: Tensor) -> Tensor:
-        """Predictive probabilities ``[B, C]``: ``softmax(outputs [S, B, C])`` averaged over S."""
+        """Predictive probabilities ``[B, C]``: ``softmax(outputs [S, B, C])`` averaged over S.
+
+        Args:
+            outputs: Logits ``[S, B, C]``.
+
+        Returns:
+            Probabilities ``[B, C]``.
+        """
         return outputs.softmax(dim=-1).mean(dim=0)
 
 
 class GaussianLikelihood(Likelihood):
-    """A Gaussian likelihood with a fixed observation noise's standard deviation ``noise_scale``."""
+    """A Gaussian likelihood with a fixed observation noise's standard deviation ``noise_scale``.
+
+    Args:
+        noise_scale: The observation noise's standard deviation, positive.
+
+    Raises:
+        ValueError: ``noise_scale`` is not a positive number.
+    """
 
     name = LikelihoodName.GAUSSIAN.value
 
@@ -162,12 +193,32 @@ class GaussianLikelihood(Likelihood):
         return (-0.5 * z.pow(2) - const).sum(-1)
 
     def predictive(self, outputs: Tensor) -> RegressionPrediction:
-        """Predictive mean and standard deviations ``[B, C]`` of outputs ``[S, B, C]``."""
+        """Predictive mean and standard deviations ``[B, C]`` of outputs ``[S, B, C]``.
+
+        Args:
+            outputs: Predicted means ``[S, B, C]``.
+
+        Returns:
+            The ``RegressionPrediction``.
+        """
         return RegressionPrediction.from_samples(outputs, self.noise_scale)
 
 
 def make_likelihood(name: str, noise_scale: float | None = None) -> Likelihood:
-    """Build a likelihood by name: ``categorical`` or ``gaussian`` (needs ``noise_scale``)."""
+    """Build a likelihood by name: ``categorical`` or ``gaussian`` (needs ``noise_scale``).
+
+    Args:
+        name: ``categorical`` or ``gaussian``.
+        noise_scale: The Gaussian likelihood's noise standard deviation (None for
+            ``categorical``).
+
+    Returns:
+        The likelihood.
+
+    Raises:
+        ValueError: ``name`` is unknown, ``gaussian`` has no ``noise_scale``, ``categorical``
+            has one, or it is not positive.
+    """
     try:
         kind = LikelihoodName(name)
     except ValueError:
@@ -183,5 +234,13 @@ def make_likelihood(name: str, noise_scale: float | None = None) -> Likelihood:
 
 
 def log_mean_exp(values: Tensor, dim: int = 0) -> Tensor:
-    """``log mean_s exp(values_s)`` along ``dim``, computed stably."""
+    """``log mean_s exp(values_s)`` along ``dim``, computed stably.
+
+    Args:
+        values: Any tensor.
+        dim: The axis to average over.
+
+    Returns:
+        ``values`` with ``dim`` reduced.
+    """
     return torch.logsumexp(values, dim=dim) - math.log(values.shape[dim])

@@ -9,6 +9,11 @@ class TinyConvNet(nn.Module):
     """``conv3x3(c) -> ReLU -> maxpool2 -> conv3x3(2c) -> ReLU -> global avg pool -> dense``.
 
     Input ``[B, in_channels, H, W]`` (any H, W >= 4), logits ``[B, num_classes]``.
+
+    Args:
+        in_channels: The input channels.
+        num_classes: The output classes.
+        channels: c, the first convolution's channels.
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 4, channels: int = 4):

@@ -23,7 +23,12 @@ torch.fx.wrap("as_images")  # one opaque call for torch.fx (bbh.trunk), not a br
 
 
 class LeNet5(nn.Module):
-    """LeNet-5-like net; input ``[B, 1, 28, 28]`` or ``[B, 784]``, logits ``[B, num_classes]``."""
+    """LeNet-5-like net; input ``[B, 1, 28, 28]`` or ``[B, 784]``, logits ``[B, num_classes]``.
+
+    Args:
+        num_classes: The output classes.
+        in_channels: The input channels.
+    """
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1):
         super().__init__()

@@ -90,7 +90,20 @@ class PreActUnit(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """Pre-activation ResNet; input ``[B, 3, 24, 24]`` (any size works), logits ``[B, classes]``."""
+    """Pre-activation ResNet; input ``[B, 3, 24, 24]`` (any size works), logits ``[B, classes]``.
+
+    Args:
+        num_classes: The output classes.
+        norm: ``batch``, ``instance`` or ``none`` (see the module docstring).
+        final_norm: A normalisation layer before the final ReLU.
+        filters: The stem's channels, then each scale's.
+        strides: The stem's stride, then each scale's first unit's.
+        units_per_scale: Residual units per scale.
+        in_channels: The input channels.
+
+    Raises:
+        ValueError: ``filters`` and ``strides`` differ in length or have fewer than 2 entries.
+    """
 
     def __init__(
         self,

@@ -164,12 +164,28 @@ class ResNet(nn.Module):
 
 
 def resnet18(num_classes: int = 10, **options: object) -> ResNet:
-    """ResNet-18 (basic blocks 2-2-2-2): 11.2M parameters at width 64 with 10 classes."""
+    """ResNet-18 (basic blocks 2-2-2-2): 11.2M parameters at width 64 with 10 classes.
+
+    Args:
+        num_classes: The output classes.
+        **options: ``ResNet``'s other options (``width``, ``in_channels``, ``norm``).
+
+    Returns:
+        The net.
+    """
     return ResNet(Block.BASIC, (2, 2, 2, 2), num_classes, **options)  # type: ignore[arg-type]
 
 
 def resnet50(num_classes: int = 10, **options: object) -> ResNet:
-    """ResNet-50 (bottleneck blocks 3-4-6-3): 23.5M parameters at width 64 with 10 classes."""
+    """ResNet-50 (bottleneck blocks 3-4-6-3): 23.5M parameters at width 64 with 10 classes.
+
+    Args:
+        num_classes: The output classes.
+        **options: ``ResNet``'s other options (``width``, ``in_channels``, ``norm``).
+
+    Returns:
+        The net.
+    """
     return ResNet(Block.BOTTLENECK, (3, 4, 6, 3), num_classes, **options)  # type: ignore[arg-type]
 
 
