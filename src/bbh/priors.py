@@ -248,7 +248,11 @@ class GaussianPrior(nn.Module):
         return self.scale / math.sqrt(in_features) if self.fan_in else self.scale
 
     def extra_repr(self) -> str:
-        """The scale and kind shown by ``repr``."""
+        """The scale and kind shown by ``repr``.
+
+        Returns:
+            The text inside ``GaussianPrior(...)``.
+        """
         kind = ", fan_in=True" if self.fan_in else ""
         return (
             f"scale={self.scale}"

@@ -107,6 +107,13 @@ class ReliabilityBins:
     Bin ``k`` holds confidences in ``(edges[k], edges[k+1]]`` (bin 0 also holds 0).
     ``accuracy`` and ``confidence`` are NaN for empty bins.
     ``ece = sum_k counts[k] / N * |accuracy[k] - confidence[k]|``.
+
+    Args:
+        edges: The bin edges ``[K + 1]``.
+        counts: The inputs per bin ``[K]``, int64.
+        accuracy: The accuracy per bin ``[K]``.
+        confidence: The mean max-probability per bin ``[K]``.
+        ece: The expected calibration error.
     """
 
     edges: Tensor  # [K + 1]
