@@ -34,7 +34,7 @@ def accuracy(logits_or_probs: Any, labels: Any) -> float:
 
     Args:
         logits_or_probs: Logits ``[S, B, C]`` (their softmaxes are averaged) or probabilities
-        ``[B, C]``.
+            ``[B, C]``.
         labels: Integer class ids ``[B]`` in ``[0, C)``.
 
     Returns:
@@ -57,7 +57,7 @@ def nll(logits_or_probs: Any, labels: Any, *, eps: float = 1e-12) -> float:
 
     Args:
         logits_or_probs: Logits ``[S, B, C]`` (their softmaxes are averaged) or probabilities
-        ``[B, C]``.
+            ``[B, C]``.
         labels: Integer class ids ``[B]`` in ``[0, C)``.
         eps: The floor of probabilities (not used for logits).
 
@@ -84,7 +84,7 @@ def brier_score(logits_or_probs: Any, labels: Any) -> float:
 
     Args:
         logits_or_probs: Logits ``[S, B, C]`` (their softmaxes are averaged) or probabilities
-        ``[B, C]``.
+            ``[B, C]``.
         labels: Integer class ids ``[B]`` in ``[0, C)``.
 
     Returns:
@@ -146,7 +146,7 @@ def reliability_bins(logits_or_probs: Any, labels: Any, *, num_bins: int = 15) -
 
     Args:
         logits_or_probs: Logits ``[S, B, C]`` (their softmaxes are averaged) or probabilities
-        ``[B, C]``.
+            ``[B, C]``.
         labels: Integer class ids ``[B]`` in ``[0, C)``.
         num_bins: K, a positive int.
 
@@ -181,7 +181,7 @@ def expected_calibration_error(logits_or_probs: Any, labels: Any, *, num_bins: i
 
     Args:
         logits_or_probs: Logits ``[S, B, C]`` (their softmaxes are averaged) or probabilities
-        ``[B, C]``.
+            ``[B, C]``.
         labels: Integer class ids ``[B]`` in ``[0, C)``.
         num_bins: K, a positive int.
 
@@ -209,7 +209,7 @@ def true_class_confidence_bins(
 
     Args:
         logits_or_probs: Logits ``[S, B, C]`` (their softmaxes are averaged) or probabilities
-        ``[B, C]``.
+            ``[B, C]``.
         labels: Integer class ids ``[B]`` in ``[0, C)``.
         num_bins: Equal-width bins on ``[0, 1]``.
 
@@ -257,7 +257,7 @@ def bootstrap_interval(
     Args:
         metric: ``metric(probs, labels) -> float``, e.g. ``accuracy`` or ``nll``.
         logits_or_probs: Logits ``[S, B, C]`` (their softmaxes are averaged) or probabilities
-        ``[B, C]``.
+            ``[B, C]``.
         labels: Integer class ids ``[B]`` in ``[0, C)``.
         replicates: Resamples, an int ``>= 2``.
         level: The interval's coverage, in ``(0, 1)``.

@@ -99,7 +99,7 @@ def ood_scores(logits_or_probs: Any) -> dict[str, Tensor]:
 
     Args:
         logits_or_probs: Logits ``[S, B, C]`` (their softmaxes are averaged) or probabilities
-        ``[B, C]``.
+            ``[B, C]``.
 
     Returns:
         Score name -> ``[B]``.

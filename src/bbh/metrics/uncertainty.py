@@ -56,7 +56,7 @@ def predictive_entropy(logits_or_probs: Any, *, form: EntropyForm | str = "clean
 
     Args:
         logits_or_probs: Logits ``[S, B, C]`` (their softmaxes are averaged) or probabilities
-        ``[B, C]``.
+            ``[B, C]``.
         form: ``clean`` or ``paper`` (``EntropyForm``).
 
     Returns:
@@ -123,7 +123,7 @@ def max_probability(logits_or_probs: Any) -> Tensor:
 
     Args:
         logits_or_probs: Logits ``[S, B, C]`` (their softmaxes are averaged) or probabilities
-        ``[B, C]``.
+            ``[B, C]``.
 
     Returns:
         ``[B]``, float64.
