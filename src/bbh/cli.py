@@ -54,6 +54,14 @@ def folder(text: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``bbh`` command line: parse ``argv`` and run its subcommand.
+
+    Args:
+        argv: The arguments after the program name; None reads ``sys.argv[1:]``.
+
+    Returns:
+        The exit status, 0 on success; non-zero when the command failed (130 when interrupted).
+    """
     from bbh._version import __version__
 
     parser = _Parser(

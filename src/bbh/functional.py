@@ -55,7 +55,13 @@ CPU_ATTENTION_LOOP = True
 
 @dataclass(frozen=True)
 class ParamEntry:
-    """One generated parameter tensor: its name in ``named_parameters``, shape and flat slice."""
+    """One generated parameter tensor: its name in ``named_parameters``, shape and flat slice.
+
+    Args:
+        name: The parameter's name in ``named_parameters``.
+        shape: Its shape.
+        offset: Where its values start in the flat layout.
+    """
 
     name: str
     shape: tuple[int, ...]
@@ -63,6 +69,7 @@ class ParamEntry:
 
     @property
     def numel(self) -> int:
+        """The number of scalars in the tensor."""
         return math.prod(self.shape)
 
 
@@ -71,6 +78,9 @@ class ParamSpec:
 
     The flat vector concatenates the generated tensors in ``named_parameters`` order, each
     flattened in row-major order.
+
+    Args:
+        entries: The generated tensors, in layout order (``from_module`` builds them).
     """
 
     def __init__(self, entries: list[ParamEntry]):
@@ -86,6 +96,17 @@ class ParamSpec:
 
         ``include(name, param)`` returns True for parameters the posterior should generate;
         the others stay deterministic parameters of the module (e.g. BatchNorm affine weights).
+
+        Args:
+            module: The module.
+            include: ``include(name, param) -> bool``; None keeps every trainable parameter.
+
+        Returns:
+            The spec.
+
+        Raises:
+            TypeError: ``module`` is not an ``nn.Module``.
+            ValueError: No parameter is left to generate.
         """
         if not isinstance(module, nn.Module):
             raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")
@@ -106,6 +127,7 @@ class ParamSpec:
 
     @property
     def names(self) -> tuple[str, ...]:
+        """The generated tensors' names, in layout order."""
         return tuple(e.name for e in self.entries)
 
     @property
@@ -127,7 +149,17 @@ class ParamSpec:
         return f"ParamSpec({len(self)} tensors, D={self.dim})"
 
     def unflatten(self, flat: Tensor) -> dict[str, Tensor]:
-        """``[S, D]`` -> ``{name: [S, *shape]}`` (views, no copies)."""
+        """``[S, D]`` -> ``{name: [S, *shape]}`` (views, no copies).
+
+        Args:
+            flat: Flat weights ``[S, D]``.
+
+        Returns:
+            A dict from each parameter's name to its samples ``[S, *shape]``.
+
+        Raises:
+            ValueError: ``flat`` is not ``[S, D]``.
+        """
         if flat.dim() != 2 or flat.shape[1] != self.dim:
             raise ValueError(
                 f"flat weights must have shape [S, {self.dim}], got {list(flat.shape)}"
@@ -140,7 +172,18 @@ class ParamSpec:
         return {e.name: p.reshape(s, *e.shape) for e, p in zip(self.entries, parts, strict=True)}
 
     def flatten(self, params: Mapping[str, Tensor]) -> Tensor:
-        """``{name: [S, *shape]}`` -> ``[S, D]``; every name of the spec must be present."""
+        """``{name: [S, *shape]}`` -> ``[S, D]``; every name of the spec must be present.
+
+        Args:
+            params: ``{name: [S, *shape]}``.
+
+        Returns:
+            Flat weights ``[S, D]``.
+
+        Raises:
+            KeyError: A name of the spec is missing.
+            ValueError: The tensors disagree on S or a shape does not match.
+        """
         missing = [n for n in self.names if n not in params]
         if missing:
             raise KeyError(f"parameters missing from the dict: {missing}")
@@ -160,13 +203,27 @@ class ParamSpec:
         return torch.cat(parts, dim=1)
 
     def from_module_values(self, module: nn.Module) -> Tensor:
-        """The module's current values of the generated parameters as ``[1, D]``."""
+        """The module's current values of the generated parameters as ``[1, D]``.
+
+        Args:
+            module: A module with the spec's parameters.
+
+        Returns:
+            ``[1, D]``, detached.
+        """
         named = dict(module.named_parameters())
         return self.flatten({n: named[n].detach().unsqueeze(0) for n in self.names})
 
 
 def has_running_stats(net: nn.Module) -> bool:
-    """True if ``net`` has a normalisation layer that updates running statistics in training."""
+    """True if ``net`` has a normalisation layer that updates running statistics in training.
+
+    Args:
+        net: The module.
+
+    Returns:
+        Whether a BatchNorm layer of ``net`` tracks running statistics and is in training mode.
+    """
     return any(
         isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats and m.training
         for m in net.modules()
@@ -187,6 +244,16 @@ def auto_forward_mode(
     with ``benchmarks/sampled_forward.py`` and ``benchmarks/sequence_nets.py --device cuda``).
     Modules without any vmap rule (``nn.LSTM``, ...) run in a loop whatever the mode
     (``sampled_forward``).
+
+    Args:
+        net: The net.
+        num_samples: S, the weight samples per pass.
+        examples_per_sample: The examples each sample sees.
+        dim: The weights a pass uses.
+        device: Where it runs.
+
+    Returns:
+        ``ForwardMode.LOOP`` or ``ForwardMode.VMAP``.
     """
     if has_running_stats(net) or num_samples == 1:
         return ForwardMode.LOOP
@@ -221,6 +288,20 @@ def sampled_forward(
     Modules without a ``vmap`` batching rule (``nn.LSTM``, ``nn.GRU``, ``nn.RNN``, ...) run in a
     loop over samples whatever ``mode`` says, learned on the first call (``bbh.batching``, with a
     one-time ``VmapFallbackWarning``).
+
+    Args:
+        net: The net whose parameters ``params`` replaces.
+        params: ``{name: [S, *shape]}``, the sampled parameters (a subset of the net's).
+        x: Inputs ``[B, ...]`` (``[S, B, ...]`` with ``x_per_sample``).
+        x_per_sample: Each sample gets its own batch.
+        mode: ``auto``, ``vmap`` or ``loop`` (``auto_forward_mode``).
+        share_trunk: Run the part no sampled parameter reaches once (see above).
+
+    Returns:
+        Outputs ``[S, B, ...]``.
+
+    Raises:
+        ValueError: ``params`` is empty, its tensors disagree on S, or ``mode`` is unknown.
     """
     mode = parse_enum(ForwardMode, mode, "forward mode")
     if not params:

@@ -168,15 +168,52 @@ class RunFolder:
         return target
 
     def write(self, name: str, write: Callable[[Path], object]) -> Path:
+        """Write the run file ``name`` atomically with ``write(path)``.
+
+        Args:
+            name: The file's path relative to the run folder.
+            write: Writes the file at the path it is given.
+
+        Returns:
+            The file's path.
+        """
         return atomic_write(self.path(name), write)
 
     def write_json(self, name: str, data: Any) -> Path:
+        """Write ``data`` as the JSON run file ``name``, atomically.
+
+        Args:
+            name: The file's path relative to the run folder.
+            data: JSON-serialisable data.
+
+        Returns:
+            The file's path.
+        """
         return write_json(self.path(name), data)
 
     def write_text(self, name: str, text: str) -> Path:
+        """Write ``text`` as the run file ``name``, atomically.
+
+        Args:
+            name: The file's path relative to the run folder.
+            text: The file's text.
+
+        Returns:
+            The file's path.
+        """
         return write_text(self.path(name), text)
 
     def savefig(self, name: str, fig: Any, **options: Any) -> Path:
+        """Save the matplotlib figure ``fig`` as the run file ``name``, atomically.
+
+        Args:
+            name: The file's path relative to the run folder.
+            fig: A matplotlib figure.
+            **options: Passed to ``savefig``.
+
+        Returns:
+            The file's path.
+        """
         return savefig(fig, self.path(name), **options)
 
     def files(self) -> dict[str, int]:

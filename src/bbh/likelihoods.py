@@ -22,6 +22,8 @@ from torch import Tensor
 
 
 class LikelihoodName(str, Enum):
+    """The likelihoods a method's ``likelihood=`` names."""
+
     CATEGORICAL = "categorical"
     GAUSSIAN = "gaussian"
 
@@ -41,6 +43,12 @@ class RegressionPrediction:
 
     Compare ``y`` with ``mean +- k std``; ``bbh.metrics.regression`` scores it (RMSE, Gaussian NLL,
     interval coverage and calibration).
+
+    Args:
+        mean: ``mean_s f_s(x)``, ``[B, C]``.
+        epistemic_std: The draws' standard deviation, ``[B, C]``.
+        std: The total standard deviation, ``[B, C]``.
+        noise_std: The observation noise's standard deviation.
     """
 
     mean: Tensor
@@ -50,7 +58,18 @@ class RegressionPrediction:
 
     @classmethod
     def from_samples(cls, outputs: Tensor, noise_std: float) -> RegressionPrediction:
-        """The moments of the predictive from sampled outputs ``[S, B, C]``."""
+        """The moments of the predictive from sampled outputs ``[S, B, C]``.
+
+        Args:
+            outputs: Sampled outputs ``[S, B, C]``.
+            noise_std: The observation noise's standard deviation.
+
+        Returns:
+            The prediction.
+
+        Raises:
+            ValueError: ``outputs`` is not ``[S, B, C]``.
+        """
         if outputs.dim() != 3:
             raise ValueError(
                 f"outputs must have shape [S, B, C] (samples, batch, outputs), got "
@@ -72,16 +91,47 @@ class Likelihood:
     name: str
 
     def log_prob(self, outputs: Tensor, y: Tensor) -> Tensor:
+        """Per-example log-likelihoods.
+
+        Args:
+            outputs: The net's outputs ``[..., B, C]``.
+            y: The targets of the B examples.
+
+        Returns:
+            ``[..., B]``.
+        """
         raise NotImplementedError
 
     def predictive(self, outputs: Tensor) -> Tensor | RegressionPrediction:
+        """The predictive distribution over the S draws.
+
+        Args:
+            outputs: The net's outputs ``[S, B, C]``.
+
+        Returns:
+            Probabilities ``[B, C]`` or a ``RegressionPrediction``.
+        """
         raise NotImplementedError
 
 
 class CategoricalLikelihood(Likelihood):
+    """The categorical likelihood of class ids under ``softmax(outputs)``."""
+
     name = LikelihoodName.CATEGORICAL.value
 
     def log_prob(self, outputs: Tensor, y: Tensor) -> Tensor:
+        """Log-probabilities of the class ids under ``softmax(outputs)``.
+
+        Args:
+            outputs: Logits ``[..., B, C]``.
+            y: Class ids ``[B]``.
+
+        Returns:
+            ``[..., B]``.
+
+        Raises:
+            ValueError: ``y`` is not ``[B]``.
+        """
         if y.dim() != 1 or y.shape[0] != outputs.shape[-2]:
             raise ValueError(
                 f"categorical likelihood needs labels [B={outputs.shape[-2]}], got {list(y.shape)}"
@@ -91,11 +141,27 @@ class CategoricalLikelihood(Likelihood):
         return logp.gather(-1, index).squeeze(-1)
 
     def predictive(self, outputs: Tensor) -> Tensor:
-        """Predictive probabilities ``[B, C]``: ``softmax(outputs [S, B, C])`` averaged over S."""
+        """Predictive probabilities ``[B, C]``: ``softmax(outputs [S, B, C])`` averaged over S.
+
+        Args:
+            outputs: Logits ``[S, B, C]``.
+
+        Returns:
+            Probabilities ``[B, C]``.
+        """
         return outputs.softmax(dim=-1).mean(dim=0)
 
 
 class GaussianLikelihood(Likelihood):
+    """A Gaussian likelihood with a fixed observation noise's standard deviation ``noise_scale``.
+
+    Args:
+        noise_scale: The observation noise's standard deviation, positive.
+
+    Raises:
+        ValueError: ``noise_scale`` is not a positive number.
+    """
+
     name = LikelihoodName.GAUSSIAN.value
 
     def __init__(self, noise_scale: float):
@@ -104,6 +170,18 @@ class GaussianLikelihood(Likelihood):
         self.noise_scale = float(noise_scale)
 
     def log_prob(self, outputs: Tensor, y: Tensor) -> Tensor:
+        """Gaussian log-densities of the targets, summed over the C outputs.
+
+        Args:
+            outputs: Predicted means ``[..., B, C]``.
+            y: Targets ``[B]`` or ``[B, C]``.
+
+        Returns:
+            ``[..., B]``.
+
+        Raises:
+            ValueError: The targets do not match the outputs' shape.
+        """
         target = y.reshape(outputs.shape[-2], -1).to(outputs.dtype)
         if target.shape[-1] != outputs.shape[-1]:
             raise ValueError(
@@ -115,12 +193,32 @@ class GaussianLikelihood(Likelihood):
         return (-0.5 * z.pow(2) - const).sum(-1)
 
     def predictive(self, outputs: Tensor) -> RegressionPrediction:
-        """Predictive mean and standard deviations ``[B, C]`` of outputs ``[S, B, C]``."""
+        """Predictive mean and standard deviations ``[B, C]`` of outputs ``[S, B, C]``.
+
+        Args:
+            outputs: Predicted means ``[S, B, C]``.
+
+        Returns:
+            The ``RegressionPrediction``.
+        """
         return RegressionPrediction.from_samples(outputs, self.noise_scale)
 
 
 def make_likelihood(name: str, noise_scale: float | None = None) -> Likelihood:
-    """Build a likelihood by name: ``categorical`` or ``gaussian`` (needs ``noise_scale``)."""
+    """Build a likelihood by name: ``categorical`` or ``gaussian`` (needs ``noise_scale``).
+
+    Args:
+        name: ``categorical`` or ``gaussian``.
+        noise_scale: The Gaussian likelihood's noise standard deviation (None for
+            ``categorical``).
+
+    Returns:
+        The likelihood.
+
+    Raises:
+        ValueError: ``name`` is unknown, ``gaussian`` has no ``noise_scale``, ``categorical``
+            has one, or it is not positive.
+    """
     try:
         kind = LikelihoodName(name)
     except ValueError:
@@ -136,5 +234,13 @@ def make_likelihood(name: str, noise_scale: float | None = None) -> Likelihood:
 
 
 def log_mean_exp(values: Tensor, dim: int = 0) -> Tensor:
-    """``log mean_s exp(values_s)`` along ``dim``, computed stably."""
+    """``log mean_s exp(values_s)`` along ``dim``, computed stably.
+
+    Args:
+        values: Any tensor.
+        dim: The axis to average over.
+
+    Returns:
+        ``values`` with ``dim`` reduced.
+    """
     return torch.logsumexp(values, dim=dim) - math.log(values.shape[dim])

@@ -42,6 +42,12 @@ class GaussianPrior(nn.Module):
     Args:
         scale: s; with ``fan_in``, the gain g of ``s_t = g / sqrt(fan_in_t)``.
         fan_in: one scale per parameter tensor from its fan-in (needs :meth:`bind`).
+        empirical_bayes: one scale per tensor set by the ELBO (see the module docstring;
+            needs :meth:`bind`).
+
+    Raises:
+        ValueError: ``scale`` is not a positive finite number, or both ``fan_in`` and
+            ``empirical_bayes`` are set.
     """
 
     scales: Tensor | None
@@ -65,10 +71,20 @@ class GaussianPrior(nn.Module):
 
     @property
     def isotropic(self) -> bool:
+        """True when every weight has the prior scale ``scale`` (neither fan-in nor empirical
+        Bayes)."""
         return not (self.fan_in or self.empirical_bayes)
 
     def bind(self, spec: ParamSpec, net: nn.Module) -> GaussianPrior:
-        """Fix the per-weight scales for the tensors of ``spec`` (parameters of ``net``)."""
+        """Fix the per-weight scales for the tensors of ``spec`` (parameters of ``net``).
+
+        Args:
+            spec: The layout of the generated parameters.
+            net: The module whose parameters ``spec`` lists (for their fan-in and device).
+
+        Returns:
+            The prior itself, bound.
+        """
         self.sizes = [e.numel for e in spec]
         ref = next(net.parameters(), None)
         device = None if ref is None else ref.device
@@ -101,14 +117,36 @@ class GaussianPrior(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> Tensor:
-        """Draw ``[num_samples, dim]`` prior samples."""
+        """Draw ``[num_samples, dim]`` prior samples.
+
+        Args:
+            num_samples: M, the number of samples.
+            dim: D; for a bound prior, its number of weights.
+            generator: The random number generator (default: torch's global one).
+            device: Where the samples go.
+            dtype: Their dtype.
+
+        Returns:
+            Samples ``[M, D]``.
+
+        Raises:
+            ValueError: The prior is empirical Bayes (it has no fixed scales).
+            RuntimeError: A fan-in prior is not bound yet.
+        """
         eps = torch.randn(num_samples, dim, generator=generator, device=device, dtype=dtype)
         if self.isotropic:
             return self.scale * eps
         return eps * self._scales().to(eps.dtype)
 
     def log_prob(self, w: Tensor) -> Tensor:
-        """``log p(w)`` summed over the last axis: ``[..., D] -> [...]`` (exact, closed form)."""
+        """``log p(w)`` summed over the last axis: ``[..., D] -> [...]`` (exact, closed form).
+
+        Args:
+            w: Weights ``[..., D]``.
+
+        Returns:
+            ``[...]``.
+        """
         d = w.shape[-1]
         if self.isotropic:
             return -0.5 * w.pow(2).sum(-1) / self.scale**2 - d * (
@@ -118,7 +156,14 @@ class GaussianPrior(nn.Module):
         return -0.5 * (w / s).pow(2).sum(-1) - s.log().sum() - 0.5 * d * math.log(2 * math.pi)
 
     def cross_entropy(self, second_moment: Tensor) -> Tensor:
-        """``E_q[-log p(w)]`` from the per-weight second moments ``E_q[w_i^2]`` ``[D]``."""
+        """``E_q[-log p(w)]`` from the per-weight second moments ``E_q[w_i^2]`` ``[D]``.
+
+        Args:
+            second_moment: ``E_q[w_i^2]`` per weight, ``[D]``.
+
+        Returns:
+            A scalar tensor.
+        """
         if self.isotropic:
             d = second_moment.shape[-1]
             const = d * (math.log(self.scale) + 0.5 * math.log(2 * math.pi))
@@ -131,12 +176,32 @@ class GaussianPrior(nn.Module):
     def square_sums(self, x: Tensor) -> Tensor:
         """``[T]``: the sum of squares of each tensor's part of ``x [..., D]`` (all leading axes
         summed too): the per-tensor sums a bound prior's cross term takes, without a ``[D]``
-        temporary per weight scale (the fan-in prior's step costs what the isotropic one does)."""
+        temporary per weight scale (the fan-in prior's step costs what the isotropic one does).
+
+        Args:
+            x: Weights ``[..., D]``.
+
+        Returns:
+            ``[T]``, one sum per bound tensor.
+
+        Raises:
+            RuntimeError: The prior is not bound to D weights.
+        """
         self._check_bound(x.shape[-1])
         return torch.stack([(p * p).sum() for p in x.split(self.sizes, dim=-1)])
 
     def cross_entropy_of_tensors(self, quad: Tensor) -> Tensor:
-        """``E_q[-log p(w)]`` from ``quad [T]``, each tensor's ``E_q |w_t|^2`` (bound priors)."""
+        """``E_q[-log p(w)]`` from ``quad [T]``, each tensor's ``E_q |w_t|^2`` (bound priors).
+
+        Args:
+            quad: ``E_q |w_t|^2`` per bound tensor, ``[T]``.
+
+        Returns:
+            A scalar tensor.
+
+        Raises:
+            RuntimeError: The prior is not bound yet.
+        """
         if self.tensor_sizes is None:
             raise RuntimeError("the prior must be bound to the weights first (bind)")
         sizes = self.tensor_sizes.to(quad.dtype)
@@ -159,15 +224,35 @@ class GaussianPrior(nn.Module):
             )
 
     def weight_scales(self) -> float | Tensor:
-        """The prior's std for every weight: ``scale`` (isotropic) or the bound ``[D]``."""
+        """The prior's std for every weight: ``scale`` (isotropic) or the bound ``[D]``.
+
+        Returns:
+            A float, or a tensor ``[D]`` for a bound fan-in prior.
+
+        Raises:
+            ValueError: The prior is empirical Bayes (it has no fixed scales).
+            RuntimeError: A fan-in prior is not bound yet.
+        """
         return self.scale if self.isotropic else self._scales()
 
     def readout_scale(self, in_features: int) -> float:
         """The scale of an output layer of ``in_features`` inputs that is integrated exactly
-        (``BayesByHypernet(last_layer="exact")``)."""
+        (``BayesByHypernet(last_layer="exact")``).
+
+        Args:
+            in_features: The output layer's number of inputs.
+
+        Returns:
+            ``scale / sqrt(in_features)`` for a fan-in prior, else ``scale``.
+        """
         return self.scale / math.sqrt(in_features) if self.fan_in else self.scale
 
     def extra_repr(self) -> str:
+        """The scale and kind shown by ``repr``.
+
+        Returns:
+            The text inside ``GaussianPrior(...)``.
+        """
         kind = ", fan_in=True" if self.fan_in else ""
         return (
             f"scale={self.scale}"
@@ -183,7 +268,19 @@ PRIOR_KINDS = ("fan_in", "isotropic", "empirical_bayes")
 def make_prior(prior: str | GaussianPrior, scale: float | None = None) -> GaussianPrior:
     """A method's ``prior=`` and ``prior_scale=`` as a (fresh, unbound) ``GaussianPrior``:
     a name of ``PRIOR_KINDS`` with its scale (default 3 for ``fan_in``, else 1), or a prior,
-    copied."""
+    copied.
+
+    Args:
+        prior: A name of ``PRIOR_KINDS``, or a ``GaussianPrior`` to copy.
+        scale: The prior's scale (or the fan-in prior's gain); None for the default. Ignored
+            when ``prior`` is a ``GaussianPrior``.
+
+    Returns:
+        A fresh, unbound ``GaussianPrior``.
+
+    Raises:
+        ValueError: ``prior`` is not one of ``PRIOR_KINDS``, or the scale is not positive.
+    """
     if isinstance(prior, GaussianPrior):
         return GaussianPrior(
             prior.scale, fan_in=prior.fan_in, empirical_bayes=prior.empirical_bayes
@@ -199,7 +296,16 @@ def make_prior(prior: str | GaussianPrior, scale: float | None = None) -> Gaussi
 
 def fan_in_scales(spec: ParamSpec, net: nn.Module, gain: float) -> Tensor:
     """``[D]``: ``gain / sqrt(fan_in)`` for every weight of ``spec``, in its order
-    (``fan_in_tensor_scales`` repeated over each tensor's weights)."""
+    (``fan_in_tensor_scales`` repeated over each tensor's weights).
+
+    Args:
+        spec: The layout of the generated parameters.
+        net: The module whose parameters ``spec`` lists.
+        gain: g.
+
+    Returns:
+        ``[D]``.
+    """
     scales = torch.tensor(fan_in_tensor_scales(spec, net, gain))
     sizes = [e.numel for e in spec]
     out = scales.repeat_interleave(torch.tensor(sizes), output_size=sum(sizes))
@@ -213,6 +319,14 @@ def fan_in_tensor_scales(spec: ParamSpec, net: nn.Module, gain: float) -> list[f
     A tensor of two or more dimensions has fan-in ``prod(shape[1:])`` (a linear layer's inputs,
     a convolution's ``in / groups x kh x kw``); a bias or other vector takes that of its
     module's ``weight`` where the module has one of two or more dimensions, else 1.
+
+    Args:
+        spec: The layout of the generated parameters.
+        net: The module whose parameters ``spec`` lists.
+        gain: g.
+
+    Returns:
+        One scale per tensor, in ``spec``'s order.
     """
     params = dict(net.named_parameters())
     scales = []
@@ -235,7 +349,19 @@ def fan_in_tensor_scales(spec: ParamSpec, net: nn.Module, gain: float) -> list[f
 
 def gaussian_kl_to_isotropic(mean: Tensor, log_var: Tensor, prior_scale: float | Tensor) -> Tensor:
     """``KL(N(mean, exp(log_var)) || N(0, prior_scale^2 I))``, summed over every element;
-    ``prior_scale`` a number or one scale per element (a fan-in prior's ``[D]``)."""
+    ``prior_scale`` a number or one scale per element (a fan-in prior's ``[D]``).
+
+    Args:
+        mean: The posterior's means.
+        log_var: Its log-variances, of ``mean``'s shape.
+        prior_scale: The prior's standard deviation, a number or one per element.
+
+    Returns:
+        A scalar tensor.
+
+    Raises:
+        ValueError: ``mean`` and ``log_var`` differ in shape.
+    """
     if mean.shape != log_var.shape:
         raise ValueError(f"mean {list(mean.shape)} and log_var {list(log_var.shape)} differ")
     if isinstance(prior_scale, Tensor):
@@ -255,7 +381,17 @@ def gaussian_kl_to_isotropic(mean: Tensor, log_var: Tensor, prior_scale: float |
 def gaussian_kl_diag(
     mean_q: Tensor, log_var_q: Tensor, mean_p: Tensor, log_var_p: Tensor
 ) -> Tensor:
-    """``KL(N(mean_q, exp(log_var_q)) || N(mean_p, exp(log_var_p)))`` summed over elements."""
+    """``KL(N(mean_q, exp(log_var_q)) || N(mean_p, exp(log_var_p)))`` summed over elements.
+
+    Args:
+        mean_q: q's means.
+        log_var_q: q's log-variances.
+        mean_p: p's means.
+        log_var_p: p's log-variances (all four broadcast together).
+
+    Returns:
+        A scalar tensor.
+    """
     mean_q, log_var_q, mean_p, log_var_p = torch.broadcast_tensors(
         mean_q, log_var_q, mean_p, log_var_p
     )

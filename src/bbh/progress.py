@@ -16,6 +16,13 @@ class Progress:
 
     Rewrites one stderr line (``label: done/total (pct) elapsed``) at most every
     ``min_interval`` seconds. ``enabled=False`` makes every call a no-op.
+
+    Args:
+        total: The amount of work (negative counts as 0).
+        label: The line's label.
+        enabled: Show the line; False makes every call a no-op.
+        stream: Where the line goes (default: standard error).
+        min_interval: The least seconds between redraws.
     """
 
     def __init__(
@@ -38,6 +45,12 @@ class Progress:
         self._shown = -1
 
     def update(self, n: int = 1) -> None:
+        """Count ``n`` more items done; the line is redrawn at most every ``min_interval`` seconds
+        and at the end.
+
+        Args:
+            n: Items done since the last update.
+        """
         self.done += n
         if not self.enabled:
             return
@@ -47,6 +60,7 @@ class Progress:
             self._write(now)
 
     def close(self) -> None:
+        """Draw the final state and end the line."""
         if self.enabled:
             if self._shown != self.done:
                 self._write(time.monotonic())

@@ -105,6 +105,14 @@ def describe(value: Any) -> str:
 
 
 def check_num_data(num_data: Any) -> None:
+    """Check that ``num_data`` is a positive int.
+
+    Args:
+        num_data: The training-set size.
+
+    Raises:
+        ValueError: It is not a positive int.
+    """
     if isinstance(num_data, bool) or not isinstance(num_data, numbers.Integral) or num_data < 1:
         raise ValueError(
             f"num_data must be a positive int (the training-set size), got {describe(num_data)}"
@@ -112,6 +120,16 @@ def check_num_data(num_data: Any) -> None:
 
 
 def check_num_samples(num_samples: Any, *, minimum: int = 1, name: str = "num_samples") -> None:
+    """Check that ``num_samples`` is an int ``>= minimum`` (not a bool).
+
+    Args:
+        num_samples: The value to check.
+        minimum: The least value allowed.
+        name: Its name in the error message.
+
+    Raises:
+        ValueError: It is not an int ``>= minimum``.
+    """
     if (
         isinstance(num_samples, bool)
         or not isinstance(num_samples, numbers.Integral)
@@ -397,16 +415,41 @@ class Constraint:
 
 
 def positive() -> Constraint:
+    """The constraint ``> 0``.
+
+    Returns:
+        A ``Constraint`` for ``checked_args``.
+    """
     return Constraint(lambda v: v > 0, "> 0")
 
 
 def at_least(low: float) -> Constraint:
+    """The constraint ``>= low``.
+
+    Args:
+        low: The least value allowed.
+
+    Returns:
+        A ``Constraint`` for ``checked_args``.
+    """
     return Constraint(lambda v: v >= low, f">= {low}")
 
 
 def in_range(
     low: float, high: float, *, low_open: bool = False, high_open: bool = False
 ) -> Constraint:
+    """The constraint that the value lies between ``low`` and ``high``.
+
+    Args:
+        low: The lower end.
+        high: The upper end.
+        low_open: Exclude ``low``.
+        high_open: Exclude ``high``.
+
+    Returns:
+        A ``Constraint`` for ``checked_args``.
+    """
+
     def test(v: Any) -> bool:
         above = v > low if low_open else v >= low
         below = v < high if high_open else v <= high

@@ -82,6 +82,36 @@ def robustness_curve(
     ``attack_samples`` is the EOT sample count for ``fgsm``/``pgd``; ``num_grad_samples`` the R
     of ``fgsm_paper``. ``clip`` applies to ``fgsm``/``pgd`` only (the paper's FGSM is unclipped).
     The FGSM direction does not depend on epsilon, so it is computed once per batch.
+
+    Args:
+        method: A classifier with ``predict_logits``.
+        x: Inputs ``[N, ...]``, floating.
+        y: Class ids ``[N]``.
+        epsilons: The attack strengths.
+        attack: ``fgsm_paper``, ``fgsm`` or ``pgd`` (``AttackName``).
+        num_samples: Weight draws that evaluate the attacked inputs.
+        attack_samples: The EOT draws per gradient of ``fgsm`` and ``pgd``.
+        num_grad_samples: The R of ``fgsm_paper``.
+        steps: PGD's steps.
+        step_size: PGD's step size (None: its default).
+        random_start: PGD starts from a random point of the ball.
+        generator: Draws PGD's random starts.
+        clip: The input range for ``fgsm`` and ``pgd``.
+        input_transform: Maps the inputs to the model's.
+        uncertainty_threshold: An entropy above which an input counts as flagged uncertain
+            (``flagged_uncertain``); None: not counted.
+        entropy_form: ``clean`` or ``paper`` (``bbh.metrics.EntropyForm``).
+        batch_size: Inputs attacked at once.
+        progress: Show a progress bar.
+
+    Returns:
+        ``attack``, ``epsilons`` and per epsilon ``accuracy``, ``mean_entropy``,
+        ``entropy_cdf_area`` and ``flagged_uncertain``, with the settings used.
+
+    Raises:
+        ValueError: ``attack`` is unknown, ``epsilons`` is empty or holds a negative or
+            non-finite value, ``y`` is not ``[N]``, or another argument is out of range.
+        TypeError: ``x`` is not a floating tensor.
     """
     attack = parse_enum(AttackName, attack, "attack")
     form = EntropyForm(entropy_form)

@@ -48,7 +48,21 @@ def eot_nll(
     num_samples: int,
     input_transform: InputTransform | None = None,
 ) -> Tensor:
-    """Summed NLL of the expected predictive: ``-sum_i log mean_s softmax(f_s(t(x_i)))[y_i]``."""
+    """Summed NLL of the expected predictive: ``-sum_i log mean_s softmax(f_s(t(x_i)))[y_i]``.
+
+    Args:
+        method: A classifier with ``predict_logits``.
+        x: Inputs ``[B, ...]`` (differentiable).
+        y: Class ids ``[B]``.
+        num_samples: S, the weight draws, at least 1.
+        input_transform: Maps ``x`` to the model's inputs (``t`` above).
+
+    Returns:
+        A scalar tensor.
+
+    Raises:
+        ValueError: ``num_samples`` is below 1 or ``y`` does not fit the outputs.
+    """
     logits = _logits(method, x, num_samples, input_transform)
     y = check_labels(y, logits.shape[1], logits.shape[2], "y")
     log_p = torch.logsumexp(logits.log_softmax(dim=-1), dim=0) - math.log(logits.shape[0])
@@ -64,7 +78,22 @@ def eot_gradient_sign(
     num_samples: int = 10,
     input_transform: InputTransform | None = None,
 ) -> Tensor:
-    """``sign(grad_x eot_nll)``: the FGSM direction on the expected predictive."""
+    """``sign(grad_x eot_nll)``: the FGSM direction on the expected predictive.
+
+    Args:
+        method: A classifier with ``predict_logits``.
+        x: Inputs ``[B, ...]``, floating.
+        y: Class ids ``[B]``.
+        num_samples: S, the weight draws, at least 1.
+        input_transform: Maps ``x`` to the model's inputs.
+
+    Returns:
+        Signs ``[B, ...]`` in ``{-1, 0, 1}``.
+
+    Raises:
+        TypeError: ``x`` is not a floating tensor.
+        ValueError: ``num_samples`` is below 1, ``x`` has an empty batch or ``y`` does not fit.
+    """
     x = _check_x(x)
     g = _input_grad(
         lambda xr: eot_nll(method, xr, y, num_samples=num_samples, input_transform=input_transform),
@@ -88,6 +117,21 @@ def fgsm_paper_direction(
     method whose ``predict_logits(x, 1)`` still returns M > 1 outputs (a deep ensemble: the
     members) gets the paper's ensemble form instead, the mean of the M members' signs, each
     member's gradient taken on its own copy of ``x`` in a single call.
+
+    Args:
+        method: A classifier with ``predict_logits``.
+        x: Inputs ``[B, ...]``, floating.
+        y: Class ids ``[B]``.
+        num_grad_samples: R, at least 1.
+        input_transform: Maps ``x`` to the model's inputs.
+
+    Returns:
+        The mean sign ``[B, ...]``, in ``[-1, 1]``.
+
+    Raises:
+        TypeError: ``x`` is not a floating tensor.
+        ValueError: ``num_grad_samples`` is below 1, ``x`` has an empty batch or ``y`` does not
+            fit.
     """
     x = _check_x(x)
     _check_int(num_grad_samples, "num_grad_samples")
@@ -138,6 +182,22 @@ def fgsm_paper(
     """The paper's FGSM (as its ``utils.build_adv_examples``): ``x + eps * mean_r sign(g_r)``.
 
     **Not clipped** to the input range, as in the paper's code.
+
+    Args:
+        method: A classifier with ``predict_logits``.
+        x: Inputs ``[B, ...]``, floating.
+        y: Class ids ``[B]``.
+        eps: The attack strength, a finite number ``>= 0``.
+        num_grad_samples: R, at least 1.
+        input_transform: Maps ``x`` to the model's inputs.
+
+    Returns:
+        The attacked inputs ``[B, ...]``, detached.
+
+    Raises:
+        TypeError: ``eps`` is not a number or ``x`` is not a floating tensor.
+        ValueError: ``eps`` or ``num_grad_samples`` is out of range, ``x`` has an empty batch or
+            ``y`` does not fit.
     """
     eps = _check_eps(eps)
     direction = fgsm_paper_direction(
@@ -157,7 +217,25 @@ def fgsm(
     clip: tuple[float, float] | None = (0.0, 1.0),
     input_transform: InputTransform | None = None,
 ) -> Tensor:
-    """FGSM on the expected predictive (EOT over ``num_samples`` weight draws), clipped."""
+    """FGSM on the expected predictive (EOT over ``num_samples`` weight draws), clipped.
+
+    Args:
+        method: A classifier with ``predict_logits``.
+        x: Inputs ``[B, ...]``, floating, inside ``clip``.
+        y: Class ids ``[B]``.
+        eps: The attack strength, a finite number ``>= 0``.
+        num_samples: The EOT weight draws, at least 1.
+        clip: The input range ``(low, high)``; None clips nothing.
+        input_transform: Maps ``x`` to the model's inputs.
+
+    Returns:
+        The attacked inputs ``[B, ...]``, detached.
+
+    Raises:
+        TypeError: ``eps`` is not a number or ``x`` is not a floating tensor.
+        ValueError: ``eps`` or ``num_samples`` is out of range, ``x`` has an empty batch or lies
+            outside ``clip``, or ``y`` does not fit.
+    """
     eps = _check_eps(eps)
     x = _check_x(x, clip)
     direction = eot_gradient_sign(
@@ -186,6 +264,27 @@ def pgd(
     Each step draws fresh weight samples, moves ``step_size`` (default ``2.5 * eps / steps``)
     along the gradient sign, then projects onto the ``eps``-ball around ``x`` and into ``clip``.
     ``random_start`` starts from a uniform point of the ball (drawn with ``generator``).
+
+    Args:
+        method: A classifier with ``predict_logits``.
+        x: Inputs ``[B, ...]``, floating, inside ``clip``.
+        y: Class ids ``[B]``.
+        eps: The ball's radius, a finite number ``>= 0``.
+        steps: The steps, at least 1.
+        step_size: The step's size; None for ``2.5 * eps / steps``.
+        num_samples: The EOT weight draws per step, at least 1.
+        clip: The input range ``(low, high)``; None clips nothing.
+        random_start: Start from a uniform point of the ball.
+        generator: Draws the random start (None: torch's global generator).
+        input_transform: Maps ``x`` to the model's inputs.
+
+    Returns:
+        The attacked inputs ``[B, ...]``, detached.
+
+    Raises:
+        TypeError: ``eps`` is not a number or ``x`` is not a floating tensor.
+        ValueError: ``eps``, ``steps``, ``step_size`` or ``num_samples`` is out of range, ``x``
+            has an empty batch or lies outside ``clip``, or ``y`` does not fit.
     """
     eps = _check_eps(eps)
     x = _check_x(x, clip)

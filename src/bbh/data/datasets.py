@@ -92,6 +92,7 @@ class LabeledData(Dataset[tuple[Tensor, Tensor]]):
 
     @property
     def num_classes(self) -> int:
+        """The number of classes C, ``len(class_names)``."""
         return len(self.class_names)
 
     def class_counts(self) -> list[int]:
@@ -109,6 +110,14 @@ class LabeledData(Dataset[tuple[Tensor, Tensor]]):
         return replace(self, images=self.images.float().div_(255.0))
 
     def to(self, device: torch.device | str) -> LabeledData:
+        """The same examples on ``device``.
+
+        Args:
+            device: Where the images and labels go.
+
+        Returns:
+            A new ``LabeledData``; the class names are shared.
+        """
         return replace(self, images=self.images.to(device), labels=self.labels.to(device))
 
 
@@ -128,10 +137,12 @@ class DatasetSplits:
 
     @property
     def class_names(self) -> tuple[str, ...]:
+        """The class names, in class-id order (the training split's)."""
         return self.train.class_names
 
     @property
     def num_classes(self) -> int:
+        """The number of classes C (the training split's)."""
         return self.train.num_classes
 
     def to_float(self) -> DatasetSplits:
@@ -178,7 +189,8 @@ def load_mnist(
 def load_notmnist(
     root: PathLike | None = None, *, offline: bool | None = None, as_float: bool = True
 ) -> LabeledData:
-    """notMNIST test split in MNIST format: 10,000 letters A-J (labels 0-9), ``[N, 1, 28, 28]``."""
+    """The notMNIST test split in MNIST format: 10,000 letters A-J (labels 0-9),
+    ``[N, 1, 28, 28]``."""
     root = resolve_data_root(root)
     x, y = _read_idx_dataset(root, "notmnist", "t10k", offline)
     data = LabeledData(torch.from_numpy(x), torch.from_numpy(y), NOTMNIST_CLASSES)

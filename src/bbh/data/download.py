@@ -45,6 +45,14 @@ class RemoteFile:
     sha256: str | None = None
 
     def path(self, root: str | os.PathLike[str]) -> Path:
+        """Where this file lies under the data root.
+
+        Args:
+            root: The data root.
+
+        Returns:
+            ``root / subdir / name``.
+        """
         return Path(root) / self.subdir / self.name
 
 

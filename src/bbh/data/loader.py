@@ -58,6 +58,7 @@ class TensorLoader:
 
     @property
     def num_examples(self) -> int:
+        """The number of examples N (``len()`` is the number of batches)."""
         return len(self.labels)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:

@@ -18,6 +18,10 @@ TOY_NOISE_STD = 9.0
 
 @dataclass(frozen=True)
 class ToyData:
+    """The 1-D toy regression data: ``x [N, 1]``, ``y [N, 1]``, the evaluation ``grid [G, 1]``
+    and the observation noise's standard deviation ``noise_std``.
+    """
+
     x: Tensor  # [N, 1]
     y: Tensor  # [N, 1]
     grid: Tensor  # [G, 1]
@@ -25,6 +29,14 @@ class ToyData:
 
     @staticmethod
     def truth(x: Tensor) -> Tensor:
+        """The noise-free target function ``f(x) = x^3``.
+
+        Args:
+            x: Inputs, any shape.
+
+        Returns:
+            ``x`` cubed, elementwise.
+        """
         return x.pow(3)
 
 

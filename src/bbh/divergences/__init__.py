@@ -64,6 +64,15 @@ class NearestNeighbourKL(nn.Module):
         self._estimate = nn_kl_full if form == "full" else nn_kl_coordinate
 
     def forward(self, samples: Tensor, prior: GaussianPrior) -> Tensor:
+        """The KL estimate from posterior samples and as many prior samples.
+
+        Args:
+            samples: Posterior weight samples ``[S, D]``.
+            prior: The prior; ``num_prior_samples`` (default S) draws ``[M, D]`` are taken from it.
+
+        Returns:
+            A scalar tensor, differentiable in ``samples``.
+        """
         m = self.num_prior_samples or samples.shape[0]
         p = prior.sample(m, samples.shape[1], device=samples.device, dtype=samples.dtype)
         return self._estimate(samples, p)
@@ -80,6 +89,15 @@ class EntropyKL(nn.Module):
         self._estimate = entropy_kl_full if form == "full" else entropy_kl_coordinate
 
     def forward(self, samples: Tensor, prior: GaussianPrior) -> Tensor:
+        """The KL estimate ``E_q[-log p] - H[q]`` from posterior samples.
+
+        Args:
+            samples: Posterior weight samples ``[S, D]``.
+            prior: The prior, whose log-density is exact.
+
+        Returns:
+            A scalar tensor, differentiable in ``samples``.
+        """
         return self._estimate(samples, prior)
 
 

@@ -58,8 +58,28 @@ def cross_entropy_to_prior(samples: Tensor, prior: GaussianPrior) -> Tensor:
 
 
 def entropy_kl_full(samples: Tensor, prior: GaussianPrior) -> Tensor:
+    """``KL(q || p)`` estimated as the cross-entropy to the prior minus the full-vector
+    Kozachenko-Leonenko entropy.
+
+    Args:
+        samples: Posterior weight samples ``[S, D]``.
+        prior: The prior.
+
+    Returns:
+        A scalar tensor.
+    """
     return cross_entropy_to_prior(samples, prior) - kl_entropy_full(samples)
 
 
 def entropy_kl_coordinate(samples: Tensor, prior: GaussianPrior) -> Tensor:
+    """``KL(q || p)`` estimated as the cross-entropy to the prior minus the per-coordinate
+    Kozachenko-Leonenko entropies' sum.
+
+    Args:
+        samples: Posterior weight samples ``[S, D]``.
+        prior: The prior.
+
+    Returns:
+        A scalar tensor.
+    """
     return cross_entropy_to_prior(samples, prior) - kl_entropy_coordinate(samples)

@@ -65,6 +65,19 @@ class JacobianKL(nn.Module):
     def forward(
         self, draw: ImplicitSample, prior: GaussianPrior, posterior: ImplicitPosterior
     ) -> Tensor:
+        """The KL estimate of one posterior draw.
+
+        Args:
+            draw: The draw (weights, means and noise) whose KL to the prior is estimated.
+            prior: The prior.
+            posterior: The semi-implicit posterior that made ``draw``.
+
+        Returns:
+            A scalar tensor.
+
+        Raises:
+            ValueError: The posterior is purely implicit (no ``weight_noise``).
+        """
         if not posterior.semi_implicit:
             raise ValueError(
                 "kl='jacobian' needs a semi-implicit posterior: give BayesByHypernet a "
@@ -223,6 +236,19 @@ class SemiImplicitBoundKL(nn.Module):
     def forward(
         self, draw: ImplicitSample, prior: GaussianPrior, posterior: ImplicitPosterior
     ) -> Tensor:
+        """The semi-implicit (SIVI) bound's KL estimate of one posterior draw.
+
+        Args:
+            draw: The draw (weights, means and noise) whose KL to the prior is estimated.
+            prior: The prior.
+            posterior: The semi-implicit posterior that made ``draw``.
+
+        Returns:
+            A scalar tensor.
+
+        Raises:
+            ValueError: The posterior is purely implicit (no ``weight_noise``).
+        """
         if not posterior.semi_implicit:
             raise ValueError("kl='sivi' needs a semi-implicit posterior (weight_noise > 0)")
         gen = posterior.generator

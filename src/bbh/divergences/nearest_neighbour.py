@@ -27,6 +27,16 @@ EPS = 1e-12  # added to squared distances: a floor of 1e-6 on a distance
 
 
 def check_samples(samples: Tensor, name: str = "samples", minimum: int = 2) -> None:
+    """Check that ``samples`` is ``[S, D]`` with at least ``minimum`` samples.
+
+    Args:
+        samples: The samples to check.
+        name: Their name in the error message.
+        minimum: The least number of samples S.
+
+    Raises:
+        ValueError: ``samples`` is not 2-D or has fewer than ``minimum`` rows.
+    """
     if samples.dim() != 2:
         raise ValueError(f"{name} must have shape [S, D], got {list(samples.shape)}")
     if samples.shape[0] < minimum:

@@ -77,6 +77,21 @@ class AttackConfig:
     EOT FGSM and PGD use ``attack_samples`` weight draws per gradient and clip to ``clip``.
     ``eval_samples`` (default: ``evaluate``'s ``num_samples``) is the number of draws used to
     evaluate the attacked inputs.
+
+    Args:
+        num_images: The test inputs attacked.
+        epsilons: The attack strengths (in pixel space).
+        paper_fgsm: Run the paper's FGSM.
+        num_grad_samples: The paper's FGSM's single-draw gradients.
+        eot_fgsm: Run FGSM on the expectation over weight draws (EOT).
+        eot_pgd: Run PGD with EOT gradients.
+        attack_samples: Weight draws per EOT gradient.
+        pgd_steps: PGD's steps.
+        pgd_step_size: PGD's step size; None takes ``bbh.attacks.pgd``'s default.
+        random_start: PGD starts at a random point of the epsilon-ball.
+        clip: The pixel range the attacked inputs are clipped to; None clips nothing.
+        eval_samples: Draws that evaluate the attacked inputs; None takes ``evaluate``'s
+            ``num_samples``.
     """
 
     num_images: int = 100
@@ -95,7 +110,13 @@ class AttackConfig:
 
 @dataclass(frozen=True)
 class Predictions:
-    """Predictive probabilities ``[N, C]`` and the mean per-sample entropy ``[N]`` (float64)."""
+    """Predictive probabilities ``[N, C]`` and the mean per-sample entropy ``[N]`` (float64).
+
+    Args:
+        probs: Predictive probabilities ``[N, C]``.
+        expected_entropy: The mean per-sample entropy ``[N]``.
+        num_samples: The draws per input.
+    """
 
     probs: Tensor
     expected_entropy: Tensor
@@ -103,10 +124,14 @@ class Predictions:
 
     @property
     def entropy(self) -> Tensor:
+        """The predictive entropy ``H[mean_s p_s]`` per input, ``[N]``."""
         return predictive_entropy(self.probs)
 
     @property
     def mutual_information(self) -> Tensor:
+        """The mutual information (entropy minus expected entropy) per input, ``[N]``, with
+        round-off below ``MI_ROUNDOFF`` set to 0.
+        """
         return floor_roundoff(self.entropy - self.expected_entropy)
 
 
@@ -130,6 +155,21 @@ def predict_batched(
     independent draws. A floating ``x`` has its values checked once, here, not by the method
     on every call (a check per batch and group of draws cost 3% of LeNet-5's prediction), and
     not at all inside ``values_prechecked()`` (``evaluate`` checks its inputs first).
+
+    Args:
+        method: A trained method (``bbh.Method``, or anything with ``predict_logits``).
+        x: Inputs ``[N, ...]`` (a tensor, or a tuple, list or dict of them).
+        num_samples: S, weight draws per input, at least 1.
+        batch_size: Inputs per ``predict_logits`` call, at least 1.
+        input_transform: Maps the inputs to the model's (e.g. CIFAR standardisation).
+        progress: A progress bar to advance by each batch's size.
+
+    Returns:
+        The predictive probabilities and the expected entropy (``Predictions``).
+
+    Raises:
+        ValueError: ``num_samples`` or ``batch_size`` is below 1, or ``x`` fails the method's
+            input checks.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -265,14 +305,52 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate ``method`` on ``(test_x, test_y)`` (and ``ood_x``); returns a JSON-ready dict.
 
-    ``num_samples`` weight draws per input (100 in the paper; 1 for deterministic methods),
-    ``batch_size`` inputs per ``predict_logits`` call. ``input_transform`` maps pixel-space inputs
-    to the model's (e.g. CIFAR standardisation), so attacks and clipping act in pixel space.
-    ``flag_quantile`` sets the "uncertain" threshold of the attack curves to that quantile of
-    the clean in-distribution entropies. ``weight_samples > 0`` and a method with
-    ``sample_weights(n) -> [n, D]`` add weight statistics (drawn ``weight_chunk`` at a time;
-    the paper used 1000, the correlation covers the first ``kernel_size`` coordinates).
-    ``histogram_bins`` equal-width bins on ``[0, ln C]`` for the entropy histograms.
+    Args:
+        method: A trained classifier (``bbh.Method``, or anything with ``predict_logits``).
+        test_x: Test inputs ``[N, ...]``, a non-empty floating tensor with finite values.
+        test_y: Class ids ``[N]``.
+        ood_x: Out-of-distribution inputs with the per-example shape of ``test_x``, for the
+            OOD-detection scores and the entropy histograms; None: none.
+        num_samples: Weight draws per input (100 in the paper; 1 for deterministic methods).
+        batch_size: Inputs per ``predict_logits`` call.
+        attacks: Which adversarial attacks run (``AttackConfig``); None runs none.
+        input_transform: Maps pixel-space inputs to the model's (e.g. CIFAR
+            standardisation), so that attacks and clipping act in pixel space.
+        ece_bins: Equal-width confidence bins of the calibration error.
+        flag_quantile: In ``(0, 1)``; the "uncertain" threshold of the attack curves is this
+            quantile of the clean in-distribution entropies.
+        histogram_bins: Equal-width bins on ``[0, ln C]`` of the entropy histograms.
+        weight_samples: With ``weight_samples > 0`` and a method with
+            ``sample_weights(n) -> [n, D]``, weight statistics of that many draws (the paper
+            used 1000).
+        weight_chunk: Weight draws per ``sample_weights`` call.
+        kernel_size: The weight correlation covers the first ``kernel_size`` coordinates.
+        generator: The random numbers of PGD's random starts (None: torch's global generator).
+        progress: Show progress bars.
+
+    Returns:
+        A dict of ``meta`` (the method, sample and data sizes), ``paper_protocol`` (the paper's
+        metrics), ``extended`` (NLL, Brier score, calibration, OOD detection, attack curves,
+        bootstrap intervals), ``weights`` (or None) and ``timing_s``.
+
+    Raises:
+        ValueError: The method's likelihood is not categorical
+            (``evaluate_regression`` scores regression), the inputs are not floating
+            ``[N, ...]`` with finite values, ``test_y`` is not integer ``[N]`` with ids in
+            range, or ``flag_quantile`` is not in ``(0, 1)``.
+
+    Example:
+        >>> import torch, bbh
+        >>> from bbh.nets import MLP
+        >>> from bbh.evaluation import evaluate
+        >>> model = bbh.build("mc_dropout", MLP(4, [16], 3))
+        >>> x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+        >>> out = evaluate(model, x, y, ood_x=torch.randn(32, 4) * 3, num_samples=5,
+        ...                attacks=None, progress=False)
+        >>> sorted(out)
+        ['extended', 'meta', 'paper_protocol', 'timing_s', 'weights']
+        >>> 0.0 <= out["paper_protocol"]["accuracy"] <= 1.0
+        True
     """
     t0 = time.monotonic()
     likelihood = getattr(method, "likelihood", None)
@@ -414,7 +492,14 @@ def evaluate(
 
 
 def to_jsonable(obj: Any) -> Any:
-    """Tensors, numpy values, enums, paths and tuples as plain JSON types; NaN/inf as None."""
+    """Tensors, numpy values, enums, paths and tuples as plain JSON types; NaN/inf as None.
+
+    Args:
+        obj: A value, or nested dicts, lists and tuples of them.
+
+    Returns:
+        The value with plain JSON types.
+    """
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -435,7 +520,15 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def write_json(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Write ``result`` as indented JSON atomically (``bbh.io.write_json``; NaN/inf as null)."""
+    """Write ``result`` as indented JSON atomically (``bbh.io.write_json``; NaN/inf as null).
+
+    Args:
+        result: The dict to write (``to_jsonable`` converts it).
+        path: The file.
+
+    Returns:
+        The file's path.
+    """
     return bbh_io.write_json(path, to_jsonable(result))
 
 

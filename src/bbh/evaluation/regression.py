@@ -29,6 +29,20 @@ def predict_regression(
 
     Each input's moments come from ``num_samples`` weight draws (one pass for a deterministic
     method); draws are fresh per batch.
+
+    Args:
+        method: A method built with ``likelihood="gaussian"``.
+        x: Inputs ``[N, ...]``.
+        num_samples: Weight draws per input, at least 1.
+        batch_size: Inputs per ``predict`` call, at least 1.
+
+    Returns:
+        The joined ``RegressionPrediction``.
+
+    Raises:
+        ValueError: ``x`` is not a non-empty tensor, or ``num_samples`` or ``batch_size`` is
+            below 1.
+        TypeError: The method's ``predict`` does not return a ``RegressionPrediction``.
     """
     if not isinstance(x, Tensor) or x.dim() < 1 or x.shape[0] == 0:
         shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
@@ -64,6 +78,20 @@ def evaluate_regression(
     ``coverage_2std``, ``calibration_error`` (``bbh.metrics.regression``), ``mean_epistemic_std``,
     ``mean_std``, ``noise_std``, ``num_examples`` and ``num_samples`` (the draws per input:
     1 for a deterministic method, M for an ensemble).
+
+    Args:
+        method: A method built with ``likelihood="gaussian"``.
+        test_x: Test inputs ``[N, ...]``.
+        test_y: Targets ``[N]`` or ``[N, C]``.
+        num_samples: Weight draws per input.
+        batch_size: Inputs per ``predict`` call.
+
+    Returns:
+        The metrics by name (the keys above).
+
+    Raises:
+        ValueError: ``test_y`` and ``test_x`` differ in length, or a metric's checks fail.
+        TypeError: The method is not a regression method.
     """
     pred = predict_regression(method, test_x, num_samples=num_samples, batch_size=batch_size)
     y = torch.as_tensor(test_y)

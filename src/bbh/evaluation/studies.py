@@ -57,6 +57,12 @@ class Study:
 
     ``values``: the swept quantity (angles or mixing weights); ``images``: ``[A, *input_shape]``;
     ``probs``: per-sample softmaxes ``[A, S, C]``.
+
+    Args:
+        name: ``rotation`` or ``mixup``.
+        values: The swept values.
+        images: The swept inputs ``[A, *input_shape]``.
+        probs: Per-sample softmaxes ``[A, S, C]``.
     """
 
     name: str
@@ -65,12 +71,20 @@ class Study:
     probs: Tensor
 
     def display_images(self) -> Tensor:
-        """``[A, H, W]`` (grey) or ``[A, H, W, 3]`` for plotting."""
+        """``[A, H, W]`` (grey) or ``[A, H, W, 3]`` for plotting.
+
+        Returns:
+            The images for ``imshow``.
+        """
         return torch.stack([_display(img) for img in self.images])
 
     def to_dict(self) -> dict[str, Any]:
         """Mean, std and 5/95% quantiles over samples of each class probability, the predictive
-        entropy (nats) and the predicted class, per swept value."""
+        entropy (nats) and the predicted class, per swept value.
+
+        Returns:
+            The summary by name.
+        """
         mean = self.probs.mean(dim=1)
         return {
             "name": self.name,
@@ -86,7 +100,19 @@ class Study:
 
 
 def rotate_images(image: Tensor, angles: Sequence[float]) -> Tensor:
-    """``image`` rotated by each angle (degrees, counter-clockwise): ``[A, *image.shape]``."""
+    """``image`` rotated by each angle (degrees, counter-clockwise): ``[A, *image.shape]``.
+
+    Args:
+        image: One image ``[C, H, W]``, ``[H, W]`` or flat square ``[H * W]``.
+        angles: The angles in degrees.
+
+    Returns:
+        ``[A, *image.shape]``.
+
+    Raises:
+        TypeError: ``image`` is not a floating tensor.
+        ValueError: ``angles`` is empty or ``image`` has no image shape.
+    """
     chw = _as_chw(image, "image")
     angles = [float(a) for a in angles]
     if not angles:
@@ -107,7 +133,19 @@ def rotate_images(image: Tensor, angles: Sequence[float]) -> Tensor:
 
 
 def mixup_images(image_a: Tensor, image_b: Tensor, lambdas: Sequence[float]) -> Tensor:
-    """``(1 - lam) * image_a + lam * image_b`` for each ``lam``: ``[L, *image_a.shape]``."""
+    """``(1 - lam) * image_a + lam * image_b`` for each ``lam``: ``[L, *image_a.shape]``.
+
+    Args:
+        image_a: The first image, any shape.
+        image_b: The second, of the same shape.
+        lambdas: The mixing weights.
+
+    Returns:
+        ``[L, *image_a.shape]``.
+
+    Raises:
+        ValueError: The images differ in shape, or ``lambdas`` is empty.
+    """
     if image_a.shape != image_b.shape:
         raise ValueError(
             f"image_a and image_b must have the same shape, got "
@@ -127,7 +165,17 @@ def sample_probs(
     num_samples: int = 100,
     input_transform: InputTransform | None = None,
 ) -> Tensor:
-    """Per-sample softmaxes ``[S, B, C]`` (one sample for a deterministic method)."""
+    """Per-sample softmaxes ``[S, B, C]`` (one sample for a deterministic method).
+
+    Args:
+        method: A trained method (``bbh.Method``, or anything with ``predict_logits``).
+        x: Inputs ``[B, ...]``.
+        num_samples: Weight draws per input (one for a deterministic method).
+        input_transform: Maps the inputs to the model's (e.g. CIFAR standardisation).
+
+    Returns:
+        ``[S, B, C]``, float64.
+    """
     s = num_samples if getattr(method, "stochastic", True) else 1
     with torch.no_grad():
         inp = input_transform(x) if input_transform is not None else x
@@ -142,7 +190,22 @@ def rotation_study(
     num_samples: int = 100,
     input_transform: InputTransform | None = None,
 ) -> Study:
-    """Sampled predictions on ``image`` rotated by each angle (the paper's code: ``utils.py``)."""
+    """Sampled predictions on ``image`` rotated by each angle (the paper's code: ``utils.py``).
+
+    Args:
+        method: A trained method (``bbh.Method``, or anything with ``predict_logits``).
+        image: One image (as for ``rotate_images``).
+        angles: The angles in degrees.
+        num_samples: Weight draws per input (one for a deterministic method).
+        input_transform: Maps the inputs to the model's (e.g. CIFAR standardisation).
+
+    Returns:
+        The ``Study`` named ``rotation``.
+
+    Raises:
+        TypeError: ``image`` is not a floating tensor.
+        ValueError: ``angles`` is empty or ``image`` has no image shape.
+    """
     images = rotate_images(image, angles)
     probs = sample_probs(method, images, num_samples=num_samples, input_transform=input_transform)
     return Study("rotation", [float(a) for a in angles], images, probs.transpose(0, 1))
@@ -157,7 +220,22 @@ def mixup_study(
     num_samples: int = 100,
     input_transform: InputTransform | None = None,
 ) -> Study:
-    """Sampled predictions along ``(1 - lam) * image_a + lam * image_b`` (as ``utils.py``)."""
+    """Sampled predictions along ``(1 - lam) * image_a + lam * image_b`` (as ``utils.py``).
+
+    Args:
+        method: A trained method (``bbh.Method``, or anything with ``predict_logits``).
+        image_a: The first image.
+        image_b: The second, of the same shape.
+        lambdas: The mixing weights.
+        num_samples: Weight draws per input (one for a deterministic method).
+        input_transform: Maps the inputs to the model's (e.g. CIFAR standardisation).
+
+    Returns:
+        The ``Study`` named ``mixup``.
+
+    Raises:
+        ValueError: The images differ in shape, or ``lambdas`` is empty.
+    """
     images = mixup_images(image_a, image_b, lambdas)
     probs = sample_probs(method, images, num_samples=num_samples, input_transform=input_transform)
     return Study("mixup", [float(v) for v in lambdas], images, probs.transpose(0, 1))
@@ -174,6 +252,15 @@ def per_class_spread(
 
     Returns lists ``[B][C]`` of mean, std, and 5/50/95% quantiles over the samples, plus the raw
     per-sample probabilities ``[S][B][C]`` under ``"samples"`` for box plots.
+
+    Args:
+        method: A trained method (``bbh.Method``, or anything with ``predict_logits``).
+        x: Inputs ``[B, ...]``.
+        num_samples: Weight draws per input (one for a deterministic method).
+        input_transform: Maps the inputs to the model's (e.g. CIFAR standardisation).
+
+    Returns:
+        ``num_samples``, ``mean``, ``std``, ``q05``, ``q50``, ``q95`` and ``samples``.
     """
     p = sample_probs(method, x, num_samples=num_samples, input_transform=input_transform)
     return {
@@ -191,7 +278,15 @@ def per_class_spread(
 class WeightStatistics:
     """Statistics of weight samples (as ``experiments.analysis``): per-parameter mean and std
     ``[D]``, the correlation matrix of the first ``K`` coordinates (the first conv kernel: 500 on
-    MNIST, 432 on CIFAR) and the samples of the first few parameters for histograms."""
+    MNIST, 432 on CIFAR) and the samples of the first few parameters for histograms.
+
+    Args:
+        num_samples: S.
+        mean: Per-parameter means ``[D]``.
+        std: Per-parameter standard deviations ``[D]``.
+        kernel_correlation: The correlations of the first K coordinates ``[K, K]``.
+        first_params: The samples of the first parameters ``[S, P]``.
+    """
 
     num_samples: int
     mean: Tensor
@@ -200,7 +295,11 @@ class WeightStatistics:
     first_params: Tensor
 
     def to_dict(self) -> dict[str, Any]:
-        """A compact JSON summary (no D- or K x K-sized arrays)."""
+        """A compact JSON summary (no D- or K x K-sized arrays).
+
+        Returns:
+            The summary by name.
+        """
         k = self.kernel_correlation.shape[0]
         off = self.kernel_correlation[~torch.eye(k, dtype=torch.bool)]
         return {
@@ -227,6 +326,18 @@ def weight_statistics(
 
     ``std`` is the unbiased per-parameter standard deviation; correlations of coordinates with
     zero spread are set to 0 (1 on the diagonal).
+
+    Args:
+        weight_samples: Samples ``[S, D]``, or an iterable of chunks ``[S_i, D]``.
+        kernel_size: K, the coordinates of the correlation matrix.
+        num_first: The parameters whose samples are kept for histograms.
+
+    Returns:
+        The ``WeightStatistics``.
+
+    Raises:
+        ValueError: A chunk is not ``[S, D]``, the chunks differ in D, a value is not finite, or
+            there are fewer than 2 samples.
     """
     chunks = [weight_samples] if isinstance(weight_samples, Tensor) else weight_samples
     n, total, total_sq = 0, None, None

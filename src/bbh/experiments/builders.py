@@ -72,6 +72,17 @@ def size_from_data(cfg: ExperimentConfig, data: RunData) -> ExperimentConfig:
 
 
 def build_net(cfg: ExperimentConfig) -> nn.Module:
+    """The net that ``cfg.net`` names, built with its options.
+
+    Args:
+        cfg: The experiment's config.
+
+    Returns:
+        A fresh ``nn.Module``.
+
+    Raises:
+        ConfigError: The net rejects its options.
+    """
     try:
         return NETS[cfg.net.name](**cfg.net.options)
     except (TypeError, ValueError) as exc:
@@ -95,6 +106,15 @@ def method_options(cfg: ExperimentConfig) -> dict[str, Any]:
 
 
 def kl_schedule(cfg: ExperimentConfig, steps_per_epoch: int) -> KLSchedule:
+    """The KL weight schedule of ``cfg.train``, with its epochs turned into steps.
+
+    Args:
+        cfg: The experiment's config.
+        steps_per_epoch: Optimiser steps per epoch.
+
+    Returns:
+        A function of the step that gives the KL weight.
+    """
     s = cfg.train.kl_schedule
     if s.kind == "annealing":
         return annealing(

@@ -225,6 +225,7 @@ class ExperimentConfig:
 
     @property
     def display_name(self) -> str:
+        """The name a report shows: ``label``, else ``name``."""
         return self.label or self.name
 
 
@@ -245,6 +246,7 @@ class ToyConfig:
 
     @property
     def display_name(self) -> str:
+        """The name a report shows: ``label``, else ``name``."""
         return self.label or self.name
 
 

@@ -26,6 +26,17 @@ def run_demo(
     progress: bool = True,
     log: Log | None = None,
 ) -> ReproduceResult:
+    """Run ``bbh demo``: the ``demo`` config's runs at the CPU scale, evaluated and reported.
+
+    Args:
+        out: The folder for the runs and the report.
+        overrides: ``key=value`` config overrides.
+        progress: Show progress bars.
+        log: Where progress lines go (default: standard error).
+
+    Returns:
+        What ``reproduce`` returns, the runs' rows and the report's files.
+    """
     return reproduce("demo", scale="cpu", out=out, overrides=overrides, progress=progress, log=log)
 
 

@@ -61,6 +61,15 @@ def parse_attacks(text: str | None) -> tuple[str, ...] | None:
 
 
 def attack_config(cfg: ExperimentConfig, attacks: tuple[str, ...] | None) -> AttackConfig | None:
+    """The attacks ``evaluate`` runs for ``cfg``.
+
+    Args:
+        cfg: The experiment's config (its ``eval.attacks`` section).
+        attacks: Names from ``ATTACKS`` to run; None runs the config's; ``()`` runs none.
+
+    Returns:
+        The attack settings, or None when no attack runs.
+    """
     a = cfg.eval.attacks
     if not a.enabled or attacks == ():
         return None

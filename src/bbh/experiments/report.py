@@ -96,6 +96,15 @@ def read_row(name: str, run: RunFolder) -> RunRow:
 
 
 def format_value(value: float | None, fmt: str) -> str:
+    """A table cell: ``value`` formatted with ``fmt``, or "–" for None and non-finite values.
+
+    Args:
+        value: The number, or None.
+        fmt: A ``str.format`` pattern such as ``"{:.3f}"``.
+
+    Returns:
+        The cell text.
+    """
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
     return fmt.format(value)
@@ -136,6 +145,16 @@ def text_table(header: Sequence[str], cells: Sequence[Sequence[str]]) -> str:
 
 
 def markdown_table(header: Sequence[str], cells: Sequence[Sequence[str]]) -> str:
+    """A Markdown table (``|`` in cells escaped).
+
+    Args:
+        header: The column names.
+        cells: The rows, each a sequence of cell texts.
+
+    Returns:
+        The table's lines joined by newlines.
+    """
+
     def esc(x: str) -> str:
         return str(x).replace("|", "\\|")
 

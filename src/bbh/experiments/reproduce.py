@@ -67,6 +67,10 @@ Log = Callable[[str], None]
 
 @dataclass
 class ReproduceResult:
+    """What ``reproduce`` did: the output folder, one row per run, the report's files and the
+    timings per run.
+    """
+
     out: Path
     rows: list[RunRow] = field(default_factory=list)
     report_md: Path | None = None
@@ -321,6 +325,17 @@ def _toy(cfg: ToyConfig, run_dir: Path, say: Log) -> Section:
 
 
 def toy_section(cfg: ToyConfig, metrics: dict[str, Any], run_dir: Path) -> Section:
+    """The toy regression's report section: a table of each method's metrics (and its distance to
+    the reference) and its figure.
+
+    Args:
+        cfg: The toy config.
+        metrics: The toy run's metrics (``metrics.json``).
+        run_dir: The toy run's folder.
+
+    Returns:
+        The report section.
+    """
     header = ["method", "RMSE of mean vs x^3", "coverage (mean +- 2 std)", "train s"]
     ref_names = {
         "rmse_mean": "vs reference: RMSE of mean",

@@ -52,38 +52,55 @@ _held: set[Path] = set()
 
 @dataclass(frozen=True)
 class RunFolder:
+    """A run folder of ``bbh train``: the paths of its files and its state."""
+
     path: Path
 
     @classmethod
     def at(cls, path: str | os.PathLike[str]) -> RunFolder:
+        """The run folder at ``path``.
+
+        Args:
+            path: The folder (it need not exist yet).
+
+        Returns:
+            A ``RunFolder``.
+        """
         return cls(Path(path))
 
     @property
     def config_file(self) -> Path:
+        """``config.json``: the resolved config the run was trained with."""
         return self.path / "config.json"
 
     @property
     def log_file(self) -> Path:
+        """``log.jsonl``: the training log, one JSON row per logged step."""
         return self.path / "log.jsonl"
 
     @property
     def checkpoints(self) -> Path:
+        """``checkpoints/``: the resumable training states."""
         return self.path / "checkpoints"
 
     @property
     def model_file(self) -> Path:
+        """``model.pt``: the trained model (``bbh.load`` reads it)."""
         return self.path / "model.pt"
 
     @property
     def train_file(self) -> Path:
+        """``train.json``: the training summary, written when training finished."""
         return self.path / "train.json"
 
     @property
     def evaluation_file(self) -> Path:
+        """``evaluation.json``: the evaluation's results (``bbh evaluate``)."""
         return self.path / "evaluation.json"
 
     @property
     def figures(self) -> Path:
+        """``figures/``: the evaluation's figures."""
         return self.path / "figures"
 
     def status(self) -> str:
@@ -134,6 +151,14 @@ class RunFolder:
         return read_json(self.config_file)
 
     def train_summary(self) -> dict[str, Any]:
+        """The training summary (``train.json``).
+
+        Returns:
+            The summary as a dict.
+
+        Raises:
+            RunError: The file is missing or unreadable.
+        """
         return read_json(self.train_file)
 
     def mark_done(self) -> None:
@@ -142,6 +167,17 @@ class RunFolder:
 
 
 def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``.
+
+    Args:
+        path: The file.
+
+    Returns:
+        The object as a dict.
+
+    Raises:
+        RunError: The file is missing, unreadable or holds no JSON object.
+    """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -192,6 +228,19 @@ def load(run: str | os.PathLike[str], device: str | torch.device | None = None) 
 def load_with_config(
     run: str | os.PathLike[str], device: str | torch.device | None = None
 ) -> tuple[Any, ExperimentConfig]:
+    """The trained method of a run folder (or ``model.pt`` file) and the config it was trained with.
+
+    Args:
+        run: The run folder, or its ``model.pt``.
+        device: Where the method goes (default: the CPU).
+
+    Returns:
+        ``(method, config)``.
+
+    Raises:
+        RunError: There is no trained model, the file is not a readable bbh model of this format
+            version, or its config is invalid.
+    """
     from bbh.experiments.builders import build_method
     from bbh.methods import METHODS
 

@@ -27,6 +27,10 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class Reference:
+    """The reference predictive on the toy's grid: mean and standard deviation of ``f`` per grid
+    point, and how it was computed.
+    """
+
     mean: Tensor  # [G], predictive mean of f
     std: Tensor  # [G], standard deviation of f (weight uncertainty, no noise)
     info: dict[str, float]

@@ -76,6 +76,8 @@ class RunInterrupted(RunError):
 
 @dataclass(frozen=True)
 class TrainOutcome:
+    """What ``train`` did: the run folder, its status, its steps and seconds, and notes."""
+
     run: RunFolder
     status: str  # "trained", "resumed" or "already finished"
     steps: int
@@ -415,11 +417,17 @@ class RunLog:
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
 
     def write(self, row: dict[str, Any]) -> None:
+        """Append one row (with the time) and flush it.
+
+        Args:
+            row: JSON-serialisable values.
+        """
         row = {"time": round(_now(), 3), **row}
         self._file.write(json.dumps(row, allow_nan=True) + "\n")
         self._file.flush()
 
     def close(self) -> None:
+        """Close the log file."""
         self._file.close()
 
 

@@ -10,6 +10,8 @@ from bbh.hypernets.layerwise import LayerwiseGenerator
 
 
 class GeneratorName(str, Enum):
+    """The generators ``BayesByHypernet(generator=...)`` takes."""
+
     LAYERWISE = "layerwise"  # the paper's: one MLP per tensor
     CHUNKED = "chunked"  # ours: one shared MLP with chunk embeddings
 

@@ -20,10 +20,33 @@ class NoiseMode(str, Enum):
 
 
 def parse_noise_mode(noise: NoiseMode | str) -> NoiseMode:
+    """``noise`` as a ``NoiseMode``.
+
+    Args:
+        noise: A ``NoiseMode`` or its value.
+
+    Returns:
+        The ``NoiseMode``.
+
+    Raises:
+        ValueError: ``noise`` is not a noise mode.
+    """
     return parse_enum(NoiseMode, noise, "noise mode")
 
 
 def check_generator_args(noise_dim: int, hidden: Sequence[int]) -> tuple[int, ...]:
+    """Check a generator's noise size and hidden widths.
+
+    Args:
+        noise_dim: The noise dimension, an int ``>= 1``.
+        hidden: The hidden widths, positive ints (empty: an affine generator).
+
+    Returns:
+        ``hidden`` as a tuple.
+
+    Raises:
+        ValueError: ``noise_dim`` or a width is not a positive int.
+    """
     if not isinstance(noise_dim, int) or noise_dim < 1:
         raise ValueError(f"noise_dim must be an int >= 1, got {noise_dim!r}")
     hidden = tuple(hidden)

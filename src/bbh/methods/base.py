@@ -81,9 +81,9 @@ class Method(nn.Module):
                 ramps it up from 0.
 
         Returns:
-            ``(loss, logs)``: ``loss`` is a scalar tensor to call ``backward()`` on; ``logs`` maps
-            names (``"nll"``, ``"kl"``, ``"loss"`` and some method-specific ones) to detached
-            scalar tensors, so that logging needs no host sync per step.
+            The pair ``(loss, logs)``. ``loss`` is a scalar tensor to call ``backward()`` on;
+            ``logs`` maps names (``"nll"``, ``"kl"``, ``"loss"`` and some method-specific ones)
+            to detached scalar tensors, so that logging needs no host sync per step.
 
         Raises:
             ValueError: ``num_data`` is not a positive int or ``kl_weight`` is negative or not
@@ -121,8 +121,8 @@ class Method(nn.Module):
                 members' outputs, ``[M, B, C]``, whatever S is.
 
         Returns:
-            A tensor ``[S, B, C]``: class logits, or for ``likelihood="gaussian"`` the predicted
-            means of the C outputs.
+            A tensor ``[S, B, C]`` of class logits, or for ``likelihood="gaussian"`` of the
+            predicted means of the C outputs.
 
         Raises:
             ValueError: ``num_samples`` is not an int ``>= 1``, or ``x`` fails the checks that
@@ -140,7 +140,15 @@ class Method(nn.Module):
 
     def optimizer_groups(self, lr: float) -> list[dict[str, Any]]:
         """The optimiser's parameter groups (``bbh.training.fit``): by default one, every
-        trainable parameter at ``lr``; a method may give some parameters another rate."""
+        trainable parameter at ``lr``; a method may give some parameters another rate.
+
+        Args:
+            lr: The base learning rate.
+
+        Returns:
+            ``torch.optim`` parameter groups, dicts with ``params`` and ``lr`` (and optionally
+            ``lr_schedule``).
+        """
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
 
     def draw_predictive(self, num_samples: int) -> Tensor | None:
@@ -148,11 +156,29 @@ class Method(nn.Module):
         or None (the default) where the method draws its noise with each batch.
 
         ``bbh.evaluation.predict_batched`` uses them to predict a whole data set with one set of
-        draws: the weights are generated once per draw, not once per draw and batch."""
+        draws: the weights are generated once per draw, not once per draw and batch.
+
+        Args:
+            num_samples: S, the number of draws.
+
+        Returns:
+            The draws for ``predict_logits_with``, or None.
+        """
         return None
 
     def predict_logits_with(self, draws: Tensor, x: Inputs) -> Tensor:
-        """Outputs ``[S, B, C]`` of the draws of :meth:`draw_predictive` on the batch ``x``."""
+        """Outputs ``[S, B, C]`` of the draws of :meth:`draw_predictive` on the batch ``x``.
+
+        Args:
+            draws: Draws from :meth:`draw_predictive`.
+            x: Inputs ``[B, ...]``, as for ``loss``.
+
+        Returns:
+            The outputs ``[S, B, C]``.
+
+        Raises:
+            NotImplementedError: The method has no ``draw_predictive``.
+        """
         raise NotImplementedError(f"{type(self).__name__} has no draw_predictive")
 
     @torch.no_grad()
@@ -166,6 +192,8 @@ class Method(nn.Module):
             num_samples: S, the number of weight draws (``predict_logits``), an int ``>= 1``.
 
         Returns:
+            The predictive distribution, by the likelihood
+
             - ``likelihood="categorical"``: probabilities ``[B, C]``, the mean over the draws of
               ``softmax(logits)``;
             - ``likelihood="gaussian"``: a ``RegressionPrediction``: ``mean``, ``epistemic_std``
@@ -190,7 +218,14 @@ class Method(nn.Module):
         return self.likelihood.predictive(outputs)
 
     def probe_net(self) -> nn.Module:
-        """A plain module that runs one input as the method's nets do (for shape checks)."""
+        """A plain module that runs one input as the method's nets do (for shape checks).
+
+        Returns:
+            The module (by default the method's ``net``).
+
+        Raises:
+            NotImplementedError: The method has no ``net`` and does not define ``probe_net``.
+        """
         net = getattr(self, "net", None)
         if not isinstance(net, nn.Module):
             raise NotImplementedError(f"{type(self).__name__} must define probe_net()")
@@ -205,6 +240,17 @@ class Method(nn.Module):
         tensors (token ids, masks) go to the net unchanged. Errors for another device, tensors
         that disagree on the batch size, a shape the network cannot take (probed once per shape)
         and, unless ``bbh.validation.values_prechecked()``, non-finite floating values.
+
+        Args:
+            x: The inputs.
+            name: Their name in error messages.
+
+        Returns:
+            The inputs, cast and converted.
+
+        Raises:
+            ValueError: One of the errors above.
+            TypeError: ``x`` is not a tensor or a tuple, list or dict of tensors.
         """
         x = as_input(x, like=self._reference_tensor(), name=name)
         self._input_shapes().check(self.probe_net(), x, name)
@@ -213,7 +259,21 @@ class Method(nn.Module):
     def check_batch(
         self, x: Any, y: Any, *, num_data: Any, kl_weight: Any
     ) -> tuple[Tensor, Tensor]:
-        """The checks of ``loss``: ``num_data``, ``kl_weight``, inputs ``x`` and targets ``y``."""
+        """The checks of ``loss``: ``num_data``, ``kl_weight``, inputs ``x`` and targets ``y``.
+
+        Args:
+            x: The inputs.
+            y: The targets.
+            num_data: The training-set size.
+            kl_weight: The KL's weight.
+
+        Returns:
+            ``(x, y)`` checked and converted (``check_input``, ``check_targets``).
+
+        Raises:
+            ValueError: A check failed (see ``loss``).
+            TypeError: A value has the wrong type (see ``loss``).
+        """
         check_num_data(num_data)
         check_kl_weight(kl_weight)
         x = self.check_input(x)
@@ -223,7 +283,20 @@ class Method(nn.Module):
         """Targets for ``batch`` inputs of per-example shape ``input_shape`` (their
         ``bbh.inputs.shape_key``, already checked by ``check_input``). Categorical: integer
         classes ``[B]`` in ``[0, C)``; regression: ``[B]`` or ``[B, C]``. The range is checked
-        unless ``values_prechecked()``."""
+        unless ``values_prechecked()``.
+
+        Args:
+            y: The targets.
+            input_shape: The inputs' per-example shape key.
+            batch: B, the number of inputs.
+
+        Returns:
+            The targets as a tensor on the model's device.
+
+        Raises:
+            ValueError: The net's outputs for these inputs are not ``[B, C]``, or the targets do not
+                fit them.
+        """
         out_shape = self._input_shapes().outputs[input_shape]
         if len(out_shape) != 1:
             raise ValueError(

@@ -73,10 +73,13 @@ class BayesByBackprop(TemperedKL, Method):
             weights' sigmas (default on, as BbH's recommended preset): sigma forgets its start
             within the run (docs/methods.md, "Where sigma goes").
         init_log_var: initial log-variance of every weight (jittered by ``init_log_var_std``).
+        init_log_var_std: the standard deviation of the initial log-variances' jitter.
         weight_noise: ``sample``, ``local`` or ``flipout`` (see the module docstring).
         num_train_samples: forward passes per training step (each with its own noise).
         deterministic: module names (or ``"norm"``) whose parameters stay point estimates.
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
+        noise_scale: the Gaussian likelihood's observation noise (its standard deviation),
+            required with ``likelihood="gaussian"`` and refused with ``categorical``.
         forward_mode: ``auto``, ``vmap`` or ``loop`` for ``weight_noise="sample"``.
         sample_batch: weight samples run at once by ``predict_logits``.
         predict_noise: ``weights`` (one weight sample per draw, shared by the batch) or
@@ -85,6 +88,7 @@ class BayesByBackprop(TemperedKL, Method):
             (``nn_coordinate``, ``nn_full``, ``discriminator``, ...) on ``kl_samples`` extra
             posterior samples: the paper's MNIST variants ``bbb_klapprox``,
             ``bbb_klapprox_fullkernel`` and ``bbb_disc``.
+        kl_samples: the posterior samples (at least 2) a sample-based ``kl`` estimates from.
     """
 
     @checked_args(prior_scale=positive(), init_log_var_std=at_least(0), sigma_rate=positive())
@@ -167,7 +171,14 @@ class BayesByBackprop(TemperedKL, Method):
 
     def optimizer_groups(self, lr: float) -> list[dict[str, Any]]:
         """With ``sigma_rate``, the log-variances learn at ``2 * sigma_rate`` a step (log sigma
-        at ``sigma_rate``) relative to the default lr, the rest at ``lr``."""
+        at ``sigma_rate``) relative to the default lr, the rest at ``lr``.
+
+        Args:
+            lr: The base learning rate.
+
+        Returns:
+            ``torch.optim`` parameter groups.
+        """
         if self.sigma_rate is None:
             return super().optimizer_groups(lr)
         post = self.posterior
@@ -180,12 +191,26 @@ class BayesByBackprop(TemperedKL, Method):
         return [{"params": rest, "lr": lr}, sigma_group]
 
     def sample_weights(self, num_samples: int) -> Tensor:
-        """Weight samples ``[S, D]`` from the posterior (no gradient)."""
+        """Weight samples ``[S, D]`` from the posterior (no gradient).
+
+        Args:
+            num_samples: S, an int ``>= 1``.
+
+        Returns:
+            Weight samples ``[S, D]``.
+
+        Raises:
+            ValueError: ``num_samples`` is not an int ``>= 1``.
+        """
         check_num_samples(num_samples)
         return self.posterior.sample_weights(num_samples)
 
     def kl(self) -> Tensor:
-        """``KL(q || p)`` (scalar): closed form, or the sample-based estimator's value."""
+        """``KL(q || p)`` (scalar): closed form, or the sample-based estimator's value.
+
+        Returns:
+            A scalar tensor.
+        """
         if self.kl_estimator is None:
             return self.posterior.kl(self.prior.weight_scales())
         return self.kl_estimator(self.posterior.rsample(self.kl_samples), self.prior)
@@ -197,6 +222,14 @@ class BayesByBackprop(TemperedKL, Method):
 
         ``noise`` defaults to the training ``weight_noise``; ``sample`` runs S weight samples,
         each shared by the whole batch, also on a net switched to local noise.
+
+        Args:
+            num_samples: S.
+            x: Inputs ``[B, ...]``, already checked (``check_input``).
+            noise: How the weight noise is drawn (default: the training ``weight_noise``).
+
+        Returns:
+            Outputs ``[S, B, C]``.
         """
         noise = self.weight_noise if noise is None else noise
         if noise is WeightNoise.SAMPLE:
@@ -208,7 +241,7 @@ class BayesByBackprop(TemperedKL, Method):
         outs = [functional_call(self.net, params, args, kwargs) for _ in range(num_samples)]
         return torch.stack(outs)
 
-    def loss(
+    def loss(  # noqa: D102 (Method.loss's docstring is inherited)
         self, x: Inputs, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
         x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)
@@ -232,14 +265,29 @@ class BayesByBackprop(TemperedKL, Method):
 
     def draw_predictive(self, num_samples: int) -> Tensor | None:
         """Weight samples ``[S, D]`` for :meth:`predict_logits_with`; None with
-        ``predict_noise="training"`` (noise per example is drawn with each batch)."""
+        ``predict_noise="training"`` (noise per example is drawn with each batch).
+
+        Args:
+            num_samples: S, an int ``>= 1``.
+
+        Returns:
+            Weight samples ``[S, D]``, or None.
+        """
         if self.predict_noise != "weights":
             return None
         check_num_samples(num_samples)
         return self.posterior.rsample(num_samples)
 
     def predict_logits_with(self, draws: Tensor, x: Inputs) -> Tensor:
-        """Outputs ``[S, B, C]`` of given weight samples ``[S, D]`` on the batch ``x``."""
+        """Outputs ``[S, B, C]`` of given weight samples ``[S, D]`` on the batch ``x``.
+
+        Args:
+            draws: Weight samples ``[S, D]`` from :meth:`draw_predictive`.
+            x: Inputs ``[B, ...]``, as for ``loss``.
+
+        Returns:
+            Outputs ``[S, B, C]``.
+        """
         return self._forward_weights(draws, self.check_input(x))
 
     def _forward_weights(self, flat: Tensor, x: Inputs) -> Tensor:
@@ -257,6 +305,16 @@ class BayesByBackprop(TemperedKL, Method):
         With ``predict_noise="weights"`` (default) each draw is one weight sample shared by the
         batch (coherent function draws, the paper's evaluation); with ``"training"`` the noise is
         the training ``weight_noise`` (per example for ``local``/``flipout``).
+
+        Args:
+            x: Inputs ``[B, ...]``, as for ``loss``.
+            num_samples: S, an int ``>= 1``.
+
+        Returns:
+            Outputs ``[S, B, C]``.
+
+        Raises:
+            ValueError: ``num_samples`` is not an int ``>= 1`` or ``x`` fails the input checks.
         """
         check_num_samples(num_samples)
         x = self.check_input(x)

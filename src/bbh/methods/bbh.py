@@ -340,6 +340,8 @@ class BayesByHypernet(TemperedKL, Method):
             (``bbh.methods.temperature``); the paper: 1.
         nll: ``first``, ``mean``, ``split`` or ``predictive`` (see ``NLLMode``).
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
+        noise_scale: the Gaussian likelihood's observation noise (its standard deviation),
+            required with ``likelihood="gaussian"`` and refused with ``categorical``.
         include: predicate ``(name, param) -> bool`` choosing generated parameters (default all);
             the others stay ordinary deterministic parameters, trained by point estimate.
         deterministic: module names (or ``"norm"`` for every normalisation layer) whose
@@ -405,6 +407,15 @@ class BayesByHypernet(TemperedKL, Method):
             output position independently (the weights' share of it is correlated over
             positions), so its expected NLL differs slightly; ``flipout`` is exact per example
             for both.
+
+    Example:
+        >>> import torch, bbh
+        >>> from bbh.nets import MLP
+        >>> model = bbh.BayesByHypernet(MLP(4, [16], 3), temperature=1.0)
+        >>> x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+        >>> result = bbh.fit(model, x, y, steps=5, batch_size=32)
+        >>> model.predict(x[:8], num_samples=10).shape
+        torch.Size([8, 3])
     """
 
     @staticmethod
@@ -787,7 +798,14 @@ class BayesByHypernet(TemperedKL, Method):
     def optimizer_groups(self, lr: float) -> list[dict[str, Any]]:
         """Every trainable parameter at ``lr``; the semi-implicit noise's ``log sigma`` in a group
         of its own that keeps its rate under a decaying ``lr_schedule``: the posterior's scale
-        must reach its optimum, not freeze where the decay leaves it (docs/methods.md)."""
+        must reach its optimum, not freeze where the decay leaves it (docs/methods.md).
+
+        Args:
+            lr: The base learning rate.
+
+        Returns:
+            ``torch.optim`` parameter groups.
+        """
         log_sigma = getattr(self.hypernet, "log_sigma_param", None)
         if log_sigma is None or not log_sigma.requires_grad:
             return super().optimizer_groups(lr)
@@ -800,7 +818,17 @@ class BayesByHypernet(TemperedKL, Method):
     def sample_weights(self, num_samples: int) -> Tensor:
         """``num_samples`` joint weight samples ``[S, D]`` (fresh noise each call); with an
         exact output layer, ``D`` counts it too (``predictive_spec``), drawn from its
-        posterior given the generated weights and the training data."""
+        posterior given the generated weights and the training data.
+
+        Args:
+            num_samples: S, an int ``>= 1``.
+
+        Returns:
+            Weight samples ``[S, D]``.
+
+        Raises:
+            ValueError: ``num_samples`` is not an int ``>= 1``.
+        """
         check_num_samples(num_samples)
         theta = self.hypernet(num_samples)
         r = self.readout
@@ -820,7 +848,15 @@ class BayesByHypernet(TemperedKL, Method):
         return self.predictive_spec.flatten(params)
 
     def forward_samples(self, flat: Tensor, x: Inputs) -> Tensor:
-        """Outputs ``[S, B, C]`` of the primary net for given flat weights ``[S, D]``."""
+        """Outputs ``[S, B, C]`` of the primary net for given flat weights ``[S, D]``.
+
+        Args:
+            flat: Flat weight samples ``[S, D]`` (``sample_weights``).
+            x: Inputs ``[B, ...]``, already checked (``check_input``).
+
+        Returns:
+            Outputs ``[S, B, C]``.
+        """
         params = self.predictive_spec.unflatten(flat)
         return sampled_forward(self.net, params, x, mode=self.forward_mode, share_trunk=True)
 
@@ -832,7 +868,18 @@ class BayesByHypernet(TemperedKL, Method):
 
     def features(self, theta: Tensor, x: Tensor) -> Tensor:
         """With ``last_layer="exact"``: the output layer's inputs ``[S, B, F]`` for generated
-        weights ``theta [S, D]``, with a column of ones for its bias."""
+        weights ``theta [S, D]``, with a column of ones for its bias.
+
+        Args:
+            theta: Generated weights ``[S, D]``.
+            x: Inputs ``[B, ...]``.
+
+        Returns:
+            Features ``[S, B, F]``.
+
+        Raises:
+            RuntimeError: The model was built without ``last_layer="exact"``.
+        """
         r = self.readout
         if r is None:
             raise RuntimeError("features() is for last_layer='exact'")
@@ -909,7 +956,7 @@ class BayesByHypernet(TemperedKL, Method):
             state_dict.pop(f"{prefix}net.{name}", None)
         super()._load_from_state_dict(state_dict, prefix, *args)
 
-    def loss(
+    def loss(  # noqa: D102 (Method.loss's docstring is inherited)
         self, x: Inputs, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
         x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)
@@ -936,7 +983,18 @@ class BayesByHypernet(TemperedKL, Method):
         return loss, logs
 
     def predict_logits(self, x: Inputs, num_samples: int = 100) -> Tensor:
-        """Outputs ``[S, B, C]`` for S fresh weight samples, run ``sample_batch`` at a time."""
+        """Outputs ``[S, B, C]`` for S fresh weight samples, run ``sample_batch`` at a time.
+
+        Args:
+            x: Inputs ``[B, ...]``, as for ``loss``.
+            num_samples: S, an int ``>= 1``.
+
+        Returns:
+            Outputs ``[S, B, C]``.
+
+        Raises:
+            ValueError: ``num_samples`` is not an int ``>= 1`` or ``x`` fails the input checks.
+        """
         check_num_samples(num_samples)
         x = self.check_input(x)
         outs = []
@@ -947,11 +1005,26 @@ class BayesByHypernet(TemperedKL, Method):
 
     def draw_predictive(self, num_samples: int) -> Tensor:
         """Joint weight samples ``[S, D]`` for :meth:`predict_logits_with` (fresh noise; with
-        an exact output layer, D counts it)."""
+        an exact output layer, D counts it).
+
+        Args:
+            num_samples: S, an int ``>= 1``.
+
+        Returns:
+            Weight samples ``[S, D]``.
+        """
         return self.sample_weights(num_samples)
 
     def predict_logits_with(self, draws: Tensor, x: Inputs) -> Tensor:
-        """Outputs ``[S, B, C]`` of given weight samples ``[S, D]`` on the batch ``x``."""
+        """Outputs ``[S, B, C]`` of given weight samples ``[S, D]`` on the batch ``x``.
+
+        Args:
+            draws: Weight samples ``[S, D]`` from :meth:`draw_predictive`.
+            x: Inputs ``[B, ...]``, as for ``loss``.
+
+        Returns:
+            Outputs ``[S, B, C]``.
+        """
         return self.forward_samples(draws, self.check_input(x))
 
     def _nll(self, flat: Tensor, x: Inputs, y: Tensor, local: bool = False) -> Tensor:

@@ -55,16 +55,22 @@ from bbh.validation import at_least, checked_args, in_range
 
 
 class DataOrder(str, Enum):
+    """Whether every member trains on the same batches (``shared``) or on its own."""
+
     SHARED = "shared"
     SPLIT = "split"
 
 
 class MemberInit(str, Enum):
+    """How the members start: reset (their own initialisation) or copied from the given net."""
+
     RESET = "reset"  # each member calls reset_parameters() on its layers: its own initialisation
     COPY = "copy"  # every member starts from the given net's values
 
 
 class Vectorize(str, Enum):
+    """How the members run: vectorised with ``torch.func.vmap``, in a loop, or chosen (``auto``)."""
+
     AUTO = "auto"
     VMAP = "vmap"
     LOOP = "loop"
@@ -83,6 +89,8 @@ class DeepEnsemble(Method):
         init: ``reset`` (own initialisation per member) or ``copy``.
         vectorize: ``auto``, ``vmap`` or ``loop``.
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
+        noise_scale: the Gaussian likelihood's observation noise (its standard deviation),
+            required with ``likelihood="gaussian"`` and refused with ``categorical``.
     """
 
     @checked_args(num_members=at_least(1), epsilon=at_least(0), alpha=in_range(0, 1))
@@ -129,6 +137,7 @@ class DeepEnsemble(Method):
 
     @property
     def num_members(self) -> int:
+        """The number of members M."""
         return len(self.members)
 
     @property
@@ -137,13 +146,25 @@ class DeepEnsemble(Method):
         return len(self.members)
 
     def probe_net(self) -> nn.Module:
-        """The first member (every member has the same architecture)."""
+        """The first member (every member has the same architecture).
+
+        Returns:
+            The first member.
+        """
         return self.members[0]
 
     def member_outputs(self, x: Inputs, *, x_per_member: bool = False) -> Tensor:
         """Outputs ``[M, B, ...]``; with ``x_per_member`` every input tensor is ``[M, B, ...]``,
         one batch each. Members whose modules have no vmap rule (``bbh.batching``) run in a
-        loop."""
+        loop.
+
+        Args:
+            x: Inputs ``[B, ...]`` (``[M, B, ...]`` with ``x_per_member``), already checked.
+            x_per_member: Each member gets its own batch.
+
+        Returns:
+            Outputs ``[M, B, ...]``.
+        """
         first = first_tensor(x)
         examples = first.shape[1] if x_per_member else first.shape[0]
         if self._use_vmap(examples, first.device) and batching.needs_loop(self.members[0]) is None:
@@ -160,7 +181,21 @@ class DeepEnsemble(Method):
     def loss(
         self, x: Inputs, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Sum over members of their (adversarial) NLL; ``kl_weight`` has no effect (no prior)."""
+        """Sum over members of their (adversarial) NLL; ``kl_weight`` has no effect (no prior).
+
+        Args:
+            x: Inputs ``[B, ...]``, as for ``Method.loss``.
+            y: Targets, as for ``Method.loss``.
+            num_data: The training-set size, checked as for ``Method.loss`` (no KL to divide).
+            kl_weight: Checked, then ignored.
+
+        Returns:
+            ``(loss, logs)`` as for ``Method.loss``.
+
+        Raises:
+            ValueError: As for ``Method.loss``.
+            TypeError: As for ``Method.loss``.
+        """
         x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)
         m, b = self.num_members, batch_size(x)
         if self.adversarial:
@@ -193,7 +228,18 @@ class DeepEnsemble(Method):
         return loss, logs
 
     def predict_logits(self, x: Inputs, num_samples: int = 100) -> Tensor:
-        """The members' outputs ``[M, B, C]`` (``num_samples`` is ignored: S = M)."""
+        """The members' outputs ``[M, B, C]`` (``num_samples`` is ignored: S = M).
+
+        Args:
+            x: Inputs ``[B, ...]``, as for ``loss``.
+            num_samples: Checked (an int ``>= 1``), then ignored.
+
+        Returns:
+            Outputs ``[M, B, C]``.
+
+        Raises:
+            ValueError: ``num_samples`` is not an int ``>= 1`` or ``x`` fails the input checks.
+        """
         check_num_samples(num_samples)
         x = self.check_input(x)
         return self.member_outputs(x)

@@ -29,12 +29,25 @@ from bbh.validation import checked_args, positive
 
 
 class WeightDecay(str, Enum):
+    """The regulariser ``R(w)`` (see the module docstring)."""
+
     GAUSSIAN = "gaussian"
     PAPER = "paper"
     NONE = "none"
 
 
 def parse_weight_decay(value: WeightDecay | str) -> WeightDecay:
+    """``value`` as a ``WeightDecay``.
+
+    Args:
+        value: A ``WeightDecay`` or its value.
+
+    Returns:
+        The ``WeightDecay``.
+
+    Raises:
+        ValueError: ``value`` is not a weight decay.
+    """
     return parse_enum(WeightDecay, value, "weight_decay")
 
 
@@ -61,7 +74,7 @@ class PenalisedNLL(Method):
     weight_decay: WeightDecay
     prior_scale: float
 
-    def loss(
+    def loss(  # noqa: D102 (Method.loss's docstring is inherited)
         self, x: Inputs, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
         x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)
@@ -82,6 +95,8 @@ class MAP(PenalisedNLL):
         prior_scale: s of the Gaussian prior.
         weight_decay: ``gaussian``, ``paper`` or ``none`` (see the module docstring).
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
+        noise_scale: the Gaussian likelihood's observation noise (its standard deviation),
+            required with ``likelihood="gaussian"`` and refused with ``categorical``.
     """
 
     stochastic = False
@@ -103,7 +118,18 @@ class MAP(PenalisedNLL):
         self.net = copy.deepcopy(net)
 
     def predict_logits(self, x: Inputs, num_samples: int = 1) -> Tensor:
-        """The deterministic outputs, ``[num_samples, B, C]`` (a broadcast view, one pass)."""
+        """The deterministic outputs, ``[num_samples, B, C]`` (a broadcast view, one pass).
+
+        Args:
+            x: Inputs ``[B, ...]``, as for ``loss``.
+            num_samples: S, an int ``>= 1``: how many times the one output is repeated.
+
+        Returns:
+            Outputs ``[S, B, C]``.
+
+        Raises:
+            ValueError: ``num_samples`` is not an int ``>= 1`` or ``x`` fails the input checks.
+        """
         check_num_samples(num_samples)
         x = self.check_input(x)
         out = call(self.net, x)

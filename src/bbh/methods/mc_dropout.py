@@ -53,6 +53,8 @@ class MCDropout(PenalisedNLL):
         prior_scale: s of the Gaussian prior of the L2 term, as in ``MAP``.
         weight_decay: the L2 term's form, as in ``MAP`` (the paper: ``paper``).
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
+        noise_scale: the Gaussian likelihood's observation noise (its standard deviation),
+            required with ``likelihood="gaussian"`` and refused with ``categorical``.
     """
 
     @checked_args(p=in_range(0, 1, high_open=True), prior_scale=positive())
@@ -104,7 +106,18 @@ class MCDropout(PenalisedNLL):
             modules[name].register_forward_hook(_DropoutHook(self.p))
 
     def predict_logits(self, x: Inputs, num_samples: int = 100) -> Tensor:
-        """Outputs ``[S, B, C]`` for S independent dropout masks (one pass each)."""
+        """Outputs ``[S, B, C]`` for S independent dropout masks (one pass each).
+
+        Args:
+            x: Inputs ``[B, ...]``, as for ``loss``.
+            num_samples: S, an int ``>= 1``.
+
+        Returns:
+            Outputs ``[S, B, C]``.
+
+        Raises:
+            ValueError: ``num_samples`` is not an int ``>= 1`` or ``x`` fails the input checks.
+        """
         check_num_samples(num_samples)
         x = self.check_input(x)
         return torch.stack([call(self.net, x) for _ in range(num_samples)])

@@ -50,6 +50,8 @@ class MNF(Method):
         deterministic: module names (or ``"norm"``) kept as point estimates.
         num_train_samples: stochastic forward passes per training step.
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
+        noise_scale: the Gaussian likelihood's observation noise (its standard deviation),
+            required with ``likelihood="gaussian"`` and refused with ``categorical``.
         predict_noise: ``weights`` (one z and W per pass, shared by the batch) or ``training``.
     """
 
@@ -116,13 +118,22 @@ class MNF(Method):
         self.layer_names: tuple[str, ...] = tuple(name for name, _ in layers)
 
     def mnf_layers(self) -> list[MNFLinear | MNFConv2d]:
+        """The net's MNF layers, in ``layer_names`` order.
+
+        Returns:
+            The layers (``MNFLinear`` or ``MNFConv2d``).
+        """
         return [cast(MNFLinear | MNFConv2d, self.net.get_submodule(n)) for n in self.layer_names]
 
     def kl(self) -> Tensor:
-        """Sum over every MNF layer of its one-sample KL bound (scalar)."""
+        """Sum over every MNF layer of its one-sample KL bound (scalar).
+
+        Returns:
+            A scalar tensor.
+        """
         return torch.stack([layer.kl() for layer in self.mnf_layers()]).sum()
 
-    def loss(
+    def loss(  # noqa: D102 (Method.loss's docstring is inherited)
         self, x: Inputs, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
         x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)
@@ -138,6 +149,16 @@ class MNF(Method):
         With ``predict_noise="weights"`` (default) each pass draws one z and one W per layer for
         the whole batch (coherent function draws; the paper's toy); with ``"training"`` each
         example gets its own z and local noise, as in training.
+
+        Args:
+            x: Inputs ``[B, ...]``, as for ``loss``.
+            num_samples: S, an int ``>= 1``.
+
+        Returns:
+            Outputs ``[S, B, C]``.
+
+        Raises:
+            ValueError: ``num_samples`` is not an int ``>= 1`` or ``x`` fails the input checks.
         """
         check_num_samples(num_samples)
         x = self.check_input(x)
@@ -148,7 +169,17 @@ class MNF(Method):
 
     @torch.no_grad()
     def sample_weights(self, num_samples: int) -> Tensor:
-        """Samples ``[S, D]`` of the generated parameters (biases are point estimates)."""
+        """Samples ``[S, D]`` of the generated parameters (biases are point estimates).
+
+        Args:
+            num_samples: S, an int ``>= 1``.
+
+        Returns:
+            Weight samples ``[S, D]``.
+
+        Raises:
+            ValueError: ``num_samples`` is not an int ``>= 1``.
+        """
         check_num_samples(num_samples)
         params: dict[str, Tensor] = {}
         for name, layer in zip(self.layer_names, self.mnf_layers(), strict=True):

@@ -21,17 +21,57 @@ METHODS: dict[str, MethodFactory] = {}
 
 
 def register(name: str, factory: MethodFactory) -> None:
+    """Register a method factory under ``name`` (for ``build``).
+
+    Args:
+        name: The method's name.
+        factory: Called as ``factory(net, **options)``; returns the method.
+
+    Raises:
+        ValueError: ``name`` is registered already.
+    """
     if name in METHODS:
         raise ValueError(f"method {name!r} is registered twice")
     METHODS[name] = factory
 
 
 def available() -> list[str]:
+    """The registered methods' names, sorted.
+
+    Returns:
+        The names ``build`` takes.
+    """
     return sorted(METHODS)
 
 
 def build(name: str, net: nn.Module, **options: Any) -> Method:
-    """Build method ``name`` around ``net``; unknown names and options raise a clear error."""
+    """Build method ``name`` around ``net``; unknown names and options raise a clear error.
+
+    Args:
+        name: A registered method: ``bbh``, ``bbb``, ``map``, ``mc_dropout``, ``ensemble`` or
+            ``mnf``, or one added with ``register`` (``available()`` lists them).
+        net: Any ``nn.Module``; the method wraps it (each method's docstring says whether it is
+            copied).
+        **options: The method's keyword arguments (see its class).
+
+    Returns:
+        The method, a ``bbh.Method``.
+
+    Raises:
+        ValueError: ``name`` is not registered or an option is not one of the method's (the
+            method's own checks raise ``ValueError`` or ``TypeError`` for a bad value).
+
+    Example:
+        >>> import bbh
+        >>> from bbh.nets import MLP
+        >>> model = bbh.build("bbb", MLP(4, [16], 3), prior_scale=1.0)
+        >>> type(model).__name__
+        'BayesByBackprop'
+        >>> bbh.build("bbb", MLP(4, [16], 3), size=3)
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown option(s) ['size'] for method 'bbb'; allowed: [...]
+    """
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; available: {available()}")
     factory = METHODS[name]

@@ -34,6 +34,15 @@ class TemperedKL:
     temperature_candidates: tuple[float, ...] | None
 
     def init_temperature(self, temperature: float | str) -> None:
+        """Set the temperature (``self.temperature``) and the candidates of a validation search.
+
+        Args:
+            temperature: A positive number, or ``"validation"`` to choose it on held-out data
+                (``bbh.training.fit``).
+
+        Raises:
+            ValueError: ``temperature`` is neither.
+        """
         if temperature == "validation":
             value, candidates = START_TEMPERATURE, TEMPERATURE_CANDIDATES
         elif (

@@ -30,7 +30,20 @@ __all__ = [
 
 
 def accuracy(logits_or_probs: Any, labels: Any) -> float:
-    """Share of inputs whose predictive argmax equals the label (the paper's accuracy)."""
+    """Share of inputs whose predictive argmax equals the label (the paper's accuracy).
+
+    Args:
+        logits_or_probs: Logits ``[S, B, C]`` (their softmaxes are averaged) or probabilities
+            ``[B, C]``.
+        labels: Integer class ids ``[B]`` in ``[0, C)``.
+
+    Returns:
+        The accuracy in ``[0, 1]``.
+
+    Raises:
+        ValueError: A shape does not fit, a value is not finite or a class id is out of range.
+        TypeError: ``labels`` are not integers.
+    """
     probs = to_probs(logits_or_probs)
     y = check_labels(labels, probs.shape[0], probs.shape[1])
     return float((probs.argmax(dim=-1) == y).double().mean())
@@ -41,6 +54,19 @@ def nll(logits_or_probs: Any, labels: Any, *, eps: float = 1e-12) -> float:
 
     From logits it is computed stably as ``-log mean_s softmax``; from probabilities the
     probability is floored at ``eps`` (scikit-learn's ``log_loss`` clips similarly).
+
+    Args:
+        logits_or_probs: Logits ``[S, B, C]`` (their softmaxes are averaged) or probabilities
+            ``[B, C]``.
+        labels: Integer class ids ``[B]`` in ``[0, C)``.
+        eps: The floor of probabilities (not used for logits).
+
+    Returns:
+        The mean NLL in nats.
+
+    Raises:
+        ValueError: A shape does not fit, a value is not finite or a class id is out of range.
+        TypeError: ``labels`` are not integers.
     """
     t = as_tensor(logits_or_probs, "logits_or_probs")
     if t.dim() == 3:
@@ -54,7 +80,20 @@ def nll(logits_or_probs: Any, labels: Any, *, eps: float = 1e-12) -> float:
 
 
 def brier_score(logits_or_probs: Any, labels: Any) -> float:
-    """Multi-class Brier score ``mean_i sum_c (p_ic - 1[y_i = c])^2`` (range [0, 2])."""
+    """Multi-class Brier score ``mean_i sum_c (p_ic - 1[y_i = c])^2`` (range [0, 2]).
+
+    Args:
+        logits_or_probs: Logits ``[S, B, C]`` (their softmaxes are averaged) or probabilities
+            ``[B, C]``.
+        labels: Integer class ids ``[B]`` in ``[0, C)``.
+
+    Returns:
+        The Brier score.
+
+    Raises:
+        ValueError: A shape does not fit, a value is not finite or a class id is out of range.
+        TypeError: ``labels`` are not integers.
+    """
     probs = to_probs(logits_or_probs).double()
     y = check_labels(labels, probs.shape[0], probs.shape[1])
     onehot = torch.nn.functional.one_hot(y, probs.shape[1]).double()
@@ -68,6 +107,13 @@ class ReliabilityBins:
     Bin ``k`` holds confidences in ``(edges[k], edges[k+1]]`` (bin 0 also holds 0).
     ``accuracy`` and ``confidence`` are NaN for empty bins.
     ``ece = sum_k counts[k] / N * |accuracy[k] - confidence[k]|``.
+
+    Args:
+        edges: The bin edges ``[K + 1]``.
+        counts: The inputs per bin ``[K]``, int64.
+        accuracy: The accuracy per bin ``[K]``.
+        confidence: The mean max-probability per bin ``[K]``.
+        ece: The expected calibration error.
     """
 
     edges: Tensor  # [K + 1]
@@ -77,7 +123,11 @@ class ReliabilityBins:
     ece: float
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain lists, with ``None`` for the NaNs of empty bins (valid JSON)."""
+        """Plain lists, with ``None`` for the NaNs of empty bins (valid JSON).
+
+        Returns:
+            ``edges``, ``counts``, ``accuracy``, ``confidence`` and ``ece``.
+        """
 
         def _list(t: Tensor) -> list[float | None]:
             return [None if math.isnan(v) else float(v) for v in t.tolist()]
@@ -92,7 +142,21 @@ class ReliabilityBins:
 
 
 def reliability_bins(logits_or_probs: Any, labels: Any, *, num_bins: int = 15) -> ReliabilityBins:
-    """Equal-width binning of the predictive confidence ``max_c p_c`` against correctness."""
+    """Equal-width binning of the predictive confidence ``max_c p_c`` against correctness.
+
+    Args:
+        logits_or_probs: Logits ``[S, B, C]`` (their softmaxes are averaged) or probabilities
+            ``[B, C]``.
+        labels: Integer class ids ``[B]`` in ``[0, C)``.
+        num_bins: K, a positive int.
+
+    Returns:
+        The bins and the ECE.
+
+    Raises:
+        ValueError: A shape does not fit, a value is not finite or a class id is out of range.
+        TypeError: ``labels`` are not integers.
+    """
     if not isinstance(num_bins, int) or num_bins < 1:
         raise ValueError(f"num_bins must be a positive int, got {num_bins!r}")
     probs = to_probs(logits_or_probs).double()
@@ -113,7 +177,21 @@ def reliability_bins(logits_or_probs: Any, labels: Any, *, num_bins: int = 15) -
 
 
 def expected_calibration_error(logits_or_probs: Any, labels: Any, *, num_bins: int = 15) -> float:
-    """Expected calibration error: L1, ``num_bins`` equal-width bins of the max probability."""
+    """Expected calibration error: L1, ``num_bins`` equal-width bins of the max probability.
+
+    Args:
+        logits_or_probs: Logits ``[S, B, C]`` (their softmaxes are averaged) or probabilities
+            ``[B, C]``.
+        labels: Integer class ids ``[B]`` in ``[0, C)``.
+        num_bins: K, a positive int.
+
+    Returns:
+        The ECE in ``[0, 1]``.
+
+    Raises:
+        ValueError: A shape does not fit, a value is not finite or a class id is out of range.
+        TypeError: ``labels`` are not integers.
+    """
     return reliability_bins(logits_or_probs, labels, num_bins=num_bins).ece
 
 
@@ -128,6 +206,19 @@ def true_class_confidence_bins(
     whose only informative output is the mean true-class probability in each non-empty
     equal-width bin (its ``prob_pred``). This returns those means with the bin counts; it is
     *not* a reliability diagram (use ``reliability_bins`` for that).
+
+    Args:
+        logits_or_probs: Logits ``[S, B, C]`` (their softmaxes are averaged) or probabilities
+            ``[B, C]``.
+        labels: Integer class ids ``[B]`` in ``[0, C)``.
+        num_bins: Equal-width bins on ``[0, 1]``.
+
+    Returns:
+        ``mean_true_class_probability`` and ``counts`` of the non-empty bins.
+
+    Raises:
+        ValueError: A shape does not fit, a value is not finite or a class id is out of range.
+        TypeError: ``labels`` are not integers.
     """
     probs = to_probs(logits_or_probs).double()
     y = check_labels(labels, probs.shape[0], probs.shape[1])
@@ -162,6 +253,22 @@ def bootstrap_interval(
     biased upward on a finite set, and more so on a resample, so its interval can sit a little
     above the value itself; compare two methods' ECE on the same resamples (paired), as
     ``benchmarks/posterior/calibration_summary.py`` does.
+
+    Args:
+        metric: ``metric(probs, labels) -> float``, e.g. ``accuracy`` or ``nll``.
+        logits_or_probs: Logits ``[S, B, C]`` (their softmaxes are averaged) or probabilities
+            ``[B, C]``.
+        labels: Integer class ids ``[B]`` in ``[0, C)``.
+        replicates: Resamples, an int ``>= 2``.
+        level: The interval's coverage, in ``(0, 1)``.
+        seed: Seeds the resampling.
+
+    Returns:
+        ``(low, high)``.
+
+    Raises:
+        ValueError: ``replicates`` or ``level`` is out of range, or the inputs fail the checks
+            of ``accuracy``.
     """
     if not isinstance(replicates, int) or replicates < 2:
         raise ValueError(f"replicates must be an int >= 2, got {replicates!r}")

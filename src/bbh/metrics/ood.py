@@ -30,7 +30,18 @@ OOD_SCORES = ("entropy", "mutual_information", "max_probability")
 
 
 def auroc(scores_in: Any, scores_out: Any) -> float:
-    """Area under the ROC curve, OOD positive: ``P(s_out > s_in) + P(s_out = s_in) / 2``."""
+    """Area under the ROC curve, OOD positive: ``P(s_out > s_in) + P(s_out = s_in) / 2``.
+
+    Args:
+        scores_in: In-distribution scores ``[N_in]`` (higher: more OOD).
+        scores_out: OOD scores ``[N_out]``.
+
+    Returns:
+        The AUROC in ``[0, 1]``.
+
+    Raises:
+        ValueError: A score vector is not 1-D, is empty or holds a non-finite value.
+    """
     neg, pos = _split(scores_in, scores_out)
     allv = np.concatenate([neg, pos])
     ranks = _average_ranks(allv)
@@ -41,7 +52,18 @@ def auroc(scores_in: Any, scores_out: Any) -> float:
 
 def aupr(scores_in: Any, scores_out: Any) -> float:
     """Average precision with OOD as the positive class: ``sum_k (R_k - R_{k-1}) P_k`` over the
-    distinct thresholds (no interpolation; equals scikit-learn's ``average_precision_score``)."""
+    distinct thresholds (no interpolation; equals scikit-learn's ``average_precision_score``).
+
+    Args:
+        scores_in: In-distribution scores ``[N_in]`` (higher: more OOD).
+        scores_out: OOD scores ``[N_out]``.
+
+    Returns:
+        The AUPR in ``[0, 1]``.
+
+    Raises:
+        ValueError: A score vector is not 1-D, is empty or holds a non-finite value.
+    """
     tps, fps, n_pos, _ = _curve(scores_in, scores_out)
     precision = tps / (tps + fps)
     recall = tps / n_pos
@@ -50,7 +72,19 @@ def aupr(scores_in: Any, scores_out: Any) -> float:
 
 def fpr_at_95_tpr(scores_in: Any, scores_out: Any, *, tpr: float = 0.95) -> float:
     """False-positive rate (in-distribution inputs flagged as OOD) at the first threshold whose
-    true-positive rate (OOD inputs flagged) reaches ``tpr``."""
+    true-positive rate (OOD inputs flagged) reaches ``tpr``.
+
+    Args:
+        scores_in: In-distribution scores ``[N_in]`` (higher: more OOD).
+        scores_out: OOD scores ``[N_out]``.
+        tpr: The true-positive rate to reach, in ``(0, 1]``.
+
+    Returns:
+        The false-positive rate in ``[0, 1]``.
+
+    Raises:
+        ValueError: ``tpr`` is out of range, or a score vector fails the checks of ``auroc``.
+    """
     if not 0.0 < tpr <= 1.0:
         raise ValueError(f"tpr must be in (0, 1], got {tpr!r}")
     tps, fps, n_pos, n_neg = _curve(scores_in, scores_out)
@@ -61,7 +95,15 @@ def fpr_at_95_tpr(scores_in: Any, scores_out: Any, *, tpr: float = 0.95) -> floa
 def ood_scores(logits_or_probs: Any) -> dict[str, Tensor]:
     """Per-input OOD scores ``[B]`` (higher = more OOD): ``entropy`` (clean form),
     ``mutual_information`` (only from logits ``[S, B, C]``) and ``max_probability``
-    (as ``1 - max_c p_c``)."""
+    (as ``1 - max_c p_c``).
+
+    Args:
+        logits_or_probs: Logits ``[S, B, C]`` (their softmaxes are averaged) or probabilities
+            ``[B, C]``.
+
+    Returns:
+        Score name -> ``[B]``.
+    """
     t = as_tensor(logits_or_probs, "logits_or_probs")
     out = {"entropy": predictive_entropy(t)}
     if t.dim() == 3:
@@ -73,7 +115,19 @@ def ood_scores(logits_or_probs: Any) -> dict[str, Tensor]:
 def ood_detection(
     scores_in: dict[str, Any], scores_out: dict[str, Any]
 ) -> dict[str, dict[str, float]]:
-    """AUROC, AUPR and FPR@95%TPR for every score present in both dicts (see ``ood_scores``)."""
+    """AUROC, AUPR and FPR@95%TPR for every score present in both dicts (see ``ood_scores``).
+
+    Args:
+        scores_in: Score name -> in-distribution scores ``[N_in]`` (``ood_scores``).
+        scores_out: Score name -> OOD scores ``[N_out]``.
+
+    Returns:
+        Score name -> ``{"auroc", "aupr", "fpr_at_95_tpr"}``.
+
+    Raises:
+        TypeError: ``scores_in`` or ``scores_out`` is not a dict.
+        ValueError: They share no score name, or a score vector fails the checks of ``auroc``.
+    """
     if not isinstance(scores_in, dict) or not isinstance(scores_out, dict):
         raise TypeError("scores_in and scores_out must be dicts of score name -> per-input scores")
     names = [n for n in scores_in if n in scores_out]

@@ -37,7 +37,19 @@ CALIBRATION_LEVELS: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(
 
 
 def rmse(mean: Any, targets: Any) -> float:
-    """Root mean squared error ``sqrt(mean_{i,c} (y_ic - mean_ic)^2)``."""
+    """Root mean squared error ``sqrt(mean_{i,c} (y_ic - mean_ic)^2)``.
+
+    Args:
+        mean: Predicted means ``[B]`` or ``[B, C]``.
+        targets: Targets, of ``mean``'s shape.
+
+    Returns:
+        The RMSE.
+
+    Raises:
+        ValueError: The shapes disagree, a value is not finite or a standard deviation is not
+            positive.
+    """
     mu = _check_mean(mean)
     y = _check_targets(targets, mu)
     return float((y - mu).pow(2).mean().sqrt())
@@ -45,7 +57,20 @@ def rmse(mean: Any, targets: Any) -> float:
 
 def gaussian_nll(mean: Any, std: Any, targets: Any) -> float:
     """Mean over examples of ``-log N(y_i; mean_i, diag(std_i^2))`` (summed over the C outputs),
-    natural log. ``std`` must be positive."""
+    natural log. ``std`` must be positive.
+
+    Args:
+        mean: Predicted means ``[B]`` or ``[B, C]``.
+        std: Predicted standard deviations, of ``mean``'s shape.
+        targets: Targets, of ``mean``'s shape.
+
+    Returns:
+        The mean NLL in nats.
+
+    Raises:
+        ValueError: The shapes disagree, a value is not finite or a standard deviation is not
+            positive.
+    """
     mu = _check_mean(mean)
     sd = _check_std(std, mu, positive=True)
     y = _check_targets(targets, mu)
@@ -58,6 +83,19 @@ def interval_coverage(mean: Any, std: Any, targets: Any, num_std: float = 2.0) -
     """Share of target entries inside ``mean +- num_std * std`` (ends included).
 
     For a calibrated Gaussian predictive: 0.683 at ``num_std=1``, 0.954 at 2.
+
+    Args:
+        mean: Predicted means ``[B]`` or ``[B, C]``.
+        std: Predicted standard deviations, of ``mean``'s shape.
+        targets: Targets, of ``mean``'s shape.
+        num_std: The interval's half-width in standard deviations, positive.
+
+    Returns:
+        The share in ``[0, 1]``.
+
+    Raises:
+        ValueError: The shapes disagree, a value is not finite or a standard deviation is not
+            positive.
     """
     if not (isinstance(num_std, (int, float)) and num_std > 0 and math.isfinite(num_std)):
         raise ValueError(f"num_std must be a positive number, got {num_std!r}")
@@ -74,6 +112,19 @@ def interval_calibration_error(
 
     0 for a calibrated predictive (in the limit of many examples); at most
     ``max(p, 1 - p)`` averaged over the levels. Kuleshov et al. 2018, with central intervals.
+
+    Args:
+        mean: Predicted means ``[B]`` or ``[B, C]``.
+        std: Predicted standard deviations, of ``mean``'s shape.
+        targets: Targets, of ``mean``'s shape.
+        levels: The levels p, each in ``(0, 1)``.
+
+    Returns:
+        The mean absolute miscalibration.
+
+    Raises:
+        ValueError: The shapes disagree, a value is not finite or a standard deviation is not
+            positive.
     """
     p = _check_levels(levels)
     mu = _check_mean(mean)
@@ -87,7 +138,20 @@ def interval_calibration_error(
 
 def regression_metrics(mean: Any, std: Any, targets: Any) -> dict[str, float]:
     """Every metric of this module at once: ``rmse``, ``nll``, ``coverage_1std``,
-    ``coverage_2std`` and ``calibration_error`` (over ``CALIBRATION_LEVELS``)."""
+    ``coverage_2std`` and ``calibration_error`` (over ``CALIBRATION_LEVELS``).
+
+    Args:
+        mean: Predicted means ``[B]`` or ``[B, C]``.
+        std: Predicted standard deviations, of ``mean``'s shape.
+        targets: Targets, of ``mean``'s shape.
+
+    Returns:
+        Metric name -> value.
+
+    Raises:
+        ValueError: The shapes disagree, a value is not finite or a standard deviation is not
+            positive.
+    """
     return {
         "rmse": rmse(mean, targets),
         "nll": gaussian_nll(mean, std, targets),

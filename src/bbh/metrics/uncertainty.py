@@ -52,7 +52,20 @@ class EntropyForm(str, Enum):
 
 
 def predictive_entropy(logits_or_probs: Any, *, form: EntropyForm | str = "clean") -> Tensor:
-    """Entropy ``[B]`` of the predictive ``p = mean_s softmax(logits_s)``, in nats."""
+    """Entropy ``[B]`` of the predictive ``p = mean_s softmax(logits_s)``, in nats.
+
+    Args:
+        logits_or_probs: Logits ``[S, B, C]`` (their softmaxes are averaged) or probabilities
+            ``[B, C]``.
+        form: ``clean`` or ``paper`` (``EntropyForm``).
+
+    Returns:
+        Entropies ``[B]``, float64.
+
+    Raises:
+        ValueError: ``form`` is unknown, or the input is not ``[S, B, C]`` or ``[B, C]`` with
+            finite values.
+    """
     form = parse_enum(EntropyForm, form, "form")
     t = as_tensor(logits_or_probs, "logits_or_probs")
     if form is EntropyForm.CLEAN and t.dim() == 3:
@@ -66,7 +79,17 @@ def predictive_entropy(logits_or_probs: Any, *, form: EntropyForm | str = "clean
 
 
 def expected_entropy(logits: Any) -> Tensor:
-    """``mean_s H[softmax(logits_s)]`` ``[B]``: the aleatoric part of the predictive entropy."""
+    """``mean_s H[softmax(logits_s)]`` ``[B]``: the aleatoric part of the predictive entropy.
+
+    Args:
+        logits: Logits ``[S, B, C]``.
+
+    Returns:
+        ``[B]``, float64.
+
+    Raises:
+        ValueError: ``logits`` is not ``[S, B, C]`` with finite values.
+    """
     logits = check_logits(logits).double()
     log_p = logits.log_softmax(dim=-1)
     return -(log_p.exp() * log_p).sum(dim=-1).mean(dim=0)
@@ -75,7 +98,17 @@ def expected_entropy(logits: Any) -> Tensor:
 def mutual_information(logits: Any) -> Tensor:
     """Mutual information between prediction and weights ``[B]`` (the BALD score):
     ``H[mean_s p_s] - mean_s H[p_s]``; values below ``MI_ROUNDOFF`` are round-off and set to 0.
-    It is exactly 0 for a deterministic model (all samples equal)."""
+    It is exactly 0 for a deterministic model (all samples equal).
+
+    Args:
+        logits: Logits ``[S, B, C]``.
+
+    Returns:
+        ``[B]``, float64.
+
+    Raises:
+        ValueError: ``logits`` is not ``[S, B, C]`` with finite values.
+    """
     logits = check_logits(logits)
     return floor_roundoff(predictive_entropy(logits) - expected_entropy(logits))
 
@@ -86,7 +119,15 @@ def floor_roundoff(mutual_info: Tensor) -> Tensor:
 
 
 def max_probability(logits_or_probs: Any) -> Tensor:
-    """Largest predictive probability ``[B]`` (the confidence)."""
+    """Largest predictive probability ``[B]`` (the confidence).
+
+    Args:
+        logits_or_probs: Logits ``[S, B, C]`` (their softmaxes are averaged) or probabilities
+            ``[B, C]``.
+
+    Returns:
+        ``[B]``, float64.
+    """
     return to_probs(logits_or_probs).double().max(dim=-1).values
 
 
@@ -101,6 +142,17 @@ def entropy_cdf_area(entropies: Any, num_classes: int) -> float:
     sum_{i<=k} hist_i * delta`` and score ``sum_k delta * c_k`` ~ ``0.998 H_max - mean(H)``.
     High on in-distribution data (confident), low on OOD data (uncertain). When no entropy falls
     inside the bins (the authors' code would give NaN) the score is 0, the CDF's value there.
+
+    Args:
+        entropies: Per-input entropies (any shape; flattened).
+        num_classes: C, an int ``>= 2``.
+
+    Returns:
+        The area, in ``[0, ln C]``.
+
+    Raises:
+        ValueError: ``num_classes`` is not an int ``>= 2``, or the entropies are empty or not
+            finite.
     """
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")

@@ -9,6 +9,11 @@ class TinyConvNet(nn.Module):
     """``conv3x3(c) -> ReLU -> maxpool2 -> conv3x3(2c) -> ReLU -> global avg pool -> dense``.
 
     Input ``[B, in_channels, H, W]`` (any H, W >= 4), logits ``[B, num_classes]``.
+
+    Args:
+        in_channels: The input channels.
+        num_classes: The output classes.
+        channels: c, the first convolution's channels.
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 4, channels: int = 4):
@@ -21,6 +26,14 @@ class TinyConvNet(nn.Module):
         self.fc = nn.Linear(2 * channels, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Logits ``[B, C]`` of images ``[B, C_in, H, W]``.
+
+        Args:
+            x: Images ``[B, C_in, H, W]``.
+
+        Returns:
+            Logits ``[B, C]``.
+        """
         x = self.pool(self.relu1(self.conv1(x)))
         x = self.relu2(self.conv2(x))
         return self.fc(x.mean(dim=(2, 3)))

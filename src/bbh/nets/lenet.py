@@ -23,7 +23,12 @@ torch.fx.wrap("as_images")  # one opaque call for torch.fx (bbh.trunk), not a br
 
 
 class LeNet5(nn.Module):
-    """LeNet-5-like net; input ``[B, 1, 28, 28]`` or ``[B, 784]``, logits ``[B, num_classes]``."""
+    """LeNet-5-like net; input ``[B, 1, 28, 28]`` or ``[B, 784]``, logits ``[B, num_classes]``.
+
+    Args:
+        num_classes: The output classes.
+        in_channels: The input channels.
+    """
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1):
         super().__init__()
@@ -39,6 +44,14 @@ class LeNet5(nn.Module):
         self.fc2 = nn.Linear(500, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Logits ``[B, C]`` of images (flat vectors are reshaped to images).
+
+        Args:
+            x: Images ``[B, C_in, 28, 28]`` or flat ``[B, C_in * 784]``.
+
+        Returns:
+            Logits ``[B, C]``.
+        """
         x = as_images(x, self.in_channels)
         x = self.pool1(self.relu1(self.conv1(x)))
         x = self.pool2(self.relu2(self.conv2(x)))

@@ -9,7 +9,13 @@ from torch import Tensor, nn
 
 
 class MLP(nn.Module):
-    """``in -> hidden... -> out`` with ReLU between layers; inputs are flattened from dim 1."""
+    """``in -> hidden... -> out`` with ReLU between layers; inputs are flattened from dim 1.
+
+    Args:
+        in_features: The inputs' size (after flattening).
+        hidden: The hidden layers' widths (empty: one linear layer).
+        out_features: The outputs' size.
+    """
 
     def __init__(self, in_features: int, hidden: Sequence[int], out_features: int):
         super().__init__()
@@ -22,6 +28,14 @@ class MLP(nn.Module):
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Outputs ``[B, out]`` of inputs flattened to ``[B, in]``.
+
+        Args:
+            x: Inputs ``[B, ...]``.
+
+        Returns:
+            Outputs ``[B, out]``.
+        """
         return self.layers(x.flatten(1))
 
 
@@ -29,5 +43,11 @@ def toy_regression_net(hidden: int = 100) -> MLP:
     """The paper's toy-regression network 1 -> 100 (ReLU) -> 1.
 
     As in the paper's code (pawni/BayesByHypernet, ``toy_data.ipynb``).
+
+    Args:
+        hidden: The hidden layer's width.
+
+    Returns:
+        The net.
     """
     return MLP(1, [hidden], 1)

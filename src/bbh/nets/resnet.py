@@ -30,6 +30,8 @@ from torch import Tensor, nn
 
 
 class Norm(str, Enum):
+    """The normalisation layer of a ResNet."""
+
     BATCH = "batch"
     INSTANCE = "instance"
     NONE = "none"
@@ -69,6 +71,14 @@ class PreActUnit(nn.Module):
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
+        """The unit's output: its residual branch plus the (pooled, padded) shortcut.
+
+        Args:
+            x: Feature maps ``[B, C, H, W]``.
+
+        Returns:
+            Feature maps ``[B, C', H / stride, W / stride]``.
+        """
         shortcut = x
         if self.stride != 1:
             shortcut = F.avg_pool2d(shortcut, self.stride, self.stride)
@@ -80,7 +90,20 @@ class PreActUnit(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """Pre-activation ResNet; input ``[B, 3, 24, 24]`` (any size works), logits ``[B, classes]``."""
+    """Pre-activation ResNet; input ``[B, 3, 24, 24]`` (any size works), logits ``[B, classes]``.
+
+    Args:
+        num_classes: The output classes.
+        norm: ``batch``, ``instance`` or ``none`` (see the module docstring).
+        final_norm: A normalisation layer before the final ReLU.
+        filters: The stem's channels, then each scale's.
+        strides: The stem's stride, then each scale's first unit's.
+        units_per_scale: Residual units per scale.
+        in_channels: The input channels.
+
+    Raises:
+        ValueError: ``filters`` and ``strides`` differ in length or have fewer than 2 entries.
+    """
 
     def __init__(
         self,
@@ -108,6 +131,14 @@ class CifarResNet(nn.Module):
         self.fc = nn.Linear(filters[-1], num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Logits ``[B, C]`` of images.
+
+        Args:
+            x: Images ``[B, C_in, H, W]``.
+
+        Returns:
+            Logits ``[B, C]``.
+        """
         h = self.units(self.conv1(x))
         h = self.relu(self.final_norm(h))
         return self.fc(h.mean(dim=(2, 3)))

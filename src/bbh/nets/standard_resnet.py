@@ -25,6 +25,8 @@ from bbh.options import parse_enum
 
 
 class Block(str, Enum):
+    """A ResNet's residual block."""
+
     BASIC = "basic"
     BOTTLENECK = "bottleneck"
 
@@ -56,6 +58,14 @@ class BasicBlock(nn.Module):
         self.relu2 = nn.ReLU()
 
     def forward(self, x: Tensor) -> Tensor:
+        """The block's output.
+
+        Args:
+            x: Feature maps ``[B, C, H, W]``.
+
+        Returns:
+            Feature maps ``[B, C', H / stride, W / stride]``.
+        """
         h = self.relu1(self.norm1(self.conv1(x)))
         h = self.norm2(self.conv2(h))
         return self.relu2(h + self.shortcut(x))
@@ -81,6 +91,14 @@ class Bottleneck(nn.Module):
         self.relu3 = nn.ReLU()
 
     def forward(self, x: Tensor) -> Tensor:
+        """The block's output.
+
+        Args:
+            x: Feature maps ``[B, C, H, W]``.
+
+        Returns:
+            Feature maps ``[B, 4 C', H / stride, W / stride]``.
+        """
         h = self.relu1(self.norm1(self.conv1(x)))
         h = self.relu2(self.norm2(self.conv2(h)))
         h = self.norm3(self.conv3(h))
@@ -133,17 +151,41 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(channels_in, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Logits ``[B, C]`` of images.
+
+        Args:
+            x: Images ``[B, C_in, H, W]``.
+
+        Returns:
+            Logits ``[B, C]``.
+        """
         h = self.stages(self.relu(self.norm1(self.conv1(x))))
         return self.fc(h.mean(dim=(2, 3)))
 
 
 def resnet18(num_classes: int = 10, **options: object) -> ResNet:
-    """ResNet-18 (basic blocks 2-2-2-2): 11.2M parameters at width 64 with 10 classes."""
+    """ResNet-18 (basic blocks 2-2-2-2): 11.2M parameters at width 64 with 10 classes.
+
+    Args:
+        num_classes: The output classes.
+        **options: ``ResNet``'s other options (``width``, ``in_channels``, ``norm``).
+
+    Returns:
+        The net.
+    """
     return ResNet(Block.BASIC, (2, 2, 2, 2), num_classes, **options)  # type: ignore[arg-type]
 
 
 def resnet50(num_classes: int = 10, **options: object) -> ResNet:
-    """ResNet-50 (bottleneck blocks 3-4-6-3): 23.5M parameters at width 64 with 10 classes."""
+    """ResNet-50 (bottleneck blocks 3-4-6-3): 23.5M parameters at width 64 with 10 classes.
+
+    Args:
+        num_classes: The output classes.
+        **options: ``ResNet``'s other options (``width``, ``in_channels``, ``norm``).
+
+    Returns:
+        The net.
+    """
     return ResNet(Block.BOTTLENECK, (3, 4, 6, 3), num_classes, **options)  # type: ignore[arg-type]
 
 

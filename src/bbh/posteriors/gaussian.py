@@ -69,23 +69,46 @@ class MeanFieldGaussian(nn.Module):
 
     @property
     def dim(self) -> int:
+        """D, the number of weights."""
         return self.mean.shape[0]
 
     @property
     def std(self) -> Tensor:
+        """The standard deviations ``[D]``."""
         return (0.5 * self.full_log_var).exp()
 
     def rsample(self, num_samples: int) -> Tensor:
-        """Reparameterised samples ``[S, D]`` (differentiable in mean and log_var)."""
+        """Reparameterised samples ``[S, D]`` (differentiable in mean and log_var).
+
+        Args:
+            num_samples: S.
+
+        Returns:
+            ``[S, D]``.
+        """
         eps = torch.randn(num_samples, self.dim, device=self.mean.device, dtype=self.mean.dtype)
         return self.mean + self.std * eps
 
     @torch.no_grad()
     def sample_weights(self, num_samples: int) -> Tensor:
-        """Weight samples ``[S, D]`` without gradients (for weight statistics)."""
+        """Weight samples ``[S, D]`` without gradients (for weight statistics).
+
+        Args:
+            num_samples: S.
+
+        Returns:
+            ``[S, D]``.
+        """
         return self.rsample(num_samples)
 
     def kl(self, prior_scale: float | Tensor) -> Tensor:
         """Closed-form ``KL(q || N(0, prior_scale^2 I))`` (scalar); ``prior_scale`` a number or
-        one per weight ``[D]``."""
+        one per weight ``[D]``.
+
+        Args:
+            prior_scale: The prior's standard deviation, a number or ``[D]``.
+
+        Returns:
+            A scalar tensor.
+        """
         return gaussian_kl_to_isotropic(self.mean, self.full_log_var, prior_scale)

@@ -31,17 +31,50 @@ class Generator(Protocol):
     noise_dim: int
 
     @property
-    def noise_segments(self) -> tuple[int, ...]: ...
+    def noise_segments(self) -> tuple[int, ...]:
+        """The sizes of the noise's segments."""
 
-    def draw_noise(
-        self, num_samples: int, *, generator: torch.Generator | None = None
-    ) -> Tensor: ...
+    def draw_noise(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
+        """Draw the generator's noise z.
 
-    def generate(self, z: Tensor) -> Tensor: ...
+        Args:
+            num_samples: S.
+            generator: The random number generator (default: torch's global one).
 
-    def generate_with_tangents(self, z: Tensor, dz: Tensor) -> tuple[Tensor, Tensor]: ...
+        Returns:
+            Noise ``[S, ...]``.
+        """
 
-    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
+    def generate(self, z: Tensor) -> Tensor:
+        """The generated weights' means ``G(z)``.
+
+        Args:
+            z: Noise from ``draw_noise``.
+
+        Returns:
+            ``[S, D]``.
+        """
+
+    def generate_with_tangents(self, z: Tensor, dz: Tensor) -> tuple[Tensor, Tensor]:
+        """``G(z)`` and its directional derivative along ``dz``.
+
+        Args:
+            z: Noise from ``draw_noise``.
+            dz: A tangent of ``z``'s shape.
+
+        Returns:
+            ``(G(z), J_G(z) dz)``, each ``[S, D]``.
+        """
+
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]:
+        """The generator's parameters (``nn.Module.parameters``).
+
+        Args:
+            recurse: Include submodules' parameters.
+
+        Returns:
+            An iterator over the parameters.
+        """
 
 
 @dataclass(frozen=True)
@@ -168,6 +201,7 @@ class ImplicitPosterior(nn.Module):
 
     @property
     def semi_implicit(self) -> bool:
+        """Whether the posterior adds Gaussian noise to the generated weights (``weight_noise``)."""
         return self.log_sigma_param is not None
 
     @property

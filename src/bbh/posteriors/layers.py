@@ -48,7 +48,19 @@ def deterministic_modules(net: nn.Module, deterministic: Sequence[str]) -> set[s
 
 
 def deterministic_predicate(net: nn.Module, deterministic: Sequence[str]) -> ParamPredicate:
-    """A ``ParamSpec`` include-predicate that leaves out parameters of deterministic modules."""
+    """A ``ParamSpec`` include-predicate that leaves out parameters of deterministic modules.
+
+    Args:
+        net: The net.
+        deterministic: Module names (and their children), or ``"norm"`` for every normalisation
+            layer.
+
+    Returns:
+        ``include(name, param) -> bool`` for ``ParamSpec.from_module``.
+
+    Raises:
+        ValueError: A name is not a module of ``net``.
+    """
     skip = deterministic_modules(net, deterministic)
 
     def include(name: str, param: nn.Parameter) -> bool:
@@ -65,6 +77,15 @@ def select_layers(
 
     Raises ``ValueError`` when a generated parameter belongs to any other kind of layer, or
     when a layer has only some of its parameters generated.
+
+    Args:
+        net: The net.
+        generated: The generated parameters' names.
+        method: The method's name, for the error message.
+        option: The option that needs the layers, for the error message.
+
+    Returns:
+        ``(name, layer)`` pairs.
     """
     owners: dict[str, list[str]] = {}
     for name in generated:

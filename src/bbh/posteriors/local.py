@@ -75,6 +75,14 @@ class LocalLinear(_LocalMixin, nn.Linear):  # type: ignore[misc]
     _channel_axis = -1
 
     def forward(self, x: Tensor) -> Tensor:
+        """``nn.Linear`` with per-example weight noise.
+
+        Args:
+            x: Inputs ``[B, ..., in_features]``.
+
+        Returns:
+            Outputs ``[B, ..., out_features]``.
+        """
         return self._noisy(x, F.linear)
 
 
@@ -84,6 +92,14 @@ class LocalConv2d(_LocalMixin, nn.Conv2d):
     _channel_axis = 1
 
     def forward(self, x: Tensor) -> Tensor:
+        """``nn.Conv2d`` with per-example weight noise.
+
+        Args:
+            x: Images ``[B, C_in, H, W]``.
+
+        Returns:
+            Feature maps ``[B, C_out, H', W']``.
+        """
         return self._noisy(x, self._conv_forward)
 
 

@@ -140,6 +140,14 @@ class MNFLinear(_MNFMixin, nn.Linear):  # type: ignore[misc]
     z_axis = 1
 
     def forward(self, x: Tensor) -> Tensor:
+        """``nn.Linear`` with MNF weights.
+
+        Args:
+            x: Inputs ``[B, ..., in_features]``.
+
+        Returns:
+            Outputs ``[B, ..., out_features]``.
+        """
         if self.shared_noise:
             return F.linear(x, self.sample_weight_rsample(), self.bias)
         z, _ = self.sample_z(x.shape[0])
@@ -155,6 +163,14 @@ class MNFConv2d(_MNFMixin, nn.Conv2d):
     z_axis = 0
 
     def forward(self, x: Tensor) -> Tensor:
+        """``nn.Conv2d`` with MNF weights.
+
+        Args:
+            x: Images ``[B, C_in, H, W]``.
+
+        Returns:
+            Feature maps ``[B, C_out, H', W']``.
+        """
         if self.shared_noise:
             return self._conv_forward(x, self.sample_weight_rsample(), self.bias)
         z, _ = self.sample_z(x.shape[0])

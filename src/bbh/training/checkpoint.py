@@ -38,6 +38,17 @@ class TrainState:
     ``rng`` is the global RNG state of the process (of rank 0 under DDP); ``world_size`` the
     number of ranks that trained, and ``rank_rngs`` every rank's RNG state, by rank (empty in
     one process). The method, optimiser and sampler states are the same on every rank.
+
+    Args:
+        step: The optimiser steps done.
+        method: The method's ``state_dict``.
+        optimizer: The optimiser's ``state_dict``.
+        sampler: The ``ShuffleSampler``'s ``state_dict``.
+        rng: The RNG state (``rng_state``).
+        seconds: The training's wall time so far.
+        extra: Anything else the caller carries (``bbh train``: its config's hash).
+        world_size: The number of ranks that trained.
+        rank_rngs: Every rank's RNG state, by rank.
     """
 
     step: int
@@ -51,6 +62,11 @@ class TrainState:
     rank_rngs: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The state as a dict for ``torch.save`` (with the format and version).
+
+        Returns:
+            The dict ``from_dict`` reads.
+        """
         return {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
@@ -67,6 +83,17 @@ class TrainState:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainState:
+        """The state that ``to_dict`` wrote.
+
+        Args:
+            d: The dict from ``to_dict``.
+
+        Returns:
+            The training state.
+
+        Raises:
+            ValueError: ``d`` is not a bbh training checkpoint of a version this bbh reads.
+        """
         if d.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"not a bbh training checkpoint (format {d.get('format')!r})")
         if d.get("version") not in _READABLE_VERSIONS:
@@ -88,11 +115,27 @@ class TrainState:
 
 
 def checkpoint_path(folder: str | os.PathLike[str], step: int) -> Path:
+    """The checkpoint file of ``step`` in ``folder``.
+
+    Args:
+        folder: The checkpoints folder.
+        step: The training step.
+
+    Returns:
+        ``folder / step-XXXXXXXX.pt``.
+    """
     return Path(folder) / f"step-{step:08d}.pt"
 
 
 def list_checkpoints(folder: str | os.PathLike[str]) -> list[Path]:
-    """Checkpoint files in ``folder``, newest (highest step) first."""
+    """Checkpoint files in ``folder``, newest (highest step) first.
+
+    Args:
+        folder: The checkpoints folder (it need not exist).
+
+    Returns:
+        The files' paths (empty where there are none).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         return []
@@ -101,7 +144,16 @@ def list_checkpoints(folder: str | os.PathLike[str]) -> list[Path]:
 
 
 def save_checkpoint(state: TrainState, folder: str | os.PathLike[str], *, keep: int = 2) -> Path:
-    """Write ``state`` atomically as ``folder/step-<step>.pt``; keep only the newest ``keep``."""
+    """Write ``state`` atomically as ``folder/step-<step>.pt``; keep only the newest ``keep``.
+
+    Args:
+        state: The training state.
+        folder: The checkpoints folder.
+        keep: How many checkpoints to keep (at least 1).
+
+    Returns:
+        The new file's path.
+    """
     path = checkpoint_path(folder, state.step)
     payload = state.to_dict()
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
@@ -113,6 +165,18 @@ def save_checkpoint(state: TrainState, folder: str | os.PathLike[str], *, keep: 
 def load_checkpoint(
     path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
 ) -> TrainState:
+    """The training state saved at ``path``.
+
+    Args:
+        path: A checkpoint file (``save_checkpoint``).
+        map_location: Where its tensors go.
+
+    Returns:
+        The training state.
+
+    Raises:
+        ValueError: The file does not hold a bbh training checkpoint of a readable version.
+    """
     data = torch.load(path, map_location=map_location, weights_only=True)
     if not isinstance(data, dict):
         raise ValueError("not a dict")
@@ -125,6 +189,16 @@ def load_latest_checkpoint(
     """The newest readable checkpoint, its path, and a note for each newer one that was not.
 
     Raises :class:`CheckpointError` if there is none or none can be read.
+
+    Args:
+        folder: The checkpoints folder.
+        map_location: Where the tensors go.
+
+    Returns:
+        ``(state, path, notes)``.
+
+    Raises:
+        CheckpointError: There is no checkpoint, or none can be read.
     """
     notes: list[str] = []
     candidates = list_checkpoints(folder)

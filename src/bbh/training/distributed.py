@@ -96,6 +96,7 @@ class Ranks:
 
     @property
     def is_main(self) -> bool:
+        """True on rank 0."""
         return self.rank == 0
 
 
@@ -103,14 +104,16 @@ class Ranks:
 class DDPSettings:
     """Options of the ``DistributedDataParallel`` wrapper ``fit`` builds.
 
-    ``find_unused_parameters``: let DDP find the parameters a step leaves without a gradient
-    (a walk over the autograd graph per step). Every registered method uses all of its
-    trainable parameters in every step, so it is off; a net or method that leaves some unused
-    needs it (DDP then stops at the next step with an error that says so). DDP's
-    ``static_graph`` is not offered: the discriminator's lazy pretraining inside the first
-    step breaks it.
-    ``gradient_as_bucket_view``: gradients live in DDP's communication buckets (one copy of
-    the gradients less: 0.9 GB for the paper's layer-wise hypernet on LeNet-5).
+    DDP's ``static_graph`` is not offered: the discriminator's lazy pretraining inside the
+    first step breaks it.
+
+    Args:
+        find_unused_parameters: Let DDP find the parameters a step leaves without a gradient
+            (a walk over the autograd graph per step). Every registered method uses all of its
+            trainable parameters in every step, so it is off; a net or method that leaves some
+            unused needs it (DDP then stops at the next step with an error that says so).
+        gradient_as_bucket_view: Gradients live in DDP's communication buckets (one copy of
+            the gradients less: 0.9 GB for the paper's layer-wise hypernet on LeNet-5).
     """
 
     find_unused_parameters: bool = False
@@ -176,6 +179,18 @@ def process_group_from_env(
     ``MASTER_ADDR``, ``MASTER_PORT``, ``RANK`` and ``WORLD_SIZE`` (``env://``), with the backend
     of :func:`resolve_backend` and, on CUDA, the device ``cuda:LOCAL_RANK``; the group is
     destroyed at the end.
+
+    Args:
+        backend: ``"auto"``, ``"gloo"`` or ``"nccl"`` (``resolve_backend``).
+        device: The device this rank trains on (default: the CPU).
+        timeout_s: The collectives' timeout in seconds (None: torch's default).
+
+    Yields:
+        This process's ``Ranks``, or None in a single process.
+
+    Raises:
+        DistributedError: ``WORLD_SIZE > 1`` but torch has no ``torch.distributed``, or the
+            other ``torchrun`` variables are missing.
     """
     if env_world_size() < 2 and not (dist.is_available() and dist.is_initialized()):
         yield None
@@ -558,6 +573,14 @@ class StepAgreement:
         self._pending: list[tuple[Tensor, Any]] = []
 
     def __call__(self, flags: Tensor) -> Tensor:
+        """This rank's flags in, their max over the ranks out; the stop request rides along.
+
+        Args:
+            flags: This rank's flags, a tensor of 0/1 or booleans.
+
+        Returns:
+            The flags' max over the ranks, flattened, as floats on ``flags``'s device.
+        """
         stop = torch.ones(1) if self.should_stop() else torch.zeros(1)
         both = torch.cat([flags.float().reshape(-1), stop.to(flags.device)]).to(self.ranks.device)
         with collective("agreeing on the step's flags"):

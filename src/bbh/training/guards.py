@@ -107,7 +107,16 @@ class TrainingGuard:
 
     def after_backward(self, step: int, loss: Tensor, logs: Mapping[str, Tensor]) -> None:
         """Flag a non-finite loss or gradient of 0-based ``step`` (device ops only, unless the
-        optimiser cannot skip a step on the device: then one sync, and an error right here)."""
+        optimiser cannot skip a step on the device: then one sync, and an error right here).
+
+        Args:
+            step: The step, from 0.
+            loss: The step's loss.
+            logs: The step's logged values (``Method.loss``).
+
+        Raises:
+            TrainingDiverged: Where the optimiser cannot skip a step on the device, at once.
+        """
         if self._start_step is None:
             self._start_step = step
             self._interval_start = step
@@ -133,7 +142,14 @@ class TrainingGuard:
 
     def at_log(self, step: int) -> None:
         """At a log interval (one sync): raise if a step went non-finite, else warn about
-        trends of the interval ending at 0-based ``step``."""
+        trends of the interval ending at 0-based ``step``.
+
+        Args:
+            step: The interval's last step, from 0.
+
+        Raises:
+            TrainingDiverged: A step of the interval had a non-finite loss or gradient.
+        """
         if bool(self._bad):
             self._fail()
         first, last = self._interval_start + 1, step + 1

@@ -62,6 +62,18 @@ TEMPERATURE_RUN_FRACTION = 1.0
 
 @dataclass
 class FitResult:
+    """What ``fit`` returns: the logged rows, the wall time, the steps taken and, with
+    ``temperature="validation"``, the temperature search.
+
+    Args:
+        logs: The rows logged by this call (``FitHooks.on_log``): every ``log_every`` steps and
+            at the last.
+        seconds: The training's wall time in seconds (with a resumed state's before it).
+        steps: The steps trained to (``fit``'s ``steps``; a resumed run counts from its start).
+        temperature: With ``temperature="validation"``, what the search tried and chose (None
+            on a resume).
+    """
+
     logs: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     steps: int = 0
@@ -88,22 +100,50 @@ class FitHooks:
     checkpoint_every: int | None = None
 
     def on_log(self, row: dict[str, float]) -> None:
-        """A log row: step, epoch, kl_weight, examples_per_s and the method's logs."""
+        """A log row: step, epoch, kl_weight, examples_per_s and the method's logs.
+
+        Args:
+            row: The logged values by name.
+        """
 
     def on_step(self, step: int) -> None:
-        """After each step (``step`` counts from 1); keep it cheap (no host sync)."""
+        """After each step (``step`` counts from 1); keep it cheap (no host sync).
+
+        Args:
+            step: The steps done so far.
+        """
 
     def on_epoch_end(self, method: Method, epoch: int, step: int) -> None:
-        """After the last step of each epoch; runs under a forked RNG, in ``eval`` mode."""
+        """After the last step of each epoch; runs under a forked RNG, in ``eval`` mode.
+
+        Args:
+            method: The method being trained.
+            epoch: The epochs done so far.
+            step: The steps done so far.
+        """
 
     def on_temperature_candidate(self, temperature: float, val_nll: float | None) -> None:
         """``temperature="validation"``: before a candidate trains (``val_nll`` None) and after
-        it is scored."""
+        it is scored.
+
+        Args:
+            temperature: The candidate.
+            val_nll: Its validation NLL, or None before it trains.
+        """
 
     def on_checkpoint(self, state: TrainState) -> None:
-        """Save ``state`` (its tensors are the live ones: save, do not keep)."""
+        """Save ``state`` (its tensors are the live ones: save, do not keep).
+
+        Args:
+            state: The training state to save.
+        """
 
     def should_stop(self) -> bool:
+        """Called at each step boundary; True stops training with ``TrainingInterrupted``.
+
+        Returns:
+            False (never stop) unless a subclass says otherwise.
+        """
         return False
 
 
@@ -114,6 +154,18 @@ def make_optimizer(
 
     ``rmsprop`` follows the paper's TF1 settings where PyTorch allows (alpha 0.9, eps 1e-5) and
     updates all tensors at once (``foreach``; PyTorch has no fused RMSprop).
+
+    Args:
+        params: Parameters, or parameter groups (``Method.optimizer_groups``).
+        name: ``"adam"`` or ``"rmsprop"``.
+        lr: The learning rate.
+        **options: ``eps`` (default 1e-8 for Adam, 1e-5 for RMSprop).
+
+    Returns:
+        The optimiser.
+
+    Raises:
+        ValueError: ``name`` is neither.
     """
     if name == "adam":
         eps = options.get("eps", 1e-8)
@@ -160,39 +212,73 @@ def fit(
 ) -> FitResult:
     """Train ``method`` on ``(x, y)`` for ``steps`` minibatch steps; reshuffles every epoch.
 
-    ``x`` is a tensor ``[N, ...]`` or a tuple, list or dict of them (``bbh.inputs``: token ids,
-    several inputs), indexed together for each minibatch.
-
-    ``lr`` defaults to ``method.default_lr`` (1e-4 for the paper's layer-wise hypernet, whose
-    output layers amplify Adam steps; 1e-3 otherwise). ``num_data`` defaults to ``len(x)``
-    (under DDP pass the global size). ``transform`` is applied to each batch of inputs (e.g.
-    CIFAR augmentation) with the loop's seeded generator. ``hooks`` and ``resume``: see the module
-    docstring.
-
     Under DDP (an initialised process group of several processes) every rank passes the same
-    ``(x, y)`` and arguments; ``batch_size`` is the global batch (a multiple of the number of
-    ranks), ``num_data`` defaults to ``len(x)``, the global size; rank 0's ``resume`` counts
-    (the others may pass None); ``ddp`` sets DDP's options. See ``bbh.training.distributed``.
+    ``(x, y)`` and arguments; see ``bbh.training.distributed``. ``hooks`` and ``resume``: see
+    the module docstring.
 
-    ``lr_schedule``: ``"cooldown"`` (the default: the rate falls linearly to near 0 over the last
-    fifth of the run, so that it ends at a settled iterate; docs/methods.md), ``"cosine"`` or
-    ``"constant"`` (the paper's;
-    ``bbh.training.schedules.lr_factor``), for every parameter group of
-    ``method.optimizer_groups`` but those that name their own (``{"lr_schedule": "constant"}``:
-    a posterior's scale, which must reach its optimum rather than freeze with the decay).
+    The loss and the gradients are checked for NaN and infinite values at each log and before
+    each checkpoint, so a checkpoint never holds them; warns (``TrainingWarning``) when the KL
+    term swamps the likelihood, the KL estimate goes negative or the NLL climbs.
 
-    ``validation``: held-out ``(x, y)`` for a method built with ``temperature="validation"``:
-    before the main training it trains from the initial state at a few temperatures for
-    ``temperature_steps`` steps each (default ``steps``: shorter runs ranked the temperatures
-    differently on the demo), scores each by the
-    validation NLL of a ``val_samples``-draw predictive, then trains at the best
-    (``bbh.training.temperature``; ``FitResult.temperature`` says what it chose). Without
-    ``validation`` such a method trains at ``START_TEMPERATURE``, with a warning.
+    Args:
+        method: The method to train (``bbh.build``), in place.
+        x: Training inputs: a tensor ``[N, ...]`` or a tuple, list or dict of them
+            (``bbh.inputs``: token ids, several inputs), indexed together for each minibatch.
+        y: Training targets ``[N]`` (class ids) or ``[N, C]`` (regression).
+        steps: Optimiser steps.
+        batch_size: Examples per step; under DDP the global batch (a multiple of the number of
+            ranks).
+        lr: The learning rate; None takes ``method.default_lr`` (1e-4 for the paper's
+            layer-wise hypernet, whose output layers amplify Adam steps; 1e-3 otherwise).
+        kl_schedule: The KL weight per step (``constant``, ``annealing``); None: constant 1.
+        optimizer: ``"adam"`` or ``"rmsprop"`` (``make_optimizer``).
+        seed: Seeds the sampler's generator: the minibatch order and ``transform``'s draws.
+        num_data: The training-set size N that divides the KL; None: ``len(x)`` (under DDP,
+            the global size).
+        transform: ``transform(batch, generator)``, applied to each batch of inputs (e.g.
+            CIFAR augmentation) with the sampler's seeded generator.
+        log_every: Steps between logged rows (and the checks above).
+        verbose: Print each logged row to standard error.
+        hooks: Callbacks at steps, logs, epochs and checkpoints (``FitHooks``).
+        resume: A saved ``TrainState`` to continue from (under DDP rank 0's counts; the others
+            may pass None).
+        ddp: Options of the ``DistributedDataParallel`` wrapper under DDP.
+        validation: Held-out ``(x, y)`` for a method built with ``temperature="validation"``:
+            before the main training it trains from the initial state at a few temperatures
+            for ``temperature_steps`` steps each, scores each by the validation NLL of a
+            ``val_samples``-draw predictive, then trains at the best
+            (``bbh.training.temperature``; ``FitResult.temperature`` says what it chose).
+            Without it such a method trains at ``START_TEMPERATURE``, with a warning.
+        val_samples: Weight draws of the validation predictive.
+        temperature_steps: Steps per temperature candidate; None: ``steps`` (shorter runs
+            ranked the temperatures differently on the demo).
+        lr_schedule: ``"cooldown"`` (the rate falls linearly to near 0 over the last fifth of
+            the run, so that it ends at a settled iterate), ``"cosine"`` or ``"constant"`` (the
+            paper's; ``bbh.training.schedules.lr_factor``), for every parameter group of
+            ``method.optimizer_groups`` but those that name their own
+            (``{"lr_schedule": "constant"}``: a posterior's scale, which must reach its optimum
+            rather than freeze with the decay).
 
-    Raises ``bbh.training.TrainingDiverged`` when the loss or a gradient goes NaN or infinite,
-    naming the step, with the parameters of the step before (checked at each log and before each
-    checkpoint, so a checkpoint never holds them); warns (``TrainingWarning``) when the KL term
-    swamps the likelihood, the KL estimate goes negative or the NLL climbs.
+    Returns:
+        The logged rows, the wall time and the steps (``FitResult``).
+
+    Raises:
+        TrainingDiverged: The loss or a gradient went NaN or infinite; it names the step, and
+            the method holds the parameters of the step before.
+        TrainingInterrupted: ``hooks.should_stop()`` asked to stop.
+        ValueError: An argument is out of range (``steps``, ``batch_size``, ``log_every``,
+            ``num_data`` or ``val_samples`` below 1, ``lr`` not positive, an unknown
+            ``lr_schedule`` or ``optimizer``) or the data do not fit the method.
+        TypeError: ``x`` or ``y`` is not a tensor (or batch structure of tensors).
+
+    Example:
+        >>> import torch, bbh
+        >>> from bbh.nets import MLP
+        >>> model = bbh.build("map", MLP(4, [16], 3))
+        >>> x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+        >>> result = bbh.fit(model, x, y, steps=4, batch_size=32, log_every=2)
+        >>> result.steps, len(result.logs)
+        (4, 2)
     """
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"unknown lr_schedule {lr_schedule!r}; allowed: {list(LR_SCHEDULES)}")

@@ -21,6 +21,18 @@ class ShuffleSampler:
     them in one process). ``epoch`` counts completed permutations; ``state_dict`` /
     ``load_state_dict`` capture the permutation, the position in it and the generator, so a
     resumed run draws the same batches (the state is the same on every rank).
+
+    Args:
+        n: The number of examples N, at least 1.
+        batch_size: The global batch, at least 1 (at most N is used), a multiple of
+            ``world_size``.
+        generator: Draws the permutations.
+        rank: This process's rank.
+        world_size: The number of ranks.
+
+    Raises:
+        ValueError: ``n`` or ``batch_size`` is below 1, ``rank`` is not in
+            ``[0, world_size)``, or the batch does not split evenly over the ranks.
     """
 
     def __init__(
@@ -54,9 +66,15 @@ class ShuffleSampler:
 
     @property
     def steps_per_epoch(self) -> int:
+        """Steps per epoch: ``N // batch_size`` (the last partial batch is dropped)."""
         return self.n // self.batch_size
 
     def next_indices(self) -> Tensor:
+        """This rank's indices of the next batch (a new permutation when the epoch is used up).
+
+        Returns:
+            ``local_batch_size`` indices into the data set.
+        """
         if self.cursor + self.batch_size > self.n:
             self.perm, self.cursor = torch.randperm(self.n, generator=self.generator), 0
             self.epoch += 1
@@ -66,6 +84,11 @@ class ShuffleSampler:
         return idx
 
     def state_dict(self) -> dict[str, Any]:
+        """The sampler's state for a checkpoint.
+
+        Returns:
+            The permutation, cursor, epoch and generator state.
+        """
         return {
             "perm": self.perm.clone(),
             "cursor": self.cursor,
@@ -74,6 +97,14 @@ class ShuffleSampler:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the state of ``state_dict``.
+
+        Args:
+            state: A dict from ``state_dict``.
+
+        Raises:
+            ValueError: The state is for another number of examples.
+        """
         perm = state["perm"]
         if perm.shape != (self.n,):
             raise ValueError(f"sampler state is for {perm.shape[0]} examples, not {self.n}")

@@ -18,6 +18,17 @@ def kl_annealing(step: int, start: int, length: int) -> float:
     """The paper's annealing: 0 before ``start``, then a linear ramp to 1 over ``length`` steps.
 
     MNIST uses start = 5 epochs and length = 15 epochs (in iterations: 2,750 and 8,250).
+
+    Args:
+        step: The step, from 0.
+        start: The first step of the ramp.
+        length: The ramp's length in steps (0: a jump to 1 at ``start``).
+
+    Returns:
+        The KL weight in ``[0, 1]``.
+
+    Raises:
+        ValueError: ``start`` or ``length`` is negative.
     """
     if start < 0 or length < 0:
         raise ValueError(f"start and length must be >= 0, got start={start}, length={length}")
@@ -33,15 +44,38 @@ def paper_toy_schedule(step: int) -> float:
 
     Named so it can be reproduced, not recommended: the weight is zero from step 9 on, which turns
     BbH into maximum likelihood with noise.
+
+    Args:
+        step: The step, from 0.
+
+    Returns:
+        The KL weight in ``[0, 1]``.
     """
     return min(1.0, max(0.0, 10.0 / (step + 1) - 1.0))
 
 
 def constant(value: float = 1.0) -> KLSchedule:
+    """A constant KL weight.
+
+    Args:
+        value: The weight.
+
+    Returns:
+        A schedule ``step -> value``.
+    """
     return lambda step: value
 
 
 def annealing(start: int, length: int) -> KLSchedule:
+    """A linear KL warm-up (``kl_annealing``).
+
+    Args:
+        start: The step where the weight starts to rise from 0.
+        length: The steps it takes to reach 1.
+
+    Returns:
+        A schedule ``step -> weight``.
+    """
     return lambda step: kl_annealing(step, start, length)
 
 

@@ -30,7 +30,17 @@ from bbh.methods.temperature import TEMPERATURE_CANDIDATES, TemperedKL
 
 @dataclass(frozen=True)
 class TemperatureSearch:
-    """What the search tried and chose (recorded in a run's ``train.json`` and report)."""
+    """What the search tried and chose (recorded in a run's ``train.json`` and report).
+
+    Args:
+        candidates: The temperatures tried, in order.
+        val_nll: The validation NLL of each, after its short run.
+        chosen: The temperature chosen.
+        start: Where the walk started.
+        steps_each: The short run's steps per candidate.
+        val_examples: The validation examples.
+        val_samples: The weight draws of the validation predictive.
+    """
 
     candidates: tuple[float, ...]  # those tried, in order
     val_nll: tuple[float, ...]  # per candidate, after its short run
@@ -41,9 +51,19 @@ class TemperatureSearch:
     val_samples: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The search as a dict (for ``train.json``).
+
+        Returns:
+            The fields as a dict.
+        """
         return asdict(self)
 
     def summary(self) -> str:
+        """A one-line summary: the chosen temperature and the NLL of each candidate.
+
+        Returns:
+            The line.
+        """
         tried = ", ".join(
             f"{t:g}: {v:.4f}" for t, v in zip(self.candidates, self.val_nll, strict=True)
         )
@@ -58,7 +78,19 @@ def validation_nll(
     method: Method, x: Inputs, y: Tensor, *, num_samples: int, seed: int, batch_size: int = 500
 ) -> float:
     """NLL per example of the method's predictive (the mean over ``num_samples`` draws of the
-    likelihood) on ``(x, y)``, with the draws seeded by ``seed`` (the same for every call)."""
+    likelihood) on ``(x, y)``, with the draws seeded by ``seed`` (the same for every call).
+
+    Args:
+        method: The method.
+        x: Validation inputs ``[N, ...]``.
+        y: Validation targets.
+        num_samples: Weight draws of the predictive.
+        seed: Seeds the draws.
+        batch_size: Inputs per ``predict_logits`` call.
+
+    Returns:
+        The mean NLL per example.
+    """
     devices = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
     was_training = method.training
     method.eval()

@@ -51,6 +51,14 @@ class LinearModel(nn.Module):
         self.logistic = logistic
 
     def forward(self, x: Tensor) -> Tensor:
+        """The logit-pair (logistic) or the linear output of ``x``.
+
+        Args:
+            x: Inputs ``[N, ...]``.
+
+        Returns:
+            ``[N, 2]`` for the logistic case, else ``[N, 1]``.
+        """
         f = self.linear(self.inputs(x))
         return torch.cat([torch.zeros_like(f), f], -1) if self.logistic else f
 
@@ -65,10 +73,20 @@ class ProductModel(nn.Module):
         self.second = nn.Linear(1, 1, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
+        """``w2 * (w1 * x)``.
+
+        Args:
+            x: Inputs ``[N, 1]``.
+
+        Returns:
+            Outputs ``[N, 1]``.
+        """
         return self.second(self.first(self.inputs(x)))
 
 
 class FigureKind(str, Enum):
+    """The figure a case draws."""
+
     STD_SCATTER = "std_scatter"  # predictive std per held-out input, method against reference
     WEIGHTS_2D = "weights_2d"  # weight draws over the reference's in a 2-D weight space
     BANDS = "bands"  # 1-D input: predictive mean +- 2 std against the reference's

@@ -17,6 +17,9 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class FamilyOptimum:
+    """The best Gaussian of a rank-``rank`` factor family: its covariance and its KL to the
+    target."""
+
     rank: int
     cov: Tensor  # [D, D], A A^T + diag(s^2) at the optimum
     kl: float  # KL(q* || target), nats

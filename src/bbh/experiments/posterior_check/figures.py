@@ -26,6 +26,11 @@ RATIO_FLOOR = 1e-3  # std ratios below (a point estimate's 0) are drawn here
 
 
 def require_matplotlib() -> None:
+    """Check that matplotlib is installed.
+
+    Raises:
+        RuntimeError: It is not (the message says how to install it or turn figures off).
+    """
     try:
         import matplotlib  # noqa: F401
     except ImportError:

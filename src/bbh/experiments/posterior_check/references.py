@@ -40,6 +40,7 @@ class PosteriorReference:
 
     @property
     def has_weights(self) -> bool:
+        """Whether the reference has weight draws (the weights are identifiable)."""
         return self.weight_draws is not None
 
 
@@ -152,6 +153,17 @@ class StoredReference:
     info: dict[str, Any]
 
     def tensor(self, key: str) -> Tensor:
+        """One stored array as a float64 tensor.
+
+        Args:
+            key: The array's name in the NPZ.
+
+        Returns:
+            The array as a float64 tensor.
+
+        Raises:
+            KeyError: The reference has no array ``key``.
+        """
         if key not in self.arrays:
             raise KeyError(f"reference {self.info.get('case')!r} has no array {key!r}")
         return torch.from_numpy(np.asarray(self.arrays[key])).double()

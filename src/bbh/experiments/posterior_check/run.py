@@ -31,6 +31,17 @@ WEIGHT_BATCH = 500  # weight draws per sample_weights call
 
 
 def select_cases(names: Sequence[str] | None) -> list[str]:
+    """The cases to run.
+
+    Args:
+        names: Case names; None or ``["all"]`` for every case.
+
+    Returns:
+        The case names, in the given order (``CASES`` order for all).
+
+    Raises:
+        ValueError: A name is not a case, or ``names`` is empty.
+    """
     if names is None or list(names) == ["all"]:
         return list(CASES)
     unknown = [n for n in names if n not in CASES]

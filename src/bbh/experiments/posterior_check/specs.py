@@ -45,6 +45,15 @@ class MethodSpec:
     cases: tuple[str, ...] | None = None
 
     def schedule(self, steps: int) -> KLSchedule:
+        """The KL weight schedule of a ``steps``-step run.
+
+        Args:
+            steps: The run's training steps.
+
+        Returns:
+            Constant 1 without ``kl_anneal``, else the linear warm-up it gives in fractions of
+            ``steps``.
+        """
         if self.kl_anneal is None:
             return constant(1.0)
         start, length = self.kl_anneal
