@@ -6,6 +6,7 @@ Quick use::
     mnist = load_mnist("path/to/data")  # train 55k / val 5k / test 10k, float [N, 1, 28, 28]
     cifar = load_cifar5()  # root from $BBH_DATA or the user cache; uint8 [N, 3, 32, 32]
     demo = load_embedded_mnist()  # shipped inside the package, no files needed
+    shifted = corrupt(cifar.test.x, "fog", severity=3)  # dataset shift (bbh.data.shift)
 
 See ``docs/data.md`` for the data root, offline mode, the cache and the file layouts.
 """
@@ -39,6 +40,17 @@ from bbh.data.readers import (
     read_image_folder,
     read_image_folders,
 )
+from bbh.data.shift import (
+    CORRUPTIONS,
+    EXTRA_CORRUPTIONS,
+    ROTATION_ANGLES,
+    SEVERITIES,
+    Shift,
+    corrupt,
+    corruption_shifts,
+    rotate,
+    rotation_shifts,
+)
 from bbh.data.transforms import (
     center_crop,
     cifar_eval_transform,
@@ -55,10 +67,14 @@ __all__ = [
     "CIFAR5_CLASSES",
     "CIFAR5_OOD_CLASSES",
     "CIFAR10_CLASSES",
+    "CORRUPTIONS",
     "DATASETS",
+    "EXTRA_CORRUPTIONS",
     "MNIST_CLASSES",
     "NOTMNIST_CLASSES",
     "REMOTE_FILES",
+    "ROTATION_ANGLES",
+    "SEVERITIES",
     "ChecksumError",
     "DataError",
     "DatasetSplits",
@@ -66,11 +82,14 @@ __all__ = [
     "LabeledData",
     "MissingDataError",
     "RemoteFile",
+    "Shift",
     "TensorLoader",
     "cached_arrays",
     "center_crop",
     "cifar_eval_transform",
     "cifar_train_augment",
+    "corrupt",
+    "corruption_shifts",
     "download",
     "embedded_metadata",
     "fetch",
@@ -94,6 +113,8 @@ __all__ = [
     "resolve_cache_dir",
     "resolve_data_root",
     "resolve_offline",
+    "rotate",
+    "rotation_shifts",
     "split_validation",
     "to_unit_float",
     "user_cache_dir",
