@@ -9,6 +9,8 @@ for regression, predictive means and standard deviations ``[B, C]``.
 - ``regression``: of a Gaussian predictive (mean and std ``[B, C]``, ``Method.predict`` for
   ``likelihood="gaussian"``): RMSE, Gaussian NLL, coverage of ``mean +- k std`` and the
   calibration error of central intervals (Kuleshov et al. 2018).
+- ``rejection``: the accuracy-rejection curve (accuracy of the most confident fraction kept)
+  and its area, confidence by max probability or predictive entropy.
 - ``ood``: AUROC, AUPR and FPR at 95% TPR, OOD as the positive class (additions a reviewer
   asks for; the paper compares entropy-CDF areas instead, docs/evaluation.md).
 """
@@ -32,6 +34,12 @@ from bbh.metrics.regression import (
     regression_metrics,
     rmse,
 )
+from bbh.metrics.rejection import (
+    ConfidenceScore,
+    RejectionCurve,
+    accuracy_rejection_area,
+    accuracy_rejection_curve,
+)
 from bbh.metrics.uncertainty import (
     MI_ROUNDOFF,
     PAPER_PROB_FLOOR,
@@ -48,9 +56,13 @@ __all__ = [
     "MI_ROUNDOFF",
     "OOD_SCORES",
     "PAPER_PROB_FLOOR",
+    "ConfidenceScore",
     "EntropyForm",
+    "RejectionCurve",
     "ReliabilityBins",
     "accuracy",
+    "accuracy_rejection_area",
+    "accuracy_rejection_curve",
     "aupr",
     "auroc",
     "bootstrap_interval",
