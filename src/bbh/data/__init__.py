@@ -6,7 +6,7 @@ Quick use::
     mnist = load_mnist("path/to/data")  # train 55k / val 5k / test 10k, float [N, 1, 28, 28]
     cifar = load_cifar5()  # root from $BBH_DATA or the user cache; uint8 [N, 3, 32, 32]
     demo = load_embedded_mnist()  # shipped inside the package, no files needed
-    shifted = corrupt(cifar.test.x, "fog", severity=3)  # dataset shift (bbh.data.shift)
+    shifted = corrupt(cifar.test.images, "fog", severity=3)  # dataset shift (bbh.data.shift)
 
 See ``docs/data.md`` for the data root, offline mode, the cache and the file layouts.
 """

@@ -1,7 +1,8 @@
 """Evaluation (docs/evaluation.md): ``evaluate`` builds one JSON-ready dict with the paper's
 protocol and the extended suite; ``evaluate_regression`` scores a regression method
 (``likelihood="gaussian"``) with the regression metrics; ``studies`` holds the qualitative MNIST
-studies; ``figures`` writes PNGs (matplotlib, the ``plot`` extra, imported lazily).
+studies; ``evaluate_shift`` scores a method under dataset shift (``bbh.data.shift``); ``figures``
+writes PNGs (matplotlib, the ``plot`` extra, imported lazily).
 """
 
 from bbh.evaluation.evaluate import (
@@ -13,6 +14,7 @@ from bbh.evaluation.evaluate import (
     write_json,
 )
 from bbh.evaluation.regression import evaluate_regression, predict_regression
+from bbh.evaluation.shift import SHIFT_METRICS, evaluate_shift
 from bbh.evaluation.studies import (
     PAPER_MIXUP,
     PAPER_MIXUP_LAMBDAS,
@@ -33,6 +35,7 @@ __all__ = [
     "PAPER_MIXUP",
     "PAPER_MIXUP_LAMBDAS",
     "PAPER_ROTATIONS",
+    "SHIFT_METRICS",
     "AttackConfig",
     "Predictions",
     "Progress",
@@ -40,6 +43,7 @@ __all__ = [
     "WeightStatistics",
     "evaluate",
     "evaluate_regression",
+    "evaluate_shift",
     "mixup_images",
     "mixup_study",
     "per_class_spread",

@@ -21,12 +21,15 @@ from torch import Tensor
 from bbh import io as bbh_io
 from bbh.evaluation.studies import Study, WeightStatistics
 from bbh.metrics.classification import ReliabilityBins
+from bbh.metrics.rejection import RejectionCurve
 
 __all__ = [
     "class_spread_plot",
     "entropy_histograms",
+    "rejection_plot",
     "reliability_diagram",
     "robustness_plot",
+    "shift_plot",
     "study_strip",
     "weight_correlation_map",
     "weight_histograms",
@@ -107,6 +110,104 @@ def robustness_plot(
     axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title)
+    return _save(fig, path)
+
+
+_SHIFT_LABELS = {
+    "accuracy": "accuracy",
+    "nll": "NLL (nats)",
+    "brier": "Brier score",
+    "ece": "ECE",
+    "rejection_area": "accuracy-rejection area",
+    "mean_entropy": "mean predictive entropy (nats)",
+}
+
+
+def shift_plot(
+    results: Mapping[str, Mapping[str, Any]],
+    path: PathLike,
+    *,
+    metrics: tuple[str, ...] = ("accuracy", "nll", "ece"),
+    title: str | None = None,
+    xlabel: str | None = None,
+) -> Path:
+    """Metrics against shift intensity, one panel per metric and one line per method.
+
+    Each line is the metric's mean over the shift kinds at each intensity (``evaluate_shift``'s
+    ``by_intensity``); where several kinds share an intensity (corruptions at one severity) a
+    band spans their min and max.
+
+    Args:
+        results: Method name -> its ``evaluate_shift`` result.
+        path: The PNG file.
+        metrics: Names of ``bbh.evaluation.SHIFT_METRICS``, one panel each.
+        title: The figure's title; None: none.
+        xlabel: The x-axis label; None: degrees for rotations alone, else severity.
+
+    Returns:
+        The PNG's path.
+
+    Raises:
+        ValueError: ``results`` or ``metrics`` is empty.
+    """
+    plt = _pyplot()
+    if not results or not metrics:
+        raise ValueError("results and metrics must not be empty")
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.3), squeeze=False)
+    kinds: set[str] = set()
+    for name, res in results.items():
+        by = res["by_intensity"]
+        kinds.update(res.get("meta", {}).get("kinds", []))
+        for ax, m in zip(axes[0], metrics, strict=True):
+            (line,) = ax.plot(by["intensity"], by[m], "o-", ms=3, label=name)
+            if by[f"{m}_min"] != by[f"{m}_max"]:
+                ax.fill_between(by["intensity"], by[f"{m}_min"], by[f"{m}_max"],
+                                color=line.get_color(), alpha=0.15, lw=0)  # fmt: skip
+    if xlabel is None:
+        xlabel = "rotation (degrees)" if kinds == {"rotation"} else "severity (band: min-max)"
+    for ax, m in zip(axes[0], metrics, strict=True):
+        ax.set(xlabel=xlabel, ylabel=_SHIFT_LABELS.get(m, m))
+        if m in ("accuracy", "ece", "rejection_area"):
+            ax.set_ylim(-0.02, 1.02)
+    axes[0, 0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def rejection_plot(
+    curves: Mapping[str, RejectionCurve | Mapping[str, Any]],
+    path: PathLike,
+    *,
+    title: str | None = None,
+) -> Path:
+    """Accuracy-rejection curves: accuracy of the most confident fraction kept, one line per
+    curve, with each curve's area in the legend.
+
+    Args:
+        curves: Name -> a ``RejectionCurve`` (or its ``to_dict()``: ``fractions``, ``accuracy``
+            and optionally ``area``).
+        path: The PNG file.
+        title: The figure's title; None: a default.
+
+    Returns:
+        The PNG's path.
+
+    Raises:
+        ValueError: ``curves`` is empty.
+    """
+    plt = _pyplot()
+    if not curves:
+        raise ValueError("curves must not be empty")
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for name, c in curves.items():
+        d = c.to_dict() if isinstance(c, RejectionCurve) else dict(c)
+        label = name if d.get("area") is None else f"{name} (area {d['area']:.4f})"
+        ax.plot(d["fractions"], d["accuracy"], "-", lw=1.5, label=label)
+    ax.set(xlabel="fraction kept (most confident first)", ylabel="accuracy", xlim=(0, 1))
+    ax.set_title(title or "Accuracy-rejection curves")
+    ax.legend(fontsize=8)
     return _save(fig, path)
 
 
