@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from bbh.attacks.gradient import InputTransform
+from bbh.data.shift import rotate
 from bbh.metrics.uncertainty import predictive_entropy
 
 __all__ = [
@@ -117,18 +117,7 @@ def rotate_images(image: Tensor, angles: Sequence[float]) -> Tensor:
     angles = [float(a) for a in angles]
     if not angles:
         raise ValueError("angles must not be empty")
-    c, h, w = chw.shape
-    thetas = []
-    for a in angles:
-        rad = math.radians(a)
-        cos, sin = math.cos(rad), math.sin(rad)
-        # output pixel p (x right, y down, centred) samples the input at R p, in pixel units
-        sx, sy = (w - 1) / 2, (h - 1) / 2
-        thetas.append([[cos, -sin * sy / sx, 0.0], [sin * sx / sy, cos, 0.0]])
-    theta = torch.tensor(thetas, dtype=chw.dtype, device=chw.device)
-    src = chw.unsqueeze(0).expand(len(angles), c, h, w)
-    grid = F.affine_grid(theta, [len(angles), c, h, w], align_corners=True)
-    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    out = torch.cat([rotate(chw.unsqueeze(0), a) for a in angles])  # bbh.data.shift's
     return out.reshape(len(angles), *image.shape)
 
 
