@@ -88,7 +88,8 @@ def finetune_run(
         progress: Show a progress bar.
 
     Returns:
-        What training did (``TrainOutcome``): trained, resumed or already finished.
+        What training did (``TrainOutcome``), whose status is trained, resumed or already
+        finished.
 
     Raises:
         RunError: The source is not a finished run, not a point-estimate run, unreadable, or
@@ -166,7 +167,8 @@ def read_source(
         scale: ``config``'s scale.
 
     Returns:
-        The ``Source``: the net (in eval mode), the config and a record for ``config.json``.
+        The ``Source``, with the net (in eval mode), the config and a record for
+        ``config.json``.
 
     Raises:
         RunError: The source is missing, unfinished, unreadable, of another method, or does

@@ -134,8 +134,8 @@ def finetune(
         **options: The method's options (as for ``bbh.build``).
 
     Returns:
-        The fine-tuned method, in training mode (``predict`` switches nothing: call ``.eval()``
-        for a net with BatchNorm or dropout layers of its own).
+        The fine-tuned method, in training mode (call ``.eval()`` before predicting with a net
+        that has BatchNorm or dropout layers of its own).
 
     Raises:
         ValueError: ``method`` cannot fine-tune, an option is not the method's, or ``steps``,
