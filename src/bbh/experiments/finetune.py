@@ -42,7 +42,7 @@ from bbh.experiments.config import (
 from bbh.experiments.runs import MODEL_FORMAT, RunError, RunFolder, load_with_config
 from bbh.experiments.train import TrainOutcome, _locked, _train_in, resolve_device, torch_threads
 from bbh.methods import Method
-from bbh.training.finetune import check_finetune_method, start_from
+from bbh.training.finetuning import check_finetune_method, start_from
 
 #: source methods whose trained net is a point estimate to start from (``net`` in their state)
 POINT_SOURCES = ("map", "mc_dropout")

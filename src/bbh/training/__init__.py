@@ -10,7 +10,7 @@ from bbh.training.checkpoint import (
     save_checkpoint,
 )
 from bbh.training.distributed import DDPSettings, DistributedError, process_group_from_env
-from bbh.training.finetune import FINETUNE_STARTS, check_finetune_method, finetune, start_from
+from bbh.training.finetuning import FINETUNE_STARTS, check_finetune_method, finetune, start_from
 from bbh.training.guards import TrainingDiverged, TrainingGuard, TrainingWarning
 from bbh.training.loop import FitHooks, FitResult, TrainingInterrupted, fit, make_optimizer
 from bbh.training.sampler import ShuffleSampler
