@@ -11,7 +11,7 @@ from bbh.functional import ParamSpec, sampled_forward
 from bbh.likelihoods import RegressionPrediction
 from bbh.methods import BayesByHypernet, Method, build
 from bbh.priors import GaussianPrior
-from bbh.training import FitResult, fit
+from bbh.training import FitResult, finetune, fit
 
 __all__ = [
     "BayesByHypernet",
@@ -21,6 +21,7 @@ __all__ = [
     "ParamSpec",
     "RegressionPrediction",
     "build",
+    "finetune",
     "fit",
     "load",
     "sampled_forward",

@@ -46,6 +46,17 @@ def int_at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
+def positive_float(text: str) -> float:
+    """An argparse ``type``: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
 def folder(text: str) -> str:
     """An argparse ``type``: a non-empty folder path."""
     if not text.strip():
@@ -326,6 +337,42 @@ def _add_experiment_commands(sub: Any) -> None:
     )
     train.add_argument("--threads", type=int_at_least(1), default=None, help=threads_help)
     train.add_argument("--quiet", action="store_true", help=quiet_help)
+
+    finetune = sub.add_parser(
+        "finetune",
+        help="Bayesian fine-tuning of a trained net (a run folder or a state_dict file)",
+        description="Start METHOD's posterior at the trained net of SOURCE (a finished run "
+        "folder of a map or mc_dropout run, or a file of a plain state_dict with --config "
+        "naming its net and data) and train it for a short budget (default: one epoch) on the "
+        "same data, splits and seed, into a run folder that bbh evaluate and bbh.load read.",
+    )
+    finetune.add_argument("source", help="a finished run folder, its model.pt, or a state_dict")
+    finetune.add_argument("--method", default="bbh", help="bbh (default), bbb, mc_dropout or map")
+    budget = finetune.add_mutually_exclusive_group()
+    budget.add_argument(
+        "--epochs", type=positive_float, default=None, help="the budget in epochs (default: 1)"
+    )
+    budget.add_argument("--steps", type=int_at_least(1), default=None, help="the budget in steps")
+    finetune.add_argument(
+        "--out", default=None, type=folder,
+        help="run folder (default: <source>-finetune-<method>); an interrupted one continues",
+    )  # fmt: skip
+    finetune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                          help="override a value of the fine-tune's config, e.g. "
+                          "--set method.options.temperature=1 (repeatable)")  # fmt: skip
+    finetune.add_argument(
+        "--config", default=None,
+        help="for a state_dict file: the config naming its net and data (e.g. mnist/map)",
+    )  # fmt: skip
+    finetune.add_argument("--scale", default="paper", choices=["paper", "cpu"], help=scale_help)
+    finetune.add_argument(
+        "--data-dir", default=None, type=folder, help="data root (default: the source's)"
+    )
+    finetune.add_argument(
+        "--device", default=None, choices=["cpu", "cuda", "auto"], help="default: cpu"
+    )
+    finetune.add_argument("--threads", type=int_at_least(1), default=None, help=threads_help)
+    finetune.add_argument("--quiet", action="store_true", help=quiet_help)
 
     evaluate = sub.add_parser(
         "evaluate",

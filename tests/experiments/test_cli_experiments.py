@@ -6,7 +6,7 @@ import pytest
 
 from bbh.cli import main
 
-COMMANDS = ["demo", "configs", "train", "evaluate", "reproduce", "toy", "data"]
+COMMANDS = ["demo", "configs", "train", "finetune", "evaluate", "reproduce", "toy", "data"]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])

@@ -1,4 +1,4 @@
-"""The experiment subcommands of ``bbh`` (demo, configs, train, evaluate, reproduce).
+"""The experiment subcommands of ``bbh`` (demo, configs, train, finetune, evaluate, reproduce).
 
 Each returns 0 when done; bad input raises (``bbh.cli.main`` prints one line and exits 2); an
 interrupted training run exits 130 (a checkpoint was saved).
@@ -26,6 +26,7 @@ def run(args: argparse.Namespace) -> int:
         "configs": _configs,
         "train": _train,
         "evaluate": _evaluate,
+        "finetune": _finetune,
         "reproduce": _reproduce,
     }
     try:
@@ -99,6 +100,32 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     print(f"{outcome.status} {cfg.name}: {outcome.steps} steps in {outcome.seconds:.1f} s; "
           f"model in {out}/model.pt")  # fmt: skip
+    return 0
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from bbh.experiments.finetune import default_out, finetune_run
+
+    out = args.out or default_out(args.source, args.method)
+    outcome = finetune_run(
+        args.source,
+        args.method,
+        out,
+        epochs=args.epochs,
+        steps=args.steps,
+        overrides=[*args.set, *_threads(args)],
+        config=args.config,
+        scale=args.scale,
+        data_dir=args.data_dir,
+        device=args.device,
+        progress=not args.quiet,
+    )
+    if outcome.status == "already finished":
+        print(f"{out} already holds this finished fine-tune (nothing to do); evaluate it with "
+              f"bbh evaluate {out}")  # fmt: skip
+        return 0
+    print(f"{outcome.status} {args.method} from {args.source}: {outcome.steps} steps in "
+          f"{outcome.seconds:.1f} s; model in {out}/model.pt")  # fmt: skip
     return 0
 
 

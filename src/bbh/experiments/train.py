@@ -183,6 +183,7 @@ def _train_in(
     progress: bool,
     ranks: Ranks | None,
     data: RunData | None = None,
+    extra_meta: dict[str, Any] | None = None,
 ) -> TrainOutcome:
     rank, world = (ranks.rank, ranks.world_size) if ranks else (0, 1)
     main = rank == 0
@@ -233,6 +234,7 @@ def _train_in(
                 "steps_per_epoch": per_epoch,
                 "world_size": world,
                 "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                **(extra_meta or {}),  # bbh finetune: where the run started from
             }
             write_json(run.config_file, meta)
         for note in notes:

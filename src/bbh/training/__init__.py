@@ -10,6 +10,7 @@ from bbh.training.checkpoint import (
     save_checkpoint,
 )
 from bbh.training.distributed import DDPSettings, DistributedError, process_group_from_env
+from bbh.training.finetuning import FINETUNE_STARTS, check_finetune_method, finetune, start_from
 from bbh.training.guards import TrainingDiverged, TrainingGuard, TrainingWarning
 from bbh.training.loop import FitHooks, FitResult, TrainingInterrupted, fit, make_optimizer
 from bbh.training.sampler import ShuffleSampler
@@ -17,6 +18,7 @@ from bbh.training.schedules import annealing, constant, kl_annealing, paper_toy_
 from bbh.training.temperature import TemperatureSearch, validation_nll
 
 __all__ = [
+    "FINETUNE_STARTS",
     "CheckpointError",
     "DDPSettings",
     "DistributedError",
@@ -30,7 +32,9 @@ __all__ = [
     "TrainingInterrupted",
     "TrainingWarning",
     "annealing",
+    "check_finetune_method",
     "constant",
+    "finetune",
     "fit",
     "kl_annealing",
     "list_checkpoints",
@@ -40,5 +44,6 @@ __all__ = [
     "paper_toy_schedule",
     "process_group_from_env",
     "save_checkpoint",
+    "start_from",
     "validation_nll",
 ]
