@@ -183,3 +183,15 @@ def test_unknown_peer(data):
     (x, y), _ = data
     with pytest.raises(ValueError, match="unknown peer"):
         train_peer("hmc", MLP(4, [8], 3), x, y, steps=2, batch_size=BATCH)
+
+
+@needs_laplace
+@needs_ivon
+def test_guide_example_runs():
+    """docs/peers.md's Python example, as written."""
+    from pathlib import Path
+
+    guide = Path(__file__).resolve().parents[2] / "docs" / "peers.md"
+    text = guide.read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, str(guide), "exec"), {})

@@ -98,7 +98,7 @@ def train_ivon(
         transform: A batch transform (e.g. augmentation), as ``fit`` takes it.
 
     Returns:
-        The trained :class:`IVONPeer` (in eval mode; ``train_seconds`` holds the wall time).
+        The trained ``IVONPeer`` (in eval mode; ``train_seconds`` holds the wall time).
 
     Raises:
         PeerPackageMissing: ``ivon-opt`` is not installed.

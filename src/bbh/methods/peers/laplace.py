@@ -127,7 +127,7 @@ def fit_laplace(
         marglik_steps: Gradient steps of the marginal-likelihood fit.
 
     Returns:
-        The :class:`LaplacePeer` (``fit_seconds`` holds the fitting wall time).
+        The ``LaplacePeer`` (``fit_seconds`` holds the fitting wall time).
 
     Raises:
         PeerPackageMissing: ``laplace-torch`` is not installed.

@@ -161,7 +161,7 @@ def train_swag(
         transform: A batch transform (e.g. augmentation), as ``fit`` takes it.
 
     Returns:
-        The :class:`SWAG` (in eval mode, the net at the SWA mean; ``train_seconds`` holds the
+        The ``SWAG`` (in eval mode, the net at the SWA mean; ``train_seconds`` holds the
         wall time).
 
     Raises:
