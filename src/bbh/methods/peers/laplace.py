@@ -31,6 +31,8 @@ from bbh.methods.peers._common import require
 
 SUBSETS = ("last_layer", "all")
 HESSIANS = ("kron", "diag", "full")
+#: ``backend`` -> laplace-torch's GGN class of that curvature back-end
+BACKENDS = {"curvlinops": "CurvlinopsGGN", "asdl": "AsdlGGN", "backpack": "BackPackGGN"}
 
 
 class LaplacePeer(Method):
@@ -113,6 +115,7 @@ def fit_laplace(
     batch_size: int = 256,
     prior_precision: float = 1.0,
     marglik_steps: int = 100,
+    backend: str | None = None,
 ) -> LaplacePeer:
     """Fit laplace-torch's Laplace approximation at ``net``'s (trained) weights on ``(x, y)``.
 
@@ -125,20 +128,28 @@ def fit_laplace(
         batch_size: Examples per Hessian batch.
         prior_precision: The prior precision the marginal-likelihood fit starts from.
         marglik_steps: Gradient steps of the marginal-likelihood fit.
+        backend: laplace-torch's curvature back-end for the GGN: ``curvlinops``, ``asdl`` or
+            ``backpack``; None takes laplace-torch's default (curvlinops).
 
     Returns:
         The ``LaplacePeer`` (``fit_seconds`` holds the fitting wall time).
 
     Raises:
         PeerPackageMissing: ``laplace-torch`` is not installed.
-        ValueError: ``subset`` or ``hessian`` is not one of the above, or ``net`` is a method
-            without a ``net``.
+        ValueError: ``subset``, ``hessian`` or ``backend`` is not one of the above, or ``net``
+            is a method without a ``net``.
     """
     if subset not in SUBSETS:
         raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
     if hessian not in HESSIANS:
         raise ValueError(f"hessian must be one of {HESSIANS}, got {hessian!r}")
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS} or None, got {backend!r}")
     laplace = require("laplace", "laplace-torch")
+    options: dict[str, Any] = {}
+    if backend is not None:
+        curvature = require("laplace.curvature", "laplace-torch")
+        options["backend"] = getattr(curvature, BACKENDS[backend])
     inner = getattr(net, "net", None) if isinstance(net, Method) else net
     if not isinstance(inner, nn.Module):
         raise ValueError(f"{type(net).__name__} has no net to fit a Laplace approximation on")
@@ -148,7 +159,7 @@ def fit_laplace(
     start = time.perf_counter()
     la = laplace.Laplace(
         model, "classification", subset_of_weights=subset, hessian_structure=hessian,
-        prior_precision=prior_precision, enable_backprop=True,
+        prior_precision=prior_precision, enable_backprop=True, **options,
     )  # fmt: skip
     la.fit(loader)
     la.optimize_prior_precision(
