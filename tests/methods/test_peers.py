@@ -1,4 +1,4 @@
-"""The peers (bbh.methods.peers): laplace-torch's Laplace, IVON and our SWAG behind bbh.Method.
+"""The peers (bbh.peers): laplace-torch's Laplace, IVON and our SWAG behind bbh.Method.
 
 Tiny MLP on a synthetic 3-class task; the tests of a peer whose package is missing skip, naming
 the extra (scripts/install_peers.sh installs it).
@@ -14,8 +14,8 @@ import pytest
 import torch
 from torch import nn
 
-from bbh.methods.peers import PeerPackageMissing, fit_laplace, train_peer
 from bbh.nets import MLP
+from bbh.peers import PeerPackageMissing, fit_laplace, train_peer
 
 HAS_LAPLACE = importlib.util.find_spec("laplace") is not None
 HAS_IVON = importlib.util.find_spec("ivon") is not None

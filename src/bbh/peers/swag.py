@@ -26,8 +26,8 @@ from torch import Tensor, nn
 
 from bbh.inputs import Inputs, index
 from bbh.methods.map import MAP
-from bbh.methods.peers._common import flat_parameters
-from bbh.methods.peers._sampled import SampledWeights, batch_norms
+from bbh.peers._common import flat_parameters
+from bbh.peers._sampled import SampledWeights, batch_norms
 from bbh.training.loop import FitHooks, fit
 
 

@@ -10,7 +10,7 @@ from bbh.inputs import Inputs, index
 from bbh.inputs import batch_size as rows
 from bbh.likelihoods import Likelihood, make_likelihood
 from bbh.methods.base import Method, check_num_samples
-from bbh.methods.peers._common import call_with, unflatten
+from bbh.peers._common import call_with, unflatten
 
 _BN = (nn.modules.batchnorm._BatchNorm,)
 

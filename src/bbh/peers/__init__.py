@@ -3,11 +3,11 @@ net, batches and data order as bbh's own methods, for ``bbh compare``.
 
 - ``laplace``: laplace-torch's last-layer Laplace, KFAC, prior precision by marginal likelihood,
   GLM predictive with the probit link (their recommended setting), fitted on a trained MAP net
-  (``bbh.methods.peers.laplace``);
+  (``bbh.peers.laplace``);
 - ``laplace_all``: the same over every weight (KFAC by the asdl back-end; ``hessian="diag"``);
-- ``ivon``: IVON through ``ivon-opt`` (``bbh.methods.peers.ivon``);
+- ``ivon``: IVON through ``ivon-opt`` (``bbh.peers.ivon``);
 - ``swag``: SWA-Gaussian, low rank plus diagonal, our implementation of Maddox et al. 2019
-  (``bbh.methods.peers.swag``).
+  (``bbh.peers.swag``).
 
 They live in their own registry, ``PEERS``, rather than ``bbh.build``'s: ``build`` returns a
 method that ``bbh.fit`` trains by its ``loss``, while Laplace is fitted post hoc, IVON steps its
@@ -29,10 +29,10 @@ from torch import Tensor, nn
 from bbh.inputs import Inputs
 from bbh.methods.base import Method
 from bbh.methods.map import MAP
-from bbh.methods.peers._common import PeerPackageMissing, require
-from bbh.methods.peers.ivon import IVONPeer, train_ivon
-from bbh.methods.peers.laplace import LaplacePeer, fit_laplace
-from bbh.methods.peers.swag import SWAG, train_swag
+from bbh.peers._common import PeerPackageMissing, require
+from bbh.peers.ivon import IVONPeer, train_ivon
+from bbh.peers.laplace import LaplacePeer, fit_laplace
+from bbh.peers.swag import SWAG, train_swag
 from bbh.training.loop import fit
 
 Trainer = Callable[..., Method]

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from bbh.inputs import Inputs
 from bbh.likelihoods import make_likelihood
 from bbh.methods.base import Method, check_num_samples
-from bbh.methods.peers._common import require
+from bbh.peers._common import require
 
 SUBSETS = ("last_layer", "all")
 HESSIANS = ("kron", "diag", "full")
@@ -63,7 +63,7 @@ class LaplacePeer(Method):
     ) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError(
             "a Laplace approximation is fitted post hoc on a trained net: use "
-            "bbh.methods.peers.fit_laplace (or train_peer('laplace', ...)), not fit"
+            "bbh.peers.fit_laplace (or train_peer('laplace', ...)), not fit"
         )
 
     def predict_logits(self, x: Inputs, num_samples: int = 100) -> Tensor:

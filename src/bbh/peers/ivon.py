@@ -26,8 +26,8 @@ from torch import Tensor, nn
 
 from bbh.inputs import Inputs, call
 from bbh.inputs import batch_size as rows
-from bbh.methods.peers._common import batches, flat_parameters, require
-from bbh.methods.peers._sampled import SampledWeights
+from bbh.peers._common import batches, flat_parameters, require
+from bbh.peers._sampled import SampledWeights
 from bbh.training.schedules import lr_factor
 
 
