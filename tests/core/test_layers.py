@@ -45,6 +45,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("divergences", {"divergences"}),
     ("methods", {"methods"}),
     ("training", {"training"}),
+    ("peers", {"peers"}),
     ("metrics", {"metrics"}),
     ("attacks", {"attacks"}),
     ("evaluation", {"evaluation"}),
