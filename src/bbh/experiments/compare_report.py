@@ -115,7 +115,8 @@ def write_outputs(
     notes = _notes(settings, result, has_ood2, experiment)
     section = Section(
         title="Every row on the same work",
-        note=_intro(settings, seeds),
+        note="One line per row; each cell is the mean over the seeds ± their standard "
+        "deviation; the metrics are explained in the notes below.",
         tables=[
             (
                 "Results (mean ± standard deviation over seeds)",
@@ -276,7 +277,7 @@ def _mean_lists(dicts: Sequence[dict[str, list[float]]]) -> dict[str, list[float
 def _intro(settings: dict[str, Any], seeds: Sequence[int]) -> str:
     return (
         f"Every row trains on the {settings['net']} net, {settings['data']}, batches of "
-        f"{settings['batch_size']}, {settings['steps']} steps ({settings['steps_per_epoch']} a "
+        f"{settings['batch_size']}, {settings['steps']} steps ({settings['steps_per_epoch']} per "
         f"epoch), the same batch order per seed; seeds {list(seeds)}; scale "
         f"{settings['scale']!r}{', quick' if settings['quick'] else ''}; commit "
         f"{settings.get('commit') or 'unknown'}."
