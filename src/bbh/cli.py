@@ -438,6 +438,62 @@ def _add_experiment_commands(sub: Any) -> None:
     reproduce.add_argument("--threads", type=int_at_least(1), default=None, help=threads_help)
     reproduce.add_argument("--quiet", action="store_true", help=quiet_help)
 
+    compare = sub.add_parser(
+        "compare",
+        help="every method, ours and the peers' (Laplace, IVON, SWAG), on the same work",
+        description="Train (or reuse) every row (map, mc_dropout, ensemble, bbb, bbh, laplace, "
+        "laplace_all, ivon, swag) on the same net, batches and steps for each seed, score each "
+        "by one protocol (accuracy, NLL, Brier, ECE, OOD AUROC, entropy areas, EOT attacks, "
+        "dataset shift, accuracy-rejection, time against MAP) and write compare.json, "
+        "compare.md, figures and report.html into --out. Finished row-seeds are reused.",
+    )
+    compare.add_argument("experiment", choices=["mnist", "cifar5", "demo"])
+    compare.add_argument(
+        "--scale",
+        default="cpu",
+        choices=["paper", "cpu"],
+        help="the configs' scale (default: %(default)s)",
+    )
+    compare.add_argument(
+        "--data-dir",
+        default=None,
+        type=folder,
+        help="data root (default: $BBH_DATA or the user cache)",
+    )
+    compare.add_argument(
+        "--out",
+        default=None,
+        type=folder,
+        help="output folder (default: runs/compare-<experiment>-<scale>)",
+    )
+    compare.add_argument(
+        "--rows",
+        nargs="+",
+        default=None,
+        metavar="ROW",
+        help="rows to run (default: all that fit; map is always in)",
+    )
+    compare.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=[0, 1, 2],
+        metavar="SEED",
+        help="seeds (default: 0 1 2)",
+    )
+    compare.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a value in every row's config, e.g. train.steps=20",
+    )
+    compare.add_argument(
+        "--quick", action="store_true", help="no attacks and fewer shifts (a smoke run)"
+    )
+    compare.add_argument("--threads", type=int_at_least(1), default=None, help=threads_help)
+    compare.add_argument("--quiet", action="store_true", help=quiet_help)
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

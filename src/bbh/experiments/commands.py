@@ -1,4 +1,5 @@
-"""The experiment subcommands of ``bbh`` (demo, configs, train, finetune, evaluate, reproduce).
+"""The experiment subcommands of ``bbh`` (demo, configs, train, finetune, evaluate, reproduce,
+compare).
 
 Each returns 0 when done; bad input raises (``bbh.cli.main`` prints one line and exits 2); an
 interrupted training run exits 130 (a checkpoint was saved).
@@ -28,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
         "evaluate": _evaluate,
         "finetune": _finetune,
         "reproduce": _reproduce,
+        "compare": _compare,
     }
     try:
         return handlers[args.command](args)
@@ -173,4 +175,30 @@ def _reproduce(args: argparse.Namespace) -> int:
     if result.rows:
         print(text_table(*main_table(result.rows)))
     print(f"report: {result.report_html} (and report.md); {time.monotonic() - start:.0f} s")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from bbh.experiments.compare import compare
+    from bbh.experiments.compare_report import terminal_tables
+
+    out = args.out or f"runs/compare-{args.experiment}-{args.scale}"
+    start = time.monotonic()
+    result = compare(
+        args.experiment,
+        scale=args.scale,
+        out=out,
+        data_dir=args.data_dir,
+        rows=args.rows,
+        seeds=args.seeds,
+        threads=args.threads,
+        quick=args.quick,
+        overrides=args.set,
+        progress=not args.quiet,
+    )
+    print(terminal_tables(result.files["compare.json"]))
+    print(
+        f"wrote {out}/compare.json, compare.md, report.html and figures/; "
+        f"{time.monotonic() - start:.0f} s"
+    )
     return 0

@@ -1,0 +1,84 @@
+"""``bbh compare``: the files and keys it writes, the reuse of finished records, one-line errors."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import pytest
+
+from bbh.cli import main
+from bbh.experiments.compare import ROWS, parse_rows
+from bbh.experiments.config import ConfigError
+
+TINY = ["--set", "train.steps=4", "--set", "eval.num_samples=2", "--quick", "--threads", "1"]
+
+
+def test_compare_demo_writes_tables_records_and_report_then_reuses(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    argv = ["compare", "demo", "--seeds", "0", "1", "--rows", "bbh", "laplace",
+            "--out", str(out), "--quiet", *TINY]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr()
+    assert "under shift (means)" in printed.out
+    for name in ("compare.json", "compare.md", "report.html", "figures/shift.png",
+                 "figures/rejection.png"):  # fmt: skip
+        assert (out / name).is_file(), name
+    record = json.loads((out / "compare.json").read_text())
+    assert set(record) >= {"settings", "command", "rows", "seeds", "means", "records", "skipped"}
+    assert record["seeds"] == [0, 1]
+    assert record["settings"]["machine"]["torch"]
+    assert "commit" in record["settings"]
+    # map is always in (every ratio's reference); laplace runs, or skips without the extra
+    ran = set(record["rows"])
+    assert {"map", "bbh"} <= ran
+    if "laplace" not in ran:
+        assert any(s["row"] == "laplace" and "peers" in s["reason"] for s in record["skipped"])
+    for row in ran:
+        assert set(record["records"][row]) == {"0", "1"}
+        rec = record["records"][row]["0"]
+        for key in ("accuracy", "nll", "brier", "ece", "auroc", "cdf_area_in", "cdf_area_out",
+                    "rejection_area", "shift_accuracy", "shift_nll", "shift_ece",
+                    "train_ratio", "predict_ratio"):  # fmt: skip
+            assert key in rec["metrics"], key
+        assert rec["metrics"]["fgsm_accuracy"] is None  # --quick: no attacks
+        assert 0.0 <= rec["metrics"]["accuracy"] <= 1.0
+        means = record["means"][row]["nll"]
+        assert means["n"] == 2 and means["std"] is not None
+    assert record["records"]["map"]["0"]["metrics"]["train_ratio"] == pytest.approx(1.0)
+    md = (out / "compare.md").read_text()
+    assert "BbH (recommended)" in md and "Under dataset shift" in md and "±" in md
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html
+    assert (out / "records" / "bbh" / "seed1.json").is_file()
+
+    # a rerun scores nothing again
+    stamp = (out / "records" / "bbh" / "seed0.json").stat().st_mtime_ns
+    assert main(argv) == 0
+    assert "already done" in capsys.readouterr().err
+    assert (out / "records" / "bbh" / "seed0.json").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["compare", "demo", "--rows", "map", "nope"], "unknown row(s) ['nope']; allowed:"),
+        (["compare", "imagenet"], "invalid choice: 'imagenet' (choose from 'mnist', 'cifar5'"),
+    ],
+)
+def test_bad_rows_and_experiment_are_one_line(argv, message, capsys, tmp_path):
+    parse_error = argv[1] == "imagenet"  # argparse's own check exits with status 2
+    with pytest.raises(SystemExit) if parse_error else contextlib.nullcontext() as exit_:
+        assert main([*argv, "--out", str(tmp_path)]) == 2
+    if parse_error:
+        assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_parse_rows():
+    assert parse_rows("demo", None) == list(ROWS)
+    assert "laplace_all" not in parse_rows("cifar5", None)
+    assert parse_rows("mnist", ["bbh", "ivon"]) == ["map", "bbh", "ivon"]
+    with pytest.raises(ConfigError, match="allowed: \\['mnist', 'cifar5', 'demo'\\]"):
+        parse_rows("toy", None)
