@@ -2,7 +2,7 @@
 
 Rows: our ``map``, ``mc_dropout``, ``ensemble`` (5 members), ``bbb`` and the recommended ``bbh``,
 and the peers ``laplace`` (last layer), ``laplace_all`` (every weight), ``ivon`` and ``swag``
-(``bbh.methods.peers``). Every row trains on the net, data, batch size, number of steps and seed
+(``bbh.peers``). Every row trains on the net, data, batch size, number of steps and seed
 of the experiment's shipped ``map`` config at the scale, so every row sees the same batches in
 the same order (``ShuffleSampler`` with the seed). Our methods keep their shipped configs' method
 options, optimiser and KL schedule and train through ``train_run`` in run folders
@@ -31,7 +31,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from bbh.data.shift import Shift, corruption_shifts, rotation_shifts
 from bbh.evaluation import evaluate, predict_batched
 from bbh.evaluation.shift import evaluate_shift
 from bbh.experiments.builders import RunData, build_net, load_run_data, method_options
+from bbh.experiments.compare_report import CompareResult, write_outputs
 from bbh.experiments.config import ConfigError, ExperimentConfig, config_hash, load_config
 from bbh.experiments.evaluate import attack_config
 from bbh.experiments.runs import RunFolder, check_writable, load_with_config, read_json
@@ -54,7 +55,7 @@ from bbh.metrics.rejection import accuracy_rejection_curve
 COMPARE_EXPERIMENTS = ("mnist", "cifar5", "demo")
 #: our rows (shipped configs ``<experiment>/<row>.toml``)
 OUR_ROWS = ("map", "mc_dropout", "ensemble", "bbb", "bbh")
-#: the peers' rows (``bbh.methods.peers.PEERS``)
+#: the peers' rows (``bbh.peers.PEERS``)
 PEER_ROWS = ("laplace", "laplace_all", "ivon", "swag")
 #: every row, in table order
 ROWS = OUR_ROWS + PEER_ROWS
@@ -85,23 +86,6 @@ QUICK_SEVERITIES = (1, 3, 5)
 RECORD_VERSION = 1
 
 Log = Callable[[str], None]
-
-
-@dataclass
-class CompareResult:
-    """What ``compare`` did: the output folder, the records, what was skipped, the files.
-
-    Args:
-        out: The output folder.
-        records: Row -> seed -> its record.
-        skipped: ``(row, seed, reason)`` of each row-seed not run.
-        files: Name -> path of each file written (``compare.json``, ``compare.md``, ...).
-    """
-
-    out: Path
-    records: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
-    skipped: list[tuple[str, int, str]] = field(default_factory=list)
-    files: dict[str, Path] = field(default_factory=dict)
 
 
 def parse_rows(experiment: str, rows: Sequence[str] | None) -> list[str]:
@@ -167,8 +151,6 @@ def compare(
     Raises:
         ConfigError: The experiment, a row, a seed list or a config is bad.
     """
-    from bbh.experiments.compare_report import write_outputs
-
     say = log or (lambda text: print(text, file=sys.stderr))
     names = parse_rows(experiment, rows)
     if not seeds or len(set(seeds)) != len(seeds):
@@ -260,7 +242,7 @@ def score_method(
         progress: Show progress bars.
 
     Returns:
-        A JSON-ready record: ``metrics`` (the table's numbers), ``curves`` (attack curves, the
+        A JSON-ready record with ``metrics`` (the table's numbers), ``curves`` (attack curves, the
         clean accuracy-rejection curve), ``shift`` (``evaluate_shift``'s result) and ``timing``.
     """
     samples, transform = cfg.eval.num_samples, data.input_transform
@@ -393,7 +375,7 @@ class _SeedJob:
         """The trained method of ``row``, its training seconds and notes."""
         if row in OUR_ROWS:
             return self._ours(row)
-        from bbh.methods.peers import PeerPackageMissing, train_peer
+        from bbh.peers import PeerPackageMissing, train_peer
 
         x, y = self.data.train_x, self.data.train_y
         steps, _ = total_steps(self.base, int(y.shape[0]))

@@ -15,15 +15,31 @@ import math
 import shutil
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bbh.evaluation import figures
 from bbh.experiments.report import Section, format_value, text_table, write_report
 from bbh.io import write_json
 
-if TYPE_CHECKING:
-    from bbh.experiments.compare import CompareResult
+
+@dataclass
+class CompareResult:
+    """What ``compare`` did: the output folder, the records, what was skipped, the files.
+
+    Args:
+        out: The output folder.
+        records: Row -> seed -> its record.
+        skipped: ``(row, seed, reason)`` of each row-seed not run.
+        files: Name -> path of each file written (``compare.json``, ``compare.md``, ...).
+    """
+
+    out: Path
+    records: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    skipped: list[tuple[str, int, str]] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+
 
 #: (column title, metric key, format) of the main table
 MAIN_COLUMNS: tuple[tuple[str, str, str], ...] = (
