@@ -31,6 +31,7 @@ RUN_BY_CI = {
         r'pip install (-q |--disable-pip-version-check )*torch==2\.13\.0 -e "\.\[dev\]"',
     ),
     "pytest": (".ci/run", r"pytest"),
+    "bash scripts/install_peers.sh": (".ci/run", r"bash scripts/install_peers\.sh"),
     "bbh demo": ("scripts/check_wheel.sh", r'"\$tmp/venv/bin/bbh" demo .*'),
 }
 #: README commands that a test runs: command -> "test file::test function"
