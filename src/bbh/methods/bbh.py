@@ -327,7 +327,7 @@ class BayesByHypernet(TemperedKL, Method):
             ``None``: all chunks, exact; ``"auto"`` (default): a quarter of the chunks, at least
             4 (4 of the default 16), where the net has at least ``AUTO_JACOBIAN_CHUNKS_FROM``
             generated weights (chunked generator, aligned noise; a net of 4 chunks or fewer
-            gets all of them; LeNet-5's step 2.06x -> 1.79x MAP's), else all.
+            gets all of them; its saving on LeNet-5: docs/results.md), else all.
         prior: ``fan_in`` (recommended): ``N(0, prior_scale^2 / fan_in)`` per tensor
             (``bbh.priors``); ``isotropic`` (paper): ``N(0, prior_scale^2 I)``;
             ``empirical_bayes``: a scale per tensor set by the ELBO (``kl="jacobian"`` only); or
@@ -356,8 +356,8 @@ class BayesByHypernet(TemperedKL, Method):
             ``chunk_size`` or ``num_chunks``; default ``hidden[-1]`` chunks). Its shared output
             layer has ``hidden[-1] * D / num_chunks`` parameters, about D by default;
             ``num_chunks="auto"`` picks the count with the fewest parameters in all
-            (``auto_num_chunks``: 190 on LeNet-5, whose output layer then has 0.08 D; MNIST's
-            calibration measured a little worse, docs/methods.md).
+            (``auto_num_chunks``: 190 on LeNet-5; at a slightly worse MNIST calibration,
+            docs/methods.md).
         sigma_rate: about how far one Adam step at the default lr moves ``log sigma``
             (recommended 3e-2, ``SIGMA_RATE``: fast enough that sigma reaches its optimum within
             a run, not a cap on it; every run before the fan-in prior used 1e-3, which held
@@ -366,10 +366,9 @@ class BayesByHypernet(TemperedKL, Method):
             weights' sigmas (recommended: on; paper: off). The same posterior family; the
             shared scale's gradient sums its tensor's, so Adam moves a tensor's level of sigma
             at the whole tensor's signal-to-noise ratio: per weight, the entropy's pull on a
-            weakly constrained sigma is far below its gradient's noise and sigma ends where it
-            started. From a start 5 times higher, the output layer's median sigma ended 2.18
-            times higher on ``bbh demo``'s data and 2.75 times on MNIST (LeNet-5, 5 epochs);
-            with the shared scale 1.04 and 1.54 times (docs/methods.md, "Where sigma goes").
+            weakly constrained sigma is far below its gradient's noise and sigma ends near
+            where it started (what it changes, measured from two starts: docs/methods.md,
+            "Where sigma goes").
         sigma_per: ``weight`` (default): a learned sigma per weight; ``unit``: one per output
             unit (row or output channel; per entry for vectors); ``kernel``: one per kernel of a
             convolution (its ``kh x kw`` taps from one input channel to one output channel),
@@ -380,8 +379,8 @@ class BayesByHypernet(TemperedKL, Method):
             varies weight by weight.
         noise_mixing: the chunked generator's free linear path from z into each chunk
             (``ChunkedGenerator``; recommended: on, paper: off; only for ``chunked``). It lets q
-            take a dense low-rank covariance (docs/posterior_check.md: linear-150's std ratio
-            0.517 -> 0.61); it costs C * width * k parameters (2,048 with the recommended options).
+            take a dense low-rank covariance (docs/posterior_check.md); it costs
+            C * width * k parameters (2,048 with the recommended options).
         last_layer: ``sampled`` (default): the output layer is generated with the rest;
             ``exact``: for regression (``likelihood="gaussian"``), the net's last ``nn.Linear``
             (whose output must be the net's) is integrated out exactly, its conjugate Gaussian
@@ -389,7 +388,7 @@ class BayesByHypernet(TemperedKL, Method):
             generates only the others. Training is then full batch (the collapsed likelihood
             needs every example; the model keeps the training data to condition its
             predictions on) and ``nll`` does not apply. On the toy it brings BbH's predictive
-            std from 2.6x HMC's to 1.0x (docs/posterior_check.md).
+            std to HMC's (docs/posterior_check.md, docs/results.md).
         sample_batch: how many weight samples ``predict_logits`` runs at once.
         sigma_noise: how training steps draw the semi-implicit noise ``sigma * eps``:
             ``sample`` (default): one ``eps`` per weight sample, shared by the examples it sees;
@@ -397,8 +396,8 @@ class BayesByHypernet(TemperedKL, Method):
             each layer's output ``x G(z_s)^T + sqrt(x^2 sigma^2) * xi`` with ``xi`` per example
             and unit; ``flipout`` (Wen et al. 2018): one perturbation per sample, decorrelated
             between examples by random signs. Both keep the mean of the ``log sigma`` gradient;
-            ``local`` cut its variance 25-250 fold on LeNet-5, ``flipout`` not at all
-            (docs/methods.md). A LeNet-5 step costs about 1.8x that of ``sample``. The S
+            ``local`` cuts its variance, ``flipout`` does not, and both slow a step (measured
+            on LeNet-5: docs/methods.md, docs/results.md). The S
             samples run in a loop (``forward_mode`` does not apply); the KL and predictions
             still use whole weight samples ``G(z) + sigma * eps``.
             Needs ``weight_noise``, ``last_layer="sampled"`` and every generated parameter in
