@@ -348,22 +348,22 @@ def load_cifar5(
     (their ``class_names``). uint8 ``[N, 3, 32, 32]``.
 
     Args:
-        root: The data root, as for :func:`load_cifar10`.
-        offline: Never download, as for :func:`load_cifar10`.
-        source: ``"auto"``, ``"python"`` or ``"jpeg"``, as for :func:`load_cifar10`.
+        root: The data root, as for ``load_cifar10``.
+        offline: Never download, as for ``load_cifar10``.
+        source: ``"auto"``, ``"python"`` or ``"jpeg"``, as for ``load_cifar10``.
         validation_size: Training images (of the 25,000) split off as ``val``.
         seed: Draws the validation images; None takes the first ones.
-        cache_dir: The folder of decoded arrays, as for :func:`load_cifar10`.
+        cache_dir: The folder of decoded arrays, as for ``load_cifar10``.
         use_cache: Read and write the decoded arrays' cache.
 
     Returns:
         The splits ``train``, ``test``, ``ood`` (and ``val``), named ``"cifar5"``.
 
     Raises:
-        ValueError: As for :func:`load_cifar10`; ``validation_size`` must be smaller than
+        ValueError: As for ``load_cifar10``; ``validation_size`` must be smaller than
             25,000.
-        MissingDataError: As for :func:`load_cifar10`.
-        DataError: As for :func:`load_cifar10`.
+        MissingDataError: As for ``load_cifar10``.
+        DataError: As for ``load_cifar10``.
     """
     full = load_cifar10(
         root,
@@ -548,8 +548,8 @@ def load_dataset(name: str, root: PathLike | None = None, **options: Any) -> Dat
     Args:
         name: A key of ``DATASETS``.
         root: The data root; None: ``$BBH_DATA``, else the user cache.
-        **options: The loader's keyword arguments (:func:`load_mnist`, :func:`load_cifar5`,
-            :func:`load_cifar10`).
+        **options: The loader's keyword arguments (``load_mnist``, ``load_cifar5``,
+            ``load_cifar10``).
 
     Returns:
         The data set's splits.

@@ -97,7 +97,7 @@ def read_idx_pair(
         The pair ``(images, labels)``, uint8 ``[N, 1, H, W]`` and int64 ``[N]``.
 
     Raises:
-        DataError: A file is unreadable (see :func:`read_idx`), the images are not uint8
+        DataError: A file is unreadable (see ``read_idx``), the images are not uint8
             ``[N, H, W]``, the labels not ``[N]``, the counts differ, or a label lies outside
             ``[0, num_classes)``.
     """
@@ -246,10 +246,10 @@ def read_image_folder(
     """Read ``<path>[/<subfolder>]/<class>/<image>`` from a folder or a ``.tar``/``.tar.gz``.
 
     Args:
-        path: A folder or a ``.tar``/``.tar.gz`` archive, as for :func:`read_image_folders`.
+        path: A folder or a ``.tar``/``.tar.gz`` archive, as for ``read_image_folders``.
         subfolder: The split's folder under ``path``; None or ``""``: the classes sit at the
             top.
-        class_names: The label order, as for :func:`read_image_folders`.
+        class_names: The label order, as for ``read_image_folders``.
         mode: The Pillow mode (``"RGB"``, ``"L"``).
 
     Returns:
@@ -257,7 +257,7 @@ def read_image_folder(
         and the classes in label order.
 
     Raises:
-        DataError: As for :func:`read_image_folders`.
+        DataError: As for ``read_image_folders``.
     """
     key = subfolder or ""
     return read_image_folders(path, [key], class_names=class_names, mode=mode)[key]

@@ -182,8 +182,8 @@ def cifar_train_augment(
         generator: Draws every random choice (on the CPU); None: the global generator.
         crop_size: The side of the random crop; None trains at full size (no padding, no crop).
         padding: Zeros added on each side before the crop.
-        max_brightness_delta: The largest brightness shift (:func:`random_brightness`).
-        contrast_range: The ``(lower, upper)`` contrast factors (:func:`random_contrast`).
+        max_brightness_delta: The largest brightness shift (``random_brightness``).
+        contrast_range: The ``(lower, upper)`` contrast factors (``random_contrast``).
 
     Returns:
         Float32 images ``[B, 3, crop_size, crop_size]`` (``[B, 3, 32, 32]`` with no crop).

@@ -56,8 +56,8 @@ class NearestNeighbourKL(nn.Module):
     """The paper's estimator; draws ``num_prior_samples`` fresh prior samples per call.
 
     Args:
-        form: ``"full"`` (one estimate in R^D, :func:`nn_kl_full`) or ``"coordinate"`` (per
-            weight, summed, :func:`nn_kl_coordinate`).
+        form: ``"full"`` (one estimate in R^D, ``nn_kl_full``) or ``"coordinate"`` (per
+            weight, summed, ``nn_kl_coordinate``).
         num_prior_samples: Prior draws M per call; None: as many as the posterior samples S.
 
     Raises:
@@ -141,7 +141,7 @@ def make_kl_estimator(name: str, *, samples_only: bool = False, **options: Any) 
     Args:
         name: A key of ``KL_ESTIMATORS`` (``"nn_full"``, ``"entropy"``, ``"jacobian"``, ...).
         samples_only: Refuse the estimators that take the posterior's draw
-            (:func:`uses_posterior`), for a method that has only weight samples.
+            (``uses_posterior``), for a method that has only weight samples.
         **options: The estimator's keyword arguments (e.g. ``DiscriminatorKL``'s ``hidden``);
             the nearest-neighbour and entropy names take none.
 
