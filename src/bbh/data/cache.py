@@ -61,6 +61,17 @@ def cached_arrays(
 
     A changed source file (size or mtime) gives a new key. An unreadable cache entry is rebuilt;
     a cache folder that cannot be written only costs speed (a warning is logged).
+
+    Args:
+        tag: Names the entry (``"cifar10-python"``); part of the file name and the key.
+        files: The source files whose paths, sizes and mtimes make the key.
+        build: Makes the arrays from the source files (called on a miss).
+        cache_dir: The cache folder; None: ``$BBH_CACHE``, else the user cache
+            (``resolve_cache_dir``).
+        use_cache: False calls ``build()`` and neither reads nor writes the cache.
+
+    Returns:
+        The arrays by name, read from the cache or just built.
     """
     if not use_cache:
         return build()

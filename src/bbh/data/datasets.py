@@ -60,6 +60,18 @@ class LabeledData(Dataset[tuple[Tensor, Tensor]]):
     ``[N, F]``, token ids int64 ``[N, T]``) and, for regression, float targets ``[N]`` or
     ``[N, D]`` with no class names. A map-style ``Dataset``; for training, iterate whole batches
     with :class:`bbh.data.loader.TensorLoader` instead of a per-item ``DataLoader``.
+
+    Args:
+        images: The inputs ``[N, ...]``: images ``[N, C, H, W]`` or a user's features or token
+            ids.
+        labels: The targets ``[N]``: int64 class ids in ``[0, len(class_names))``, or float
+            regression targets ``[N]`` or ``[N, D]``.
+        class_names: The class names in class-id order; empty for float targets.
+
+    Raises:
+        ValueError: ``images`` has fewer than 2 dimensions, ``images`` and ``labels`` differ in
+            length, float labels come with class names, or a class id lies outside
+            ``[0, len(class_names))``.
     """
 
     images: Tensor
@@ -96,15 +108,30 @@ class LabeledData(Dataset[tuple[Tensor, Tensor]]):
         return len(self.class_names)
 
     def class_counts(self) -> list[int]:
-        """Number of examples per class, in class order."""
+        """Number of examples per class, in class order.
+
+        Returns:
+            A list of ``num_classes`` counts.
+        """
         return torch.bincount(self.labels, minlength=self.num_classes).tolist()
 
     def subset(self, index: Tensor | slice) -> LabeledData:
-        """The examples at ``index`` (indices, a boolean mask or a slice)."""
+        """The examples at ``index``.
+
+        Args:
+            index: Indices, a boolean mask ``[N]`` or a slice.
+
+        Returns:
+            A new ``LabeledData`` with those examples; the class names are shared.
+        """
         return replace(self, images=self.images[index], labels=self.labels[index])
 
     def to_float(self) -> LabeledData:
-        """uint8 images as float32 in [0, 1]; other inputs (float, token ids) unchanged."""
+        """uint8 images as float32 in [0, 1]; other inputs (float, token ids) unchanged.
+
+        Returns:
+            A new ``LabeledData`` with float images, or ``self`` where the inputs are not uint8.
+        """
         if self.images.dtype != torch.uint8:
             return self
         return replace(self, images=self.images.float().div_(255.0))
@@ -125,7 +152,14 @@ class LabeledData(Dataset[tuple[Tensor, Tensor]]):
 class DatasetSplits:
     """A data set's splits. ``val`` and ``ood`` are ``None`` where there are none.
 
-    ``source`` says which files the data came from (e.g. "CIFAR-10 (JPEG copy): <path>").
+    Args:
+        name: The data set's name (``"mnist"``, ``"cifar5"``, ``"cifar10"``, a user's name).
+        train: The training split.
+        test: The test split.
+        val: The validation split, or None.
+        ood: The out-of-distribution set (notMNIST for MNIST, CIFAR-5's held-out classes), or
+            None.
+        source: Which files the data came from (e.g. "CIFAR-10 (JPEG copy): <path>").
     """
 
     name: str
@@ -146,7 +180,11 @@ class DatasetSplits:
         return self.train.num_classes
 
     def to_float(self) -> DatasetSplits:
-        """Every split as float32 in [0, 1]."""
+        """Every split as float32 in [0, 1] (``LabeledData.to_float``).
+
+        Returns:
+            A new ``DatasetSplits``; the name and source are kept.
+        """
         return replace(
             self,
             train=self.train.to_float(),
@@ -174,6 +212,22 @@ def load_mnist(
     first ``validation_size`` training images; an integer seed draws it at random instead.
     Images are float32 ``[N, 1, 28, 28]`` in [0, 1] (``as_float=False``: uint8). With
     ``with_ood=True`` the notMNIST test set is attached as ``ood``.
+
+    Args:
+        root: The data root; None: ``$BBH_DATA``, else the user cache (``resolve_data_root``).
+        offline: Never download; None: ``$BBH_OFFLINE`` (``resolve_offline``).
+        validation_size: Training images split off as ``val`` (0: no validation split).
+        seed: None takes the first ``validation_size`` images; an integer draws them at random.
+        as_float: Return float32 images in [0, 1] rather than uint8.
+        with_ood: Attach the notMNIST test set as ``ood``.
+
+    Returns:
+        The splits ``train``, ``val``, ``test`` (and ``ood``), named ``"mnist"``.
+
+    Raises:
+        MissingDataError: A file is missing and may not or could not be downloaded.
+        DataError: A file is corrupt or not in IDX format.
+        ValueError: ``validation_size`` is not smaller than the 60,000 training images.
     """
     root = resolve_data_root(root)
     train_x, train_y = _read_idx_dataset(root, "mnist", "train", offline)
@@ -190,7 +244,20 @@ def load_notmnist(
     root: PathLike | None = None, *, offline: bool | None = None, as_float: bool = True
 ) -> LabeledData:
     """The notMNIST test split in MNIST format: 10,000 letters A-J (labels 0-9),
-    ``[N, 1, 28, 28]``."""
+    ``[N, 1, 28, 28]``.
+
+    Args:
+        root: The data root; None: ``$BBH_DATA``, else the user cache (``resolve_data_root``).
+        offline: Never download; None: ``$BBH_OFFLINE`` (``resolve_offline``).
+        as_float: Return float32 images in [0, 1] rather than uint8.
+
+    Returns:
+        The 10,000 letters with the class names A-J.
+
+    Raises:
+        MissingDataError: A file is missing and may not or could not be downloaded.
+        DataError: A file is corrupt or not in IDX format.
+    """
     root = resolve_data_root(root)
     x, y = _read_idx_dataset(root, "notmnist", "t10k", offline)
     data = LabeledData(torch.from_numpy(x), torch.from_numpy(y), NOTMNIST_CLASSES)
@@ -235,6 +302,25 @@ def load_cifar10(
     folder, the project's JPEG copy) or ``"auto"`` (the first present, canonical first). Decoded
     arrays are cached in ``cache_dir`` (> ``$BBH_CACHE`` > user cache). ``validation_size``
     training images, drawn with ``seed`` (``None``: the first ones), form ``val``.
+
+    Args:
+        root: The data root; None: ``$BBH_DATA``, else the user cache (``resolve_data_root``).
+        offline: Never download; None: ``$BBH_OFFLINE`` (``resolve_offline``).
+        source: ``"auto"``, ``"python"`` or ``"jpeg"``, as above.
+        validation_size: Training images split off as ``val`` (0: no validation split).
+        seed: Draws the validation images; None takes the first ones.
+        cache_dir: The folder of decoded arrays; None: ``$BBH_CACHE``, else the user cache.
+        use_cache: Read and write the decoded arrays' cache (False: decode every time).
+
+    Returns:
+        The splits ``train``, ``test`` (and ``val``), named ``"cifar10"``, no ``ood``.
+
+    Raises:
+        ValueError: ``source`` is not one of the three, or ``validation_size`` is not smaller
+            than the 50,000 training images.
+        MissingDataError: No copy is found and none may (offline) or could be downloaded, or
+            ``source="jpeg"`` and the JPEG copy is not there.
+        DataError: A file is corrupt or its arrays are not 3x32x32 images with labels 0-9.
     """
     arrays, description = _cifar10_arrays(
         resolve_data_root(root), offline, source, cache_dir, use_cache
@@ -259,7 +345,25 @@ def load_cifar5(
 
     ``train`` 25,000 and ``test`` 5,000 images of airplane, automobile, bird, cat, deer (labels
     0-4); ``ood`` 5,000 test images of dog, frog, horse, ship, truck, relabelled 0-4 in that order
-    (their ``class_names``). uint8 ``[N, 3, 32, 32]``; see :func:`load_cifar10` for the arguments.
+    (their ``class_names``). uint8 ``[N, 3, 32, 32]``.
+
+    Args:
+        root: The data root, as for ``load_cifar10``.
+        offline: Never download, as for ``load_cifar10``.
+        source: ``"auto"``, ``"python"`` or ``"jpeg"``, as for ``load_cifar10``.
+        validation_size: Training images (of the 25,000) split off as ``val``.
+        seed: Draws the validation images; None takes the first ones.
+        cache_dir: The folder of decoded arrays, as for ``load_cifar10``.
+        use_cache: Read and write the decoded arrays' cache.
+
+    Returns:
+        The splits ``train``, ``test``, ``ood`` (and ``val``), named ``"cifar5"``.
+
+    Raises:
+        ValueError: As for ``load_cifar10``; ``validation_size`` must be smaller than
+            25,000.
+        MissingDataError: As for ``load_cifar10``.
+        DataError: As for ``load_cifar10``.
     """
     full = load_cifar10(
         root,
@@ -405,6 +509,18 @@ def split_validation(
     ``seed=None``: the first ``size`` examples (TF ``read_data_sets`` behaviour, used for MNIST);
     an integer: a random subset drawn with ``torch.Generator().manual_seed(seed)``, both parts
     kept in their original order.
+
+    Args:
+        data: The examples to split.
+        size: How many go to the validation set; ``<= 0`` splits nothing off.
+        seed: None takes the first ``size``; an integer draws them at random.
+
+    Returns:
+        The pair ``(train, val)``; ``val`` is None where ``size <= 0`` (``train`` is then
+        ``data`` itself).
+
+    Raises:
+        ValueError: ``size`` is not smaller than ``len(data)``.
     """
     if size <= 0:
         return data, None
@@ -427,7 +543,20 @@ DATASETS: dict[str, Callable[..., DatasetSplits]] = {
 
 
 def load_dataset(name: str, root: PathLike | None = None, **options: Any) -> DatasetSplits:
-    """Load a data set by name (``"mnist"``, ``"cifar5"``, ``"cifar10"``)."""
+    """Load a data set by name (``"mnist"``, ``"cifar5"``, ``"cifar10"``).
+
+    Args:
+        name: A key of ``DATASETS``.
+        root: The data root; None: ``$BBH_DATA``, else the user cache.
+        **options: The loader's keyword arguments (``load_mnist``, ``load_cifar5``,
+            ``load_cifar10``).
+
+    Returns:
+        The data set's splits.
+
+    Raises:
+        ValueError: ``name`` is not a known data set (and whatever the loader raises).
+    """
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; available: {sorted(DATASETS)}")
     return DATASETS[name](root, **options)

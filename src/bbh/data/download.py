@@ -36,6 +36,13 @@ class RemoteFile:
 
     ``md5``/``sha256`` are the checksums of the file as served (e.g. of the ``.gz``); ``None``
     where no published checksum could be verified (the download then logs a warning).
+
+    Args:
+        subdir: The folder under the data root (``""``: the root itself).
+        name: The file's name.
+        urls: Where to download it from, tried in turn.
+        md5: The published md5 of the file as served, or None.
+        sha256: The published sha256 of the file as served, or None.
     """
 
     subdir: str
@@ -112,6 +119,20 @@ def fetch(
     """Return the path of ``remote`` under ``root``, downloading it first if it is missing.
 
     Files already on disk are used as they are. Each URL is tried in turn.
+
+    Args:
+        remote: The file (a value of ``REMOTE_FILES``).
+        root: The data root.
+        offline: Never download; None: ``$BBH_OFFLINE`` (``resolve_offline``).
+        timeout: Seconds to wait on each connection.
+
+    Returns:
+        The path ``root / remote.subdir / remote.name``, which then exists.
+
+    Raises:
+        MissingDataError: The file is missing and offline mode is on.
+        DownloadError: No URL could be downloaded.
+        ChecksumError: A download did not match its checksum (the one URL's, or every URL's).
     """
     dest = remote.path(root)
     if dest.is_file():
@@ -146,8 +167,21 @@ def download(
 ) -> Path:
     """Download ``url`` to ``dest`` atomically, verifying its length and checksums.
 
-    Raises ``DownloadError`` (HTTP error, network error, interrupted transfer) or
-    ``ChecksumError``; in both cases ``dest`` is not created.
+    Args:
+        url: Where to download from.
+        dest: The file to write; its folder is created.
+        md5: The expected md5, or None (not checked).
+        sha256: The expected sha256, or None (not checked; with no checksum at all a warning
+            is logged).
+        timeout: Seconds to wait on the connection.
+
+    Returns:
+        ``dest`` as a ``Path``.
+
+    Raises:
+        DownloadError: An HTTP or network error, an interrupted transfer, or a folder that
+            cannot be created; ``dest`` is not created.
+        ChecksumError: The data does not match ``md5`` or ``sha256``; ``dest`` is not created.
     """
     dest = Path(dest)
     if md5 is None and sha256 is None:

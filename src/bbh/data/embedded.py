@@ -27,6 +27,16 @@ def load_embedded_mnist(*, as_float: bool = True, with_ood: bool = False) -> Dat
 
     float32 in [0, 1] (``as_float=False``: uint8); ``with_ood=True`` attaches the embedded
     notMNIST subset as ``ood``. No validation split.
+
+    Args:
+        as_float: Return float32 images in [0, 1] rather than uint8.
+        with_ood: Attach the embedded notMNIST subset as ``ood``.
+
+    Returns:
+        The splits, named ``"mnist-embedded"``.
+
+    Raises:
+        DataError: The embedded file is missing or unreadable (a broken install).
     """
     arrays = _load(MNIST_FILE)
     train = _labeled(arrays["train_images"], arrays["train_labels"], MNIST_CLASSES)
@@ -37,14 +47,34 @@ def load_embedded_mnist(*, as_float: bool = True, with_ood: bool = False) -> Dat
 
 
 def load_embedded_notmnist(*, as_float: bool = True) -> LabeledData:
-    """The embedded notMNIST subset: [1000, 1, 28, 28], letters A-J as labels 0-9."""
+    """The embedded notMNIST subset: [1000, 1, 28, 28], letters A-J as labels 0-9.
+
+    Args:
+        as_float: Return float32 images in [0, 1] rather than uint8.
+
+    Returns:
+        The 1,000 letters with the class names A-J.
+
+    Raises:
+        DataError: The embedded file is missing or unreadable (a broken install).
+    """
     arrays = _load(NOTMNIST_FILE)
     data = _labeled(arrays["images"], arrays["labels"], NOTMNIST_CLASSES)
     return data.to_float() if as_float else data
 
 
 def embedded_metadata(name: str = MNIST_FILE) -> dict[str, Any]:
-    """The provenance record stored in an embedded file (sources, checksums, selection)."""
+    """The provenance record stored in an embedded file (sources, checksums, selection).
+
+    Args:
+        name: The embedded file, ``"mnist.npz"`` or ``"notmnist.npz"``.
+
+    Returns:
+        The record, decoded from its JSON.
+
+    Raises:
+        DataError: The file is missing or unreadable.
+    """
     return json.loads(str(_load(name)["meta"]))
 
 

@@ -26,6 +26,9 @@ class TensorLoader:
         transform: applied to each whole batch of images, after moving it to ``device``
             (e.g. ``lambda x: cifar_train_augment(x, gen)``).
         device: where the batches go (``None``: where the data is).
+
+    Raises:
+        ValueError: The images and labels differ in length, or ``batch_size`` is below 1.
     """
 
     def __init__(

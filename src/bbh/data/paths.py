@@ -17,13 +17,24 @@ OFFLINE_ENV = "BBH_OFFLINE"
 
 
 def user_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/bbh``, else ``~/.cache/bbh``."""
+    """``$XDG_CACHE_HOME/bbh``, else ``~/.cache/bbh``.
+
+    Returns:
+        The folder (not created).
+    """
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base).expanduser() / "bbh"
 
 
 def resolve_data_root(data_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The data root: ``data_dir`` if given, else ``$BBH_DATA``, else ``<user cache>/data``."""
+    """The data root: ``data_dir`` if given, else ``$BBH_DATA``, else ``<user cache>/data``.
+
+    Args:
+        data_dir: The folder asked for (``--data-dir``); None or ``""``: not given.
+
+    Returns:
+        The data root, ``~`` expanded (not created).
+    """
     if data_dir is not None and str(data_dir) != "":
         return Path(data_dir).expanduser()
     env = os.environ.get(DATA_ENV)
@@ -33,7 +44,14 @@ def resolve_data_root(data_dir: str | os.PathLike[str] | None = None) -> Path:
 
 
 def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Decoded-array folder: ``cache_dir``, else ``$BBH_CACHE``, else ``<user cache>/decoded``."""
+    """Decoded-array folder: ``cache_dir``, else ``$BBH_CACHE``, else ``<user cache>/decoded``.
+
+    Args:
+        cache_dir: The folder asked for; None or ``""``: not given.
+
+    Returns:
+        The cache folder, ``~`` expanded (not created).
+    """
     if cache_dir is not None and str(cache_dir) != "":
         return Path(cache_dir).expanduser()
     env = os.environ.get(CACHE_ENV)
@@ -43,7 +61,14 @@ def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
 
 
 def resolve_offline(offline: bool | None = None) -> bool:
-    """``offline`` if given, else true when ``$BBH_OFFLINE`` is set to 1/true/yes/on."""
+    """``offline`` if given, else true when ``$BBH_OFFLINE`` is set to 1/true/yes/on.
+
+    Args:
+        offline: The caller's choice; None: read ``$BBH_OFFLINE``.
+
+    Returns:
+        Whether downloads are off.
+    """
     if offline is not None:
         return offline
     return os.environ.get(OFFLINE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}

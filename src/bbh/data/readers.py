@@ -48,8 +48,15 @@ _IDX_DTYPES: dict[int, np.dtype[Any]] = {
 def read_idx(path: PathLike) -> np.ndarray:
     """Read an IDX file (raw, or gzip-compressed whatever its name) into a native-endian array.
 
-    Raises ``DataError`` naming ``path`` on a bad magic number, a truncated file or a corrupt
-    gzip stream.
+    Args:
+        path: The IDX file, raw or gzip-compressed.
+
+    Returns:
+        The array, of the shape and dtype the header gives.
+
+    Raises:
+        DataError: The file is missing, has a bad magic number, is truncated, or is a corrupt
+            gzip stream (the message names ``path``).
     """
     path = Path(path)
     data = _read_maybe_gzip(path)
@@ -81,8 +88,18 @@ def read_idx_pair(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read an IDX image file ``[N, H, W]`` and its label file ``[N]``.
 
-    Returns ``(images uint8 [N, 1, H, W], labels int64 [N])``. With ``num_classes`` every label
-    must lie in ``[0, num_classes)``.
+    Args:
+        images_path: The IDX file of uint8 images ``[N, H, W]``.
+        labels_path: The IDX file of labels ``[N]``.
+        num_classes: If given, every label must lie in ``[0, num_classes)``.
+
+    Returns:
+        The pair ``(images, labels)``, uint8 ``[N, 1, H, W]`` and int64 ``[N]``.
+
+    Raises:
+        DataError: A file is unreadable (see ``read_idx``), the images are not uint8
+            ``[N, H, W]``, the labels not ``[N]``, the counts differ, or a label lies outside
+            ``[0, num_classes)``.
     """
     images = read_idx(images_path)
     labels = read_idx(labels_path)
@@ -132,9 +149,17 @@ CIFAR10_TEST_BATCH = "test_batch"
 def read_cifar10_python(path: PathLike) -> dict[str, np.ndarray]:
     """Read the canonical CIFAR-10 python version from its folder or its ``.tar.gz``.
 
-    ``path`` is ``cifar-10-batches-py/`` or ``cifar-10-python.tar.gz``. Returns
-    ``{"train_images": uint8 [50000, 3, 32, 32], "train_labels": int64 [50000],
-    "test_images": uint8 [10000, 3, 32, 32], "test_labels": int64 [10000]}``.
+    Args:
+        path: The folder ``cifar-10-batches-py/`` or the archive ``cifar-10-python.tar.gz``.
+
+    Returns:
+        A dict of four arrays, ``train_images`` uint8 ``[50000, 3, 32, 32]``,
+        ``train_labels`` int64 ``[50000]``, ``test_images`` uint8 ``[10000, 3, 32, 32]`` and
+        ``test_labels`` int64 ``[10000]``.
+
+    Raises:
+        DataError: A batch file is missing, the archive is corrupt, or a batch is not a
+            readable CIFAR batch.
     """
     path = Path(path)
     wanted = (*CIFAR10_TRAIN_BATCHES, CIFAR10_TEST_BATCH)
@@ -220,8 +245,19 @@ def read_image_folder(
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """Read ``<path>[/<subfolder>]/<class>/<image>`` from a folder or a ``.tar``/``.tar.gz``.
 
-    Returns ``(images uint8 [N, C, H, W], labels int64 [N], class_names)``. See
-    :func:`read_image_folders` for the arguments.
+    Args:
+        path: A folder or a ``.tar``/``.tar.gz`` archive, as for ``read_image_folders``.
+        subfolder: The split's folder under ``path``; None or ``""``: the classes sit at the
+            top.
+        class_names: The label order, as for ``read_image_folders``.
+        mode: The Pillow mode (``"RGB"``, ``"L"``).
+
+    Returns:
+        The triple ``(images, labels, class_names)``, uint8 ``[N, C, H, W]``, int64 ``[N]``
+        and the classes in label order.
+
+    Raises:
+        DataError: As for ``read_image_folders``.
     """
     key = subfolder or ""
     return read_image_folders(path, [key], class_names=class_names, mode=mode)[key]
@@ -240,8 +276,24 @@ def read_image_folders(
     the folder) sits in a single top-level folder (``cifar10-jpeg/train/...``), that folder is
     skipped. ``""`` as a subfolder means the classes sit directly at the top.
     ``class_names`` fixes the label order (every class folder must be one of them); by default the
-    sorted folder names are the classes. ``mode`` is the Pillow mode (``"RGB"``, ``"L"``).
-    Images are sorted by path inside a class, so the order is reproducible.
+    sorted folder names are the classes. Images are sorted by path inside a class, so the order
+    is reproducible.
+
+    Args:
+        path: A folder or a ``.tar``/``.tar.gz`` archive of one.
+        subfolders: The splits' folders under ``path`` (``""``: the classes sit at the top).
+        class_names: The label order; every class folder must be one of them. None: the sorted
+            folder names.
+        mode: The Pillow mode (``"RGB"``, ``"L"``).
+
+    Returns:
+        Each subfolder -> ``(images uint8 [N, C, H, W], labels int64 [N], class_names)``.
+
+    Raises:
+        DataError: ``path`` does not exist, the archive is corrupt, a split has no class
+            folders with images, a class folder is not in ``class_names`` (or one of them has
+            no folder), an image is unreadable, or the images differ in size.
+        ImportError: Pillow is not installed.
     """
     path = Path(path)
     if not path.exists():

@@ -53,7 +53,16 @@ from bbh.priors import GaussianPrior
 
 
 class NearestNeighbourKL(nn.Module):
-    """The paper's estimator; draws ``num_prior_samples`` fresh prior samples per call."""
+    """The paper's estimator; draws ``num_prior_samples`` fresh prior samples per call.
+
+    Args:
+        form: ``"full"`` (one estimate in R^D, ``nn_kl_full``) or ``"coordinate"`` (per
+            weight, summed, ``nn_kl_coordinate``).
+        num_prior_samples: Prior draws M per call; None: as many as the posterior samples S.
+
+    Raises:
+        ValueError: ``form`` is neither ``"full"`` nor ``"coordinate"``.
+    """
 
     def __init__(self, form: str = "full", num_prior_samples: int | None = None):
         super().__init__()
@@ -79,7 +88,15 @@ class NearestNeighbourKL(nn.Module):
 
 
 class EntropyKL(nn.Module):
-    """Ours: exact ``E_q[-log p]`` minus a Kozachenko-Leonenko entropy estimate."""
+    """Ours: exact ``E_q[-log p]`` minus a Kozachenko-Leonenko entropy estimate.
+
+    Args:
+        form: ``"full"`` (one entropy in R^D) or ``"coordinate"`` (per-weight entropies, summed;
+            ignores correlations).
+
+    Raises:
+        ValueError: ``form`` is neither ``"full"`` nor ``"coordinate"``.
+    """
 
     def __init__(self, form: str = "full"):
         super().__init__()
@@ -119,7 +136,23 @@ KL_ESTIMATORS: dict[str, KLFactory] = {
 
 def make_kl_estimator(name: str, *, samples_only: bool = False, **options: Any) -> nn.Module:
     """Build the estimator ``name`` with its ``options``; ``samples_only`` refuses those that
-    need the posterior."""
+    need the posterior.
+
+    Args:
+        name: A key of ``KL_ESTIMATORS`` (``"nn_full"``, ``"entropy"``, ``"jacobian"``, ...).
+        samples_only: Refuse the estimators that take the posterior's draw
+            (``uses_posterior``), for a method that has only weight samples.
+        **options: The estimator's keyword arguments (e.g. ``DiscriminatorKL``'s ``hidden``);
+            the nearest-neighbour and entropy names take none.
+
+    Returns:
+        The estimator, a fresh ``nn.Module``.
+
+    Raises:
+        ValueError: ``name`` is unknown (or, with ``samples_only``, needs the posterior), or
+            the estimator refuses an option's value.
+        TypeError: An option is not one the estimator takes.
+    """
     allowed = sorted(n for n in KL_ESTIMATORS if not (samples_only and uses_posterior(n)))
     if name not in allowed:
         raise ValueError(f"unknown kl estimator {name!r}; allowed: {allowed}")
@@ -127,7 +160,17 @@ def make_kl_estimator(name: str, *, samples_only: bool = False, **options: Any) 
 
 
 def uses_posterior(name: str) -> bool:
-    """True for estimators called as ``kl(draw, prior, posterior)`` (see the module docstring)."""
+    """True for estimators called as ``kl(draw, prior, posterior)`` (see the module docstring).
+
+    Args:
+        name: A key of ``KL_ESTIMATORS``.
+
+    Returns:
+        Whether the estimator takes the posterior's draw rather than weight samples.
+
+    Raises:
+        ValueError: ``name`` is unknown.
+    """
     if name not in KL_ESTIMATORS:
         raise ValueError(f"unknown kl estimator {name!r}; allowed: {sorted(KL_ESTIMATORS)}")
     return bool(getattr(KL_ESTIMATORS[name], "uses_posterior", False))

@@ -45,6 +45,10 @@ class DiscriminatorKL(nn.Module):
             never called (the paper: 100).
         pretrain_lr: Adam learning rate of pretraining.
         max_scalars: feed at most this many random scalars per call (None: all S x D).
+
+    Raises:
+        ValueError: ``hidden`` is empty or holds a size below 1, ``pretrain_steps`` is
+            negative, or ``max_scalars`` is below 1.
     """
 
     def __init__(
@@ -75,7 +79,16 @@ class DiscriminatorKL(nn.Module):
         self.register_buffer("pretrained", torch.zeros((), dtype=torch.bool))
 
     def logits(self, scalars: Tensor, *, detach_params: bool = False) -> Tensor:
-        """Discriminator logits ``[n]`` for scalars ``[n]`` (``log q/p`` at the optimum)."""
+        """Discriminator logits ``[n]`` for scalars ``[n]`` (``log q/p`` at the optimum).
+
+        Args:
+            scalars: Weight values of any shape, taken as ``n`` scalars.
+            detach_params: Run the discriminator with its parameters detached, so that no
+                gradient reaches them (the KL term).
+
+        Returns:
+            The logits ``[n]``.
+        """
         inputs = scalars.reshape(-1, 1)
         if detach_params:
             params = {k: v.detach() for k, v in self.net.named_parameters()}
@@ -83,14 +96,39 @@ class DiscriminatorKL(nn.Module):
         return self.net(inputs).squeeze(-1)
 
     def forward(self, weights: Tensor, prior: GaussianPrior) -> Tensor:
-        """``KL_hat = D * mean T(w)``; gradients reach the weights, not the discriminator."""
+        """``KL_hat = D * mean T(w)``; gradients reach the weights, not the discriminator.
+
+        In training mode, the first call pretrains the discriminator on ``weights`` if
+        ``pretrain`` was never called.
+
+        Args:
+            weights: Generated weight samples ``[S, D]``.
+            prior: The prior.
+
+        Returns:
+            A scalar tensor, differentiable in ``weights``.
+
+        Raises:
+            ValueError: ``weights`` is not ``[S, D]``.
+        """
         _check(weights)
         self._maybe_pretrain(weights, prior)
         scalars = self._subsample(weights)
         return weights.shape[1] * self.logits(scalars, detach_params=True).mean()
 
     def auxiliary_loss(self, weights: Tensor, prior: GaussianPrior) -> Tensor:
-        """The discriminator's logistic loss on detached weights vs as many prior scalars."""
+        """The discriminator's logistic loss on detached weights vs as many prior scalars.
+
+        Args:
+            weights: Generated weight samples ``[S, D]`` (detached here).
+            prior: The prior whose scalars are the negatives.
+
+        Returns:
+            A scalar tensor, differentiable in the discriminator's parameters only.
+
+        Raises:
+            ValueError: ``weights`` is not ``[S, D]``.
+        """
         _check(weights)
         self._maybe_pretrain(weights, prior)
         return self._loss(weights.detach(), prior)
@@ -98,7 +136,18 @@ class DiscriminatorKL(nn.Module):
     def pretrain(
         self, sample_fn: Callable[[], Tensor], prior: GaussianPrior, steps: int
     ) -> list[float]:
-        """``steps`` Adam steps on the discriminator alone, with ``sample_fn() -> [S, D]``."""
+        """``steps`` Adam steps on the discriminator alone, with ``sample_fn() -> [S, D]``.
+
+        Marks the discriminator as pretrained, so that training does not pretrain it again.
+
+        Args:
+            sample_fn: Returns fresh generated weights ``[S, D]`` (detached here) at each step.
+            prior: The prior whose scalars are the negatives.
+            steps: Adam steps at ``pretrain_lr``.
+
+        Returns:
+            The loss at each step.
+        """
         params = list(self.net.parameters())
         opt = torch.optim.Adam(params, lr=self.pretrain_lr)
         losses = []

@@ -46,6 +46,9 @@ class JacobianKL(nn.Module):
             this many random chunks (scaled up: an unbiased estimate of the Gram, at that
             fraction of the cost); ``None``: all chunks. The log-determinant of an unbiased
             Gram is biased low (Jensen), so the entropy is under-, the KL over-estimated.
+
+    Raises:
+        ValueError: ``jacobian_samples`` or ``jacobian_chunks`` is not an int >= 1.
     """
 
     #: Takes the posterior's draw and the posterior, not only weight samples.
@@ -223,6 +226,12 @@ class SemiImplicitBoundKL(nn.Module):
     ``N(w; G(z_k), Sigma)`` with ``k > 0`` is negligible next to ``k = 0`` unless ``sigma`` is as
     wide as the spread of ``G``, so the entropy it credits is that of the Gaussian noise plus at
     most ``log(K+1)``: it pushes q towards a mean-field Gaussian. Cost: K extra generator passes.
+
+    Args:
+        mixture_samples: K, the fresh noise draws of the mixture.
+
+    Raises:
+        ValueError: ``mixture_samples`` is not an int >= 1.
     """
 
     uses_posterior = True

@@ -93,7 +93,18 @@ def self_nn_sq_dists(sq: Tensor) -> Tensor:
 
 
 def nn_kl_coordinate(q_samples: Tensor, p_samples: Tensor) -> Tensor:
-    """Sum over the D coordinates of 1-D nearest-neighbour KL estimates (scalar)."""
+    """Sum over the D coordinates of 1-D nearest-neighbour KL estimates (scalar).
+
+    Args:
+        q_samples: Posterior samples ``[n, D]``, n >= 2.
+        p_samples: Prior samples ``[m, D]``, m >= 1.
+
+    Returns:
+        A scalar tensor, differentiable in ``q_samples``.
+
+    Raises:
+        ValueError: A set is not ``[S, D]`` or has too few samples.
+    """
     check_samples(q_samples, "q_samples")
     check_samples(p_samples, "p_samples", minimum=1)
     n, m = q_samples.shape[0], p_samples.shape[0]
@@ -104,7 +115,18 @@ def nn_kl_coordinate(q_samples: Tensor, p_samples: Tensor) -> Tensor:
 
 
 def nn_kl_full(q_samples: Tensor, p_samples: Tensor) -> Tensor:
-    """One nearest-neighbour KL estimate over full vectors in R^D (scalar)."""
+    """One nearest-neighbour KL estimate over full vectors in R^D (scalar).
+
+    Args:
+        q_samples: Posterior samples ``[n, D]``, n >= 2.
+        p_samples: Prior samples ``[m, D]``, m >= 1.
+
+    Returns:
+        A scalar tensor, differentiable in ``q_samples``.
+
+    Raises:
+        ValueError: A set is not ``[S, D]`` or has too few samples.
+    """
     check_samples(q_samples, "q_samples")
     check_samples(p_samples, "p_samples", minimum=1)
     n, m = q_samples.shape

@@ -32,7 +32,31 @@ from bbh.hypernets.common import (
 
 
 class ChunkedGenerator(nn.Module):
-    """Noise ``z [S, k]`` -> flat weights ``[S, D]`` through one MLP shared by all chunks."""
+    """Noise ``z [S, k]`` -> flat weights ``[S, D]`` through one MLP shared by all chunks.
+
+    Args:
+        spec: The layout of the flat weights ``[D]`` (the primary net's parameters).
+        noise_dim: k, the size of each noise block ``z``.
+        hidden: The MLP's hidden widths (LeakyReLU layers); ``()``: each chunk is an affine
+            map of ``concat(z, e_c)``.
+        noise: ``"aligned"`` (one ``z`` for all chunks) or ``"independent"`` (one per chunk).
+        chunk_size: The weights per chunk; None: from ``num_chunks``, else
+            ``ceil(D / hidden[-1])`` (so that the chunk matrix can take any value).
+        num_chunks: The number of chunks C, instead of ``chunk_size``.
+        embedding_dim: The size of each chunk's learned embedding ``e_c``.
+        negative_slope: The LeakyReLU's slope.
+        init: The per-weight offset's initial value ``[D]`` (BbH: the net's own initial
+            weights); None: zeros.
+        init_noise_scale: Scales the output layer's initial weights (the initial spread that
+            the noise gives each weight).
+        noise_mixing: Add a free linear path ``B_c z`` from the noise into each chunk's
+            output-layer input (starts at 0), so that q can take a dense low-rank covariance.
+
+    Raises:
+        ValueError: ``noise_dim``, a width, ``embedding_dim``, ``chunk_size`` or
+            ``num_chunks`` is not a positive int; both ``chunk_size`` and ``num_chunks`` are
+            given; ``noise`` is not a noise mode; or ``init`` is not ``[D]``.
+    """
 
     def __init__(
         self,
@@ -105,19 +129,45 @@ class ChunkedGenerator(nn.Module):
         return (self.spec.dim,)
 
     def draw_noise(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
-        """Fresh noise ``z [S, n_blocks, k]`` (one block, or one per chunk)."""
+        """Fresh noise ``z [S, n_blocks, k]`` (one block, or one per chunk).
+
+        Args:
+            num_samples: S, the number of draws.
+            generator: The random generator to draw from (on the parameters' device); None:
+                the global one.
+
+        Returns:
+            Standard normal noise ``[S, n_blocks, k]`` in the parameters' dtype.
+        """
         emb = self.embeddings
         n = self.num_chunks if self.noise is NoiseMode.INDEPENDENT else 1
         z = torch.randn(num_samples, n, self.noise_dim, generator=generator, device=emb.device)
         return z.to(emb.dtype)
 
     def generate(self, z: Tensor) -> Tensor:
-        """Flat weights ``[S, D]`` for given noise ``z [S, n_blocks, k]``."""
+        """Flat weights ``[S, D]`` for given noise ``z [S, n_blocks, k]``.
+
+        Args:
+            z: Noise ``[S, n_blocks, k]`` (``draw_noise``); one block drives every chunk.
+
+        Returns:
+            The flat weights ``[S, D]``, differentiable in the generator's parameters.
+        """
         h = self._mix(self.net[:-1](self._inputs(z)), z)
         return self._output(h, bias=True) + self.offset
 
     def generate_with_tangents(self, z: Tensor, dz: Tensor) -> tuple[Tensor, Tensor]:
-        """Weights ``[S, D]`` and derivatives ``[T, S, D]`` along ``dz [T, S, n_blocks, k]``."""
+        """Weights ``[S, D]`` and derivatives ``[T, S, D]`` along ``dz [T, S, n_blocks, k]``.
+
+        Args:
+            z: Noise ``[S, n_blocks, k]``.
+            dz: T tangent directions in noise space ``[T, S, n_blocks, k]`` (one block is
+                broadcast to every chunk).
+
+        Returns:
+            The pair ``(w, dw)``, the weights ``[S, D]`` and their directional derivatives
+            ``dG/dz . dz`` ``[T, S, D]`` (forward-mode, through the MLP).
+        """
         s = z.shape[0]
         dz = dz.expand(*dz.shape[:2], self.num_chunks, self.noise_dim)
         dx = torch.cat([dz, dz.new_zeros(*dz.shape[:3], self.embeddings.shape[1])], dim=-1)
@@ -137,6 +187,19 @@ class ChunkedGenerator(nn.Module):
 
         ``chunks`` (aligned noise only): the Gram from that many chunks drawn at random without
         replacement, times ``C / chunks`` (unbiased for the Gram; its cost falls in proportion).
+
+        Args:
+            z: The noise draws ``[J, n_blocks, k]`` at which the generator is linearised.
+            log_sigma: The posterior's log standard deviations ``[D]`` (``Sigma = diag(sigma^2)``).
+            chunks: With aligned noise, the number of random chunks to form the Gram from;
+                None: all chunks.
+
+        Returns:
+            The Grams ``[J, n_blocks, k, k]``, differentiable in the parameters and
+            ``log_sigma``.
+
+        Raises:
+            ValueError: ``chunks`` is given with independent noise.
         """
         k, c = self.noise_dim, self.num_chunks
         if chunks is not None and self.noise is not NoiseMode.ALIGNED:
@@ -158,7 +221,15 @@ class ChunkedGenerator(nn.Module):
         return grams
 
     def forward(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
-        """Draw ``num_samples`` joint weight samples ``[S, D]`` with fresh noise."""
+        """Draw ``num_samples`` joint weight samples ``[S, D]`` with fresh noise.
+
+        Args:
+            num_samples: S, the number of draws.
+            generator: The random generator for the noise; None: the global one.
+
+        Returns:
+            The weights ``[S, D]``, ``generate(draw_noise(S))``.
+        """
         return self.generate(self.draw_noise(num_samples, generator=generator))
 
     def _inputs(self, z: Tensor) -> Tensor:

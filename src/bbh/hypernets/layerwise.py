@@ -34,6 +34,21 @@ class LayerwiseGenerator(nn.Module):
     Noise: ``aligned`` draws one ``z`` for every tensor, ``independent`` one per tensor; either
     way ``draw_noise`` returns ``[S, n_blocks, k]`` and ``noise_segments`` says which contiguous
     run of the flat weights each block drives.
+
+    Args:
+        spec: The layout of the flat weights ``[D]`` (the primary net's parameters).
+        noise_dim: k, the size of each noise block ``z``.
+        hidden: The MLP's hidden widths (LeakyReLU layers); ``()``: each generator is affine in z.
+        noise: ``"aligned"`` (one ``z`` for all tensors) or ``"independent"`` (one per tensor).
+        negative_slope: The LeakyReLU's slope.
+        init: For an affine generator, the biases' initial value ``[D]`` (BbH: the net's own
+            initial weights); None, or with hidden layers: the layers' default init.
+        init_noise_scale: For an affine generator, the standard deviation of the initial
+            loadings (the initial spread of each weight); unused with hidden layers.
+
+    Raises:
+        ValueError: ``noise_dim`` or a width is not a positive int, ``noise`` is not a noise
+            mode, or ``init`` is not ``[D]``.
     """
 
     def __init__(
@@ -79,14 +94,30 @@ class LayerwiseGenerator(nn.Module):
         return (self.spec.dim,)
 
     def draw_noise(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
-        """Fresh noise ``z [S, n_blocks, k]``."""
+        """Fresh noise ``z [S, n_blocks, k]`` (one block, or one per tensor).
+
+        Args:
+            num_samples: S, the number of draws.
+            generator: The random generator to draw from (on the parameters' device); None:
+                the global one.
+
+        Returns:
+            Standard normal noise ``[S, n_blocks, k]`` in the parameters' dtype.
+        """
         ref = next(self.parameters())
         n = len(self.noise_segments)
         z = torch.randn(n, num_samples, self.noise_dim, generator=generator, device=ref.device)
         return z.to(ref.dtype).transpose(0, 1)
 
     def generate(self, z: Tensor) -> Tensor:
-        """Flat weights ``[S, D]`` for given noise ``z [S, n_blocks, k]``."""
+        """Flat weights ``[S, D]`` for given noise ``z [S, n_blocks, k]``.
+
+        Args:
+            z: Noise ``[S, n_blocks, k]`` (``draw_noise``); one block drives every tensor.
+
+        Returns:
+            The flat weights ``[S, D]``, differentiable in the generator's parameters.
+        """
         return torch.cat([g(x) for g, x in zip(self.generators, self._inputs(z), strict=True)], 1)
 
     @property
@@ -100,7 +131,15 @@ class LayerwiseGenerator(nn.Module):
         return not self.hidden
 
     def noise_loadings(self) -> list[Tensor]:
-        """Per tensor, the ``[numel, k]`` columns of its affine map that multiply the noise."""
+        """Per tensor, the ``[numel, k]`` columns of its affine map that multiply the noise.
+
+        Returns:
+            One loading matrix ``A`` per tensor (scaled by ``input_scale``, so that
+            ``G(z) = A z + b``), differentiable in the parameters.
+
+        Raises:
+            RuntimeError: The generator has hidden layers (it is not affine).
+        """
         if not self.affine:
             raise RuntimeError("noise_loadings needs an affine generator (hidden=())")
         return [
@@ -109,13 +148,30 @@ class LayerwiseGenerator(nn.Module):
         ]
 
     def noise_offsets(self) -> list[Tensor]:
-        """Per tensor, the ``[numel]`` offsets b of its affine map (the weights' mean)."""
+        """Per tensor, the ``[numel]`` offsets b of its affine map (the weights' mean).
+
+        Returns:
+            One offset vector ``b`` per tensor (the affine layers' biases, not copies).
+
+        Raises:
+            RuntimeError: The generator has hidden layers (it is not affine).
+        """
         if not self.affine:
             raise RuntimeError("noise_offsets needs an affine generator (hidden=())")
         return [cast(nn.Linear, cast(nn.Sequential, g)[0]).bias for g in self.generators]
 
     def generate_with_tangents(self, z: Tensor, dz: Tensor) -> tuple[Tensor, Tensor]:
-        """Weights ``[S, D]`` and derivatives ``[T, S, D]`` along ``dz [T, S, n_blocks, k]``."""
+        """Weights ``[S, D]`` and derivatives ``[T, S, D]`` along ``dz [T, S, n_blocks, k]``.
+
+        Args:
+            z: Noise ``[S, n_blocks, k]``.
+            dz: T tangent directions in noise space ``[T, S, n_blocks, k]`` (one block is
+                broadcast to every tensor).
+
+        Returns:
+            The pair ``(w, dw)``, the weights ``[S, D]`` and their directional derivatives
+            ``dG/dz . dz`` ``[T, S, D]`` (forward-mode, through the MLP).
+        """
         zero = dz.new_zeros(*dz.shape[:-2], self._const)
         outs, douts = [], []
         for i, (g, x) in enumerate(zip(self.generators, self._inputs(z), strict=True)):
@@ -128,7 +184,15 @@ class LayerwiseGenerator(nn.Module):
         return torch.cat(outs, 1), torch.cat(douts, 2)
 
     def forward(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
-        """Draw ``num_samples`` joint weight samples ``[S, D]`` with fresh noise."""
+        """Draw ``num_samples`` joint weight samples ``[S, D]`` with fresh noise.
+
+        Args:
+            num_samples: S, the number of draws.
+            generator: The random generator for the noise; None: the global one.
+
+        Returns:
+            The weights ``[S, D]``, ``generate(draw_noise(S))``.
+        """
         return self.generate(self.draw_noise(num_samples, generator=generator))
 
     def _inputs(self, z: Tensor) -> list[Tensor]:

@@ -35,7 +35,12 @@ __all__ = ["TrainingDiverged", "TrainingGuard", "TrainingWarning"]
 
 class TrainingDiverged(FloatingPointError):
     """The loss or a gradient became NaN or infinite at ``step`` (1-based); the parameters are
-    those from before that step."""
+    those from before that step.
+
+    Args:
+        message: What diverged, and where.
+        step: The 1-based step at which it diverged (kept as ``self.step``).
+    """
 
     def __init__(self, message: str, *, step: int):
         super().__init__(message)

@@ -82,7 +82,11 @@ class FitResult:
 
 
 class TrainingInterrupted(Exception):
-    """``fit`` stopped at a step boundary because ``hooks.should_stop()`` said so."""
+    """``fit`` stopped at a step boundary because ``hooks.should_stop()`` said so.
+
+    Args:
+        step: The steps done when it stopped (kept as ``self.step``).
+    """
 
     def __init__(self, step: int):
         super().__init__(f"training stopped at step {step}")
