@@ -266,3 +266,19 @@ def test_load_dataset_registry(tmp_path: Path) -> None:
     assert load_dataset("mnist", tmp_path, validation_size=5).name == "mnist"
     with pytest.raises(ValueError, match="unknown data set"):
         load_dataset("imagenet")
+
+
+def test_a_cifar5_run_holds_out_every_class_though_the_jpeg_copy_sorts_by_class(
+    tmp_path: Path,
+) -> None:
+    from bbh.experiments.builders import load_run_data
+    from bbh.experiments.config import load_config
+
+    _jpeg_root(tmp_path, 4, 1)  # training images sorted by class, 4 each
+    for seed in ("", "data.validation_seed=3"):
+        sets = [f"data.root={tmp_path}", "data.validation_size=8"] + ([seed] if seed else [])
+        cfg = load_config("cifar5/map", scale="cpu", overrides=sets)
+        data = load_run_data(cfg)
+        assert data.val is not None and len(data.val.labels) == 8
+        assert len(set(data.val.labels.tolist())) >= 3  # the first 8 hold two classes
+        assert len(data.train_y) == 12

@@ -86,7 +86,8 @@ class DataConfig:
     root: str | None = None
     #: training images held out for per-epoch validation (MNIST: the paper's first 5,000)
     validation_size: int = field(default=0, metadata={"min": 0})
-    #: None: the paper's split (MNIST: the first images); an int: a random split with this seed
+    #: None: the paper's split (MNIST: the first images; CIFAR-5, which had none: a random split
+    #: with seed 0); an int: a random split with this seed
     validation_seed: int | None = None
     #: the out-of-distribution set for evaluation (None: none)
     ood: str | None = field(default=None, metadata=_choices(*OOD_SETS))
