@@ -47,6 +47,6 @@ def test_the_tour_trains_to_the_accuracy_it_states() -> None:
         exec(_tour_code(), scope)
     accuracy = (scope["probs"].argmax(-1) == scope["data"].test.labels).float().mean().item()
     assert abs(accuracy - stated_accuracy) <= 0.02, (accuracy, stated_accuracy)
-    assert scope["result"].temperature.chosen == temperature  # the choice results.md states
+    assert scope["result"].temperature.chosen == pytest.approx(temperature, rel=5e-3)  # as stated
     assert scope["logits"].shape == (100, 8, 10)
     assert torch.isfinite(scope["loss"])

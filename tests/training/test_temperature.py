@@ -6,9 +6,10 @@ import pytest
 import torch
 
 import bbh
+from bbh.methods.temperature import TEMPERATURE_CANDIDATES
 from bbh.nets import MLP
 from bbh.training import FitHooks, TrainingWarning, fit
-from bbh.training.temperature import choose_temperature
+from bbh.training.temperature import choose_temperature, parabola_vertex
 
 
 def _data(n: int = 96) -> tuple[torch.Tensor, torch.Tensor]:
@@ -44,11 +45,43 @@ def test_the_walk_goes_on_in_the_better_direction_and_stops_at_the_best() -> Non
     search = choose_temperature(
         model, 0.03, train=lambda: None, score=lambda: valley[round(float(model.temperature), 6)],
         reset=lambda: resets.append(1), steps_each=1, val_examples=1, val_samples=1,
+        refine=False,
     )  # fmt: skip
     assert search.chosen == 0.01 and float(model.temperature) == pytest.approx(0.01)
+    assert search.grid_best == 0.01
     assert search.candidates == (0.03, 0.1, 0.01, 0.003)  # warmer is worse: it turns colder
     assert search.val_nll == (2.5, 3.0, 2.0, 2.2)
     assert len(resets) == 5  # before each candidate and at the end
+    # refined: the vertex of the parabola through (0.03, 2.5), (0.01, 2.0), (0.003, 2.2) in
+    # log T, between the best and its better neighbour, at no extra candidate run
+    scored: list[float] = []
+
+    def score() -> float:
+        scored.append(float(model.temperature))
+        return valley[round(scored[-1], 6)]
+
+    refined = choose_temperature(
+        model, 0.03, train=lambda: None, score=score, reset=lambda: None, steps_each=1,
+        val_examples=1, val_samples=1,
+    )  # fmt: skip
+    assert refined.candidates == search.candidates and len(scored) == 4
+    assert refined.grid_best == 0.01 and 0.003 < refined.chosen < 0.01
+    assert float(model.temperature) == pytest.approx(refined.chosen)
+    assert "parabola's vertex" in refined.summary()
+
+
+def test_the_parabola_vertex_is_exact_on_a_parabola_and_stays_in_the_bracket() -> None:
+    import math
+
+    def nll(t: float) -> float:
+        return 1.0 + (math.log(t) - math.log(0.05)) ** 2
+
+    assert parabola_vertex([(t, nll(t)) for t in (0.1, 0.03, 0.01)]) == pytest.approx(0.05)
+    assert parabola_vertex([(t, nll(t)) for t in (0.3, 0.1, 0.03)]) == pytest.approx(0.05)
+    # a flat bracket or a non-finite neighbour keeps the middle; the vertex never leaves it
+    assert parabola_vertex([(0.1, 1.0), (0.03, 1.0), (0.01, 1.0)]) == 0.03
+    assert parabola_vertex([(0.1, math.inf), (0.03, 1.0), (0.01, 2.0)]) == 0.03
+    assert 0.01 <= parabola_vertex([(0.1, 1.0 + 1e-9), (0.03, 1.0), (0.01, 5.0)]) <= 0.1
 
 
 def test_fit_chooses_the_temperature_on_validation_data_and_trains_at_it() -> None:
@@ -66,14 +99,20 @@ def test_fit_chooses_the_temperature_on_validation_data_and_trains_at_it() -> No
     )
     search = result.temperature
     assert search is not None and search.start == 0.03 and search.steps_each == 12
-    assert len(search.candidates) >= 3 and search.chosen in search.candidates
+    assert len(search.candidates) >= 3 and search.grid_best in search.candidates
     # the hooks hear each candidate before it trains and with its score after
     assert calls[0::2] == [(t, None) for t in search.candidates]
     assert calls[1::2] == list(zip(search.candidates, search.val_nll, strict=True))
     best = search.candidates[search.val_nll.index(min(search.val_nll))]
-    assert search.chosen == best
+    assert search.grid_best == best
+    ladder = sorted(TEMPERATURE_CANDIDATES, reverse=True)
+    i = ladder.index(best)
+    if 0 < i < len(ladder) - 1:  # refined: between the best candidate's two neighbours
+        assert ladder[i + 1] <= search.chosen <= ladder[i - 1]
+    else:
+        assert search.chosen == best
     assert float(model.temperature) == pytest.approx(search.chosen)
-    # the main run repeats the chosen candidate's run: the same seed gives the same weights
+    # the main run is a fresh run at the chosen temperature: the same seed, the same weights
     torch.manual_seed(0)
     fixed = bbh.build("bbh", MLP(6, [5], 2), temperature=search.chosen)
     fit(fixed, x[:64], y[:64], steps=12, batch_size=16)

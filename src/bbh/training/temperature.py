@@ -4,8 +4,11 @@ Before the main training, ``fit`` trains from the initial state at one temperatu
 another, each for ``temperature_steps`` steps (by default the whole run, the KL schedule
 compressed into shorter ones), and scores each by its validation NLL (the same batches, noise
 and validation draws for every candidate). It walks a log grid from ``START_TEMPERATURE``: the
-two neighbours first, then on in the better direction while the NLL falls; the main training
-then runs at the best (repeating that candidate's run). Measured (docs/methods.md, "The model at
+two neighbours first, then on in the better direction while the NLL falls. The best grid point
+and its two neighbours bracket the minimum; the main training runs at the vertex of the parabola
+through their NLLs over log T (the parabolic step of Brent's line search: between the grid's
+half-decade points at no extra run; at a grid point, or at the edge of the grid, it repeats that
+candidate's run). Measured (docs/methods.md, "The model at
 its optimum"): on the demo, full-length candidates rank the temperatures as the test set does;
 half- and third-length ones mis-ranked one seed in three, and continuing a trained posterior at
 each temperature for a tenth of the run (tried first) favoured the coldest ones (the trained
@@ -40,6 +43,8 @@ class TemperatureSearch:
         steps_each: The short run's steps per candidate.
         val_examples: The validation examples.
         val_samples: The weight draws of the validation predictive.
+        grid_best: The candidate with the lowest validation NLL (``chosen`` is the parabola's
+            vertex between its neighbours, or it where it is at the grid's edge).
     """
 
     candidates: tuple[float, ...]  # those tried, in order
@@ -49,6 +54,7 @@ class TemperatureSearch:
     steps_each: int  # the short run's steps per candidate
     val_examples: int
     val_samples: int
+    grid_best: float | None = None  # None in records of before the parabolic refinement
 
     def to_dict(self) -> dict[str, Any]:
         """The search as a dict (for ``train.json``).
@@ -67,8 +73,9 @@ class TemperatureSearch:
         tried = ", ".join(
             f"{t:g}: {v:.4f}" for t, v in zip(self.candidates, self.val_nll, strict=True)
         )
+        how = "" if self.grid_best in (None, self.chosen) else ", the parabola's vertex"
         return (
-            f"temperature {self.chosen:g} chosen by validation NLL ({self.val_examples} "
+            f"temperature {self.chosen:.3g} chosen by validation NLL{how} ({self.val_examples} "
             f"examples; {tried})"
         )
 
@@ -119,11 +126,13 @@ def choose_temperature(
     val_samples: int,
     grid: tuple[float, ...] = TEMPERATURE_CANDIDATES,
     report: Callable[[float, float | None], None] | None = None,
+    refine: bool = True,
 ) -> TemperatureSearch:
     """Walk ``grid`` from ``start``: each candidate trained by ``train()`` from the state that
     ``reset()`` restores, scored by ``score()`` (lower is better). Leaves the method reset, at
-    the best temperature. ``report(t, None)`` before a candidate trains, ``report(t, nll)``
-    after."""
+    the best temperature: with ``refine``, the vertex of the parabola in log T through the best
+    candidate and its two neighbours (``parabola_vertex``), else the best candidate.
+    ``report(t, None)`` before a candidate trains, ``report(t, nll)`` after."""
     ladder = sorted(grid, reverse=True)
     if start not in ladder:
         raise ValueError(f"the start temperature {start} is not in the grid {ladder}")
@@ -157,9 +166,38 @@ def choose_temperature(
             "the temperature search found no candidate with a finite validation NLL"
         )
     reset()
-    chosen = ladder[here]
+    best = chosen = ladder[here]
+    if refine and 0 < here < len(ladder) - 1:
+        points = [(ladder[i], scores.get(ladder[i], math.inf)) for i in (here - 1, here, here + 1)]
+        chosen = parabola_vertex(points)
     cast(TemperedKL, method).set_temperature(chosen)
     return TemperatureSearch(
         tuple(scores), tuple(scores.values()), chosen, start, steps_each, val_examples,
-        val_samples,
+        val_samples, best,
     )  # fmt: skip
+
+
+def parabola_vertex(points: list[tuple[float, float]]) -> float:
+    """The temperature at the vertex of the parabola in ``log T`` through three
+    ``(T, val_nll)`` points whose middle one has the lowest NLL (Brent's parabolic step).
+
+    The vertex lies between the outer two; with a non-finite NLL among them, or a flat
+    bracket, it is the middle temperature.
+
+    Args:
+        points: Three ``(temperature, val_nll)`` pairs, the middle one the lowest.
+
+    Returns:
+        The temperature at the vertex.
+    """
+    (t0, f0), (t1, f1), (t2, f2) = points
+    if not all(math.isfinite(f) for f in (f0, f1, f2)):
+        return t1
+    x0, x1, x2 = (math.log(t) for t in (t0, t1, t2))
+    num = (x1 - x0) ** 2 * (f1 - f2) - (x1 - x2) ** 2 * (f1 - f0)
+    den = (x1 - x0) * (f1 - f2) - (x1 - x2) * (f1 - f0)
+    if den == 0.0:
+        return t1
+    x = x1 - 0.5 * num / den
+    lo, hi = min(x0, x2), max(x0, x2)
+    return math.exp(min(max(x, lo), hi))
