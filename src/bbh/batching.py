@@ -6,7 +6,7 @@ and whatever a user's module calls): functorch then raises "Batching rule not im
 We could not generate a fallback". ``sampled_forward`` catches that error once, finds the module
 whose ``forward`` raised it (from the traceback), remembers its type for the rest of the process
 (``needs_loop``: later calls go straight to the loop) and warns once per type with a
-:class:`VmapFallbackWarning` naming the module and the cost: S sequential forward passes.
+``VmapFallbackWarning`` naming the module and the cost: S sequential forward passes.
 
 Others have a slow generic fallback (PyTorch warns "There is a performance drop because we have
 not yet implemented the batching rule for aten::_native_multi_head_attention"): attention

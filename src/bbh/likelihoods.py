@@ -6,7 +6,7 @@
 
 ``Likelihood.predictive(outputs [S, B, C])`` is what ``Method.predict`` returns: for
 ``categorical`` the predictive probabilities ``[B, C]`` (the mean of the softmaxes); for
-``gaussian`` a :class:`RegressionPrediction` (predictive mean and standard deviations), never a
+``gaussian`` a ``RegressionPrediction`` (predictive mean and standard deviations), never a
 softmax.
 """
 

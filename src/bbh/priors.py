@@ -17,7 +17,7 @@
   (Bayes by Backprop's and MNF's), also named in ``bbh.divergences.gaussian``.
 
 A prior whose scales differ between tensors must be bound to the weights' layout before use
-(:meth:`GaussianPrior.bind`: the methods do it); it is an ``nn.Module`` only so that its scales
+(``GaussianPrior.bind``: the methods do it); it is an ``nn.Module`` only so that its scales
 follow ``.to()`` (they are not saved in a state dict).
 """
 
@@ -41,9 +41,9 @@ class GaussianPrior(nn.Module):
 
     Args:
         scale: s; with ``fan_in``, the gain g of ``s_t = g / sqrt(fan_in_t)``.
-        fan_in: one scale per parameter tensor from its fan-in (needs :meth:`bind`).
+        fan_in: one scale per parameter tensor from its fan-in (needs ``bind``).
         empirical_bayes: one scale per tensor set by the ELBO (see the module docstring;
-            needs :meth:`bind`).
+            needs ``bind``).
 
     Raises:
         ValueError: ``scale`` is not a positive finite number, or both ``fan_in`` and

@@ -156,3 +156,14 @@ def test_the_exemptions_are_still_needed() -> None:
     names = _callables()
     stale = [qual for qual in EXEMPT if qual not in names]
     assert not stale, f"exempted names that are gone (remove them from EXEMPT): {stale}"
+
+
+def test_no_sphinx_roles_which_the_site_shows_as_raw_text() -> None:
+    role = re.compile(r":(?:py:)?(?:meth|class|func|attr|mod|exc|data|obj):`")
+    found = [
+        f"{path.relative_to(SRC)}:{i}"
+        for path in sorted(SRC.rglob("*.py"))
+        for i, line in enumerate(path.read_text().splitlines(), 1)
+        if role.search(line)
+    ]
+    assert not found, f"Sphinx roles (write ``name`` instead): {found}"

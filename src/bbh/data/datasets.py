@@ -1,15 +1,15 @@
 """The paper's data sets as in-memory tensors with class names (as read by the paper's code,
 pawni/BayesByHypernet, ``utils.py`` and ``utils_cifar.py``).
 
-- :func:`load_mnist`: train 55,000 / validation 5,000 / test 10,000, float32 ``[N, 1, 28, 28]``
+- ``load_mnist``: train 55,000 / validation 5,000 / test 10,000, float32 ``[N, 1, 28, 28]``
   in [0, 1] (TF ``read_data_sets(validation_size=5000)``: the validation set is the *first*
   5,000 training images, not shuffled).
-- :func:`load_notmnist`: the notMNIST test split (10,000 letters A-J), the OOD set for MNIST.
-- :func:`load_cifar10`, :func:`load_cifar5`: uint8 ``[N, 3, 32, 32]``; CIFAR-5 = classes 0-4 in
+- ``load_notmnist``: the notMNIST test split (10,000 letters A-J), the OOD set for MNIST.
+- ``load_cifar10``, ``load_cifar5``: uint8 ``[N, 3, 32, 32]``; CIFAR-5 = classes 0-4 in
   (train 25,000, test 5,000) and the test images of classes 5-9 as OOD (5,000).
 
 Each function reads from the data root (``root`` > ``$BBH_DATA`` > user cache, see
-:mod:`bbh.data.paths`), downloads missing files unless offline, and caches decoded CIFAR arrays.
+``bbh.data.paths``), downloads missing files unless offline, and caches decoded CIFAR arrays.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class LabeledData(Dataset[tuple[Tensor, Tensor]]):
     A user's own data (``bbh.data.user_data``) may hold other inputs ``[N, ...]`` (features
     ``[N, F]``, token ids int64 ``[N, T]``) and, for regression, float targets ``[N]`` or
     ``[N, D]`` with no class names. A map-style ``Dataset``; for training, iterate whole batches
-    with :class:`bbh.data.loader.TensorLoader` instead of a per-item ``DataLoader``.
+    with ``bbh.data.loader.TensorLoader`` instead of a per-item ``DataLoader``.
 
     Args:
         images: The inputs ``[N, ...]``: images ``[N, C, H, W]`` or a user's features or token

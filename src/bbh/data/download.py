@@ -5,7 +5,7 @@ A download streams into a temporary file beside its destination, checks the byte
 (``os.replace``). A failed, interrupted or corrupt transfer leaves nothing behind.
 
 Offline mode (``offline=True`` or ``$BBH_OFFLINE=1``) never touches the network; a missing file
-raises :class:`~bbh.data.errors.MissingDataError` saying which file, where to put it, and where to
+raises ``bbh.data.errors.MissingDataError`` saying which file, where to put it, and where to
 get it.
 """
 

@@ -1,6 +1,6 @@
 """In-memory batch iteration: the whole data set is a tensor, augmentation runs per batch.
 
-A :class:`TensorLoader` slices batches out of tensors already in memory (no worker processes, no
+A ``TensorLoader`` slices batches out of tensors already in memory (no worker processes, no
 per-item ``__getitem__``, no collation), so a training epoch never waits on data loading.
 """
 
@@ -18,7 +18,7 @@ class TensorLoader:
     """Iterate ``(x, y)`` batches over in-memory tensors.
 
     Args:
-        data: a :class:`LabeledData` or a pair ``(images [N, ...], labels [N])``.
+        data: a ``LabeledData`` or a pair ``(images [N, ...], labels [N])``.
         batch_size: examples per batch.
         shuffle: draw a new permutation (from ``generator``) at the start of every epoch.
         drop_last: skip the last, smaller batch.

@@ -1,14 +1,14 @@
 """Readers for the on-disk formats, all in numpy (no torchvision).
 
-- IDX (the MNIST / notMNIST format), raw or gzip-compressed: :func:`read_idx`,
-  :func:`read_idx_pair`.
+- IDX (the MNIST / notMNIST format), raw or gzip-compressed: ``read_idx``,
+  ``read_idx_pair``.
 - The canonical CIFAR-10 python batches, from ``cifar-10-batches-py/`` or straight from
-  ``cifar-10-python.tar.gz``: :func:`read_cifar10_python`.
+  ``cifar-10-python.tar.gz``: ``read_cifar10_python``.
 - Image folders (``<split>/<class>/<image>.{jpg,png}``), from a folder or straight from a
-  ``.tar``/``.tar.gz`` archive of one: :func:`read_image_folder`, :func:`read_image_folders`.
+  ``.tar``/``.tar.gz`` archive of one: ``read_image_folder``, ``read_image_folders``.
 
 Images come back as ``uint8`` arrays in NCHW layout ``[N, C, H, W]``, labels as ``int64 [N]``.
-Every malformed input raises :class:`~bbh.data.errors.DataError` naming the file.
+Every malformed input raises ``bbh.data.errors.DataError`` naming the file.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ The function takes no arguments and returns one of:
 
 The test split may be left out (``x_test``/``y_test`` or ``test`` missing, or ``None``) when the
 config holds some training examples out instead (``data.test_size``). Datasets are read item by
-item into tensors, up to :data:`MAX_DATASET_BYTES`.
+item into tensors, up to ``MAX_DATASET_BYTES``.
 """
 
 from __future__ import annotations

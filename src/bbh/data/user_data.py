@@ -1,7 +1,7 @@
-"""A user's own data as :class:`~bbh.data.datasets.DatasetSplits`: checked, split, fingerprinted.
+"""A user's own data as ``bbh.data.datasets.DatasetSplits``: checked, split, fingerprinted.
 
-:func:`user_splits` takes the arrays read by :mod:`bbh.data.user_files` or returned by the
-user's function (:mod:`bbh.data.user_callable`) and checks them the way the shipped sets are
+``user_splits`` takes the arrays read by ``bbh.data.user_files`` or returned by the
+user's function (``bbh.data.user_callable``) and checks them the way the shipped sets are
 checked: inputs ``[N, ...]`` of numbers (float64 becomes float32, ``[N]`` becomes ``[N, 1]``,
 uint8 stays pixels that become [0, 1] floats, integer token ids stay integers), targets of the
 same length, the test inputs shaped like the training inputs, and
@@ -11,7 +11,7 @@ same length, the test inputs shaped like the training inputs, and
 - ``task="regression"``: finite float32 targets ``[N]`` or ``[N, D]``, no class names.
 
 Then it holds out ``validation_size`` training examples (and ``test_size`` when there is no test
-split) at random. :func:`fingerprint` hashes the arrays, so a run folder never mixes data.
+split) at random. ``fingerprint`` hashes the arrays, so a run folder never mixes data.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Readers for a user's own data files: ``.npz``, a ``.npy`` pair, ``.csv``, an image folder.
 
-:func:`read_user_file` returns ``(x, y, class_names)`` as numpy arrays: ``x [N, ...]`` as stored
+``read_user_file`` returns ``(x, y, class_names)`` as numpy arrays: ``x [N, ...]`` as stored
 (a CSV gives float ``[N, F]``, an image folder uint8 ``[N, C, H, W]``), ``y [N]`` or ``[N, D]``
 numbers, or strings for a CSV target column of class names; ``class_names`` comes only from an
 image folder (its sorted sub-folders). Every error is a one-line
-:class:`~bbh.data.errors.DataError` that starts with the config field and the file
+``bbh.data.errors.DataError`` that starts with the config field and the file
 (``data.train = x.csv: ...``).
 """
 

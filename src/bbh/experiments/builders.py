@@ -90,7 +90,7 @@ def build_net(cfg: ExperimentConfig) -> nn.Module:
 
 
 def build_method(cfg: ExperimentConfig, net: nn.Module | None = None) -> Method:
-    """The method of ``cfg`` around a fresh net; bad option values raise :class:`ConfigError`."""
+    """The method of ``cfg`` around a fresh net; bad option values raise ``ConfigError``."""
     net = build_net(cfg) if net is None else net
     try:
         return build(cfg.method.name, net, **cfg.method.options)

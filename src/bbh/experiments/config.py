@@ -12,7 +12,7 @@ it; tables are merged key by key) and carries its two scales as override tables:
 
 ``load_config(name, scale=..., overrides=["method.options.noise_dim=64"])`` merges base, file,
 scale table and ``--set`` overrides, then checks every key and value: an unknown key, a wrong type
-or an impossible value raises :class:`ConfigError` naming the file, the dotted key and what is
+or an impossible value raises ``ConfigError`` naming the file, the dotted key and what is
 allowed, before anything runs.
 """
 
@@ -291,7 +291,7 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
 def load_config(
     name_or_path: str | Path, *, scale: str = "paper", overrides: Sequence[str] = ()
 ) -> AnyConfig:
-    """Load, merge and check a config (see the module docstring); raises :class:`ConfigError`."""
+    """Load, merge and check a config (see the module docstring); raises ``ConfigError``."""
     if scale not in SCALES:
         raise ConfigError(f"unknown scale {scale!r}; allowed: {list(SCALES)}")
     path = resolve_config_path(name_or_path)
@@ -410,7 +410,7 @@ def resolved_options(factory: Callable[..., Any], options: Mapping[str, Any]) ->
 def check_options(
     factory: Callable[..., Any], options: Mapping[str, Any], key: str, source: str
 ) -> None:
-    """Raise :class:`ConfigError` for option names that ``factory`` does not take."""
+    """Raise ``ConfigError`` for option names that ``factory`` does not take."""
     params = inspect.signature(factory).parameters
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return

@@ -1,6 +1,6 @@
 """``bbh evaluate RUN``: the evaluation suite on a saved run, written into the run folder.
 
-Runs :func:`bbh.evaluation.evaluate` (the paper's protocol and the extended suite) with the run's
+Runs ``bbh.evaluation.evaluate`` (the paper's protocol and the extended suite) with the run's
 evaluation settings, then, for MNIST-like data, the paper's qualitative studies (its code,
 pawni/BayesByHypernet, ``utils.py``): rotations of test images #270 (a 3), #202 (a 1) and
 #217 (a 6), the 3-to-8 mixup of #270 and #391, the per-class probability spread, and weight

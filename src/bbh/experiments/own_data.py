@@ -1,8 +1,8 @@
 """The user's own data in a run: ``[data] name = "files"`` or ``"callable"`` (docs/own_data.md).
 
-:func:`load_own_splits` reads the files (``bbh.data.user_files``) or calls the function
+``load_own_splits`` reads the files (``bbh.data.user_files``) or calls the function
 (``bbh.data.user_callable``) and checks and splits the result (``bbh.data.user_data``).
-:func:`sized_config` fills the net's size options that the config leaves out (``in_features``,
+``sized_config`` fills the net's size options that the config leaves out (``in_features``,
 ``in_channels``, ``out_features``, ``num_classes``) from the data, so that ``[net] name = "mlp"``
 with only ``hidden = [64]`` fits any table of features.
 """
@@ -87,7 +87,7 @@ def sized_config(
     cfg: ExperimentConfig, factory: Any, input_shape: tuple[int, ...], outputs: int
 ) -> ExperimentConfig:
     """``cfg`` with the net's size options filled from the data where the config leaves them
-    out; one that contradicts the data is a :class:`ConfigError`.
+    out; one that contradicts the data is a ``ConfigError``.
 
     ``input_shape`` is one example's (``x.shape[1:]``), ``outputs`` the classes (or the target
     dimension). Options: ``in_features`` (all input values), ``in_channels`` (``x.shape[1]``),

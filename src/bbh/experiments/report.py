@@ -66,7 +66,7 @@ class RunRow:
 
 
 def read_row(name: str, run: RunFolder) -> RunRow:
-    """A :class:`RunRow` from a trained and evaluated run folder."""
+    """A ``RunRow`` from a trained and evaluated run folder."""
     ev = read_json(run.evaluation_file)
     paper, ext, meta = ev.get("paper_protocol", {}), ev.get("extended", {}), ev.get("meta", {})
     ood = ext.get("ood", {}).get("entropy", {})

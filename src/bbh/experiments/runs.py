@@ -118,7 +118,7 @@ class RunFolder:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold this folder for the calling process (an advisory ``flock`` on ``.lock``, released
-        when the process dies); :class:`RunBusy` if another process holds it. Reentrant."""
+        when the process dies); ``RunBusy`` if another process holds it. Reentrant."""
         key = self.path.resolve()
         if key in _held:
             yield
@@ -190,7 +190,7 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def check_writable(folder: Path) -> None:
-    """Create ``folder`` and write a probe file, or raise :class:`RunError` saying why not."""
+    """Create ``folder`` and write a probe file, or raise ``RunError`` saying why not."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
@@ -219,7 +219,7 @@ def load(run: str | os.PathLike[str], device: str | torch.device | None = None) 
 
     Rebuilds the net and the method from the saved config and loads the plain ``state_dict``;
     a file of another format version or a layout that no longer matches the code is a
-    :class:`RunError` that says so.
+    ``RunError`` that says so.
     """
     method, _ = load_with_config(run, device)
     return method

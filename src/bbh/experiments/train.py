@@ -3,7 +3,7 @@
 ``train_run(cfg, out)`` builds the method (a bad option stops here, before any file is written),
 checks the folder (a finished run of the same config is not retrained; one of another config, an
 unfinished run without ``resume`` and a foreign folder are errors), loads the data, then trains
-with :func:`bbh.training.fit`, writing ``log.jsonl`` rows, per-epoch validation, checkpoints every
+with ``bbh.training.fit``, writing ``log.jsonl`` rows, per-epoch validation, checkpoints every
 ``train.checkpoint_every`` steps and at the end, ``model.pt`` and, last, ``train.json``.
 SIGINT stops at the next step boundary with a checkpoint (a second SIGINT stops at once).
 
@@ -308,7 +308,7 @@ def _fit(
     progress: bool,
 ) -> FitResult:
     """``bbh.training.fit`` with the run's hooks, a progress bar and SIGINT as a stop request;
-    an interruption or a non-finite loss becomes a one-line :class:`RunError`."""
+    an interruption or a non-finite loss becomes a one-line ``RunError``."""
     with progress_bar(steps, state.step if state else 0, cfg.display_name, progress) as bar:
         hooks.bar = bar
         try:
@@ -361,7 +361,7 @@ def _validation_pair(data: RunData, dev: torch.device) -> tuple[torch.Tensor, to
 
 
 def _check_folder(run: RunFolder, digest: str, resume: bool | None) -> str:
-    """The folder's status if this run may use it as asked, else a :class:`RunError`."""
+    """The folder's status if this run may use it as asked, else a ``RunError``."""
     status = run.status()
     if status == "foreign":
         raise RunError(f"{run.path} is not a bbh run folder (it holds other files); use a new one")

@@ -152,7 +152,7 @@ class Method(nn.Module):
         return [{"params": [p for p in self.parameters() if p.requires_grad], "lr": lr}]
 
     def draw_predictive(self, num_samples: int) -> Tensor | None:
-        """``num_samples`` posterior draws that :meth:`predict_logits_with` applies to any batch,
+        """``num_samples`` posterior draws that ``predict_logits_with`` applies to any batch,
         or None (the default) where the method draws its noise with each batch.
 
         ``bbh.evaluation.predict_batched`` uses them to predict a whole data set with one set of
@@ -167,10 +167,10 @@ class Method(nn.Module):
         return None
 
     def predict_logits_with(self, draws: Tensor, x: Inputs) -> Tensor:
-        """Outputs ``[S, B, C]`` of the draws of :meth:`draw_predictive` on the batch ``x``.
+        """Outputs ``[S, B, C]`` of the draws of ``draw_predictive`` on the batch ``x``.
 
         Args:
-            draws: Draws from :meth:`draw_predictive`.
+            draws: Draws from ``draw_predictive``.
             x: Inputs ``[B, ...]``, as for ``loss``.
 
         Returns:

@@ -264,7 +264,7 @@ class BayesByBackprop(TemperedKL, Method):
         return loss, logs
 
     def draw_predictive(self, num_samples: int) -> Tensor | None:
-        """Weight samples ``[S, D]`` for :meth:`predict_logits_with`; None with
+        """Weight samples ``[S, D]`` for ``predict_logits_with``; None with
         ``predict_noise="training"`` (noise per example is drawn with each batch).
 
         Args:
@@ -282,7 +282,7 @@ class BayesByBackprop(TemperedKL, Method):
         """Outputs ``[S, B, C]`` of given weight samples ``[S, D]`` on the batch ``x``.
 
         Args:
-            draws: Weight samples ``[S, D]`` from :meth:`draw_predictive`.
+            draws: Weight samples ``[S, D]`` from ``draw_predictive``.
             x: Inputs ``[B, ...]``, as for ``loss``.
 
         Returns:

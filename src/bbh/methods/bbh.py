@@ -1003,7 +1003,7 @@ class BayesByHypernet(TemperedKL, Method):
         return torch.cat(outs)
 
     def draw_predictive(self, num_samples: int) -> Tensor:
-        """Joint weight samples ``[S, D]`` for :meth:`predict_logits_with` (fresh noise; with
+        """Joint weight samples ``[S, D]`` for ``predict_logits_with`` (fresh noise; with
         an exact output layer, D counts it).
 
         Args:
@@ -1018,7 +1018,7 @@ class BayesByHypernet(TemperedKL, Method):
         """Outputs ``[S, B, C]`` of given weight samples ``[S, D]`` on the batch ``x``.
 
         Args:
-            draws: Weight samples ``[S, D]`` from :meth:`draw_predictive`.
+            draws: Weight samples ``[S, D]`` from ``draw_predictive``.
             x: Inputs ``[B, ...]``, as for ``loss``.
 
         Returns:

@@ -12,7 +12,7 @@ net, batches and data order as bbh's own methods, for ``bbh compare``.
 They live in their own registry, ``PEERS``, rather than ``bbh.build``'s: ``build`` returns a
 method that ``bbh.fit`` trains by its ``loss``, while Laplace is fitted post hoc, IVON steps its
 own optimiser inside ``sampled_params`` and SWAG collects moments along a run. Each peer is
-instead trained by one call, :func:`train_peer`, that uses ``fit``'s ``ShuffleSampler`` order for
+instead trained by one call, ``train_peer``, that uses ``fit``'s ``ShuffleSampler`` order for
 the same ``seed`` (Laplace and SWAG train through ``fit`` itself). laplace-torch and ivon-opt are
 imported only when a peer needs them; without them the error names the ``peers`` extra.
 """

@@ -3,7 +3,7 @@ is Effective for Large Deep Networks", ICML 2024), through its own package ``ivo
 
 IVON learns a diagonal Gaussian posterior ``N(m, 1 / (ess * (h + wd)))`` over the weights at
 about Adam's cost: each step draws a weight sample inside ``optimizer.sampled_params``, and the
-optimiser's Hessian estimate ``h`` sets the variances. After training, :class:`IVONPeer` keeps the
+optimiser's Hessian estimate ``h`` sets the variances. After training, ``IVONPeer`` keeps the
 mean (the net's weights) and the standard deviations as buffers, so that prediction and saving
 need no optimiser; a draw is ``m + std * eps``, the optimiser's own ``_sample_params``.
 
@@ -34,7 +34,7 @@ from bbh.training.schedules import lr_factor
 class IVONPeer(SampledWeights):
     """A net with IVON's diagonal Gaussian posterior (see the module docstring).
 
-    Build it with :func:`train_ivon`; ``predict`` averages the softmaxes of S weight draws.
+    Build it with ``train_ivon``; ``predict`` averages the softmaxes of S weight draws.
 
     Args:
         net: Any ``nn.Module`` (copied).

@@ -38,7 +38,7 @@ BACKENDS = {"curvlinops": "CurvlinopsGGN", "asdl": "AsdlGGN", "backpack": "BackP
 class LaplacePeer(Method):
     """A laplace-torch Laplace approximation behind ``bbh.Method`` (see the module docstring).
 
-    Build it with :func:`fit_laplace`. Its ``loss`` refuses: the approximation is fitted post
+    Build it with ``fit_laplace``. Its ``loss`` refuses: the approximation is fitted post
     hoc, not trained.
 
     Args:

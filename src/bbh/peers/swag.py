@@ -34,7 +34,7 @@ from bbh.training.loop import FitHooks, fit
 class SWAG(SampledWeights):
     """SWA-Gaussian over ``net``'s weights (see the module docstring).
 
-    Build it with :func:`train_swag`, or call :meth:`collect` on weight snapshots yourself.
+    Build it with ``train_swag``, or call ``collect`` on weight snapshots yourself.
 
     Args:
         net: Any ``nn.Module`` (copied); its weights become the SWA mean after collection.

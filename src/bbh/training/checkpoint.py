@@ -188,7 +188,7 @@ def load_latest_checkpoint(
 ) -> tuple[TrainState, Path, list[str]]:
     """The newest readable checkpoint, its path, and a note for each newer one that was not.
 
-    Raises :class:`CheckpointError` if there is none or none can be read.
+    Raises ``CheckpointError`` if there is none or none can be read.
 
     Args:
         folder: The checkpoints folder.

@@ -2,15 +2,15 @@
 
 ``bbh.training.fit`` trains data-parallel whenever a ``torch.distributed`` process group with
 more than one process is initialised (``torchrun`` starts the processes, ``init_process_group``
-joins them; ``bbh train`` does both through :func:`process_group_from_env`). The semantics, for
+joins them; ``bbh train`` does both through ``process_group_from_env``). The semantics, for
 a run on R ranks with ``batch_size = G`` (the **global** batch):
 
-- **Data**: every rank holds the whole training set; :class:`~bbh.training.ShuffleSampler` draws
+- **Data**: every rank holds the whole training set; ``bbh.training.ShuffleSampler`` draws
   the same seeded permutation on every rank and gives rank r the r-th of R equal slices of each
   global batch, so the union of the ranks' batches is the batch a single process would draw with
   the same seed (``G`` must be a multiple of R).
 - **Noise**: after the (identical, seeded) initialisation, rank r reseeds torch's global
-  generators with :func:`seed_for_rank` ``(seed, r)``: its weight samples, dropout masks and
+  generators with ``seed_for_rank`` ``(seed, r)``: its weight samples, dropout masks and
   prior draws are its own.
 - **Loss**: each rank computes the method's loss on its slice with ``num_data`` = the global
   training-set size; DDP averages the gradients, so the NLL part is the gradient of the global
@@ -19,7 +19,7 @@ a run on R ranks with ``batch_size = G`` (the **global** batch):
 - **Communication**: one gradient all-reduce per step through DDP (every trainable parameter:
   hypernet, posterior scales, discriminator, flows; parameters a step leaves unused are found
   by DDP's ``find_unused_parameters``), plus one all-reduce of three numbers per step
-  (:class:`StepAgreement`: the guard's non-finite flags and a stop request, so all ranks skip,
+  (``StepAgreement``: the guard's non-finite flags and a stop request, so all ranks skip,
   stop and raise at the same step), and one at each log row (means over ranks).
 - **Files**: only rank 0 calls ``FitHooks.on_log`` and ``on_checkpoint``; a checkpoint holds
   every rank's RNG state (gathered to rank 0) and the number of ranks, and resumes only with
@@ -121,7 +121,7 @@ class DDPSettings:
 
 
 def current_ranks() -> Ranks | None:
-    """The initialised process group as :class:`Ranks`, or None (none, or a single process)."""
+    """The initialised process group as ``Ranks``, or None (none, or a single process)."""
     if not (dist.is_available() and dist.is_initialized()):
         return None
     world = dist.get_world_size()
@@ -177,7 +177,7 @@ def process_group_from_env(
     Yields None in a single process (``WORLD_SIZE`` unset or 1). An already initialised group
     is used as it is (and left alone afterwards); otherwise ``init_process_group`` reads
     ``MASTER_ADDR``, ``MASTER_PORT``, ``RANK`` and ``WORLD_SIZE`` (``env://``), with the backend
-    of :func:`resolve_backend` and, on CUDA, the device ``cuda:LOCAL_RANK``; the group is
+    of ``resolve_backend`` and, on CUDA, the device ``cuda:LOCAL_RANK``; the group is
     destroyed at the end.
 
     Args:
@@ -233,7 +233,7 @@ def process_group_from_env(
 
 @contextlib.contextmanager
 def collective(what: str) -> Iterator[None]:
-    """Turn a failed collective into a :class:`DistributedError` that says what it means."""
+    """Turn a failed collective into a ``DistributedError`` that says what it means."""
     try:
         yield
     except DistributedError:
@@ -276,7 +276,7 @@ E = TypeVar("E", bound=BaseException)
 
 def reported_by_main(exc: E, ranks: Ranks | None) -> E:
     """Mark ``exc`` on ranks other than 0 as one that rank 0 raises too (and reports): a
-    command prints it once, from rank 0 (see :func:`is_reported_by_main`)."""
+    command prints it once, from rank 0 (see ``is_reported_by_main``)."""
     if ranks is not None and not ranks.is_main:
         exc.bbh_reported_by_main = True  # type: ignore[attr-defined]
     return exc
@@ -377,7 +377,7 @@ def shard(n: int, ranks: Ranks | None) -> slice:
 
 
 def check_same_data(x: Inputs, y: Tensor, ranks: Ranks) -> None:
-    """Raise :class:`DistributedError` on every rank unless every rank holds the same (x, y)
+    """Raise ``DistributedError`` on every rank unless every rank holds the same (x, y)
     (compared by an order-sensitive float64 fingerprint: one pass over the data; every tensor of
     a batch structure counts)."""
     n = len(y)
@@ -430,7 +430,7 @@ def broadcast_module_state(module: nn.Module, ranks: Ranks) -> None:
 
 
 def check_parameters_agree(module: nn.Module, ranks: Ranks, step: int) -> None:
-    """Raise :class:`DistributedError` if the ranks' parameters differ after ``step``."""
+    """Raise ``DistributedError`` if the ranks' parameters differ after ``step``."""
     parts = [p.detach().double().sum().reshape(1) for p in module.parameters()]
     if not _agree(parts, ranks):
         raise DistributedError(
@@ -440,7 +440,7 @@ def check_parameters_agree(module: nn.Module, ranks: Ranks, step: int) -> None:
 
 
 def check_resumable(state: Any, steps: int, world_size: int) -> None:
-    """A :class:`~bbh.training.TrainState` that this run (``steps``, ``world_size``) can
+    """A ``bbh.training.TrainState`` that this run (``steps``, ``world_size``) can
     continue, else ``ValueError``."""
     if state.step > steps:
         raise ValueError(f"the checkpoint is at step {state.step}, past steps={steps}")
@@ -469,7 +469,7 @@ def start_ranks(
 ) -> tuple[int, float]:
     """Start (or resume) a DDP run: ``(start step, seconds trained before)`` on every rank.
 
-    A fresh run reseeds each rank's global generators with :func:`seed_for_rank`. A resumed one
+    A fresh run reseeds each rank's global generators with ``seed_for_rank``. A resumed one
     loads rank 0's ``resume`` (checked there) and broadcasts it: the optimiser state, the
     sampler state and each rank's RNG state; the method's state reaches the other ranks when
     DDP is built (it broadcasts rank 0's parameters and buffers).
@@ -563,7 +563,7 @@ class StepAgreement:
     Given to ``TrainingGuard`` as ``reduce_flags``: the guard's ``[loss bad, gradient bad]``
     flags of this rank go in, the flags of any rank come out, so every rank skips the same
     steps and raises at the same log. The stop request (``should_stop()`` on any rank, e.g.
-    a SIGINT that ``torchrun`` forwarded) rides along; :meth:`stop_agreed` reads it one step
+    a SIGINT that ``torchrun`` forwarded) rides along; ``stop_agreed`` reads it one step
     late, so that reading it never waits for the current step (no host sync on a GPU).
     """
 

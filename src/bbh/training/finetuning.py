@@ -3,7 +3,7 @@
 ``start_from(net, "bbh")`` builds the method around the trained net so that, before any step,
 its predictive is the trained net's (up to the posterior's initial spread);
 ``finetune(net, x, y, "bbh", steps=...)`` then trains the posterior for a short budget with
-:func:`bbh.training.fit`. What starts where (``FINETUNE_STARTS``):
+``bbh.training.fit``. What starts where (``FINETUNE_STARTS``):
 
 - ``bbh``: the generator's per-weight means (the chunked generator's offset, the layer-wise
   generators' output biases) at the trained weights; the generated spread around them scaled

@@ -7,10 +7,10 @@ data are checked once up front (``bbh.validation``), so the steps skip the value
 ``TrainingGuard`` (``bbh.training.guards``) catches a non-finite loss or gradient at the step it
 happens and warns when the KL or the NLL look wrong.
 
-What a run around the loop needs plugs in through :class:`FitHooks`: log rows, the end of each
+What a run around the loop needs plugs in through ``FitHooks``: log rows, the end of each
 epoch (validation; run under a forked RNG so it never changes the training's random stream),
 checkpoints every ``checkpoint_every`` steps and a stop request (SIGINT). ``resume=`` a
-:class:`TrainState` continues a run exactly: the same batches, noise and optimiser state, so on
+``TrainState`` continues a run exactly: the same batches, noise and optimiser state, so on
 the CPU the weights end bit-identical to those of an uninterrupted run.
 
 When a ``torch.distributed`` process group of several processes is initialised (``torchrun``),
@@ -94,7 +94,7 @@ class TrainingInterrupted(Exception):
 
 
 class FitHooks:
-    """Callbacks of :func:`fit`; every one is optional (this base class does nothing).
+    """Callbacks of ``fit``; every one is optional (this base class does nothing).
 
     ``checkpoint_every``: call ``on_checkpoint(state)`` every that many steps, at the end and on a
     stop. Under DDP ``on_log`` and ``on_checkpoint`` run on rank 0 only (log rows hold means
