@@ -6,6 +6,8 @@ For each page ``docs/api/<module>.md`` the module's public names (its ``__all__`
 public names it defines) must each have an anchor on the built page ``site/api/<module>/``:
 ``<module>.<name>``, or one ending in ``.<name>`` where the page documents the object at its
 defining module (a function named like its submodule, such as ``bbh.evaluation.evaluate``).
+Every function and method entry must also have text (a method that overrides a documented one
+without a docstring of its own gets its base's, through ``scripts/griffe_examples.py``).
 Exits 1 listing what is missing.
 """
 
@@ -51,15 +53,40 @@ def missing_names(site: Path, docs: Path = ROOT / "docs") -> dict[str, list[str]
     return missing
 
 
+#: a function's or method's entry: its anchor, then its (possibly empty) contents block
+_ENTRY = re.compile(
+    r'<div class="doc doc-object doc-function">\s*<h\d id="([^"]+)".*?'
+    r'<div class="doc doc-contents ">(.*?)</div>\s*</div>',
+    re.S,
+)
+
+
+def empty_entries(site: Path, docs: Path = ROOT / "docs") -> list[str]:
+    """The functions and methods on the API pages whose entry shows a signature and no text."""
+    empty = []
+    for page in sorted((docs / "api").glob("*.md")):
+        built = site / "api" / page.stem / "index.html"
+        if built.is_file():
+            text = built.read_text(encoding="utf-8")
+            empty += [anchor for anchor, body in _ENTRY.findall(text) if "<p>" not in body]
+    return empty
+
+
 def main(argv: list[str]) -> int:
     site = Path(argv[1]) if len(argv) > 1 else ROOT / "site"
     missing = missing_names(site)
+    empty = empty_entries(site)
+    for anchor in empty:
+        print(f"{anchor}: its API entry has a signature and no text", file=sys.stderr)
     pages = len(list((ROOT / "docs" / "api").glob("*.md")))
-    if missing:
-        for module_name, names in missing.items():
-            print(f"{module_name}: not in the API reference: {', '.join(names)}", file=sys.stderr)
+    for module_name, names in missing.items():
+        print(f"{module_name}: not in the API reference: {', '.join(names)}", file=sys.stderr)
+    if missing or empty:
         return 1
-    print(f"check_api_reference: every public name of the {pages} API pages' modules is there")
+    print(
+        f"check_api_reference: every public name of the {pages} API pages' modules is there, "
+        "every function's and method's entry with text"
+    )
     return 0
 
 

@@ -23,3 +23,43 @@ class ExampleSections(griffe.Extension):
         docstring = obj.docstring
         if docstring is not None and "Example:" in docstring.value:
             docstring.value = _EXAMPLE.sub(r"\1Examples:", docstring.value)
+
+
+class InheritedDocstrings(griffe.Extension):
+    """Give a method that overrides a documented one without a docstring of its own (``loss``,
+    ``predict_logits`` of each method; ruff's D102 is waived there for that reason) its base's
+    docstring, so that its API entry is not empty."""
+
+    def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
+        for cls in _classes(pkg):
+            try:
+                bases = cls.mro()
+            except Exception:  # an unresolvable base (outside the package): nothing to inherit
+                continue
+            for name, member in cls.members.items():
+                if member.is_alias or not member.is_function or member.docstring is not None:
+                    continue
+                for base in bases:
+                    inherited = base.members.get(name)
+                    if inherited is not None and not inherited.is_alias and inherited.docstring:
+                        doc = inherited.docstring
+                        member.docstring = griffe.Docstring(
+                            doc.value,
+                            parent=member,
+                            parser=doc.parser,
+                            parser_options=doc.parser_options,
+                        )
+                        break
+
+
+def _classes(module: griffe.Module) -> list[griffe.Class]:
+    """Every class defined in ``module`` and its submodules (aliases left out)."""
+    found: list[griffe.Class] = []
+    for member in module.members.values():
+        if member.is_alias:
+            continue
+        if member.is_module:
+            found += _classes(member)  # type: ignore[arg-type]
+        elif member.is_class:
+            found.append(member)  # type: ignore[arg-type]
+    return found

@@ -1,6 +1,6 @@
 """The functional core: which parameters a posterior owns, and sampled forward passes.
 
-Data flow (see docs/architecture.md)::
+Data flow (see docs/architecture.md):
 
     flat weights [S, D] --ParamSpec.unflatten--> {name: [S, *shape]}
     {name: [S, *shape]} + x [B, ...] --sampled_forward--> outputs [S, B, ...]

@@ -1,6 +1,6 @@
 """Data: the paper's data sets, readers, verified downloads, caching and batched transforms.
 
-Quick use::
+Quick use:
 
     from bbh.data import load_mnist, load_notmnist, load_cifar5, load_embedded_mnist
     mnist = load_mnist("path/to/data")  # train 55k / val 5k / test 10k, float [N, 1, 28, 28]

@@ -3,7 +3,7 @@
 
 A small MLP ``T_psi`` on **scalars** is trained to tell generated weights (label 1) from prior
 draws (label 0) with the logistic loss; at its optimum ``T(w) = log q(w) / p(w)`` for the pooled
-marginal of all generated scalars, so::
+marginal of all generated scalars, so:
 
     KL_hat(q || p) = D * mean over the S x D generated scalars of T_psi(w)
 

@@ -3,7 +3,7 @@
 A config describes one training run (data, net, method, optimiser, schedule, evaluation). The
 paper's runs ship inside the package (``bbh/configs/<experiment>/<run>.toml``; ``bbh configs``
 lists them). A file may start from another with ``extends = "_base.toml"`` (a path relative to
-it; tables are merged key by key) and carries its two scales as override tables::
+it; tables are merged key by key) and carries its two scales as override tables:
 
     [scale.paper]          # the paper's budget (a GPU)
     train.epochs = 100

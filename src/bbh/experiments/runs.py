@@ -1,6 +1,6 @@
 """Run folders and saved models: what ``bbh train`` writes and ``bbh.load`` reads.
 
-A run folder holds::
+A run folder holds:
 
     config.json        the resolved config, its hash, the method's resolved options, versions
     log.jsonl          one JSON object per line: training rows, validation, events

@@ -57,7 +57,7 @@ class Method(nn.Module):
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """The training objective on one minibatch: what ``bbh.training.fit`` minimises.
 
-        For the Bayesian methods it is the negative ELBO per training example::
+        For the Bayesian methods it is the negative ELBO per training example:
 
             loss = mean_b NLL(y_b | x_b, w) + kl_weight * T * KL(q || p) / num_data
 

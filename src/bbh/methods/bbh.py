@@ -1,7 +1,7 @@
 """Bayes by Hypernet (Pawlowski et al., arXiv 1711.01297): an implicit posterior for any module.
 
 A generator maps noise to the weights of the primary network, ``w = G(z)``, which makes
-``q(w)`` an implicit distribution trained on the negative ELBO per example::
+``q(w)`` an implicit distribution trained on the negative ELBO per example:
 
     loss = mean NLL + kl_weight * T * KL_hat(q || p) / num_data
 

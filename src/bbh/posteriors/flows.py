@@ -1,6 +1,6 @@
 """Masked RealNVP flows in the gated form of MNF (Louizos and Welling 2017; Dinh et al. 2017).
 
-One step with a binary mask ``m``::
+One step with a binary mask ``m``:
 
     h = tanh(f(m * z));  mu = g(h);  sigma = sigmoid(k(h))
     z' = m * z + (1 - m) * (z * sigma + (1 - sigma) * mu)

@@ -3,7 +3,7 @@
 A layer's weights are ``W | z ~ N(z * M, sigma^2)`` with a multiplicative latent ``z`` per input
 unit (``nn.Linear``) or per output channel (``nn.Conv2d``), ``z_0 ~ N(mu_z, sigma_z^2)`` pushed
 through a masked RealNVP flow ``q(z_T)``. Training uses the local reparameterisation trick with
-one ``z`` per example. The KL bound of one layer, from one sample ``z_T ~ q``, ``W ~ q(W | z_T)``::
+one ``z`` per example. The KL bound of one layer, from one sample ``z_T ~ q``, ``W ~ q(W | z_T)``:
 
     KL(q(W | z_T) || p(W)) + log q(z_T) - log r(z_T | W)
 
