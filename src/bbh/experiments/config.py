@@ -300,11 +300,11 @@ def load_config(
     if not isinstance(scales, dict) or set(scales) - set(SCALES):
         extra = sorted(set(scales) - set(SCALES)) if isinstance(scales, dict) else scales
         raise ConfigError(f"{path}: scale: unknown scale table(s) {extra}; allowed: {SCALES}")
-    raw = _merge(raw, _expand_dotted(scales.get(scale, {}), f"{path} [scale.{scale}]"))
+    raw = merge_tables(raw, _expand_dotted(scales.get(scale, {}), f"{path} [scale.{scale}]"))
     for item in overrides:
         over = parse_override(item)
         _resolve_data_paths(over, Path.cwd(), "--set")
-        raw = _merge(raw, over)
+        raw = merge_tables(raw, over)
     raw.setdefault("name", _default_name(path))
     source = f"{path}" + (" (with --set)" if overrides else "")
     return config_from_dict(raw, source=source)
@@ -463,7 +463,7 @@ def _read_with_bases(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
         raise ConfigError(f"{path}: extends: {base!r} is a cycle")
     if not base_path.is_file():
         raise ConfigError(f"{path}: extends: no such file {base_path}")
-    return _merge(_read_with_bases(base_path, (*seen, path.resolve())), raw)
+    return merge_tables(_read_with_bases(base_path, (*seen, path.resolve())), raw)
 
 
 def _resolve_data_paths(raw: dict[str, Any], folder: Path, source: str) -> None:
@@ -494,11 +494,21 @@ def _absolute(path: str, folder: Path) -> str:
     return str((folder / Path(path).expanduser()).resolve())
 
 
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+def merge_tables(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` merged into ``base`` table by table (a config over its ``extends``, an override
+    over a config); an ``options`` table is merged one level deep, other values replace.
+
+    Args:
+        base: The table merged into (not changed).
+        over: The table whose values win.
+
+    Returns:
+        The merged table.
+    """
     out = dict(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "options":
-            out[key] = _merge(out[key], value)
+            out[key] = merge_tables(out[key], value)
         elif isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = {**out[key], **value}  # options: merged, values replaced whole
         else:
@@ -517,7 +527,9 @@ def _expand_dotted(table: Any, source: str) -> dict[str, Any]:
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         leaf = _expand_dotted(value, source) if isinstance(value, dict) else value
-        node[parts[-1]] = _merge(node.get(parts[-1], {}), leaf) if isinstance(leaf, dict) else leaf
+        node[parts[-1]] = (
+            merge_tables(node.get(parts[-1], {}), leaf) if isinstance(leaf, dict) else leaf
+        )
     return out
 
 

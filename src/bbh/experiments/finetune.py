@@ -31,16 +31,22 @@ from bbh.experiments.config import (
     ExperimentConfig,
     KLScheduleConfig,
     MethodConfig,
-    _merge,
     config_from_dict,
     config_hash,
     config_to_dict,
     load_config,
+    merge_tables,
     parse_override,
     plain_value,
 )
 from bbh.experiments.runs import MODEL_FORMAT, RunError, RunFolder, load_with_config
-from bbh.experiments.train import TrainOutcome, _locked, _train_in, resolve_device, torch_threads
+from bbh.experiments.train import (
+    TrainOutcome,
+    lock_unless_foreign,
+    resolve_device,
+    torch_threads,
+    train_in_folder,
+)
 from bbh.methods import Method
 from bbh.training.finetuning import check_finetune_method, start_from
 
@@ -132,8 +138,8 @@ def finetune_run(
         run = RunFolder.at(target)
         meta = {"finetuned_from": src.record}
         with contextlib.ExitStack() as held:
-            held.enter_context(_locked(run))
-            return _train_in(
+            held.enter_context(lock_unless_foreign(run))
+            return train_in_folder(
                 run, cfg, model, dev, digest, options, None, progress, None, data, meta
             )
 
@@ -263,7 +269,7 @@ def finetune_config(
     )
     raw = config_to_dict(cfg)
     for item in overrides:
-        raw = _merge(raw, parse_override(item))
+        raw = merge_tables(raw, parse_override(item))
     out = config_from_dict(raw, source="bbh finetune")
     if not isinstance(out, ExperimentConfig):  # pragma: no cover - the fields say experiment
         raise ConfigError("bbh finetune: the config is not an experiment config")

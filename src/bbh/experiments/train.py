@@ -138,7 +138,16 @@ def train_run(
         return _train_run(cfg, Path(out), device, resume, progress)
 
 
-def _locked(run: RunFolder) -> Any:
+def lock_unless_foreign(run: RunFolder) -> Any:
+    """The run folder's lock, or a no-op for a folder that is not a run's (refused later, without
+    leaving a lock file in it); ``bbh train`` and ``bbh finetune`` hold it while they train.
+
+    Args:
+        run: The run folder.
+
+    Returns:
+        A context manager.
+    """
     if run.status() == "foreign":  # refused below; never leave a lock file in someone's folder
         return contextlib.nullcontext()
     return run.lock()
@@ -166,13 +175,15 @@ def _train_run(
     with contextlib.ExitStack() as held:  # rank 0 holds the folder's lock for the whole run
 
         def lock() -> None:
-            held.enter_context(_locked(run))
+            held.enter_context(lock_unless_foreign(run))
 
         run_on_main(lock, ranks, "locking the run folder")
-        return _train_in(run, cfg, method, dev, digest, options, resume, progress, ranks, data)
+        return train_in_folder(
+            run, cfg, method, dev, digest, options, resume, progress, ranks, data
+        )
 
 
-def _train_in(
+def train_in_folder(
     run: RunFolder,
     cfg: ExperimentConfig,
     method: Method,
@@ -185,6 +196,25 @@ def _train_in(
     data: RunData | None = None,
     extra_meta: dict[str, Any] | None = None,
 ) -> TrainOutcome:
+    """Train ``method`` into the locked ``run`` folder (``bbh train`` and ``bbh finetune``): the
+    folder's checks, resume, the run log, checkpoints, ``model.pt`` and ``train.json``.
+
+    Args:
+        run: The run folder (its lock held by the caller).
+        cfg: The run's config.
+        method: The built method.
+        dev: Where to train.
+        digest: The config hash that names the run.
+        options: The method's resolved options (recorded).
+        resume: True: continue an unfinished run; False: refuse one; None: either.
+        progress: Show progress bars.
+        ranks: The process group under DDP, else None.
+        data: The loaded data (None: loaded here).
+        extra_meta: More fields for ``config.json`` (a fine-tune's source).
+
+    Returns:
+        What the run did (``TrainOutcome``).
+    """
     rank, world = (ranks.rank, ranks.world_size) if ranks else (0, 1)
     main = rank == 0
 
