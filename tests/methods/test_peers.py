@@ -195,3 +195,22 @@ def test_guide_example_runs():
     text = guide.read_text()
     code = text.split("```python\n", 1)[1].split("```", 1)[0]
     exec(compile(code, str(guide), "exec"), {})
+
+
+def test_peer_settings_name_the_defaults_and_the_package(monkeypatch):
+    from bbh.peers import PEERS, peer_settings
+
+    ivon = peer_settings("ivon")
+    assert ivon["lr"] == "1.0" and ivon["hess_init"] == "1.0"
+    assert ivon["package"].startswith("ivon-opt")
+    assert peer_settings("swag")["package"] == "bbh (our implementation)"
+    laplace = peer_settings("laplace_all")  # the trainer's and fit_laplace's defaults
+    assert laplace["subset"] == "'all'" and "marglik_steps" in laplace
+
+    def changed(net, x, y, *, steps, batch_size, seed=0, lr=0.5, hess_init=1.0):
+        raise AssertionError("not called")
+
+    monkeypatch.setitem(PEERS, "ivon", changed)
+    assert peer_settings("ivon")["lr"] == "0.5"  # bbh compare then scores the row again
+    with pytest.raises(ValueError, match="unknown peer 'nope'"):
+        peer_settings("nope")

@@ -25,6 +25,8 @@ finishes; a rerun with the same settings skips it. Then ``compare.json``, ``comp
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
 import subprocess
@@ -364,10 +366,17 @@ class _SeedJob:
         return same_work(cfg, self.base, self.seed)
 
     def row_hash(self, row: str) -> str:
-        """What a record of ``row`` depends on beyond the settings: our row's config hash (so
-        a change of the method's defaults scores it again), else the peer's name."""
+        """What a record of ``row`` depends on beyond the settings: our row's config hash, a
+        peer's default options and package version (``bbh.peers.peer_settings``; Laplace's
+        also MAP's hash, whose net it is fitted on), so that a change of either scores it
+        again."""
         if row not in OUR_ROWS:
-            return row
+            from bbh.peers import peer_settings
+
+            settings = json.dumps(peer_settings(row), sort_keys=True)
+            if row == "laplace":
+                settings += self.row_hash("map")
+            return f"{row}-{hashlib.sha256(settings.encode()).hexdigest()[:12]}"
         cfg = self.row_config(row)
         return config_hash(cfg, method_options(cfg))
 

@@ -19,6 +19,9 @@ imported only when a peer needs them; without them the error names the ``peers``
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
+import inspect
 import time
 from collections.abc import Callable
 from typing import Any
@@ -70,12 +73,9 @@ def _train_laplace(
     return peer
 
 
-def _train_laplace_all(net: nn.Module, x: Inputs, y: Tensor, **options: Any) -> Method:
-    """``laplace`` over every weight: KFAC by asdl unless ``hessian`` or ``backend`` say
-    otherwise (asdl fitted LeNet-5's KFAC several times faster than the default curvlinops)."""
-    options.setdefault("hessian", "kron")
-    options.setdefault("backend", "asdl")
-    return _train_laplace(net, x, y, subset="all", **options)
+#: ``laplace`` over every weight: KFAC by asdl unless ``hessian`` or ``backend`` say otherwise
+#: (asdl fitted LeNet-5's KFAC several times faster than the default curvlinops)
+_train_laplace_all = functools.partial(_train_laplace, subset="all", hessian="kron", backend="asdl")
 
 
 #: name -> trainer(net, x, y, *, steps, batch_size, seed, transform, **options) -> Method
@@ -93,6 +93,46 @@ PEER_PACKAGES: dict[str, str | None] = {
     "ivon": "ivon",
     "swag": None,
 }
+
+
+#: The distribution that provides each package of ``PEER_PACKAGES``.
+PEER_DISTRIBUTIONS = {"laplace": "laplace-torch", "ivon": "ivon-opt"}
+
+
+def peer_settings(name: str) -> dict[str, str]:
+    """What a trained peer depends on beyond its data and budget: its trainer's default options
+    (and, for Laplace, ``fit_laplace``'s) and its package's installed version. ``bbh compare``
+    scores a peer's row again when these change.
+
+    Args:
+        name: A key of ``PEERS``.
+
+    Returns:
+        ``{option: repr(default), ..., "package": "<distribution> <version>"}``.
+
+    Raises:
+        ValueError: ``name`` is not a peer.
+    """
+    if name not in PEERS:
+        raise ValueError(f"unknown peer {name!r}; available: {sorted(PEERS)}")
+    functions: list[Callable[..., Any]] = [PEERS[name]]
+    if PEER_PACKAGES[name] == "laplace":
+        functions.append(fit_laplace)
+    out: dict[str, str] = {}
+    for function in functions:
+        for param in inspect.signature(function).parameters.values():
+            if param.default is not inspect.Parameter.empty:
+                out.setdefault(param.name, repr(param.default))
+    module = PEER_PACKAGES[name]
+    if module is None:
+        out["package"] = "bbh (our implementation)"
+    else:
+        dist = PEER_DISTRIBUTIONS[module]
+        try:
+            out["package"] = f"{dist} {importlib.metadata.version(dist)}"
+        except importlib.metadata.PackageNotFoundError:
+            out["package"] = f"{dist} (not installed)"
+    return out
 
 
 def available_peers() -> list[str]:
@@ -166,6 +206,7 @@ __all__ = [
     "PeerPackageMissing",
     "available_peers",
     "fit_laplace",
+    "peer_settings",
     "train_ivon",
     "train_peer",
     "train_swag",
