@@ -1,0 +1,133 @@
+"""Bayesian fine-tuning of a trained net against laplace-torch's last-layer Laplace on the same net.
+
+    bbh train mnist/map --scale cpu --out runs/ft/map-seed0              # a trained LeNet-5
+    python benchmarks/finetune_vs_laplace.py --runs runs/ft/map-seed0 --data-dir DATA --threads 1
+
+For each trained ``map`` run (one per seed), in one process and in turn:
+
+- ``laplace``: the peer ``bbh.peers`` fits post hoc on the trained net (last layer, KFAC, prior
+  precision by marginal likelihood, GLM probit predictive); its fitting wall time;
+- ``bbh``: ``bbh.finetune(net, ..., "bbh")`` for one epoch from the trained weights, the KL's
+  temperature chosen on the run's validation split (full-length candidates, the default);
+- ``bbh (short search)``: the same with each candidate trained for a fifth of the epoch
+  (``temperature_steps``), the cheaper search;
+- ``map``: the trained net itself, for reference.
+
+Each is scored as ``bbh evaluate`` scores a run (the config's weight samples; accuracy, NLL, ECE,
+OOD AUROC against the config's OOD set, no attacks); the record holds the scores, the wall times
+and their ratios to Laplace's fit. The target (issue: one epoch of BbH beats last-layer Laplace in
+NLL and OOD AUROC in at most 3x Laplace's fitting wall time) is printed with each seed's verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bbh
+import harness
+from bbh.evaluation import evaluate
+from bbh.experiments.builders import load_run_data
+from bbh.experiments.runs import load_with_config
+from bbh.peers import train_peer
+
+ROWS = ("map", "laplace", "bbh", "bbh (short search)")
+METRICS = ("accuracy", "nll", "ece", "auroc")
+
+
+def one_seed(run: Path, data_dir: str | None) -> dict[str, Any]:
+    """Fit, fine-tune and score every row on the trained net of ``run``."""
+    trained, cfg = load_with_config(run)
+    if data_dir is not None:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_dir))
+    data = load_run_data(cfg)
+    if data.val is None:
+        raise SystemExit(f"{run}: its config holds out no validation split (data.validation_size)")
+    x, y = data.train_x, data.train_y
+    val = (data.val.images, data.val.labels)
+    net = trained.net
+    batch, seed = cfg.train.batch_size, cfg.seed
+    epoch = len(y) // batch
+    models: dict[str, Any] = {"map": trained}
+    seconds: dict[str, float] = {}
+
+    clock = time.perf_counter()
+    models["laplace"] = train_peer("laplace", net, x, y, steps=1, batch_size=batch, seed=seed,
+                                   pretrained=True)  # fmt: skip
+    seconds["laplace"] = time.perf_counter() - clock
+    for row, options in (("bbh", {}), ("bbh (short search)", {"temperature_steps": epoch // 5})):
+        torch.manual_seed(seed)
+        clock = time.perf_counter()
+        models[row] = bbh.finetune(net, x, y, "bbh", steps=epoch, batch_size=batch,
+                                   validation=val, seed=seed, fit_options=options)  # fmt: skip
+        seconds[row] = time.perf_counter() - clock
+
+    scores: dict[str, dict[str, float]] = {}
+    for row, model in models.items():
+        torch.manual_seed(seed)
+        ext = evaluate(
+            model.eval(), data.test.images, data.test.labels, ood_x=data.ood.images,
+            num_samples=cfg.eval.num_samples, batch_size=cfg.eval.batch_size, attacks=None,
+            input_transform=data.input_transform, progress=False,
+            generator=torch.Generator().manual_seed(seed),
+        )["extended"]  # fmt: skip
+        scores[row] = {"accuracy": ext["accuracy"], "nll": ext["nll"], "ece": ext["ece"],
+                       "auroc": ext["ood"]["entropy"]["auroc"]}  # fmt: skip
+        print(f"{run.name} {row:20s} " + " ".join(f"{m} {scores[row][m]:.4f}" for m in METRICS)
+              + (f"  {seconds[row]:.1f} s" if row in seconds else ""), file=sys.stderr)  # fmt: skip
+    ratios = {row: seconds[row] / seconds["laplace"] for row in seconds}
+    temperature = {row: float(models[row].temperature) for row in ("bbh", "bbh (short search)")}
+    return {"run": str(run), "seed": seed, "steps": epoch, "scores": scores,
+            "seconds": seconds, "seconds_over_laplace_fit": ratios,
+            "temperature": temperature}  # fmt: skip
+
+
+def verdict(row: dict[str, Any], name: str) -> dict[str, bool]:
+    """The target's three parts for row ``name`` against Laplace in one seed."""
+    s, lap = row["scores"][name], row["scores"]["laplace"]
+    return {
+        "nll_below_laplace": s["nll"] < lap["nll"],
+        "auroc_above_laplace": s["auroc"] > lap["auroc"],
+        "within_3x_laplace_fit": row["seconds_over_laplace_fit"][name] <= 3.0,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=Path, nargs="+", required=True, help="trained map run folders")
+    ap.add_argument("--data-dir", help="data root (default: the runs' own)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--out", type=Path, default=Path("benchmarks/results/finetune_vs_laplace_mnist.json")
+    )
+    args = ap.parse_args(argv)  # fmt: skip
+    torch.set_num_threads(args.threads)
+    load = harness.load_guard(allow_busy=True)  # the times are ratios within one process
+    rows = [one_seed(run, args.data_dir) for run in args.runs]
+    means = {
+        name: {m: statistics.fmean(r["scores"][name][m] for r in rows) for m in METRICS}
+        for name in ROWS
+    }
+    for name in ("bbh", "bbh (short search)"):
+        ratio = statistics.fmean(r["seconds_over_laplace_fit"][name] for r in rows)
+        means[name]["seconds_over_laplace_fit"] = ratio
+        verdicts = [verdict(r, name) for r in rows]
+        print(f"{name}: mean time {ratio:.2f}x Laplace's fit; per seed {verdicts}", file=sys.stderr)
+    record = {"benchmark": "finetune_vs_laplace", "rows": rows, "means": means}
+    harness.write_record(args.out, record, device=torch.device("cpu"),
+                         load=load)  # fmt: skip
+
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
