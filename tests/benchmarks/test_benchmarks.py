@@ -4,6 +4,7 @@ tests check that it measures what it says, refuses a busy machine, and writes it
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -232,3 +233,25 @@ def test_mnist_calibration_reports_each_tensors_learned_sigma():
     bbb = bbh.build("bbb", net)
     assert list(mnist_calibration.sigma_by_tensor(bbb)["sigma_median_p90_max"]) == list(report)
     assert mnist_calibration.sigma_by_tensor(bbh.build("map", net)) == {}
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("laplace") is None, reason="laplace-torch (the peers extra) absent"
+)
+def test_finetune_vs_laplace_scores_every_row_and_times_against_the_fit(tmp_path):
+    import finetune_vs_laplace
+    from bbh.experiments.config import load_config
+    from bbh.experiments.train import train_run
+
+    run = tmp_path / "map"
+    cfg = load_config("demo/map", overrides=["train.epochs=1", "eval.num_samples=2"])
+    train_run(cfg, run, resume=None, progress=False)
+    out = tmp_path / "ft.json"
+    assert finetune_vs_laplace.main(["--runs", str(run), "--out", str(out)]) == 0
+    record = json.loads(out.read_text())
+    row = record["rows"][0]
+    assert set(row["scores"]) == set(finetune_vs_laplace.ROWS)
+    for scores in row["scores"].values():
+        assert 0.0 <= scores["accuracy"] <= 1.0 and scores["nll"] > 0
+    assert row["seconds_over_laplace_fit"]["laplace"] == pytest.approx(1.0)
+    assert 0 < row["temperature"]["bbh"] <= 1.0
