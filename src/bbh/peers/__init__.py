@@ -108,7 +108,8 @@ def peer_settings(name: str) -> dict[str, str]:
         name: A key of ``PEERS``.
 
     Returns:
-        ``{option: repr(default), ..., "package": "<distribution> <version>"}``.
+        A dict from each option to the ``repr`` of its default, and ``"package"`` to the
+        distribution and its version.
 
     Raises:
         ValueError: ``name`` is not a peer.
