@@ -214,3 +214,19 @@ def test_peer_settings_name_the_defaults_and_the_package(monkeypatch):
     assert peer_settings("ivon")["lr"] == "0.5"  # bbh compare then scores the row again
     with pytest.raises(ValueError, match="unknown peer 'nope'"):
         peer_settings("nope")
+
+
+@pytest.mark.parametrize("name", [pytest.param("ivon", marks=needs_ivon), "swag"])
+def test_peer_trains_on_uint8_images_through_the_batch_transform(name):
+    """As CIFAR-5 reaches them: uint8 images that only the augmentation makes floats."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (60, 1, 4, 4), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 2, (60,), generator=g)
+
+    def to_float(batch, generator):
+        return batch.float().flatten(1) / 255.0
+
+    peer = train_peer(name, MLP(16, [8], 2), x, y, steps=40, batch_size=20, seed=0,
+                      transform=to_float)  # fmt: skip
+    probs = peer.predict(to_float(x[:5], None), num_samples=3)
+    assert probs.shape == (5, 2) and torch.isfinite(probs).all()

@@ -28,6 +28,7 @@ from bbh.inputs import Inputs, call
 from bbh.inputs import batch_size as rows
 from bbh.peers._common import batches, flat_parameters, require
 from bbh.peers._sampled import SampledWeights
+from bbh.training.loop import check_training_data
 from bbh.training.schedules import lr_factor
 
 
@@ -108,7 +109,7 @@ def train_ivon(
     ivon = require("ivon", "ivon-opt")
     method = IVONPeer(net)
     n = rows(x)
-    x, y = method.check_batch(x, y, num_data=n, kl_weight=0.0)
+    x, y = check_training_data(method, x, y, transform, seed)  # raw x: checked after transform
     params = [p for p in method.net.parameters() if p.requires_grad]
     opt = ivon.IVON(
         params, lr=lr, ess=float(n), hess_init=hess_init, beta1=beta1, beta2=beta2,

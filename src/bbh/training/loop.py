@@ -286,7 +286,7 @@ def fit(
     """
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"unknown lr_schedule {lr_schedule!r}; allowed: {list(LR_SCHEDULES)}")
-    x, y = _check_data(method, x, y, transform, seed)
+    x, y = check_training_data(method, x, y, transform, seed)
     if validation is not None:
         validation = _check_validation(method, validation)
     hooks = hooks or FitHooks()
@@ -524,10 +524,27 @@ def _check_validation(method: Method, validation: Any) -> tuple[Inputs, Tensor]:
     return method.check_batch(xv, yv, num_data=len(yv), kl_weight=0.0)
 
 
-def _check_data(
+def check_training_data(
     method: Method, x: Inputs, y: Tensor, transform: BatchTransform | None, seed: int
 ) -> tuple[Inputs, Tensor]:
-    """Check the whole training set once (so the steps need no value checks)."""
+    """Check the whole training set once, as ``fit`` does (so the steps need no value checks);
+    with a ``transform`` (e.g. augmentation of uint8 images) the net's checks apply to a
+    transformed sample, not to the raw ``x``.
+
+    Args:
+        method: The method whose input and target checks apply.
+        x: The training inputs.
+        y: The training targets.
+        transform: The batch transform, or None.
+        seed: Seeds the transform of the checked sample.
+
+    Returns:
+        ``(x, y)`` as the steps take them.
+
+    Raises:
+        TypeError: ``x`` or ``y`` is not a tensor (structure).
+        ValueError: They disagree on the number of examples, or a check of the method fails.
+    """
     if not (_is_inputs(x) and isinstance(y, Tensor)):
         raise TypeError(
             f"x must be a tensor or a tuple, list or dict of tensors and y a tensor, got "
