@@ -51,7 +51,7 @@ def demo_table(rows: Sequence[RunRow], epsilon: float = DEMO_EPSILON) -> str:
             [r.label, format_value(v["accuracy"], "{:.4f}"), format_value(v["nll"], "{:.4f}"),
              format_value(v["ece"], "{:.4f}"), format_value(v["auroc"], "{:.4f}"),
              _at(r, "FGSM (EOT, clipped)", epsilon), _at(r, "PGD (EOT, clipped)", epsilon),
-             format_value(v["train_seconds"], "{:.0f}"), format_value(v["temperature"], "{:g}")]
+             format_value(v["train_seconds"], "{:.0f}"), format_value(v["temperature"], "{:.3g}")]
         )  # fmt: skip
     return text_table(header, cells)
 

@@ -43,7 +43,7 @@ MAIN_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("FPR95", "fpr95", "{:.4f}"),
     ("train s", "train_seconds", "{:.0f}"),
     ("epochs", "train_epochs", "{:.2f}"),
-    ("KL temperature", "temperature", "{:g}"),
+    ("KL temperature", "temperature", "{:.3g}"),
 )
 #: (title, where in evaluation.json) of the attack curves
 ATTACK_CURVES: tuple[tuple[str, str, str], ...] = (
