@@ -253,5 +253,9 @@ def test_finetune_vs_laplace_scores_every_row_and_times_against_the_fit(tmp_path
     assert set(row["scores"]) == set(finetune_vs_laplace.ROWS)
     for scores in row["scores"].values():
         assert 0.0 <= scores["accuracy"] <= 1.0 and scores["nll"] > 0
-    assert row["seconds_over_laplace_fit"]["laplace"] == pytest.approx(1.0)
+    timed = ("laplace", "bbh", "bbh (short search)")
+    assert set(row["seconds"]) == set(timed) and all(row["seconds"][r] > 0 for r in timed)
+    for name in ("bbh", "bbh (short search)"):  # each ratio is its own time over the fit's
+        ratio = row["seconds"][name] / row["seconds"]["laplace"]
+        assert row["seconds_over_laplace_fit"][name] == pytest.approx(ratio)
     assert 0 < row["temperature"]["bbh"] <= 1.0
