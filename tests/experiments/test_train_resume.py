@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_configs import write_tiny
+from tiny_configs import BBH_OPTIONS, write_tiny
 
 from bbh.cli import main
 from bbh.experiments.config import load_config
@@ -290,3 +290,35 @@ def test_a_run_folder_in_use_by_another_process_is_left_alone(tmp_path, capsys):
         holder.kill()
         holder.wait()
     assert main(["train", str(cfg_path), "--out", str(run), "--quiet"]) == 0  # free again
+
+
+def test_an_interrupted_temperature_search_reuses_the_candidates_it_scored(tmp_path, capsys):
+    """Killed during the search (no checkpoint yet), ``--resume`` trains only the candidates
+    the log does not hold, and ends with the weights of an uninterrupted run."""
+    options = BBH_OPTIONS.replace("}", ', temperature = "validation" }')
+    cfg_path = write_tiny(tmp_path, options=options, steps=8, checkpoint_every=100)
+    text = cfg_path.read_text().replace(
+        'ood = "embedded-notmnist"', 'ood = "embedded-notmnist"\nvalidation_size = 100'
+    )
+    cfg_path.write_text(text)
+    whole = tmp_path / "whole"
+    train_run(load_config(cfg_path), whole, progress=False)
+    search = json.loads((whole / "train.json").read_text())["temperature"]
+    assert len(search["candidates"]) >= 3
+    # the folder as a kill after the first two candidates leaves it: config and log only
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "config.json").write_text((whole / "config.json").read_text())
+    rows = read_log(whole / "log.jsonl")
+    scored = [r for r in rows if r["event"] == "temperature_candidate"]
+    assert {"val_samples", "val_examples"} <= scored[0].keys()
+    (cut / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [rows[0], *scored[:2]]))
+    code = main(["train", str(cfg_path), "--out", str(cut), "--resume", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert "reusing the validation NLL of 2 temperature candidate(s)" in capsys.readouterr().err
+    again = json.loads((cut / "train.json").read_text())["temperature"]
+    assert again == search
+    _assert_bit_identical(_weights(whole), _weights(cut))
+    # the new log holds every candidate again, for a second interruption
+    log = [r for r in read_log(cut / "log.jsonl") if r["event"] == "temperature_candidate"]
+    assert [r["temperature"] for r in log] == search["candidates"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -70,9 +72,34 @@ def test_the_walk_goes_on_in_the_better_direction_and_stops_at_the_best() -> Non
     assert "parabola's vertex" in refined.summary()
 
 
-def test_the_parabola_vertex_is_exact_on_a_parabola_and_stays_in_the_bracket() -> None:
-    import math
+def test_known_scores_are_reused_without_training_and_the_walk_is_unchanged() -> None:
+    model = bbh.build("bbb", MLP(6, [5], 2))
+    valley = {t: (math.log(t) - math.log(2e-4)) ** 2 for t in TEMPERATURE_CANDIDATES}
+    trained: list[float] = []
+    reports: list[tuple[float, float | None]] = []
 
+    def search(known: dict[float, float] | None) -> object:
+        return choose_temperature(
+            model, 0.03, train=lambda: trained.append(float(model.temperature)),
+            score=lambda: valley[round(float(model.temperature), 8)], reset=lambda: None,
+            steps_each=1, val_examples=1, val_samples=1, known=known,
+            report=lambda t, v: reports.append((t, v)),
+        )  # fmt: skip
+
+    whole = search(None)
+    # the walk goes past 1e-3 into the grid's cold end and stops where the NLL rises
+    assert whole.grid_best == 3e-4 and whole.candidates[-1] == 1e-4  # type: ignore[attr-defined]
+    first = len(trained)
+    reports.clear()
+    # an interrupted search knew 0.03, 0.1 and 0.01: only the rest are trained again
+    resumed = search({0.03: valley[0.03], 0.1: valley[0.1], 0.01: valley[0.01], 7.0: 0.0})
+    assert trained[first:] == pytest.approx([0.003, 0.001, 3e-4, 1e-4])
+    assert resumed == whole
+    assert reports[:2] == [(0.03, valley[0.03]), (0.1, valley[0.1])]  # reported, not trained
+    assert (0.003, None) in reports
+
+
+def test_the_parabola_vertex_is_exact_on_a_parabola_and_stays_in_the_bracket() -> None:
     def nll(t: float) -> float:
         return 1.0 + (math.log(t) - math.log(0.05)) ** 2
 

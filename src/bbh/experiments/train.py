@@ -273,6 +273,16 @@ def train_in_folder(
 
     notes, resumed_from = run_on_main(prepare, ranks, "preparing the run folder")
     resuming = resumed_from is not None
+    scored = (
+        _scored_candidates(run.log_file, cfg, data)
+        if main and status == "partial" and not resuming
+        else {}
+    )
+    if scored:
+        note = (f"reusing the validation NLL of {len(scored)} temperature candidate(s) the "
+                "interrupted search scored")  # fmt: skip
+        notes.append(note)
+        print(f"bbh train: {note}", file=sys.stderr)
     log: RunLog | _NoLog = (
         RunLog(run.log_file, keep_until_step=state.step if state else 0) if main else _NoLog()
     )
@@ -280,7 +290,7 @@ def train_in_folder(
         log.write({"event": "resume" if resuming else "start", "step": resumed_from or 0,
                    "device": str(dev), "world_size": world, "notes": notes})  # fmt: skip
         method.to(dev)
-        hooks = _RunHooks(cfg, run, log, data, dev, digest, ranks)
+        hooks = _RunHooks(cfg, run, log, data, dev, digest, ranks, scored)
         result = _fit(cfg, method, data, dev, steps, per_epoch, hooks, state, progress and main)
 
         def finish() -> None:
@@ -316,6 +326,20 @@ def train_in_folder(
         log.close()
     status = "resumed" if resuming else "trained"
     return TrainOutcome(run, status, result.steps, result.seconds, notes, rank, world)
+
+
+def _scored_candidates(log_file: Path, cfg: ExperimentConfig, data: RunData) -> dict[float, float]:
+    """The temperature candidates an interrupted run's search scored (its log's
+    ``temperature_candidate`` rows), where they were scored on the same validation examples with
+    the same draws (``train.val_samples`` is not in the config hash)."""
+    val_examples = len(data.val.labels) if data.val is not None else 0
+    return {
+        float(row["temperature"]): float(row["val_nll"])
+        for row in read_log(log_file)
+        if row.get("event") == "temperature_candidate"
+        and row.get("val_samples") == cfg.train.val_samples
+        and row.get("val_examples") == val_examples
+    }
 
 
 def _load_data(cfg: ExperimentConfig, ranks: Ranks | None) -> RunData:
@@ -498,9 +522,11 @@ class _RunHooks(FitHooks):
         device: torch.device,
         digest: str,
         ranks: Ranks | None = None,
+        scored: dict[float, float] | None = None,
     ):
         self.cfg, self.run, self.log, self.data, self.device = cfg, run, log, data, device
         self.digest = digest
+        self.scored = dict(scored or {})
         self.ranks = ranks
         self.checkpoint_every = cfg.train.checkpoint_every
         self.last_checkpoint: Path | None = None
@@ -525,13 +551,20 @@ class _RunHooks(FitHooks):
         if val_nll is None:
             self.bar.write(f"{self.cfg.display_name}: training at temperature {temperature:g}")
             return
+        val_examples = len(self.data.val.labels) if self.data.val is not None else 0
         self.log.write({"event": "temperature_candidate", "temperature": temperature,
-                        "val_nll": val_nll})  # fmt: skip
+                        "val_nll": val_nll, "val_samples": self.cfg.train.val_samples,
+                        "val_examples": val_examples})  # fmt: skip
+        before = " (scored before the interruption)" if temperature in self.scored else ""
         self.bar.write(f"{self.cfg.display_name}: temperature {temperature:g}: validation NLL "
-                       f"{val_nll:.4f}")  # fmt: skip
+                       f"{val_nll:.4f}{before}")  # fmt: skip
         reset = getattr(self.bar, "reset", None)  # tqdm: the bar's clock starts again at 0 steps
         if reset is not None:
             reset()
+
+    def scored_temperatures(self) -> dict[float, float]:
+        """The candidates the interrupted search of this run scored (its log's rows)."""
+        return dict(self.scored)
 
     def on_epoch_end(self, method: Method, epoch: int, step: int) -> None:
         """Validation accuracy and NLL; under DDP each rank predicts its share of the

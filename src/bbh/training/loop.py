@@ -135,6 +135,16 @@ class FitHooks:
             val_nll: Its validation NLL, or None before it trains.
         """
 
+    def scored_temperatures(self) -> dict[float, float]:
+        """``temperature="validation"``: candidates already scored by an earlier, interrupted
+        search of this same run (``bbh train --resume`` reads them from the run log), reused
+        instead of trained again. Called once, on rank 0 under DDP.
+
+        Returns:
+            The validation NLL by temperature; empty by default.
+        """
+        return {}
+
     def on_checkpoint(self, state: TrainState) -> None:
         """Save ``state`` (its tensors are the live ones: save, do not keep).
 
@@ -365,6 +375,7 @@ def fit(
                 steps=steps, each=temperature_steps, val_samples=val_samples, seed=seed,
                 ranks=ranks, announce=verbose and main, warn=main,
                 report=hooks.on_temperature_candidate if main else None,
+                known=hooks.scored_temperatures if main else dict,
             )  # fmt: skip
         for step in range(start_step, steps):
             kl_weight = schedule(step)
@@ -427,9 +438,12 @@ def _search_temperature(
     announce: bool,
     warn: bool,
     report: Callable[[float, float | None], None] | None = None,
+    known: Callable[[], dict[float, float]] = dict,
 ) -> TemperatureSearch | None:
     """``temperature="validation"``: candidate runs from the initial state, the method left in
-    that state at the best temperature (``bbh.training.temperature``); None for other methods."""
+    that state at the best temperature (``bbh.training.temperature``); None for other methods.
+    ``known()``: candidates scored before (``FitHooks.scored_temperatures``), rank 0's under
+    DDP."""
     grid = getattr(method, "temperature_candidates", None)
     if not grid:
         return None
@@ -465,10 +479,13 @@ def _search_temperature(
         value = validation_nll(method, xv, yv, num_samples=val_samples, seed=seed)
         return ddp_tools.mean_over_ranks({"nll": value}, ranks)["nll"]
 
+    scored = known()
+    if ranks is not None:
+        scored = ddp_tools.broadcast_object(scored, ranks, "the scored temperature candidates")
     search = choose_temperature(
         method, START_TEMPERATURE, train=short_run, score=score, reset=reset,
         steps_each=each, val_examples=len(yv), val_samples=val_samples, grid=grid,
-        report=report,
+        report=report, known=scored,
     )  # fmt: skip
     if announce:
         print(search.summary(), file=sys.stderr)

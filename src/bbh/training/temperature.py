@@ -18,7 +18,7 @@ means carry over, the overfitting of a cold run does not).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
@@ -127,19 +127,28 @@ def choose_temperature(
     grid: tuple[float, ...] = TEMPERATURE_CANDIDATES,
     report: Callable[[float, float | None], None] | None = None,
     refine: bool = True,
+    known: Mapping[float, float] | None = None,
 ) -> TemperatureSearch:
     """Walk ``grid`` from ``start``: each candidate trained by ``train()`` from the state that
     ``reset()`` restores, scored by ``score()`` (lower is better). Leaves the method reset, at
     the best temperature: with ``refine``, the vertex of the parabola in log T through the best
     candidate and its two neighbours (``parabola_vertex``), else the best candidate.
-    ``report(t, None)`` before a candidate trains, ``report(t, nll)`` after."""
+    ``report(t, None)`` before a candidate trains, ``report(t, nll)`` after. ``known``: scores
+    of candidates trained before (an interrupted search's, read back on resume), used without
+    training them again and reported as ``report(t, nll)``; a candidate's run depends only on
+    the initial state, so the walk and its result are those of an uninterrupted search."""
     ladder = sorted(grid, reverse=True)
     if start not in ladder:
         raise ValueError(f"the start temperature {start} is not in the grid {ladder}")
     scores: dict[float, float] = {}
+    reused = dict(known or {})
 
     def nll_at(i: int) -> float:
         t = ladder[i]
+        if t not in scores and t in reused:
+            scores[t] = reused[t] if math.isfinite(reused[t]) else math.inf
+            if report is not None:
+                report(t, reused[t])
         if t not in scores:
             reset()
             cast(TemperedKL, method).set_temperature(t)
