@@ -174,9 +174,12 @@ def score_predictions(
     }
 
 
-def sigma_recorder(model: Any, steps: int) -> tuple[FitHooks, list[dict[str, Any]]]:
+def sigma_recorder(
+    model: Any, steps: int, scored: dict[float, float] | None = None
+) -> tuple[FitHooks, list[dict[str, Any]]]:
     """Hooks for ``fit`` that record the sigma quantiles at ``TRAJECTORY_POINTS`` steps of a
-    ``steps``-step run, and the list they fill."""
+    ``steps``-step run, and the list they fill; ``scored``: temperature candidates an earlier
+    run of the same settings scored, reused by the search (``FitHooks.scored_temperatures``)."""
     every = max(1, steps // TRAJECTORY_POINTS)
     trajectory: list[dict[str, Any]] = []
 
@@ -184,6 +187,9 @@ def sigma_recorder(model: Any, steps: int) -> tuple[FitHooks, list[dict[str, Any
         def on_step(self, step: int) -> None:
             if step % every == 0 or step == steps:
                 trajectory.append({"step": step, "sigma": sigma_quantiles(model)})
+
+        def scored_temperatures(self) -> dict[float, float]:
+            return dict(scored or {})
 
     return Trajectory(), trajectory
 
@@ -196,6 +202,7 @@ def run_one(
     options: dict[str, Any],
     lr_schedule: str = "cooldown",
     sigma_continuation: int = 0,
+    scored: dict[float, float] | None = None,
 ) -> dict[str, Any]:
     torch.manual_seed(seed)
     x, y = suite.train
@@ -207,7 +214,7 @@ def run_one(
         else constant(1.0)
     )
     model = bbh.build(method, suite.make_net(), **options)
-    hooks, trajectory = sigma_recorder(model, steps)
+    hooks, trajectory = sigma_recorder(model, steps, scored)
     start = time.perf_counter()
     result = fit(
         model, x, y, steps=steps, batch_size=100, kl_schedule=schedule, seed=seed,
@@ -361,6 +368,18 @@ def plot(summary: dict[str, Any], out: Path) -> list[Path]:
     return paths
 
 
+def earlier_candidates(path: Path, options: dict[str, Any], suite: Suite) -> dict[float, float]:
+    """The temperature candidates of the record at ``path`` (the same suite, method, budget,
+    seed and options): ``{T: val_nll}``; empty where it has none."""
+    if not path.is_file():
+        return {}
+    row = json.loads(path.read_text())
+    search = row.get("temperature")
+    if not search or row.get("options") != options or search["val_examples"] != len(suite.val[1]):
+        return {}
+    return dict(zip(search["candidates"], search["val_nll"], strict=True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--suite", choices=("demo", "mnist"), required=True)
@@ -381,6 +400,13 @@ def main() -> None:
         "record where it goes: a sigma at its optimum for the trained means stays",
     )
     parser.add_argument("--tag", default="", help="names the runs of --options apart")
+    parser.add_argument(
+        "--scored-from",
+        type=Path,
+        metavar="WORK",
+        help="a --work folder of the same runs made with a shorter temperature grid: its "
+        "candidates' validation NLLs are reused, only the new candidates are trained",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", type=Path, default=Path("runs/training_length"))
     parser.add_argument("--summarize", action="store_true", help="gather the runs in --work")
@@ -410,10 +436,18 @@ def main() -> None:
                 path = args.work / f"{args.suite}_{name}_x{multiple:g}_s{seed}.json"
                 if path.exists():
                     continue
+                options = json.loads(args.options)
+                scored = (
+                    earlier_candidates(args.scored_from / path.name, options, suite)
+                    if args.scored_from
+                    else None
+                )
                 row = run_one(
-                    suite, method, multiple, seed, json.loads(args.options), args.lr_schedule,
-                    args.sigma_continuation,
+                    suite, method, multiple, seed, options, args.lr_schedule,
+                    args.sigma_continuation, scored,
                 )  # fmt: skip
+                if scored:
+                    row["scored_from"] = str(args.scored_from / path.name)
                 row["method"] = name
                 row["load"] = finish_load(dict(load))
                 write_json(path, row)
