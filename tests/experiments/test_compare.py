@@ -6,8 +6,11 @@ import contextlib
 import json
 
 import pytest
+import torch
 
+import bbh
 from bbh.cli import main
+from bbh.data.embedded import load_embedded_mnist
 from bbh.experiments.compare import ROWS, parse_rows
 from bbh.experiments.config import ConfigError
 
@@ -43,11 +46,22 @@ def test_compare_demo_writes_tables_records_and_report_then_reuses(tmp_path, cap
             assert key in rec["metrics"], key
         assert rec["metrics"]["fgsm_accuracy"] is None  # --quick: no attacks
         assert 0.0 <= rec["metrics"]["accuracy"] <= 1.0
+        gap = rec["metrics"]["confidence_minus_accuracy"]  # from the records' own numbers
+        assert -rec["metrics"]["accuracy"] <= gap <= 1.0 - rec["metrics"]["accuracy"]
         means = record["means"][row]["nll"]
         assert means["n"] == 2 and means["std"] is not None
     assert record["records"]["map"]["0"]["metrics"]["train_ratio"] == pytest.approx(1.0)
+    # MAP's confidence minus accuracy, recomputed from its saved run on the test images
+    test = load_embedded_mnist().test
+    with torch.no_grad():
+        probs = bbh.load(out / "runs" / "map-seed0").predict_logits(test.images, 1)[0].softmax(-1)
+    gap = float(probs.max(-1).values.mean() - (probs.argmax(-1) == test.labels).float().mean())
+    assert record["records"]["map"]["0"]["metrics"]["confidence_minus_accuracy"] == pytest.approx(
+        gap, abs=1e-5
+    )
     md = (out / "compare.md").read_text()
     assert "BbH (recommended)" in md and "Under dataset shift" in md and "±" in md
+    assert "conf - acc" in md
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html
     assert (out / "records" / "bbh" / "seed1.json").is_file()

@@ -287,6 +287,8 @@ def score_method(
         "nll": ext.get("nll"),
         "brier": ext.get("brier"),
         "ece": ext.get("ece"),
+        # mean top-class probability minus accuracy: the sign says over- or under-confident
+        "confidence_minus_accuracy": ext["mean_max_probability_in"] - ext["accuracy"],
         "auroc": ext.get("ood", {}).get("entropy", {}).get("auroc"),
         "cdf_area_in": paper.get("entropy_cdf_area_in"),
         "cdf_area_out": paper.get("entropy_cdf_area_out"),

@@ -47,6 +47,7 @@ MAIN_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("NLL", "nll", "{:.4f}"),
     ("Brier", "brier", "{:.4f}"),
     ("ECE", "ece", "{:.4f}"),
+    ("conf - acc", "confidence_minus_accuracy", "{:+.4f}"),
     ("OOD AUROC", "auroc", "{:.4f}"),
     ("OOD AUROC (CIFAR-10 grey)", "auroc_2", "{:.4f}"),
     ("CDF area in (paper)", "cdf_area_in", "{:.3f}"),
