@@ -259,3 +259,49 @@ def test_finetune_vs_laplace_scores_every_row_and_times_against_the_fit(tmp_path
         ratio = row["seconds"][name] / row["seconds"]["laplace"]
         assert row["seconds_over_laplace_fit"][name] == pytest.approx(ratio)
     assert 0 < row["temperature"]["bbh"] <= 1.0
+
+
+def test_sigma_continuation_drift_is_the_continued_median_over_the_final_one(tmp_path):
+    """``sigma_continuation.summarize_run``: the mean median over the continuation's second
+    half against the run's final median, per tensor, with the scores before and after."""
+    sys.path.insert(0, str(BENCHMARKS / "posterior"))
+    import sigma_continuation
+
+    scores = dict.fromkeys(sigma_continuation.SCORES, 0.5)
+    points = [  # the continuation: 0.02 in its first half, then 0.03 and 0.05 (mean 0.04)
+        {"step": s, "sigma": {"w": [0.01, m, 0.1]}}
+        for s, m in ((100, 0.02), (200, 0.02), (300, 0.03), (400, 0.05))
+    ]
+    run = {
+        "method": "bbh", "multiple": 1, "seed": 0, "steps": 50, "options": {},
+        "sigma_trajectory": [{"step": 50, "sigma": {"w": [0.005, 0.02, 0.05]}}],
+        "sigma_final": {"w": [0.005, 0.02, 0.05]},
+        "sigma_continued": {"steps": 400, "trajectory": points, "scores": scores | {"nll": 0.4}},
+        **scores,
+    }  # fmt: skip
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(run))
+    row = sigma_continuation.summarize_run(path, sigma_continuation.load_run(path))
+    assert row["tensors"]["w"] == {
+        "final_median": 0.02, "continued_median_mean": 0.04, "drift": 2.0
+    }  # fmt: skip
+    assert row["before"]["nll"] == 0.5 and row["after"]["nll"] == 0.4
+    del run["sigma_continued"]
+    path.write_text(json.dumps(run))
+    with pytest.raises(SystemExit, match="no sigma continuation"):
+        sigma_continuation.load_run(path)
+
+
+def test_training_length_reuses_an_earlier_records_candidates_only_when_they_match(tmp_path):
+    sys.path.insert(0, str(BENCHMARKS / "posterior"))
+    import training_length
+
+    suite = argparse.Namespace(val=(torch.zeros(3, 2), torch.zeros(3)))
+    search = {"candidates": [0.03, 0.1], "val_nll": [0.5, 0.7], "val_examples": 3}
+    path = tmp_path / "demo_bbb_x1_s0.json"
+    path.write_text(json.dumps({"options": {}, "temperature": search}))
+    assert training_length.earlier_candidates(path, {}, suite) == {0.03: 0.5, 0.1: 0.7}
+    assert training_length.earlier_candidates(path, {"temperature": 0.1}, suite) == {}
+    assert training_length.earlier_candidates(tmp_path / "none.json", {}, suite) == {}
+    suite.val = (torch.zeros(4, 2), torch.zeros(4))  # another validation split
+    assert training_length.earlier_candidates(path, {}, suite) == {}
