@@ -61,7 +61,7 @@ def test_compare_demo_writes_tables_records_and_report_then_reuses(tmp_path, cap
     )
     md = (out / "compare.md").read_text()
     assert "BbH (recommended)" in md and "Under dataset shift" in md and "±" in md
-    assert "conf - acc" in md
+    assert "conf - acc" in md and "± +" not in md  # a spread has no sign
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html
     assert (out / "records" / "bbh" / "seed1.json").is_file()

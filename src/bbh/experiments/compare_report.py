@@ -208,7 +208,7 @@ def table(
             m = means[row].get(key, {})
             cell = format_value(m.get("mean"), fmt)
             if m.get("std") is not None:
-                cell += " ± " + format_value(m["std"], fmt)
+                cell += " ± " + format_value(m["std"], fmt.replace("+", ""))
             line.append(cell)
         cells.append(line)
     return header, cells
