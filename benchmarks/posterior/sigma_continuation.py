@@ -70,9 +70,19 @@ def plot(runs: list[dict[str, Any]], out: Path) -> Path:
 
     budgets = sorted({r["multiple"] for r in runs})
     names = list(runs[0]["sigma_final"])
-    fig, axes = plt.subplots(
-        len(budgets), len(names), figsize=(3.2 * len(names), 2.6 * len(budgets)), squeeze=False
-    )
+    cols = min(4, len(names))
+    per_budget = -(-len(names) // cols)  # rows of panels per budget
+    fig, grid = plt.subplots(
+        len(budgets) * per_budget, cols, figsize=(3.6 * cols, 2.6 * len(budgets) * per_budget),
+        squeeze=False,
+    )  # fmt: skip
+    # axes[i][j]: budget i, tensor j
+    axes = [
+        [grid[i * per_budget + j // cols][j % cols] for j in range(len(names))]
+        for i in range(len(budgets))
+    ]
+    for ax in grid.flat[len(names) :] if len(budgets) == 1 else ():
+        ax.set_visible(False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, budget in enumerate(budgets):
         for run in (r for r in runs if r["multiple"] == budget):
