@@ -26,6 +26,7 @@ steps and one of the sigma quantiles::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -40,7 +41,7 @@ import bbh
 from bbh import metrics
 from bbh.io import atomic_write, write_json
 from bbh.nets import MLP, LeNet5
-from bbh.training import FitHooks, annealing, constant, fit
+from bbh.training import FitHooks, annealing, constant, fit, make_optimizer
 from bbh.training.schedules import LR_SCHEDULES
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -203,6 +204,7 @@ def run_one(
     lr_schedule: str = "cooldown",
     sigma_continuation: int = 0,
     scored: dict[float, float] | None = None,
+    continuation_adam: str = "carried",
 ) -> dict[str, Any]:
     torch.manual_seed(seed)
     x, y = suite.train
@@ -215,6 +217,12 @@ def run_one(
     )
     model = bbh.build(method, suite.make_net(), **options)
     hooks, trajectory = sigma_recorder(model, steps, scored)
+    final_state: list[Any] = []
+    if sigma_continuation and continuation_adam == "carried":  # keep the optimiser's last state
+        hooks.checkpoint_every = steps
+        hooks.on_checkpoint = lambda state: final_state.append(  # type: ignore[method-assign]
+            copy.deepcopy(state.optimizer)
+        )
     start = time.perf_counter()
     result = fit(
         model, x, y, steps=steps, batch_size=100, kl_schedule=schedule, seed=seed,
@@ -228,7 +236,13 @@ def run_one(
     marginal, mean_rms = marginal_moments(model)
     continued = None
     if sigma_continuation and final:
-        continued = continue_sigma(model, suite, sigma_continuation, schedule(steps), seed)
+        if continuation_adam == "carried":
+            continued = continue_sigma_carried(
+                model, suite, sigma_continuation, schedule(steps), seed, final_state[-1]
+            )
+        else:
+            continued = continue_sigma(model, suite, sigma_continuation, schedule(steps), seed)
+        continued["adam"] = continuation_adam
         continued["scores"] = score(model, suite)  # the posterior with sigma settled
     return {
         "method": method,
@@ -278,6 +292,45 @@ def continue_sigma(
         "sigma": sigma_quantiles(model),
         "trajectory": trajectory,
     }
+
+
+def continue_sigma_carried(
+    model: Any,
+    suite: Suite,
+    steps: int,
+    kl_weight: float,
+    seed: int,
+    optimizer_state: dict[str, Any],
+) -> dict[str, Any]:
+    """``continue_sigma`` with the run's own Adam state carried over (a fresh Adam's first
+    steps are about its full rate in the sign of one noisy gradient, which moves a noise-dominated
+    sigma by itself): the run's optimiser rebuilt and loaded, every gradient but sigma's dropped
+    before each step, sigma's group at its constant rate, batches drawn with ``seed + 1``."""
+    sigma = [p for n, p in model.named_parameters() if n.endswith(SIGMA_PARAMETERS)]
+    opt = make_optimizer(model.optimizer_groups(model.default_lr), "adam", model.default_lr)
+    opt.load_state_dict(optimizer_state)
+    x, y = suite.train
+    gen = torch.Generator().manual_seed(seed + 1)
+    every = max(1, steps // TRAJECTORY_POINTS)
+    trajectory: list[dict[str, Any]] = []
+    model.train()
+    for step in range(1, steps + 1):
+        idx = torch.randint(len(x), (100,), generator=gen)
+        loss, _ = model.loss(x[idx], y[idx], num_data=len(x), kl_weight=kl_weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        kept = {id(p) for p in sigma}
+        for group in opt.param_groups:
+            for p in group["params"]:
+                if id(p) not in kept:
+                    p.grad = None  # Adam skips a parameter without a gradient
+        opt.step()
+        if step % every == 0 or step == steps:
+            trajectory.append({"step": step, "sigma": sigma_quantiles(model)})
+    model.eval()
+    frozen = sum(1 for p in model.parameters() if all(p is not q for q in sigma))
+    return {"steps": steps, "frozen": frozen, "sigma": sigma_quantiles(model),
+            "trajectory": trajectory}  # fmt: skip
 
 
 METRICS = ("accuracy", "nll", "ece", "confidence_minus_accuracy", "ood_auroc")
@@ -399,6 +452,13 @@ def main() -> None:
         help="after each run, train sigma alone for STEPS more steps (the means frozen) and "
         "record where it goes: a sigma at its optimum for the trained means stays",
     )
+    parser.add_argument(
+        "--continuation-adam",
+        choices=("carried", "fresh"),
+        default="carried",
+        help="the sigma continuation's optimiser: the run's Adam state carried over, or a "
+        "fresh Adam (the records before this option)",
+    )
     parser.add_argument("--tag", default="", help="names the runs of --options apart")
     parser.add_argument(
         "--scored-from",
@@ -444,7 +504,7 @@ def main() -> None:
                 )
                 row = run_one(
                     suite, method, multiple, seed, options, args.lr_schedule,
-                    args.sigma_continuation, scored,
+                    args.sigma_continuation, scored, args.continuation_adam,
                 )  # fmt: skip
                 if scored:
                     row["scored_from"] = str(args.scored_from / path.name)
