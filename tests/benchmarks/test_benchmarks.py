@@ -4,6 +4,7 @@ tests check that it measures what it says, refuses a busy machine, and writes it
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import json
 import math
@@ -305,3 +306,37 @@ def test_training_length_reuses_an_earlier_records_candidates_only_when_they_mat
     assert training_length.earlier_candidates(tmp_path / "none.json", {}, suite) == {}
     suite.val = (torch.zeros(4, 2), torch.zeros(4))  # another validation split
     assert training_length.earlier_candidates(path, {}, suite) == {}
+
+
+def test_the_carried_sigma_continuation_moves_sigma_alone_from_the_runs_adam_state():
+    """``continue_sigma_carried``: from the run's own optimiser state, the means stay bit for bit
+    and every sigma parameter moves."""
+    sys.path.insert(0, str(BENCHMARKS / "posterior"))
+    import training_length
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 6, generator=gen)
+    y = (x[:, 0] > 0).long()
+    suite = training_length.Suite(
+        lambda: nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 2)), 1, (x, y),
+        (x[:20], y[:20]), (x[:20], y[:20]), x[:20], None, 2,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = bbh.build("bbh", suite.make_net(), temperature=0.1)
+    states: list = []
+
+    class Keep(bbh.training.FitHooks):
+        checkpoint_every = 6
+
+        def on_checkpoint(self, state) -> None:
+            states.append(copy.deepcopy(state.optimizer))
+
+    bbh.training.fit(model, x, y, steps=6, batch_size=20, hooks=Keep())
+    sigma = {n for n, _ in model.named_parameters() if n.endswith(training_length.SIGMA_PARAMETERS)}
+    assert sigma
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    out = training_length.continue_sigma_carried(model, suite, 4, 1.0, 0, states[-1])
+    assert len(out["trajectory"]) >= 1 and out["frozen"] > 0
+    for name, p in model.named_parameters():
+        moved = not torch.equal(p, before[name])
+        assert moved == (name in sigma), name
