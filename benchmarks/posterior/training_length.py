@@ -313,23 +313,21 @@ def continue_sigma_carried(
     gen = torch.Generator().manual_seed(seed + 1)
     every = max(1, steps // TRAJECTORY_POINTS)
     trajectory: list[dict[str, Any]] = []
+    kept = {id(p) for p in sigma}
+    frozen = [p for group in opt.param_groups for p in group["params"] if id(p) not in kept]
     model.train()
     for step in range(1, steps + 1):
         idx = torch.randint(len(x), (100,), generator=gen)
         loss, _ = model.loss(x[idx], y[idx], num_data=len(x), kl_weight=kl_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        kept = {id(p) for p in sigma}
-        for group in opt.param_groups:
-            for p in group["params"]:
-                if id(p) not in kept:
-                    p.grad = None  # Adam skips a parameter without a gradient
+        for p in frozen:
+            p.grad = None  # Adam skips a parameter without a gradient
         opt.step()
         if step % every == 0 or step == steps:
             trajectory.append({"step": step, "sigma": sigma_quantiles(model)})
     model.eval()
-    frozen = sum(1 for p in model.parameters() if all(p is not q for q in sigma))
-    return {"steps": steps, "frozen": frozen, "sigma": sigma_quantiles(model),
+    return {"steps": steps, "frozen": len(frozen), "sigma": sigma_quantiles(model),
             "trajectory": trajectory}  # fmt: skip
 
 

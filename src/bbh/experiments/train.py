@@ -332,14 +332,17 @@ def _scored_candidates(log_file: Path, cfg: ExperimentConfig, data: RunData) -> 
     """The temperature candidates an interrupted run's search scored (its log's
     ``temperature_candidate`` rows), where they were scored on the same validation examples with
     the same draws (``train.val_samples`` is not in the config hash)."""
-    val_examples = len(data.val.labels) if data.val is not None else 0
     return {
         float(row["temperature"]): float(row["val_nll"])
         for row in read_log(log_file)
         if row.get("event") == "temperature_candidate"
         and row.get("val_samples") == cfg.train.val_samples
-        and row.get("val_examples") == val_examples
+        and row.get("val_examples") == _val_examples(data)
     }
+
+
+def _val_examples(data: RunData) -> int:
+    return len(data.val.labels) if data.val is not None else 0
 
 
 def _load_data(cfg: ExperimentConfig, ranks: Ranks | None) -> RunData:
@@ -551,10 +554,9 @@ class _RunHooks(FitHooks):
         if val_nll is None:
             self.bar.write(f"{self.cfg.display_name}: training at temperature {temperature:g}")
             return
-        val_examples = len(self.data.val.labels) if self.data.val is not None else 0
         self.log.write({"event": "temperature_candidate", "temperature": temperature,
                         "val_nll": val_nll, "val_samples": self.cfg.train.val_samples,
-                        "val_examples": val_examples})  # fmt: skip
+                        "val_examples": _val_examples(self.data)})  # fmt: skip
         before = " (scored before the interruption)" if temperature in self.scored else ""
         self.bar.write(f"{self.cfg.display_name}: temperature {temperature:g}: validation NLL "
                        f"{val_nll:.4f}{before}")  # fmt: skip
