@@ -3,6 +3,10 @@
     bbh train mnist/map --scale cpu --out runs/ft/map-seed0              # a trained LeNet-5
     python benchmarks/finetune_vs_laplace.py --runs runs/ft/map-seed0 --data-dir DATA --threads 1
 
+The same for the CIFAR ResNet (``bbh train cifar5/map --scale cpu``): Laplace is fitted on the
+training images as the net takes them (``plain_inputs``), BbH fine-tunes through the run's
+augmentation, and the validation split goes through the run's input transform.
+
 For each trained ``map`` run (one per seed), in one process and in turn:
 
 - ``laplace``: the peer ``bbh.peers`` fits post hoc on the trained net (last layer, KFAC, prior
@@ -37,6 +41,7 @@ import bbh
 import harness
 from bbh.evaluation import evaluate
 from bbh.experiments.builders import load_run_data
+from bbh.experiments.compare import plain_inputs
 from bbh.experiments.runs import load_with_config
 from bbh.peers import train_peer
 
@@ -53,7 +58,9 @@ def one_seed(run: Path, data_dir: str | None) -> dict[str, Any]:
     if data.val is None:
         raise SystemExit(f"{run}: its config holds out no validation split (data.validation_size)")
     x, y = data.train_x, data.train_y
-    val = (data.val.images, data.val.labels)
+    val_x = data.val.images
+    val = (val_x if data.input_transform is None else data.input_transform(val_x), data.val.labels)
+    plain = plain_inputs(data)  # CIFAR: uint8 images as the net takes them, for Laplace's fit
     net = trained.net
     batch, seed = cfg.train.batch_size, cfg.seed
     epoch = len(y) // batch
@@ -61,10 +68,12 @@ def one_seed(run: Path, data_dir: str | None) -> dict[str, Any]:
     seconds: dict[str, float] = {}
 
     clock = time.perf_counter()
-    models["laplace"] = train_peer("laplace", net, x, y, steps=1, batch_size=batch, seed=seed,
+    models["laplace"] = train_peer("laplace", net, plain, y, steps=1, batch_size=batch, seed=seed,
                                    pretrained=True)  # fmt: skip
     seconds["laplace"] = time.perf_counter() - clock
-    for row, options in (("bbh", {}), ("bbh (short search)", {"temperature_steps": epoch // 5})):
+    augment = {"transform": data.train_transform} if data.train_transform is not None else {}
+    short = {**augment, "temperature_steps": epoch // 5}
+    for row, options in (("bbh", augment), ("bbh (short search)", short)):
         torch.manual_seed(seed)
         clock = time.perf_counter()
         models[row] = bbh.finetune(net, x, y, "bbh", steps=epoch, batch_size=batch,

@@ -262,6 +262,43 @@ def test_finetune_vs_laplace_scores_every_row_and_times_against_the_fit(tmp_path
     assert 0 < row["temperature"]["bbh"] <= 1.0
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("laplace") is None, reason="laplace-torch (the peers extra) absent"
+)
+def test_finetune_vs_laplace_takes_cifar_images_through_the_runs_transforms(tmp_path):
+    """CIFAR-5 keeps its training images as uint8 that only the augmentation makes floats: the
+    benchmark fits Laplace on the images as the net takes them and fine-tunes BbH through the
+    run's augmentation (it stopped at ``x must be a floating tensor`` before)."""
+    import finetune_vs_laplace
+    from bbh.experiments.config import load_config
+    from bbh.experiments.train import train_run
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+    from data_test_utils import image_folder_files, write_tar
+
+    from bbh.data.datasets import CIFAR10_CLASSES
+
+    files = {}
+    for split, seed in (("train", 0), ("test", 1)):
+        made, _ = image_folder_files(
+            list(CIFAR10_CLASSES), 4, prefix=f"cifar10-jpeg/{split}/", fmt="JPEG", seed=seed
+        )
+        files.update(made)
+    write_tar(tmp_path / "data" / "cifar10-jpeg" / "cifar10-jpeg.tar.gz", files)
+    sets = [f"data.root={tmp_path / 'data'}", "data.validation_size=5", "train.steps=2",
+            "train.batch_size=5", "eval.num_samples=2", "net.options.units_per_scale=1",
+            "net.options.filters=[4, 4, 4, 4]"]  # fmt: skip
+    cfg = load_config("cifar5/map", scale="cpu", overrides=sets)
+    run = tmp_path / "map"
+    train_run(cfg, run, resume=None, progress=False)
+    out = tmp_path / "ft.json"
+    assert finetune_vs_laplace.main(["--runs", str(run), "--out", str(out)]) == 0
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["steps"] == 3  # one epoch of the 15 images left after validation, batch 5
+    for scores in row["scores"].values():
+        assert 0.0 <= scores["accuracy"] <= 1.0 and math.isfinite(scores["nll"])
+
+
 def test_sigma_continuation_drift_is_the_continued_median_over_the_final_one(tmp_path):
     """``sigma_continuation.summarize_run``: the mean median over the continuation's second
     half against the run's final median, per tensor, with the scores before and after."""

@@ -399,7 +399,7 @@ class _SeedJob:
             if row == "laplace":
                 self.map_method()
                 peer = train_peer(
-                    row, self._map.net, _plain_inputs(self.data), y, pretrained=True, **common
+                    row, self._map.net, plain_inputs(self.data), y, pretrained=True, **common
                 )
                 fit_s = float(getattr(peer, "fit_seconds", 0.0))
                 notes = [
@@ -408,7 +408,7 @@ class _SeedJob:
                 ]
                 return peer, (self._map_seconds or 0.0) + fit_s, notes
             if row == "laplace_all":
-                peer = train_peer(row, build_net(self.base), _plain_inputs(self.data), y, **common)
+                peer = train_peer(row, build_net(self.base), plain_inputs(self.data), y, **common)
                 notes = [
                     "MAP training by bbh.fit (the peer's own), then the all-weight fit; "
                     "predicted in small batches"
@@ -477,7 +477,7 @@ def _kind(row: str) -> str:
     return "ours" if row in OUR_ROWS else "peer"
 
 
-def _plain_inputs(data: RunData) -> Tensor:
+def plain_inputs(data: RunData) -> Tensor:
     """The training inputs as the model takes them, without augmentation (Laplace's fit)."""
     x = data.train_x
     if data.input_transform is None:
