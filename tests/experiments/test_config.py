@@ -200,6 +200,22 @@ def test_hash_follows_training_not_bookkeeping():
     assert config_hash(changed, method_options(changed)) != h
 
 
+def test_validation_draws_count_where_they_choose_the_temperature():
+    """``train.val_samples`` scores the validation predictive: only bookkeeping for a method
+    with a fixed temperature, but it can change the temperature a search chooses, and so the
+    weights. Away from its default it then makes another run; at it, earlier runs stay current."""
+    cfg = load_config("mnist/bbh", scale="cpu")
+    resolved = resolved_options(METHODS["bbh"], {})
+    assert resolved["temperature"] == "validation"
+    more = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, val_samples=40))
+    assert config_hash(more, resolved) != config_hash(cfg, resolved)
+    fixed = {**resolved, "temperature": 0.01}
+    assert config_hash(more, fixed) == config_hash(cfg, fixed)
+    plain = load_config("mnist/map", scale="cpu")
+    other = dataclasses.replace(plain, train=dataclasses.replace(plain.train, val_samples=40))
+    assert config_hash(other, method_options(other)) == config_hash(plain, method_options(plain))
+
+
 def test_a_change_of_method_defaults_changes_the_hash():
     """The recommended BbH config names no options; its hash must follow BbH's defaults."""
     cfg = load_config("mnist/bbh")

@@ -360,11 +360,13 @@ def config_hash(
     """A short hash of everything that changes the trained weights.
 
     Leaves out what does not: the data root, the device, logging and checkpoint intervals, the
-    label, description, evaluation and distributed settings. ``resolved_method_options`` (the
-    method's options with its defaults filled in) makes a change of a method's defaults a
-    different run. The user's own data counts by its content, ``data_fingerprint``
-    (``bbh.data.user_data.fingerprint``), not by where its files lie; a shipped data set's run
-    hashes as before the own-data keys existed.
+    label, description, evaluation and distributed settings, and ``train.val_samples`` except
+    where a method chooses its temperature on the validation split (there it can change the
+    chosen temperature and so the weights) and the value is not the default.
+    ``resolved_method_options`` (the method's options with its defaults filled in) makes a
+    change of a method's defaults a different run. The user's own data counts by its content,
+    ``data_fingerprint`` (``bbh.data.user_data.fingerprint``), not by where its files lie; a
+    shipped data set's run hashes as before the own-data keys existed.
     """
     d = config_to_dict(cfg)
     for key in ("label", "description", "eval", "distributed"):
@@ -376,8 +378,13 @@ def config_hash(
             d["data"].pop(key, None)
         if own:
             d["data"]["fingerprint"] = data_fingerprint
-        for key in ("device", "threads", "log_every", "checkpoint_every", "val_samples"):
+        for key in ("device", "threads", "log_every", "checkpoint_every"):
             d["train"].pop(key, None)
+        searches = (resolved_method_options or {}).get("temperature") == "validation"
+        if not searches or cfg.train.val_samples == TrainConfig.val_samples:
+            # it only scores the epochs unless it scores a temperature search's candidates,
+            # and at its default every run trained before this counted hashes as it did
+            d["train"].pop("val_samples", None)
         if d["train"].get("lr_schedule") == "constant":  # as every run before the option existed
             del d["train"]["lr_schedule"]
         if resolved_method_options is not None:

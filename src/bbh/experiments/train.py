@@ -331,7 +331,7 @@ def train_in_folder(
 def _scored_candidates(log_file: Path, cfg: ExperimentConfig, data: RunData) -> dict[float, float]:
     """The temperature candidates an interrupted run's search scored (its log's
     ``temperature_candidate`` rows), where they were scored on the same validation examples with
-    the same draws (``train.val_samples`` is not in the config hash)."""
+    the same draws (``train.val_samples`` is in the config hash only away from its default)."""
     return {
         float(row["temperature"]): float(row["val_nll"])
         for row in read_log(log_file)
