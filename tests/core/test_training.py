@@ -1,3 +1,4 @@
+import copy
 import math
 import re
 
@@ -6,7 +7,14 @@ import torch
 from torch import nn
 
 from bbh.methods import BayesByHypernet, build
-from bbh.training import FitHooks, annealing, fit, kl_annealing, paper_toy_schedule
+from bbh.training import (
+    FitHooks,
+    TrainingInterrupted,
+    annealing,
+    fit,
+    kl_annealing,
+    paper_toy_schedule,
+)
 
 
 def test_kl_annealing():
@@ -127,6 +135,16 @@ def test_lr_factor():
     )
     with pytest.raises(ValueError, match="unknown lr_schedule 'step'"):
         lr_factor("step", 0, 10)
+    # a warm-up over the first fifth multiplies the schedule's factor by (step + 1) / 20
+    assert [lr_factor("cooldown", s, 100, 0.2) for s in (0, 9, 19, 20, 90)] == pytest.approx(
+        [0.05, 0.5, 1.0, 1.0, 0.5]
+    )
+    assert lr_factor("cosine", 4, 10, 0.5) == pytest.approx(
+        (1 + math.cos(0.4 * math.pi)) / 2
+    )  # the warm-up ends where it starts to fall
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match=r"warmup must be a fraction of the run in \[0, 1\)"):
+            lr_factor("cooldown", 0, 10, bad)
 
 
 class _Moves(FitHooks):
@@ -158,6 +176,41 @@ def test_fit_lr_schedule_sets_each_steps_rate(schedule):
     else:
         assert hooks.moves[-1] < 1.01e-2 * (1 + math.cos(math.pi * 19 / 20)) / 2
         assert hooks.moves[10] < 1.01e-2 * 0.5
+
+
+class _FirstStep(_Moves):
+    """Stops the run after its first step."""
+
+    def should_stop(self) -> bool:
+        return len(self.moves) >= 1
+
+
+def test_fit_warms_up_the_rate_but_not_sigmas_own():
+    """``lr_warmup``: the first Adam step (which moves every parameter by its rate) is a tenth
+    of the rate with a warm-up over 10 of 100 steps; a posterior's scale, in a group with its
+    own constant schedule, moves at its full rate from the first step."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2))
+    x = torch.randn(40, 2)
+    y = (x[:, 0] > 0).long()
+    for warmup, first in ((0.0, 1e-2), (0.1, 1e-3)):
+        m = build("map", copy.deepcopy(net))
+        hooks = _FirstStep(m)
+        with pytest.raises(TrainingInterrupted):
+            fit(m, x, y, steps=100, batch_size=10, lr=1e-2, lr_warmup=warmup, hooks=hooks)
+        assert hooks.moves[0] == pytest.approx(first, rel=0.01)
+    m = build("bbh", copy.deepcopy(net), temperature=1.0)
+    log_sigma = m.hypernet.log_sigma_param
+    scales = (log_sigma, m.hypernet.log_sigma_tensor_param)  # sigma's own group
+    before = log_sigma.detach().clone()
+    rest = [p.detach().clone() for p in m.parameters() if all(p is not s for s in scales)]
+    with pytest.raises(TrainingInterrupted):
+        fit(m, x, y, steps=100, batch_size=10, lr=1e-2, lr_warmup=0.1, hooks=_FirstStep(m))
+    assert (log_sigma.detach() - before).abs().max() == pytest.approx(1e-2, rel=0.01)
+    moved = [p.detach() for p in m.parameters() if all(p is not s for s in scales)]
+    assert max((a - b).abs().max() for a, b in zip(moved, rest, strict=True)) <= 1.01e-3
+    with pytest.raises(ValueError, match="warmup must be a fraction"):
+        fit(m, x, y, steps=2, batch_size=10, lr_warmup=1.5)
 
 
 def test_fit_rejects_an_unknown_lr_schedule():

@@ -216,6 +216,16 @@ def test_validation_draws_count_where_they_choose_the_temperature():
     assert config_hash(other, method_options(other)) == config_hash(plain, method_options(plain))
 
 
+def test_a_warm_up_counts_in_the_hash_and_must_be_a_fraction():
+    cfg = load_config("mnist/map", scale="cpu")
+    warm = load_config("mnist/map", scale="cpu", overrides=["train.lr_warmup=0.1"])
+    assert warm.train.lr_warmup == 0.1
+    assert config_hash(warm, method_options(warm)) != config_hash(cfg, method_options(cfg))
+    for bad, message in (("1.0", "must be < 1"), ("-0.5", "must be >= 0")):
+        with pytest.raises(ConfigError, match=f"train.lr_warmup: .*{message}"):
+            load_config("mnist/map", scale="cpu", overrides=[f"train.lr_warmup={bad}"])
+
+
 def test_a_change_of_method_defaults_changes_the_hash():
     """The recommended BbH config names no options; its hash must follow BbH's defaults."""
     cfg = load_config("mnist/bbh")

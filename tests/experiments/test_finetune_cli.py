@@ -44,6 +44,7 @@ def test_finetune_writes_a_run_that_evaluates(map_run, tmp_path, capsys):
     assert source["config_hash"] == json.loads((map_run / "config.json").read_text())["config_hash"]
     assert meta["config"]["method"] == {"name": "bbh", "options": {"temperature": 1.0}}
     assert meta["config"]["train"]["kl_schedule"]["kind"] == "constant"
+    assert meta["config"]["train"]["lr_warmup"] == bbh.training.FINETUNE_WARMUP
     assert (
         meta["config"]["data"]
         == json.loads((map_run / "config.json").read_text())["config"]["data"]

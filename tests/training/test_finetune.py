@@ -117,6 +117,17 @@ def test_methods_that_cannot_finetune_are_refused(method, message, small_net):
     assert "\n" not in str(err.value)
 
 
+def test_finetune_warms_up_unless_told_otherwise(small_net, monkeypatch):
+    import bbh.training.finetuning as finetuning
+
+    seen: list[dict] = []
+    monkeypatch.setattr(finetuning, "fit", lambda *args, **kwargs: seen.append(kwargs))
+    x, y = _data(100)
+    bbh.finetune(small_net, x, y, "map", steps=2, batch_size=50)
+    bbh.finetune(small_net, x, y, "map", steps=2, batch_size=50, fit_options={"lr_warmup": 0.0})
+    assert [kw["lr_warmup"] for kw in seen] == [finetuning.FINETUNE_WARMUP, 0.0]
+
+
 def test_every_finetune_method_is_registered():
     assert set(FINETUNE_STARTS) <= set(bbh.methods.available())
 

@@ -154,6 +154,9 @@ class TrainConfig:
     lr: float | None = field(default=None, metadata={"gt": 0.0})
     #: ``cooldown``, ``cosine`` or ``constant`` (the paper's runs): ``bbh.training.fit``'s
     lr_schedule: str = field(default="cooldown", metadata=_choices(*LR_SCHEDULES))
+    #: the fraction of the run over which the rate first rises from near 0 (``fit``'s;
+    #: ``bbh finetune`` sets 0.1)
+    lr_warmup: float = field(default=0.0, metadata={"min": 0.0, "lt": 1.0})
     num_data: int | None = field(default=None, metadata={"min": 1})
     kl_schedule: KLScheduleConfig = field(default_factory=KLScheduleConfig)
     log_every: int = field(default=50, metadata={"min": 1})
@@ -387,6 +390,8 @@ def config_hash(
             d["train"].pop("val_samples", None)
         if d["train"].get("lr_schedule") == "constant":  # as every run before the option existed
             del d["train"]["lr_schedule"]
+        if d["train"].get("lr_warmup") == 0.0:  # likewise
+            del d["train"]["lr_warmup"]
         if resolved_method_options is not None:
             options = plain_value(dict(resolved_method_options))
             for key, neutral in HASH_NEUTRAL_OPTIONS.get(cfg.method.name, {}).items():
@@ -620,6 +625,8 @@ def _check_value(f: dataclasses.Field[Any], value: Any, source: str, key: str) -
         raise ConfigError(f"{source}: {key}: {value!r} must be >= {meta['min']:g}")
     if "gt" in meta and not value > meta["gt"]:
         raise ConfigError(f"{source}: {key}: {value!r} must be > {meta['gt']:g}")
+    if "lt" in meta and not value < meta["lt"]:
+        raise ConfigError(f"{source}: {key}: {value!r} must be < {meta['lt']:g}")
 
 
 def _check_experiment(cfg: ExperimentConfig, source: str) -> None:

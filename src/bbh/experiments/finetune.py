@@ -48,7 +48,7 @@ from bbh.experiments.train import (
     train_in_folder,
 )
 from bbh.methods import Method
-from bbh.training.finetuning import check_finetune_method, start_from
+from bbh.training.finetuning import FINETUNE_WARMUP, check_finetune_method, start_from
 
 #: source methods whose trained net is a point estimate to start from (``net`` in their state)
 POINT_SOURCES = ("map", "mc_dropout")
@@ -238,7 +238,8 @@ def finetune_config(
     overrides: tuple[str, ...] | list[str] = (),
 ) -> ExperimentConfig:
     """The fine-tune's config: ``cfg`` with ``method`` (no options), a constant KL weight of 1,
-    the budget (default one epoch) and then ``overrides`` applied.
+    the budget (default one epoch), the rate warmed up over ``FINETUNE_WARMUP`` of the run and
+    then ``overrides`` applied.
 
     Args:
         cfg: The source's config.
@@ -259,6 +260,7 @@ def finetune_config(
         epochs=1.0 if epochs is None else float(epochs),
         steps=steps,
         kl_schedule=KLScheduleConfig(),
+        lr_warmup=FINETUNE_WARMUP,
     )
     cfg = replace(
         cfg,

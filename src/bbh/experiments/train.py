@@ -378,6 +378,7 @@ def _fit(
                     batch_size=cfg.train.batch_size,
                     lr=cfg.train.lr,
                     lr_schedule=cfg.train.lr_schedule,
+                    lr_warmup=cfg.train.lr_warmup,
                     kl_schedule=kl_schedule(cfg, per_epoch),
                     optimizer=cfg.train.optimizer,
                     seed=cfg.seed,

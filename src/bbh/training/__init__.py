@@ -10,7 +10,13 @@ from bbh.training.checkpoint import (
     save_checkpoint,
 )
 from bbh.training.distributed import DDPSettings, DistributedError, process_group_from_env
-from bbh.training.finetuning import FINETUNE_STARTS, check_finetune_method, finetune, start_from
+from bbh.training.finetuning import (
+    FINETUNE_STARTS,
+    FINETUNE_WARMUP,
+    check_finetune_method,
+    finetune,
+    start_from,
+)
 from bbh.training.guards import TrainingDiverged, TrainingGuard, TrainingWarning
 from bbh.training.loop import FitHooks, FitResult, TrainingInterrupted, fit, make_optimizer
 from bbh.training.sampler import ShuffleSampler
@@ -19,6 +25,7 @@ from bbh.training.temperature import TemperatureSearch, validation_nll
 
 __all__ = [
     "FINETUNE_STARTS",
+    "FINETUNE_WARMUP",
     "CheckpointError",
     "DDPSettings",
     "DistributedError",

@@ -50,6 +50,11 @@ NOT_FINETUNABLE: dict[str, str] = {
     "their own initialisation, far from the trained function",
 }
 
+#: The fraction of a fine-tune over which the rate rises from near 0 (``fit``'s ``lr_warmup``):
+#: a fresh Adam's first steps at the full rate throw the trained net off its minimum (measured
+#: in docs/finetune.md, "Cost and warm-up")
+FINETUNE_WARMUP = 0.1
+
 #: Draws of the generator's noise that ``start_from`` centres BbH's posterior with.
 CENTRE_DRAWS = 128
 
@@ -130,7 +135,8 @@ def finetune(
         seed: Seeds the data order (and, through torch's global generator when called after
             ``torch.manual_seed``, nothing else: seed that yourself for repeatable noise).
         fit_options: Further keyword arguments of ``bbh.fit`` (``kl_schedule``, ``num_data``,
-            ``transform``, ``hooks``, ``verbose``, ``temperature_steps``, ...).
+            ``transform``, ``hooks``, ``verbose``, ``temperature_steps``, ...); ``lr_warmup``
+            defaults to ``FINETUNE_WARMUP`` here.
         **options: The method's options (as for ``bbh.build``).
 
     Returns:
@@ -166,7 +172,7 @@ def finetune(
         lr=lr,
         seed=seed,
         validation=validation,
-        **dict(fit_options or {}),
+        **{"lr_warmup": FINETUNE_WARMUP, **dict(fit_options or {})},
     )
     return model
 

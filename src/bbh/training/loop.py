@@ -223,6 +223,7 @@ def fit(
     val_samples: int = 20,
     temperature_steps: int | None = None,
     lr_schedule: str = "cooldown",
+    lr_warmup: float = 0.0,
 ) -> FitResult:
     """Train ``method`` on ``(x, y)`` for ``steps`` minibatch steps; reshuffles every epoch.
 
@@ -272,6 +273,10 @@ def fit(
             ``method.optimizer_groups`` but those that name their own
             (``{"lr_schedule": "constant"}``: a posterior's scale, which must reach its optimum
             rather than freeze with the decay).
+        lr_warmup: The fraction of the run (and of each temperature candidate's run) over
+            which those same groups' rate first rises linearly from near 0 (``lr_factor``); 0:
+            none. ``bbh.finetune`` warms up (``FINETUNE_WARMUP``): a fresh Adam's first steps
+            at the full rate throw a trained net off its minimum.
 
     Returns:
         The logged rows, the wall time and the steps (``FitResult``).
@@ -282,7 +287,8 @@ def fit(
         TrainingInterrupted: ``hooks.should_stop()`` asked to stop.
         ValueError: An argument is out of range (``steps``, ``batch_size``, ``log_every``,
             ``num_data`` or ``val_samples`` below 1, ``lr`` not positive, an unknown
-            ``lr_schedule`` or ``optimizer``) or the data do not fit the method.
+            ``lr_schedule`` or ``optimizer``, ``lr_warmup`` outside ``[0, 1)``) or the data do
+            not fit the method.
         TypeError: ``x`` or ``y`` is not a tensor (or batch structure of tensors).
 
     Example:
@@ -296,6 +302,7 @@ def fit(
     """
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"unknown lr_schedule {lr_schedule!r}; allowed: {list(LR_SCHEDULES)}")
+    lr_factor(lr_schedule, 0, steps, lr_warmup)  # checks lr_warmup before any work
     x, y = check_training_data(method, x, y, transform, seed)
     if validation is not None:
         validation = _check_validation(method, validation)
@@ -356,7 +363,9 @@ def fit(
     def train_step(step: int, kl_weight: float, run_steps: int = steps) -> dict[str, Tensor]:
         """Step ``step`` of a ``run_steps``-step run on the sampler's next batch; the logs."""
         for group, base in zip(opt.param_groups, base_lrs, strict=True):
-            group["lr"] = base * lr_factor(group.get("lr_schedule", lr_schedule), step, run_steps)
+            own = group.get("lr_schedule")  # a group with its own schedule is not warmed up
+            factor = lr_factor(own or lr_schedule, step, run_steps, 0.0 if own else lr_warmup)
+            group["lr"] = base * factor
         idx = sampler.next_indices()
         xb, yb = index(x, idx), y[idx]
         if transform is not None:

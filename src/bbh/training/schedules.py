@@ -79,7 +79,7 @@ def annealing(start: int, length: int) -> KLSchedule:
     return lambda step: kl_annealing(step, start, length)
 
 
-def lr_factor(schedule: str, step: int, total: int) -> float:
+def lr_factor(schedule: str, step: int, total: int, warmup: float = 0.0) -> float:
     """The learning rate of ``step`` (0-based) of a ``total``-step run, as a fraction of the base.
 
     ``constant``: 1. ``cosine``: ``(1 + cos(pi * step / total)) / 2``, from 1 down to near 0 at the
@@ -88,12 +88,23 @@ def lr_factor(schedule: str, step: int, total: int) -> float:
     compute-optimal training beyond fixed training durations"). Both end the run at a settled
     iterate rather than one that still jitters at the full rate, whatever the budget; the
     cooldown keeps 90% of the constant rate's total step.
+
+    ``warmup``: the fraction of the run over which the rate first rises linearly from near 0
+    (Goyal et al. 2017, "Accurate, large minibatch SGD"), multiplying the schedule's; 0: none.
+    A fresh Adam's first steps move every weight by about its full rate in the sign of one
+    noisy gradient, which throws a trained net off its minimum (``bbh.finetune``).
+
+    Raises:
+        ValueError: An unknown ``schedule``, or ``warmup`` outside ``[0, 1)``.
     """
+    if not 0.0 <= warmup < 1.0:
+        raise ValueError(f"warmup must be a fraction of the run in [0, 1), got {warmup!r}")
+    rise = min(1.0, (step + 1) / (warmup * total)) if warmup > 0 and total > 0 else 1.0
     if schedule == "constant":
-        return 1.0
+        return rise
     if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+        return rise * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
     if schedule == "cooldown":
         start = (1.0 - COOLDOWN_FRACTION) * total
-        return 1.0 if step < start else max(0.0, (total - step) / (total - start))
+        return rise * (1.0 if step < start else max(0.0, (total - step) / (total - start)))
     raise ValueError(f"unknown lr_schedule {schedule!r}; allowed: {list(LR_SCHEDULES)}")
