@@ -1,6 +1,6 @@
 """Paper-scale MNIST training: a BbH configuration and MAP for the same epochs, time and accuracy.
 
-    python benchmarks/mnist_training.py --data-dir ../shared/data --epochs 5 --device cuda
+    python benchmarks/mnist_training.py --data-dir DATA --epochs 5 --device cuda
     python benchmarks/mnist_training.py --config "chunked, entropy" --epochs 10
     python benchmarks/mnist_training.py --scale tiny        # embedded subset, a few steps
 

@@ -12,7 +12,7 @@ over-confident; "better" counts the seeds where its size is the smaller. ``--exa
 scores part of the split::
 
     python benchmarks/posterior/calibration_summary.py --probs runs/probs --reference map \\
-        --data-dir ../shared/data --split test
+        --data-dir DATA --split test
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ split with ``--samples`` weight samples, and prints accuracy, NLL, ECE (15 bins)
 AUROC of the predictive entropy, with accuracy, NLL and ECE on the 5,000 validation images too
 (for choosing options without looking at the test set), one JSON line per method::
 
-    python benchmarks/posterior/mnist_calibration.py --data-dir ../shared/data --epochs 5 \\
+    python benchmarks/posterior/mnist_calibration.py --data-dir DATA --epochs 5 \\
         --methods '{"map": {"method": "map"}, "bbh": {}, "bbb": {"method": "bbb"}}'
 """
 
