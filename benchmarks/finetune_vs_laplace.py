@@ -43,6 +43,7 @@ from bbh.evaluation import evaluate
 from bbh.experiments.builders import load_run_data
 from bbh.experiments.compare import plain_inputs
 from bbh.experiments.runs import load_with_config
+from bbh.experiments.train import validation_pair
 from bbh.peers import train_peer
 
 ROWS = ("map", "laplace", "bbh", "bbh (short search)")
@@ -55,11 +56,10 @@ def one_seed(run: Path, data_dir: str | None) -> dict[str, Any]:
     if data_dir is not None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_dir))
     data = load_run_data(cfg)
-    if data.val is None:
+    val = validation_pair(data, torch.device("cpu"))  # as the model takes it (CIFAR: cropped)
+    if val is None:
         raise SystemExit(f"{run}: its config holds out no validation split (data.validation_size)")
     x, y = data.train_x, data.train_y
-    val_x = data.val.images
-    val = (val_x if data.input_transform is None else data.input_transform(val_x), data.val.labels)
     plain = plain_inputs(data)  # CIFAR: uint8 images as the net takes them, for Laplace's fit
     net = trained.net
     batch, seed = cfg.train.batch_size, cfg.seed

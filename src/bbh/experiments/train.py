@@ -388,7 +388,7 @@ def _fit(
                     hooks=hooks,
                     resume=state,
                     ddp=DDPSettings(find_unused_parameters=cfg.distributed.find_unused_parameters),
-                    validation=_validation_pair(data, dev),
+                    validation=validation_pair(data, dev),
                     val_samples=cfg.train.val_samples,
                 )
         except TrainingInterrupted as stop:  # every rank stops at the same step
@@ -408,8 +408,17 @@ def _fit(
             ) from None
 
 
-def _validation_pair(data: RunData, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The validation split as the model takes it (for ``temperature="validation"``)."""
+def validation_pair(data: RunData, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The validation split as the model takes it (for ``temperature="validation"``).
+
+    Args:
+        data: The run's data.
+        dev: The device to put it on.
+
+    Returns:
+        ``(x, y)`` with ``x`` through the data's input transform (CIFAR: the central crop and
+        standardisation), or None where the run holds out no validation split.
+    """
     if data.val is None:
         return None
     x = data.val.images.to(dev)
