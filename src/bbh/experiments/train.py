@@ -416,8 +416,8 @@ def validation_pair(data: RunData, dev: torch.device) -> tuple[torch.Tensor, tor
         dev: The device to put it on.
 
     Returns:
-        ``(x, y)`` with ``x`` through the data's input transform (CIFAR: the central crop and
-        standardisation), or None where the run holds out no validation split.
+        ``(x, y)`` with ``x`` through the data's input transform (for CIFAR the central crop
+        and standardisation), or None where the run holds out no validation split.
     """
     if data.val is None:
         return None
