@@ -307,7 +307,7 @@ def test_shared_sigmas_give_the_same_kl_as_the_expanded_per_weight_sigma(float64
 def test_large_nets_keep_a_seed_not_the_noise(monkeypatch, num_samples, antithetic):
     """From ``RECOMPUTE_NOISE_FROM`` weights on, a training draw redraws eps in the backward:
     the gradients are those of ``mean + sigma * eps`` with its eps, the mirrored pairs stay,
-    and the graph keeps one [S, D] tensor fewer."""
+    and the graph keeps the drawn noise (``[ceil(S / 2), D]`` with mirrored pairs) no more."""
     import bbh.posteriors.implicit as implicit
 
     torch.manual_seed(0)
@@ -321,6 +321,7 @@ def test_large_nets_keep_a_seed_not_the_noise(monkeypatch, num_samples, antithet
         return (w.sin() * weights_of).sum()
 
     def saved_sample_sized(threshold: int) -> int:
+        """Floats the draw's graph keeps in tensors of whole samples (k x D)."""
         monkeypatch.setattr(implicit, "RECOMPUTE_NOISE_FROM", threshold)
         sizes: list[int] = []
 
@@ -330,9 +331,10 @@ def test_large_nets_keep_a_seed_not_the_noise(monkeypatch, num_samples, antithet
 
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             post.sample(num_samples, antithetic=antithetic)
-        return sizes.count(num_samples * dim)
+        return sum(n for n in sizes if n % dim == 0 and n >= dim)
 
-    assert saved_sample_sized(dim) == saved_sample_sized(dim + 1) - 1
+    drawn = -(-num_samples // 2) if antithetic else num_samples
+    assert saved_sample_sized(dim) == saved_sample_sized(dim + 1) - drawn * dim
     monkeypatch.setattr(implicit, "RECOMPUTE_NOISE_FROM", dim)
     draw = post.sample(num_samples, antithetic=antithetic)
     eps = ((draw.weights - draw.mean) / draw.sigma).detach()
@@ -342,3 +344,23 @@ def test_large_nets_keep_a_seed_not_the_noise(monkeypatch, num_samples, antithet
     ref = torch.autograd.grad(loss(torch.addcmul(draw.mean, draw.sigma, eps)), params)
     for a, b in zip(got, ref, strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("num_samples,half", [(1, 1), (2, 1), (3, 2), (4, 2), (3, 3)])
+def test_mirrored_noisy_weights_match_addcmul_on_the_mirrored_noise(num_samples, half):
+    """The fused draw ``mean + sigma * eps`` (rows from ``half`` on take ``-eps``) has the values
+    and the gradients of ``addcmul`` on the mirrored noise, for pairs, odd S and no mirror."""
+    from bbh.posteriors.implicit import _mirrored, _MirroredNoisyWeights
+
+    torch.manual_seed(0)
+    mean = torch.randn(num_samples, 7, dtype=torch.float64, requires_grad=True)
+    sigma = torch.rand(7, dtype=torch.float64).add(0.1).requires_grad_()
+    eps = torch.randn(half, 7, dtype=torch.float64)
+    weights_of = torch.randn(num_samples, 7, dtype=torch.float64)
+    fused = _MirroredNoisyWeights.apply(mean, sigma, eps)
+    plain = torch.addcmul(mean, sigma, _mirrored(eps, num_samples))
+    torch.testing.assert_close(fused, plain, rtol=0, atol=0)
+    grads = torch.autograd.grad((fused.sin() * weights_of).sum(), [mean, sigma])
+    expected = torch.autograd.grad((plain.sin() * weights_of).sum(), [mean, sigma])
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)

@@ -96,7 +96,10 @@ class JacobianKL(nn.Module):
         else:
             cross = cross_entropy_semi_implicit(draw.mean, sigma, prior)
         z = draw.noise[: self.jacobian_samples]
-        return cross - entropy_linearised(posterior, z, chunks=self.jacobian_chunks)
+        entropy = entropy_linearised(
+            posterior, z, chunks=self.jacobian_chunks, log_sigma=draw.log_sigma
+        )
+        return cross - entropy
 
 
 def cross_entropy_semi_implicit(mean: Tensor, sigma: Tensor, prior: GaussianPrior) -> Tensor:
@@ -125,14 +128,21 @@ def _gaussian_cross_entropy(quad: Tensor, dim: int, prior: GaussianPrior) -> Ten
 
 
 def entropy_linearised(
-    posterior: ImplicitPosterior, z: Tensor, *, chunks: int | None = None
+    posterior: ImplicitPosterior,
+    z: Tensor,
+    *,
+    chunks: int | None = None,
+    log_sigma: Tensor | None = None,
 ) -> Tensor:
     """``1/2 log det(2 pi e Sigma) + mean_z 1/2 log det(I + J^T Sigma^-1 J)`` (scalar).
 
     ``z [J, n_blocks, k]``: the noise draws at which the generator is linearised. ``chunks``:
     the Gram from that many random chunks of a chunked generator (``JacobianKL``).
+    ``log_sigma``: the posterior's ``log_sigma`` where the caller has it (a draw's), so that
+    it is not formed again; None: ``posterior.log_sigma``.
     """
-    log_sigma = posterior.log_sigma
+    if log_sigma is None:
+        log_sigma = posterior.log_sigma
     gen = posterior.generator
     k = z.shape[-1]
     d = log_sigma.numel()

@@ -85,6 +85,7 @@ class ImplicitSample:
     mean: Tensor  # [S, D], G(z)
     noise: Tensor  # [S, n_blocks, k], z
     sigma: Tensor | None = None  # [D], the semi-implicit noise's scale (None: purely implicit)
+    log_sigma: Tensor | None = None  # [D], its log (formed once a draw, for the KL's entropy)
 
 
 class ImplicitPosterior(nn.Module):
@@ -256,17 +257,18 @@ class ImplicitPosterior(nn.Module):
         mean = self.generator.generate(z)
         if not self.semi_implicit:
             return ImplicitSample(mean, mean, z)
-        sigma = self.sigma()
+        log_sigma = self.log_sigma
+        sigma = log_sigma.exp()
         if mean.shape[1] >= RECOMPUTE_NOISE_FROM and torch.is_grad_enabled():
             # a seed instead of eps for the backward: D floats per sample fewer at the peak
             seed = int(
                 torch.randint(0, 2**62, (1,), generator=generator, device=_seed_device(generator))
             )
             weights = _NoisyWeights.apply(mean, sigma, seed, half)
-            return ImplicitSample(weights, mean, z, sigma)
+            return ImplicitSample(weights, mean, z, sigma, log_sigma)
         eps = _seeded_normal(half, mean, generator)
-        eps = _mirrored(eps, num_samples)
-        return ImplicitSample(torch.addcmul(mean, sigma, eps), mean, z, sigma)  # one pass
+        weights = _MirroredNoisyWeights.apply(mean, sigma, eps)
+        return ImplicitSample(weights, mean, z, sigma, log_sigma)
 
     def forward(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
         """``num_samples`` joint weight samples ``[S, D]``."""
@@ -311,6 +313,40 @@ class _NoisyWeights(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_sigma = (grad * _NoisyWeights.noise(ctx.seed, ctx.half, grad)).sum(0)
         return (grad if ctx.needs_input_grad[0] else None), grad_sigma, None, None
+
+
+class _MirroredNoisyWeights(torch.autograd.Function):
+    """``mean + sigma * eps`` with ``eps [half, D]`` used as ``_mirrored`` would (rows ``half``
+    on take ``-eps``), without forming the mirrored ``[S, D]`` noise; the backward passes the
+    mean's gradient through and forms sigma's from ``half`` rows of differences (where
+    ``addcmul``'s backward scales the gradient by ``value`` and multiplies all S rows)."""
+
+    @staticmethod
+    def forward(ctx: Any, mean: Tensor, sigma: Tensor, eps: Tensor) -> Tensor:
+        half, s = eps.shape[0], mean.shape[0]
+        out = torch.empty_like(mean, memory_format=torch.contiguous_format)
+        torch.addcmul(mean[:half], sigma, eps, out=out[:half])
+        if s > half:
+            torch.addcmul(mean[half:], sigma, eps[: s - half], value=-1, out=out[half:])
+        ctx.save_for_backward(eps)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        (eps,) = ctx.saved_tensors
+        half, s = eps.shape[0], grad.shape[0]
+        grad_sigma = None
+        if ctx.needs_input_grad[1]:
+            if s == half:  # no mirrored rows
+                grad_sigma = (grad * eps).sum(0)
+            elif half == 1:  # one pair: (g_0 - g_1) eps_0
+                grad_sigma = torch.sub(grad[0], grad[1]).mul_(eps[0])
+            else:  # row i of the first half and its mirror half + i: (g_i - g_{half+i}) eps_i
+                diff = grad[:half].clone()
+                diff[: s - half].sub_(grad[half:])
+                grad_sigma = diff.mul_(eps).sum(0)
+        return (grad if ctx.needs_input_grad[0] else None), grad_sigma, None
 
 
 def _mirrored(noise: Tensor, num_samples: int) -> Tensor:
