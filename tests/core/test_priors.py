@@ -93,3 +93,31 @@ def test_bbh_and_bbb_take_the_same_prior_module() -> None:
         bbh.build("bbb", MLP(4, [3], 2), prior="laplace")
     with pytest.raises(ValueError, match="BbH's"):
         bbh.build("bbb", MLP(4, [3], 2), prior="empirical_bayes")
+
+
+@pytest.mark.parametrize("shape", [(9,), (1, 9), (2, 9), (3, 9), (2, 4, 9), (64, 9)])
+def test_square_sums_and_their_gradient_match_the_per_tensor_sums(shape):
+    """The fused per-tensor sums of squares (dot products, one gradient tensor) give the values
+    and the gradient of ``(p * p).sum()`` per tensor, for a vector, a few samples and many."""
+    from bbh.priors import _SquareSums
+
+    torch.manual_seed(0)
+    sizes = (4, 1, 3, 1)
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(len(sizes), dtype=torch.float64)
+    got = _SquareSums.apply(x, sizes)
+    want = torch.stack([(p * p).sum() for p in x.split(sizes, dim=-1)])
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+    (grad,) = torch.autograd.grad((got * weight).sum(), x)
+    (expected,) = torch.autograd.grad((want * weight).sum(), x)
+    torch.testing.assert_close(grad, expected, rtol=1e-12, atol=0)
+    # a strided input (the generator's samples are a slice of its padded output)
+    padded = torch.randn(2, 12, dtype=torch.float64)
+    strided = padded[:, :9].requires_grad_()
+    (grad,) = torch.autograd.grad((_SquareSums.apply(strided, sizes) * weight).sum(), strided)
+    torch.testing.assert_close(
+        grad,
+        2 * strided.detach() * weight.repeat_interleave(torch.tensor(sizes)),
+        rtol=1e-12,
+        atol=0,
+    )
