@@ -11,7 +11,7 @@ import torch
 import bbh
 from bbh.cli import main
 from bbh.data.embedded import load_embedded_mnist
-from bbh.experiments.compare import ROWS, parse_rows
+from bbh.experiments.compare import ROWS, parse_rows, training_order
 from bbh.experiments.config import ConfigError
 
 TINY = ["--set", "train.steps=4", "--set", "eval.num_samples=2", "--quick", "--threads", "1"]
@@ -93,5 +93,33 @@ def test_parse_rows():
     assert parse_rows("demo", None) == list(ROWS)
     assert "laplace_all" not in parse_rows("cifar5", None)
     assert parse_rows("mnist", ["bbh", "ivon"]) == ["map", "bbh", "ivon"]
+    # tables in the registry's order, training in the caller's (map first, each row once)
+    assert parse_rows("mnist", ["ivon", "bbh"]) == ["map", "bbh", "ivon"]
+    assert training_order("mnist", ["ivon", "bbh", "ivon", "map"]) == ["map", "ivon", "bbh"]
+    assert training_order("demo", None) == parse_rows("demo", None)
     with pytest.raises(ConfigError, match="allowed: \\['mnist', 'cifar5', 'demo'\\]"):
         parse_rows("toy", None)
+
+
+def test_compare_trains_rows_in_the_order_given(tmp_path, monkeypatch):
+    """``--rows ivon mc_dropout``: MAP, then IVON, then MC dropout (a run cut short keeps the
+    rows asked for first), whatever the table's order."""
+    from bbh.experiments import compare as compare_module
+
+    order: list[str] = []
+
+    def train(self, row):
+        order.append(row)
+        raise compare_module._Skip("not trained in this test")
+
+    monkeypatch.setattr(compare_module._SeedJob, "train", train)
+    compare_module.compare(
+        "demo",
+        out=tmp_path / "out",
+        rows=["ivon", "mc_dropout"],
+        seeds=[0],
+        quick=True,
+        overrides=["train.steps=1"],
+        log=lambda text: None,
+    )
+    assert order == ["map", "ivon", "mc_dropout"]

@@ -117,6 +117,27 @@ def parse_rows(experiment: str, rows: Sequence[str] | None) -> list[str]:
     return [r for r in ROWS if r in chosen]
 
 
+def training_order(experiment: str, rows: Sequence[str] | None) -> list[str]:
+    """The rows in the order they are trained: ``map`` first (every ratio's reference), then
+    the rows as the caller listed them, so that a run cut short has the rows asked for first;
+    without rows, the table's order (``parse_rows``).
+
+    Args:
+        experiment: One of ``COMPARE_EXPERIMENTS``.
+        rows: Row names, as given; None or empty: the default rows.
+
+    Returns:
+        The row names, each once.
+
+    Raises:
+        ConfigError: The experiment or a row name is unknown.
+    """
+    names = parse_rows(experiment, rows)
+    if not rows:
+        return names
+    return list(dict.fromkeys(["map", *rows]))
+
+
 def compare(
     experiment: str,
     *,
@@ -169,7 +190,7 @@ def compare(
     with torch_threads(threads or base.train.threads):
         for seed in seeds:
             job = _SeedJob(experiment, scale, base, data, seed, root, overrides, progress, say)
-            for row in names:
+            for row in training_order(experiment, rows):
                 path = root / "records" / row / f"seed{seed}.json"
                 digest = settings["hash"] + "-" + job.row_hash(row)
                 done = _read_record(path, digest)
