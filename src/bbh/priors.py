@@ -283,10 +283,15 @@ class _SquareSums(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, sizes: tuple[int, ...]) -> Tensor:
         rows = x.reshape(-1, x.shape[-1])
         parts = rows.split(sizes, dim=1)
-        if rows.shape[0] <= _DOT_ROWS:
-            sums = [sum(torch.dot(r, r) for r in part) for part in parts]
-        else:
-            sums = [(part * part).sum() for part in parts]
+        sums: list[Tensor] = []
+        for part in parts:
+            if rows.shape[0] > _DOT_ROWS:
+                sums.append((part * part).sum())
+                continue
+            total = torch.dot(part[0], part[0])
+            for row in part[1:]:
+                total = total + torch.dot(row, row)
+            sums.append(total)
         ctx.save_for_backward(x)
         ctx.sizes = sizes
         return torch.stack(sums)
