@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 import torch
@@ -22,18 +21,11 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from bbh import batching, trunk
+from bbh.enums import ForwardMode
 from bbh.inputs import Inputs, call_args, first_tensor, named_tensors, unbind
 from bbh.options import parse_enum
 
 ParamPredicate = Callable[[str, nn.Parameter], bool]
-
-
-class ForwardMode(str, Enum):
-    """How ``sampled_forward`` runs S weight samples through a network."""
-
-    AUTO = "auto"  # ``auto_forward_mode``: the faster of the two where it is known
-    VMAP = "vmap"  # torch.func.vmap over the sample axis
-    LOOP = "loop"  # a Python loop over samples (works for every module)
 
 
 #: On a CPU, ``auto`` runs samples under vmap only while (examples per sample) x (weights per

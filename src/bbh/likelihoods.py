@@ -14,18 +14,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-
-class LikelihoodName(str, Enum):
-    """The likelihoods a method's ``likelihood=`` names."""
-
-    CATEGORICAL = "categorical"
-    GAUSSIAN = "gaussian"
+from bbh.enums import LikelihoodName
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, set[str]]] = [
         "core",
         {
             "_version",
+            "enums",
             "options",
             "inputs",
             "io",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from enum import Enum
 from typing import Any
 
 import torch
@@ -28,6 +27,7 @@ from bbh.attacks.gradient import (
     fgsm_paper_direction,
     pgd,
 )
+from bbh.enums import AttackName
 from bbh.metrics._validation import check_labels
 from bbh.metrics.uncertainty import EntropyForm, entropy_cdf_area, predictive_entropy
 from bbh.options import parse_enum
@@ -38,15 +38,6 @@ __all__ = ["PAPER_EPSILONS", "AttackName", "robustness_curve"]
 
 #: The paper's grid, ``np.linspace(0, 0.4, 9)`` (its code, pawni/BayesByHypernet, ``utils.py``).
 PAPER_EPSILONS: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(9))
-
-
-class AttackName(str, Enum):
-    """``fgsm_paper``: averaged signs of R single-draw gradients, unclipped (the paper's).
-    ``fgsm``/``pgd``: on the expected predictive (EOT), clipped to the input range."""
-
-    FGSM_PAPER = "fgsm_paper"
-    FGSM = "fgsm"
-    PGD = "pgd"
 
 
 @checked_args(

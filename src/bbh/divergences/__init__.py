@@ -1,8 +1,8 @@
 """KL estimators ``KL(q || p)`` from weight samples ``[S, D]``, as plug-ins of BbH.
 
-Each estimator is an ``nn.Module`` with ``forward(samples [S, D], prior) -> scalar``. Stateful
-ones (the discriminator) may also define ``auxiliary_loss(samples_detached, prior)``, which the
-method adds to its loss, and ``pretrain(sample_fn, prior, steps)``.
+Each estimator is a ``KLEstimator`` (an ``nn.Module``) with ``forward(samples [S, D], prior) ->
+scalar``. Stateful ones (the discriminator) also define ``auxiliary_loss(samples_detached,
+prior)``, which the method adds to its loss, and ``pretrain(sample_fn, prior, steps)``.
 
 Names (``BayesByHypernet(kl=...)``):
 
@@ -43,16 +43,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from torch import Tensor, nn
+from torch import Tensor
 
+from bbh.divergences.base import KLEstimator
 from bbh.divergences.discriminator import DiscriminatorKL
 from bbh.divergences.entropy import entropy_kl_coordinate, entropy_kl_full
 from bbh.divergences.jacobian import JacobianKL, SemiImplicitBoundKL
 from bbh.divergences.nearest_neighbour import nn_kl_coordinate, nn_kl_full
+from bbh.enums import KLName
+from bbh.options import parse_enum
 from bbh.priors import GaussianPrior
 
 
-class NearestNeighbourKL(nn.Module):
+class NearestNeighbourKL(KLEstimator):
     """The paper's estimator; draws ``num_prior_samples`` fresh prior samples per call.
 
     Args:
@@ -87,7 +90,7 @@ class NearestNeighbourKL(nn.Module):
         return self._estimate(samples, p)
 
 
-class EntropyKL(nn.Module):
+class EntropyKL(KLEstimator):
     """Ours: exact ``E_q[-log p]`` minus a Kozachenko-Leonenko entropy estimate.
 
     Args:
@@ -118,52 +121,58 @@ class EntropyKL(nn.Module):
         return self._estimate(samples, prior)
 
 
-KLFactory = Callable[[], nn.Module]
+KLFactory = Callable[..., KLEstimator]
 
-KL_ESTIMATORS: dict[str, KLFactory] = {
-    "nn_full": lambda: NearestNeighbourKL("full"),
-    "nn_coordinate": lambda: NearestNeighbourKL("coordinate"),
-    "entropy": lambda: EntropyKL("full"),
-    "entropy_coordinate": lambda: EntropyKL("coordinate"),
+KL_ESTIMATORS: dict[KLName, KLFactory] = {
+    KLName.NN_FULL: lambda: NearestNeighbourKL("full"),
+    KLName.NN_COORDINATE: lambda: NearestNeighbourKL("coordinate"),
+    KLName.ENTROPY: lambda: EntropyKL("full"),
+    KLName.ENTROPY_COORDINATE: lambda: EntropyKL("coordinate"),
     # the paper's density-ratio discriminator (its code: experiments.run_disc_experiment)
-    "discriminator": DiscriminatorKL,
+    KLName.DISCRIMINATOR: DiscriminatorKL,
     # ours, for semi-implicit posteriors (needs the posterior, not only samples)
-    "jacobian": JacobianKL,
+    KLName.JACOBIAN: JacobianKL,
     # the semi-implicit bound (Yin and Zhou 2018), for comparison; it degrades in high dimension
-    "sivi": SemiImplicitBoundKL,
+    KLName.SIVI: SemiImplicitBoundKL,
 }
 
+#: the estimators called with the posterior's draw (``KLEstimator.uses_posterior``)
+_POSTERIOR_KLS = frozenset({KLName.JACOBIAN, KLName.SIVI})
 
-def make_kl_estimator(name: str, *, samples_only: bool = False, **options: Any) -> nn.Module:
+
+def make_kl_estimator(
+    name: KLName | str, *, samples_only: bool = False, **options: Any
+) -> KLEstimator:
     """Build the estimator ``name`` with its ``options``; ``samples_only`` refuses those that
     need the posterior.
 
     Args:
-        name: A key of ``KL_ESTIMATORS`` (``"nn_full"``, ``"entropy"``, ``"jacobian"``, ...).
+        name: A ``KLName`` or its value (``"nn_full"``, ``"entropy"``, ``"jacobian"``, ...).
         samples_only: Refuse the estimators that take the posterior's draw
             (``uses_posterior``), for a method that has only weight samples.
         **options: The estimator's keyword arguments (e.g. ``DiscriminatorKL``'s ``hidden``);
             the nearest-neighbour and entropy names take none.
 
     Returns:
-        The estimator, a fresh ``nn.Module``.
+        The estimator, a fresh ``KLEstimator``.
 
     Raises:
         ValueError: ``name`` is unknown (or, with ``samples_only``, needs the posterior), or
             the estimator refuses an option's value.
         TypeError: An option is not one the estimator takes.
     """
-    allowed = sorted(n for n in KL_ESTIMATORS if not (samples_only and uses_posterior(n)))
-    if name not in allowed:
-        raise ValueError(f"unknown kl estimator {name!r}; allowed: {allowed}")
-    return KL_ESTIMATORS[name](**options)
+    allowed = sorted(n.value for n in KLName if not (samples_only and n in _POSTERIOR_KLS))
+    value = name.value if isinstance(name, KLName) else name
+    if value not in allowed:
+        raise ValueError(f"unknown kl estimator {value!r}; allowed: {allowed}")
+    return KL_ESTIMATORS[KLName(value)](**options)
 
 
-def uses_posterior(name: str) -> bool:
+def uses_posterior(name: KLName | str) -> bool:
     """True for estimators called as ``kl(draw, prior, posterior)`` (see the module docstring).
 
     Args:
-        name: A key of ``KL_ESTIMATORS``.
+        name: A ``KLName`` or its value.
 
     Returns:
         Whether the estimator takes the posterior's draw rather than weight samples.
@@ -171,9 +180,7 @@ def uses_posterior(name: str) -> bool:
     Raises:
         ValueError: ``name`` is unknown.
     """
-    if name not in KL_ESTIMATORS:
-        raise ValueError(f"unknown kl estimator {name!r}; allowed: {sorted(KL_ESTIMATORS)}")
-    return bool(getattr(KL_ESTIMATORS[name], "uses_posterior", False))
+    return parse_enum(KLName, name, "kl estimator") in _POSTERIOR_KLS
 
 
 __all__ = [
@@ -181,6 +188,8 @@ __all__ = [
     "DiscriminatorKL",
     "EntropyKL",
     "JacobianKL",
+    "KLEstimator",
+    "KLName",
     "NearestNeighbourKL",
     "SemiImplicitBoundKL",
     "make_kl_estimator",

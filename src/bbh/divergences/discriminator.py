@@ -33,10 +33,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from bbh.divergences.base import KLEstimator
 from bbh.priors import GaussianPrior
 
 
-class DiscriminatorKL(nn.Module):
+class DiscriminatorKL(KLEstimator):
     """Density-ratio KL estimator ``forward(weights [S, D], prior) -> scalar``.
 
     Args:

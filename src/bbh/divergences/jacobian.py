@@ -33,11 +33,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from bbh.divergences.base import KLEstimator
 from bbh.posteriors.implicit import ImplicitPosterior, ImplicitSample
 from bbh.priors import GaussianPrior
 
 
-class JacobianKL(nn.Module):
+class JacobianKL(KLEstimator):
     """``KL(q || p)`` for a semi-implicit ``ImplicitPosterior`` and a Gaussian prior (scalar).
 
     Args:
@@ -51,8 +52,7 @@ class JacobianKL(nn.Module):
         ValueError: ``jacobian_samples`` or ``jacobian_chunks`` is not an int >= 1.
     """
 
-    #: Takes the posterior's draw and the posterior, not only weight samples.
-    uses_posterior = True
+    uses_posterior = True  # called with the posterior's draw and the posterior
 
     def __init__(self, jacobian_samples: int = 1, jacobian_chunks: int | None = None):
         super().__init__()
@@ -227,7 +227,7 @@ class _WeightedGram(torch.autograd.Function):
         return ga * w, 0.5 * (ga * a).sum((0, 1))
 
 
-class SemiImplicitBoundKL(nn.Module):
+class SemiImplicitBoundKL(KLEstimator):
     """The semi-implicit bound of Yin and Zhou (2018) for ``w = G(z) + sigma * eps``: an upper bound
     on ``KL(q || p)``, compared with ``JacobianKL`` in the posterior checks.
 

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
-
+from bbh.enums import GeneratorName
 from bbh.hypernets.chunked import ChunkedGenerator
 from bbh.hypernets.common import NoiseMode
 from bbh.hypernets.layerwise import LayerwiseGenerator
-
-
-class GeneratorName(str, Enum):
-    """The generators ``BayesByHypernet(generator=...)`` takes."""
-
-    LAYERWISE = "layerwise"  # the paper's: one MLP per tensor
-    CHUNKED = "chunked"  # ours: one shared MLP with chunk embeddings
-
 
 GENERATORS = {
     GeneratorName.LAYERWISE.value: LayerwiseGenerator,

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Sequence
-from enum import Enum
 
 import torch
 from torch import Tensor, nn
 
+from bbh.enums import NoiseMode
 from bbh.options import parse_enum
-
-
-class NoiseMode(str, Enum):
-    """How noise is shared between generators (pawni/BayesByHypernet: ``--independent_noise``)."""
-
-    ALIGNED = "aligned"  # one z [S, k] shared by every generator (the paper's default)
-    INDEPENDENT = "independent"  # one z [S, k] per generator (per tensor, or per chunk)
 
 
 def parse_noise_mode(noise: NoiseMode | str) -> NoiseMode:

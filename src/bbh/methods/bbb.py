@@ -117,10 +117,8 @@ class BayesByBackprop(TemperedKL, Method):
         super().__init__()
         check_num_samples(kl_samples, minimum=2, name="kl_samples")
         if kl != "closed_form" and (kl not in KL_ESTIMATORS or uses_posterior(kl)):
-            raise ValueError(
-                f"unknown kl {kl!r}; allowed: "
-                f"{['closed_form', *sorted(n for n in KL_ESTIMATORS if not uses_posterior(n))]}"
-            )
+            estimators = sorted(n.value for n in KL_ESTIMATORS if not uses_posterior(n))
+            raise ValueError(f"unknown kl {kl!r}; allowed: {['closed_form', *estimators]}")
         self.kl_estimator = None if kl == "closed_form" else make_kl_estimator(kl)
         self.kl_samples = kl_samples
         check_num_samples(num_train_samples, name="num_train_samples")
@@ -255,9 +253,8 @@ class BayesByBackprop(TemperedKL, Method):
             samples = self.posterior.rsample(self.kl_samples)
             kl = self.kl_estimator(samples, self.prior)
             loss = nll + kl_weight * self.temperature * kl / num_data
-            aux = getattr(self.kl_estimator, "auxiliary_loss", None)
-            if aux is not None:
-                aux_loss = aux(samples.detach(), self.prior)
+            aux_loss = self.kl_estimator.auxiliary_loss(samples.detach(), self.prior)
+            if aux_loss is not None:
                 loss = loss + aux_loss
                 logs["kl_aux_loss"] = aux_loss.detach()
         logs.update(kl=kl.detach(), loss=loss.detach())

@@ -21,7 +21,6 @@ import copy
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 import torch
@@ -29,6 +28,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from bbh.divergences import make_kl_estimator, uses_posterior
+from bbh.enums import LastLayer, NLLMode, Preset, SigmaPer
 from bbh.functional import ForwardMode, ParamPredicate, ParamSpec, sampled_forward
 from bbh.hypernets import GENERATORS, GeneratorName, NoiseMode
 from bbh.inputs import Inputs, batch_size, call_args, map_tensors, tensor_split
@@ -42,22 +42,6 @@ from bbh.posteriors.layers import deterministic_predicate, select_layers
 from bbh.posteriors.local import WeightNoise, make_local
 from bbh.priors import FAN_IN_GAIN, GaussianPrior, make_prior
 from bbh.validation import at_least, checked_args, positive
-
-
-class NLLMode(str, Enum):
-    """Which weight samples the likelihood sees in one step (pawni/BayesByHypernet: ``-m``)."""
-
-    FIRST = "first"  # the paper's default: sample 0 sees the whole batch
-    MEAN = "mean"  # every sample sees the whole batch; mean of the per-sample NLLs
-    SPLIT = "split"  # the batch is split between the S samples (B/S examples each)
-    PREDICTIVE = "predictive"  # NLL of the S-averaged predictive (the paper's ``-m``)
-
-
-class Preset(str, Enum):
-    """Named option sets: ours (the default) and the paper's."""
-
-    RECOMMENDED = "recommended"
-    PAPER = "paper"
 
 
 class _Unset:
@@ -195,13 +179,6 @@ def _resolve_jacobian_chunks(
     return max(AUTO_JACOBIAN_CHUNKS, num_chunks // 4)
 
 
-class LastLayer(str, Enum):
-    """How the net's output layer is treated."""
-
-    SAMPLED = "sampled"  # generated with the other weights (the default)
-    EXACT = "exact"  # integrated exactly: its conjugate Gaussian posterior (Gaussian likelihood)
-
-
 @dataclass(frozen=True)
 class Readout:
     """The output layer that ``last_layer="exact"`` integrates: where it is and its sizes."""
@@ -227,16 +204,6 @@ def output_layer(net: nn.Module) -> tuple[str, nn.Linear]:
             f"last_layer='exact' needs an nn.Linear output layer; {type(net).__name__} has none"
         )
     return linears[-1]
-
-
-class SigmaPer(str, Enum):
-    """How many learned scales the semi-implicit noise ``sigma * eps`` has."""
-
-    WEIGHT = "weight"  # one per generated weight (D)
-    UNIT = "unit"  # one per output unit: row of a matrix, output channel of a convolution
-    KERNEL = "kernel"  # one per kernel of a convolution (its taps from one input channel to one
-    # output channel); per weight for matrices and vectors
-    FACTORED = "factored"  # sigma_ij = u_i v_j: one per output unit and one per input
 
 
 def sigma_blocks(spec: ParamSpec, per: SigmaPer = SigmaPer.UNIT) -> list[tuple[int, int]]:
@@ -967,15 +934,14 @@ class BayesByHypernet(TemperedKL, Method):
             nll = self._nll(draw.mean, x, y, local=True)
         else:
             nll = self._nll(flat, x, y)
-        if getattr(self.kl_estimator, "uses_posterior", False):
+        if self.kl_estimator.uses_posterior:
             kl = self.kl_estimator(draw, self.prior, self.hypernet)
         else:
             kl = self.kl_estimator(flat, self.prior)
         loss = nll + kl_weight * self.temperature * kl / num_data
         logs = {"nll": nll.detach(), "kl": kl.detach()}
-        aux = getattr(self.kl_estimator, "auxiliary_loss", None)
-        if aux is not None:
-            aux_loss = aux(flat.detach(), self.prior)
+        aux_loss = self.kl_estimator.auxiliary_loss(flat.detach(), self.prior)
+        if aux_loss is not None:
             loss = loss + aux_loss
             logs["kl_aux_loss"] = aux_loss.detach()
         logs["loss"] = loss.detach()

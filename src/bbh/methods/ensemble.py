@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from enum import Enum
 from typing import Any
 
 import torch
@@ -36,6 +35,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from bbh import batching
+from bbh.enums import DataOrder, MemberInit, Vectorize
 from bbh.functional import ForwardMode, auto_forward_mode
 from bbh.inputs import (
     Inputs,
@@ -52,28 +52,6 @@ from bbh.likelihoods import make_likelihood
 from bbh.methods.base import Method, check_num_samples
 from bbh.options import parse_enum
 from bbh.validation import at_least, checked_args, in_range
-
-
-class DataOrder(str, Enum):
-    """Whether every member trains on the same batches (``shared``) or on its own."""
-
-    SHARED = "shared"
-    SPLIT = "split"
-
-
-class MemberInit(str, Enum):
-    """How the members start: reset (their own initialisation) or copied from the given net."""
-
-    RESET = "reset"  # each member calls reset_parameters() on its layers: its own initialisation
-    COPY = "copy"  # every member starts from the given net's values
-
-
-class Vectorize(str, Enum):
-    """How the members run: vectorised with ``torch.func.vmap``, in a loop, or chosen (``auto``)."""
-
-    AUTO = "auto"
-    VMAP = "vmap"
-    LOOP = "loop"
 
 
 class DeepEnsemble(Method):

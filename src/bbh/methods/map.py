@@ -16,24 +16,16 @@
 from __future__ import annotations
 
 import copy
-from enum import Enum
 
 from torch import Tensor, nn
 
+from bbh.enums import WeightDecay
 from bbh.inputs import Inputs, call
 from bbh.likelihoods import Likelihood, make_likelihood
 from bbh.methods.base import Method, check_num_samples
 from bbh.options import parse_enum
 from bbh.priors import GaussianPrior
 from bbh.validation import checked_args, positive
-
-
-class WeightDecay(str, Enum):
-    """The regulariser ``R(w)`` (see the module docstring)."""
-
-    GAUSSIAN = "gaussian"
-    PAPER = "paper"
-    NONE = "none"
 
 
 def parse_weight_decay(value: WeightDecay | str) -> WeightDecay:

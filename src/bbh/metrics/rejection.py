@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from bbh.enums import ConfidenceScore
 from bbh.metrics._validation import check_labels, to_probs
 from bbh.metrics.uncertainty import predictive_entropy
 from bbh.options import parse_enum
@@ -31,17 +31,6 @@ __all__ = [
     "accuracy_rejection_area",
     "accuracy_rejection_curve",
 ]
-
-
-class ConfidenceScore(str, Enum):
-    """What ranks the inputs from most to least confident.
-
-    ``max_probability``: the predictive ``max_c p_c``; ``entropy``: minus the predictive entropy
-    ``-H[p]`` (so lower entropy is more confident).
-    """
-
-    MAX_PROBABILITY = "max_probability"
-    ENTROPY = "entropy"
 
 
 @dataclass(frozen=True)

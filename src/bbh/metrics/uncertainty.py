@@ -8,13 +8,13 @@ tensors ``[B]``; the entropy-CDF area as a float.
 from __future__ import annotations
 
 import math
-from enum import Enum
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from bbh.enums import EntropyForm
 from bbh.metrics._validation import as_tensor, check_logits, check_scores, to_probs
 from bbh.options import parse_enum
 
@@ -37,18 +37,6 @@ PAPER_PROB_FLOOR = 1e-5
 #: Mutual information below this (nats) is float64 round-off and is set to exactly 0, so that a
 #: deterministic model's scores tie (an OOD AUROC of 0.5) instead of ranking round-off noise.
 MI_ROUNDOFF = 1e-10
-
-
-class EntropyForm(str, Enum):
-    """How the predictive entropy is computed.
-
-    ``clean``: ``-sum_c p_c log p_c`` with ``0 log 0 = 0`` (from logits via a stable log-mean-exp).
-    ``paper``: ``-sum_c p_c log max(p_c, 1e-5)``, the authors' form (``utils.calc_entropy``); it
-    is slightly lower than the clean form when some probability is below 1e-5.
-    """
-
-    CLEAN = "clean"
-    PAPER = "paper"
 
 
 def predictive_entropy(logits_or_probs: Any, *, form: EntropyForm | str = "clean") -> Tensor:

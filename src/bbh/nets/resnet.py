@@ -23,18 +23,11 @@ dropout and ensemble nets); BbH, BbB and MNF use ``final_norm=False``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import Enum
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-class Norm(str, Enum):
-    """The normalisation layer of a ResNet."""
-
-    BATCH = "batch"
-    INSTANCE = "instance"
-    NONE = "none"
+from bbh.enums import Norm
 
 
 def make_norm(norm: Norm | str, channels: int) -> nn.Module:

@@ -16,19 +16,12 @@ the net runs under ``vmap``) or ``none``. Every ReLU is its own module so MC dro
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import Enum
 
 from torch import Tensor, nn
 
+from bbh.enums import Block
 from bbh.nets.resnet import Norm
 from bbh.options import parse_enum
-
-
-class Block(str, Enum):
-    """A ResNet's residual block."""
-
-    BASIC = "basic"
-    BOTTLENECK = "bottleneck"
 
 
 def norm_layer(norm: Norm | str, channels: int) -> nn.Module:

@@ -15,20 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import Enum
 from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-class WeightNoise(str, Enum):
-    """How Bayes by Backprop turns the weight posterior into output noise."""
-
-    SAMPLE = "sample"  # one weight sample shared by the batch (Blundell et al.; the paper's code)
-    LOCAL = "local"  # local reparameterisation trick
-    FLIPOUT = "flipout"
+from bbh.enums import WeightNoise
 
 
 class _LocalMixin:

@@ -36,7 +36,6 @@ import os
 import pickle
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, TypeVar
 
 import numpy as np
@@ -44,6 +43,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from bbh.enums import Backend
 from bbh.inputs import Inputs, named_tensors
 from bbh.options import parse_enum
 
@@ -63,14 +63,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-
-class Backend(str, Enum):
-    """The ``torch.distributed`` backend: ``auto`` picks ``nccl`` on CUDA, ``gloo`` otherwise."""
-
-    AUTO = "auto"
-    GLOO = "gloo"
-    NCCL = "nccl"
 
 
 BACKENDS = tuple(b.value for b in Backend)
