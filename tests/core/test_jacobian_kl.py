@@ -94,6 +94,27 @@ def test_entropy_of_an_affine_generator_with_more_noise_than_weights(float64):
     torch.testing.assert_close(entropy_linearised(post, gen.draw_noise(2)), exact)
 
 
+@pytest.mark.parametrize("noise_dim", [9, 16])
+def test_affine_entropy_stays_finite_when_sigma_collapses(noise_dim):
+    """k >= D: A A^T carries the covariance and sigma may shrink by orders of magnitude (a
+    direction the ELBO does not see); in float32 the entropy is still the exact one and finite,
+    with finite gradients (a float32 Gram of Sigma^-1 lost positive definiteness there)."""
+    spec = _spec(2, 2, 1)  # D = 9
+    torch.manual_seed(0)
+    gen = LayerwiseGenerator(spec, noise_dim=noise_dim, hidden=())
+    post = ImplicitPosterior(gen, weight_noise=0.05)
+    with torch.no_grad():
+        post.log_sigma_param.uniform_(-14, -1)
+    got = entropy_linearised(post, gen.draw_noise(1))
+    got.backward()
+    jac = _full_jacobian(gen, gen.draw_noise(1)).double()
+    cov = jac @ jac.T + torch.diag(post.sigma().double().detach() ** 2)
+    exact = 0.5 * torch.logdet(2 * math.pi * math.e * cov)
+    assert got.dtype == torch.float32 and torch.isfinite(got)
+    torch.testing.assert_close(got.double(), exact, rtol=1e-5, atol=1e-4)
+    assert all(torch.isfinite(p.grad).all() for p in post.parameters() if p.grad is not None)
+
+
 def test_kl_matches_the_closed_form_gaussian_kl(float64):
     """Affine generators: the layer-wise one's KL is the closed form from any draw (its cross
     term is exact over z too); the chunked one's matches it in expectation."""

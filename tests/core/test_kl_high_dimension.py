@@ -30,6 +30,7 @@ from bbh.priors import GaussianPrior
 
 DIM, SAMPLES, REPEATS = 200, 5, 20
 VALUE_TOLERANCE = 0.2  # relative
+DISCRIMINATOR_FITS = 4
 SIGN_AGREEMENT = 0.9  # anisotropic q: fraction of coordinates whose gradient sign is right
 
 
@@ -49,21 +50,28 @@ def _closed_form(mu: torch.Tensor, sigma: torch.Tensor) -> float:
 
 @functools.cache
 def _measure(name: str, kind: str) -> tuple[float, torch.Tensor]:
-    """Mean estimate and mean gradient w.r.t. ``log sigma [D]`` over REPEATS draws."""
+    """Mean estimate and mean gradient w.r.t. ``log sigma [D]`` over REPEATS draws (the
+    discriminator: five times as many, over ``DISCRIMINATOR_FITS`` trainings)."""
     torch.manual_seed(1)
     mu, sigma = _q(kind)
     prior = GaussianPrior(1.0)
-    estimator = make_kl_estimator(name)
+    # the discriminator's estimate moves with its own training (about +-10% between trainings on
+    # the over-dispersed q): its draws are spread over several independently trained ones
+    fits = DISCRIMINATOR_FITS if name == "discriminator" else 1
+    estimators = [make_kl_estimator(name) for _ in range(fits)]
     if name == "discriminator":  # trained on fresh q draws first
-        estimator.pretrain(lambda: mu + sigma * torch.randn(SAMPLES, DIM), prior, 300)
+        for estimator in estimators:
+            estimator.pretrain(lambda: mu + sigma * torch.randn(SAMPLES, DIM), prior, 300)
     log_sigma = sigma.log().requires_grad_(True)
     values, grad = [], torch.zeros(DIM)
-    for _ in range(REPEATS):
+    repeats = REPEATS * fits * (5 if fits > 1 else 1)
+    for i in range(repeats):
+        estimator = estimators[i % fits]
         value = estimator(mu + log_sigma.exp() * torch.randn(SAMPLES, DIM), prior)
         (g,) = torch.autograd.grad(value, log_sigma)
         values.append(value.item())
-        grad += g / REPEATS
-    return sum(values) / REPEATS, grad
+        grad += g / repeats
+    return sum(values) / repeats, grad
 
 
 KNOWN_WRONG = {
@@ -87,7 +95,7 @@ KNOWN_WRONG = {
 def _cases(posterior: bool, known_wrong: dict):
     """Every estimator that does (or does not) use the posterior x check x q; the known
     failures as strict xfails."""
-    for name in (n for n in KL_ESTIMATORS if uses_posterior(n) == posterior):
+    for name in (n.value for n in KL_ESTIMATORS if uses_posterior(n) == posterior):
         for check in ("value", "gradient"):
             for kind in ("under", "aniso", "over"):
                 reason = known_wrong.get((name, check, kind))
