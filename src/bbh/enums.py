@@ -23,6 +23,7 @@ class GeneratorName(str, Enum):
 
     LAYERWISE = "layerwise"  # the paper's: one MLP per tensor
     CHUNKED = "chunked"  # ours: one shared MLP with chunk embeddings
+    AFFINE = "affine"  # ours, for small nets: G(z) = A z + b (the layer-wise one, no hidden layer)
 
 
 class NoiseMode(str, Enum):

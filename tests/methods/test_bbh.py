@@ -174,8 +174,10 @@ def test_regression_likelihood():
         ({"generator": "big"}, "unknown generator 'big'"),
         ({"likelihood": "poisson"}, "unknown likelihood 'poisson'"),
         ({"likelihood": "gaussian"}, "needs noise_scale"),
-        ({"chunk_size": 4, "generator": "layerwise"}, "num_chunks and noise_mixing apply"),
-        ({"noise_mixing": False, "generator": "layerwise"}, "noise_mixing apply only"),
+        ({"chunk_size": 4, "generator": "layerwise"}, "chunk_size and num_chunks apply"),
+        ({"generator": "affine"}, "generator='affine' has no hidden layers"),
+        ({"noise_dim": "big"}, "noise_dim must be an int >= 1 or 'auto'"),
+        ({"num_samples": "many"}, "num_samples must be an int >= 1 or 'auto'"),
         ({"prior_scale": -1.0}, "prior_scale"),
     ],
 )
@@ -261,7 +263,7 @@ def test_antithetic_pairs_keep_the_marginal_and_cancel_odd_noise():
 def test_presets_set_antithetic_and_noise_mixing():
     rec = BayesByHypernet(tiny_net(), hidden=(8,))
     assert rec.antithetic and rec.hypernet.generator.noise_mixing is not None
-    paper = BayesByHypernet(tiny_net(), preset="paper", generator="chunked", hidden=(8,))
+    paper = BayesByHypernet.paper(tiny_net(), generator="chunked", hidden=(8,))
     assert not paper.antithetic and paper.hypernet.generator.noise_mixing is None
     off = BayesByHypernet(tiny_net(), hidden=(8,), antithetic=False, noise_mixing=False)
     assert not off.antithetic and off.hypernet.generator.noise_mixing is None
@@ -272,7 +274,7 @@ def test_presets_set_antithetic_and_noise_mixing():
 def test_jacobian_chunks_auto_subsamples_only_large_nets(monkeypatch):
     """``"auto"`` (default): 4 random chunks from AUTO_JACOBIAN_CHUNKS_FROM weights on, else all;
     never for a layer-wise generator, independent noise or another estimator."""
-    from bbh.methods import bbh as bbh_module
+    from bbh.methods import bbh_options as bbh_module
 
     small = BayesByHypernet(tiny_net(), hidden=(8,), chunk_size=10)
     assert small.kl_estimator.jacobian_chunks is None  # 99 weights: the exact Gram
@@ -290,7 +292,7 @@ def test_jacobian_chunks_auto_subsamples_only_large_nets(monkeypatch):
         {"kl": "sivi"},
         {"preset": "paper"},
     ):
-        m = BayesByHypernet(tiny_net(), hidden=(8,), **options)  # "auto" stands aside
+        m = bbh.build("bbh", tiny_net(), hidden=(8,), **options)  # "auto" stands aside
         assert getattr(m.kl_estimator, "jacobian_chunks", None) is None
     with pytest.raises(ValueError, match="None or 'auto'"):
         BayesByHypernet(tiny_net(), hidden=(8,), jacobian_chunks="some")
@@ -322,7 +324,7 @@ def test_sigma_per_unit_and_num_chunks_shrink_the_hypernet():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
     assert small.hypernet.log_sigma_param.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="needs weight_noise"):
-        BayesByHypernet(net, preset="paper", generator="chunked", sigma_per="unit")
+        BayesByHypernet.paper(net, generator="chunked", sigma_per="unit")
     with pytest.raises(ValueError, match="sigma_per"):
         BayesByHypernet(net, sigma_per="tensor")
     with pytest.raises(ValueError, match="chunk_size or num_chunks, not both"):
@@ -376,17 +378,17 @@ def test_sigma_rate_sets_how_fast_log_sigma_learns():
 
 
 def test_small_nets_get_the_affine_generator_and_64_samples():
-    """The recommended preset on a net of <= SMALL_NET_WEIGHTS weights: an affine generator with
-    k = min(D, 512), 64 samples on the whole batch; each bundle stands aside where any of its
-    options is given; larger nets and the paper's preset keep theirs."""
+    """``"auto"`` on a net of <= SMALL_NET_WEIGHTS weights: an affine generator with k = min(D,
+    512), 64 samples on the whole batch; the generator stands aside where a chunked or hidden
+    option is given; larger nets and the paper's setting keep theirs."""
     from bbh.hypernets import LayerwiseGenerator
-    from bbh.methods import bbh as bbh_module
+    from bbh.methods import bbh_options as bbh_module
 
     small = BayesByHypernet(tiny_net())  # 83 weights
     gen = small.hypernet.generator
     assert isinstance(gen, LayerwiseGenerator) and gen.noise_dim == 83
     assert small.num_samples == 64 and small.nll_mode.value == "mean"
-    assert small.resolved_options["generator"] == "layerwise"
+    assert small.resolved_options["generator"] == "affine"
     assert small.resolved_options["hidden"] == () and small.resolved_options["noise_dim"] == 83
     loss, _ = small.loss(*batch(), num_data=100)
     loss.backward()
@@ -395,8 +397,8 @@ def test_small_nets_get_the_affine_generator_and_64_samples():
     assert chunked.resolved_options["generator"] == "chunked" and chunked.num_samples == 64
     few = BayesByHypernet(tiny_net(), num_samples=4)
     assert few.num_samples == 4 and few.nll_mode.value == "mean"
-    assert few.resolved_options["generator"] == "layerwise"
-    paper = BayesByHypernet(tiny_net(), preset="paper")
+    assert few.resolved_options["generator"] == "affine"
+    paper = BayesByHypernet.paper(tiny_net())
     assert paper.num_samples == 5 and paper.resolved_options["hidden"] == (64, 256, 512)
     wide = nn.Sequential(nn.Linear(100, 11))  # 1,111 weights
     assert bbh_module.SMALL_NET_WEIGHTS < 1111
@@ -411,12 +413,12 @@ def test_small_nets_get_the_affine_generator_and_64_samples():
 def test_a_small_subnetwork_of_a_large_net_keeps_the_two_split_samples():
     """Generating only a big net's output layer (<= SMALL_NET_WEIGHTS weights) gives it the
     affine generator, but not 64 samples on the whole batch: each is a pass through the net."""
-    from bbh.methods import bbh as bbh_module
+    from bbh.methods import bbh_options as bbh_module
 
     net = nn.Sequential(nn.Linear(100, 30), nn.ReLU(), nn.Linear(30, 3))  # 3,123 weights
     head = BayesByHypernet(net, deterministic=["0"])  # 93 generated
     assert head.spec.dim == 93 < bbh_module.SMALL_NET_WEIGHTS
-    assert head.resolved_options["generator"] == "layerwise"
+    assert head.resolved_options["generator"] == "affine"
     assert head.resolved_options["noise_dim"] == 93 and head.resolved_options["hidden"] == ()
     assert head.num_samples == 2 and head.nll_mode.value == "split"
     small = nn.Sequential(nn.Linear(10, 30), nn.ReLU(), nn.Linear(30, 3))  # 423: all small
@@ -426,7 +428,7 @@ def test_a_small_subnetwork_of_a_large_net_keeps_the_two_split_samples():
 def test_auto_chunk_count_and_models_saved_with_another_one():
     """``num_chunks="auto"``: about ``sqrt(16 D / 192)`` chunks (never fewer than 16); a model
     saved with another chunk count than the default loads with its own chunk size."""
-    from bbh.methods.bbh import auto_num_chunks
+    from bbh.methods.bbh_options import auto_num_chunks
 
     net = nn.Linear(100, 50)  # D = 5,050
     m = BayesByHypernet(net, num_chunks="auto")

@@ -431,6 +431,8 @@ def check_options(
         for n, p in params.items()
         if n != "net" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
     )
+    if getattr(factory, "PRESETS", None) is not None:  # named option sets (bbh.build)
+        allowed = sorted([*allowed, "preset"])
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise ConfigError(f"{source}: {key}: unknown option(s) {unknown}; allowed: {allowed}")

@@ -10,6 +10,7 @@ from bbh.hypernets.layerwise import LayerwiseGenerator
 GENERATORS = {
     GeneratorName.LAYERWISE.value: LayerwiseGenerator,
     GeneratorName.CHUNKED.value: ChunkedGenerator,
+    GeneratorName.AFFINE.value: LayerwiseGenerator,  # with hidden=(): one linear map per tensor
 }
 
 __all__ = ["GENERATORS", "ChunkedGenerator", "GeneratorName", "LayerwiseGenerator", "NoiseMode"]

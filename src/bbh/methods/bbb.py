@@ -50,7 +50,7 @@ from bbh.posteriors.local import WeightNoise, make_local, plain_weights
 from bbh.priors import GaussianPrior, make_prior
 from bbh.validation import at_least, checked_args, positive
 
-#: ``sigma_rate``'s default, as ``BayesByHypernet``'s (``bbh.methods.bbh.SIGMA_RATE``)
+#: ``sigma_rate``'s default, as ``BayesByHypernet``'s (``bbh.methods.bbh_options.SIGMA_RATE``)
 SIGMA_RATE = 3e-2
 
 

@@ -18,245 +18,42 @@ per-example output noise (the local reparameterisation trick, Kingma, Salimans a
 from __future__ import annotations
 
 import copy
-import math
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call
 
-from bbh.divergences import make_kl_estimator, uses_posterior
-from bbh.enums import LastLayer, NLLMode, Preset, SigmaPer
+from bbh.divergences import uses_posterior
+from bbh.enums import KLName, LastLayer, LikelihoodName, NLLMode, SigmaPer
 from bbh.functional import ForwardMode, ParamPredicate, ParamSpec, sampled_forward
-from bbh.hypernets import GENERATORS, GeneratorName, NoiseMode
-from bbh.inputs import Inputs, batch_size, call_args, map_tensors, tensor_split
+from bbh.hypernets import GeneratorName, NoiseMode
+from bbh.inputs import Inputs, batch_size, map_tensors, tensor_split
 from bbh.likelihoods import log_mean_exp, make_likelihood
 from bbh.methods.base import Method, check_num_samples
+from bbh.methods.bbh_options import (
+    AUTO,
+    PAPER,
+    PRESETS,
+    SIGMA_RATE,
+    SIGMA_RATE_PAPER,
+    build_generator,
+    build_kl,
+    default_prior_scale,
+    is_affine,
+    options_for_state_dict,
+    recorded_options,
+    resolve_auto,
+    sigma_blocks,
+)
+from bbh.methods.exact_last_layer import ExactReadout
 from bbh.methods.temperature import TemperedKL
 from bbh.options import parse_enum
 from bbh.posteriors.implicit import ImplicitPosterior
-from bbh.posteriors.last_layer import log_marginal, sample_readout
 from bbh.posteriors.layers import deterministic_predicate, select_layers
-from bbh.posteriors.local import WeightNoise, make_local
-from bbh.priors import FAN_IN_GAIN, GaussianPrior, make_prior
+from bbh.posteriors.local import WeightNoise, local_noise_copy, local_noise_forward
+from bbh.priors import GaussianPrior, make_prior
 from bbh.validation import at_least, checked_args, positive
-
-
-class _Unset:
-    """Marks an option the caller did not give (``weight_noise=None`` is a real value)."""
-
-
-UNSET = _Unset()
-
-#: ``sigma_rate`` of the recommended preset: an Adam step moves ``log sigma`` by up to this much,
-#: so a sigma whose gradient keeps its sign crosses a factor of 10 in about 80 steps (where the
-#: gradient is mostly noise it moves slower: docs/posterior_check.md, "Sigma at its optimum")
-SIGMA_RATE = 3e-2
-#: the rate every run before the fan-in prior used (also the paper preset's, where no sigma is
-#: learned): a cap that held sigma far below its optimum in a normal run
-SIGMA_RATE_PAPER = 1e-3
-
-
-#: The options each preset fills in where the caller gives none.
-PRESETS: dict[Preset, dict[str, Any]] = {
-    # the README runs of the paper's code (pawni/BayesByHypernet): layer-wise generator, aligned
-    # noise, the full-vector nearest-neighbour KL, the likelihood on sample 0; purely implicit
-    Preset.PAPER: dict(
-        noise_dim=8,
-        num_samples=5,
-        generator="layerwise",
-        hidden=(64, 256, 512),
-        noise="aligned",
-        kl="nn_full",
-        nll="first",
-        weight_noise=None,
-        antithetic=False,
-        noise_mixing=False,  # used by generator="chunked" only
-        prior="isotropic",
-        prior_scale=1.0,
-        temperature=1.0,
-        sigma_rate=SIGMA_RATE_PAPER,
-        sigma_tensor_scale=False,
-    ),
-    # ours, chosen by the posterior checks (docs/posterior_check.md, docs/methods.md)
-    Preset.RECOMMENDED: dict(
-        noise_dim=8,
-        num_samples=2,
-        generator="chunked",
-        hidden=(64, 16),
-        noise="aligned",
-        kl="jacobian",
-        nll="split",
-        weight_noise=0.01,
-        antithetic=True,
-        noise_mixing=True,
-        # the model at its optimum (docs/methods.md): a fan-in prior, the KL's temperature
-        # chosen on validation data, and log sigma free to reach its optimum within the run
-        prior="fan_in",
-        prior_scale=FAN_IN_GAIN,
-        temperature="validation",
-        sigma_rate=SIGMA_RATE,
-        # a learned scale per tensor on top of each weight's: sigma forgets its start within
-        # a few hundred steps (docs/methods.md, "Where sigma goes")
-        sigma_tensor_scale=True,
-    ),
-}
-
-
-#: Nets of at most this many generated weights get the recommended preset's small-net options
-#: (``small_net_options``): measured on the posterior check's cases, D = 2 to 500. The samples'
-#: bundle (64 on the whole batch) also needs the whole net, point estimates included, this
-#: small: each sample is a pass through all of it (a ResNet's output layer alone generated
-#: would otherwise train 64 ResNet passes a step)
-SMALL_NET_WEIGHTS = 1_024
-#: the largest noise size (rank of the affine part) the small-net options give
-SMALL_NET_MAX_NOISE = 512
-#: weight samples per step of the small-net options, each on the whole batch
-SMALL_NET_SAMPLES = 64
-
-
-def small_net_options(dim: int) -> dict[str, dict[str, Any]]:
-    """The recommended preset's options for a net of ``dim <= SMALL_NET_WEIGHTS`` weights, in
-    bundles that apply only where the caller gives none of their keys (the generator's three
-    go together; ``num_samples`` and ``nll`` each on its own).
-
-    ``generator``: an affine generator with ``k = min(D, 512)``, ``q = N(b, A A^T + diag
-    sigma^2)`` (every Gaussian when k >= D), whose Jacobian KL is exact; 64 samples on the
-    whole batch, which a small net pays little for and whose gradient noise the chunked
-    defaults' two samples leave too large (docs/posterior_check.md: linear-150's std ratio 0.60
-    with the large-net defaults, 1.02 with these; linear-500 0.09 against 0.90, 0.78 with 32).
-    """
-    return {
-        "generator": dict(
-            generator="layerwise", hidden=(), noise_dim=min(dim, SMALL_NET_MAX_NOISE)
-        ),
-        "num_samples": dict(num_samples=SMALL_NET_SAMPLES),
-        "nll": dict(nll="mean"),
-    }
-
-
-_CHUNKED_ONLY = ("chunk_size", "num_chunks", "noise_mixing")
-
-
-def auto_num_chunks(dim: int, width: int, embedding_dim: int, noise_dim: int, mixing: bool) -> int:
-    """``num_chunks="auto"``: the count that minimises what the chunks cost in parameters, each
-    ``embedding_dim (+ width * noise_dim with the noise path)`` against the shared output
-    layer's ``width * D / C``, and never fewer than ``width`` (the default count):
-    ``sqrt(D / 12)`` with the recommended options, 190 on LeNet-5, 965 on ResNet-18."""
-    per_chunk = embedding_dim + (width * noise_dim if mixing else 0)
-    return max(width, round(math.sqrt(width * dim / per_chunk)))
-
-
-#: ``jacobian_chunks="auto"`` subsamples the Jacobian's Gram from this many generated weights on
-#: (below it the Gram is cheap and the subset's bias shows: linear-20's std ratio 0.976 -> 0.944)
-AUTO_JACOBIAN_CHUNKS_FROM = 65_536
-#: ``"auto"`` takes a quarter of the chunks, and at least this many (4 of the default 16)
-AUTO_JACOBIAN_CHUNKS = 4
-
-
-def _resolve_jacobian_chunks(
-    value: int | str | None,
-    kl: str,
-    generator: GeneratorName,
-    noise: NoiseMode,
-    dim: int,
-    num_chunks: int | None,
-) -> int | None:
-    """``jacobian_chunks`` as ``JacobianKL`` takes it: ``"auto"`` made an int or None (other
-    strings are refused before, by ``BayesByHypernet``)."""
-    if not isinstance(value, str):
-        return value
-    usable = (
-        kl == "jacobian"
-        and generator is GeneratorName.CHUNKED
-        and noise is NoiseMode.ALIGNED
-        and dim >= AUTO_JACOBIAN_CHUNKS_FROM
-    )
-    if not usable or num_chunks is None:
-        return None
-    return max(AUTO_JACOBIAN_CHUNKS, num_chunks // 4)
-
-
-@dataclass(frozen=True)
-class Readout:
-    """The output layer that ``last_layer="exact"`` integrates: where it is and its sizes."""
-
-    name: str  # the module's name in the net
-    weight: str  # its parameters' names
-    bias: str | None
-    in_features: int
-    out_features: int
-    noise_scale: float  # the Gaussian likelihood's
-
-    @property
-    def features(self) -> int:
-        """F: the layer's inputs, plus one for the bias."""
-        return self.in_features + (self.bias is not None)
-
-
-def output_layer(net: nn.Module) -> tuple[str, nn.Linear]:
-    """The last ``nn.Linear`` registered in ``net``: its name and the layer."""
-    linears = [(name, m) for name, m in net.named_modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError(
-            f"last_layer='exact' needs an nn.Linear output layer; {type(net).__name__} has none"
-        )
-    return linears[-1]
-
-
-def sigma_blocks(spec: ParamSpec, per: SigmaPer = SigmaPer.UNIT) -> list[tuple[int, int]]:
-    """``ImplicitPosterior``'s ``sigma_blocks`` (rows of ``cols`` weights sharing a scale).
-
-    ``unit`` (and ``factored``): ``(shape[0], numel / shape[0])`` for tensors of 2 or more
-    dimensions (units x inputs). ``kernel``: ``(shape[0] * shape[1], numel / that)`` for tensors
-    of 3 or more dimensions (a convolution's kernels x taps), one per weight for matrices.
-    Vectors and scalars: ``(numel, 1)``, one per entry.
-    """
-    lead = 2 if per is SigmaPer.KERNEL else 1  # the dimensions whose index picks the scale
-    rows = [math.prod(e.shape[:lead]) if len(e.shape) > lead else e.numel for e in spec]
-    return [(r, e.numel // r) for r, e in zip(rows, spec, strict=True)]
-
-
-def _check_exact_readout(
-    net: nn.Module,
-    likelihood: str,
-    noise_scale: float | None,
-    nll: NLLMode | str | None,
-    include: ParamPredicate | None,
-) -> tuple[str, nn.Linear]:
-    """The output layer that ``last_layer="exact"`` integrates, after checking that it can."""
-    if likelihood != "gaussian" or noise_scale is None:
-        raise ValueError(
-            "last_layer='exact' needs likelihood='gaussian' with a noise_scale (the output "
-            f"layer's posterior is conjugate only there); got likelihood={likelihood!r}"
-        )
-    if nll is not None and parse_enum(NLLMode, nll, "nll") is not NLLMode.MEAN:
-        raise ValueError(
-            "nll does not apply with last_layer='exact' (the collapsed likelihood sees every "
-            f"example with every sample); got nll={nll!r}"
-        )
-    name, layer = output_layer(net)
-    if not name:
-        raise ValueError(
-            "last_layer='exact' on a bare nn.Linear leaves nothing for the hypernet: that is "
-            "Bayesian linear regression, whose posterior is exact without one"
-        )
-    for pname, param in layer.named_parameters():
-        kept = include is None or include(f"{name}.{pname}", param)
-        if not param.requires_grad or not kept:
-            raise ValueError(
-                f"last_layer='exact': the output layer {name!r}'s {pname} must be a trainable "
-                "parameter that include and deterministic keep (it is integrated, not "
-                "point-estimated)"
-            )
-    return name, layer
-
-
-def _zeros_like_shape(t: Tensor) -> Tensor:
-    """A tensor of ``t``'s shape on one shared zero (no memory of its size)."""
-    return torch.zeros((), dtype=t.dtype, device=t.device).expand(t.shape)
 
 
 def _combined(include: ParamPredicate | None, kept: ParamPredicate) -> ParamPredicate:
@@ -270,15 +67,25 @@ def _combined(include: ParamPredicate | None, kept: ParamPredicate) -> ParamPred
 class BayesByHypernet(TemperedKL, Method):
     """The BbH posterior around an unmodified ``net`` (which is copied, not changed).
 
+    The defaults are ours (docs/methods.md says why each); ``BayesByHypernet.paper(net)`` builds
+    the paper's setting (``bbh.methods.bbh_options.PAPER``), and ``bbh.build("bbh", net,
+    preset="paper")`` does the same from a name.
+
     Args:
         net: any ``nn.Module``; its generated parameters are replaced by hypernet samples.
-        preset: ``recommended`` (default) or ``paper``: fills in every option below that is
-            not given (``PRESETS`` lists them); explicit arguments win.
-        noise_dim: k, the size of the noise z (the paper: 1, 8 or 64).
-        num_samples: S, weight samples per training step (the paper: 5). The KL estimators
-            of the posterior (``jacobian``, ``sivi``) allow S = 1; the others need S >= 2.
-        generator: ``layerwise`` (the paper's, one MLP per tensor) or ``chunked`` (ours).
-        hidden: generator hidden sizes (the paper: 64, 256, 512).
+        noise_dim: k, the size of the noise z (the paper: 1, 8 or 64); ``"auto"``: 8, or
+            ``min(D, 512)`` for the affine generator.
+        num_samples: S, weight samples per training step (the paper: 5); ``"auto"``: 64 on a
+            net of at most ``SMALL_NET_WEIGHTS`` parameters, else 2. The KL estimators of the
+            posterior (``jacobian``, ``sivi``) allow S = 1; the others need S >= 2.
+        generator: ``layerwise`` (the paper's, one MLP per tensor), ``chunked`` (ours, one
+            shared MLP) or ``affine`` (ours, ``G(z) = A z + b``, so ``q = N(b, A A^T + diag
+            sigma^2)`` with an exact Jacobian KL); ``"auto"``: ``affine`` on a net of at most
+            ``SMALL_NET_WEIGHTS`` generated weights where none of ``hidden``, ``noise_dim``,
+            ``chunk_size``, ``num_chunks`` is given, else ``chunked``
+            (``bbh.methods.bbh_options.resolve_auto``).
+        hidden: generator hidden sizes (the paper: 64, 256, 512); ``"auto"``: ``(64, 16)``,
+            none for the affine generator.
         noise: ``aligned`` (one z for every generator) or ``independent``.
         kl: ``nn_full``, ``nn_coordinate``, ``entropy``, ``entropy_coordinate``,
             ``discriminator`` or ``jacobian`` (see ``bbh.divergences``).
@@ -299,13 +106,14 @@ class BayesByHypernet(TemperedKL, Method):
             (``bbh.priors``); ``isotropic`` (paper): ``N(0, prior_scale^2 I)``;
             ``empirical_bayes``: a scale per tensor set by the ELBO (``kl="jacobian"`` only); or
             a ``bbh.priors.GaussianPrior`` (then ``prior_scale`` does not apply).
-        prior_scale: the isotropic prior's s (paper: 1), or the fan-in prior's gain (default
-            ``bbh.priors.FAN_IN_GAIN`` = 3).
+        prior_scale: the isotropic prior's s (paper: 1), or the fan-in prior's gain; None:
+            the prior's own, ``bbh.priors.FAN_IN_GAIN`` = 3 for ``fan_in``, else 1.
         temperature: the KL's weight T in ``NLL + kl_weight * T * KL / N`` (1: the ELBO);
             ``"validation"`` (recommended) chooses it from ``TEMPERATURE_CANDIDATES`` by the
             validation NLL when ``bbh.training.fit`` is given ``validation=`` data
             (``bbh.methods.temperature``); the paper: 1.
-        nll: ``first``, ``mean``, ``split`` or ``predictive`` (see ``NLLMode``).
+        nll: ``first``, ``mean``, ``split`` or ``predictive`` (see ``NLLMode``); ``"auto"``:
+            ``mean`` where ``num_samples="auto"`` gives 64, else ``split``.
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
         noise_scale: the Gaussian likelihood's observation noise (its standard deviation),
             required with ``likelihood="gaussian"`` and refused with ``categorical``.
@@ -345,7 +153,7 @@ class BayesByHypernet(TemperedKL, Method):
             state, for large nets (docs/performance.md); the generator's low-rank part still
             varies weight by weight.
         noise_mixing: the chunked generator's free linear path from z into each chunk
-            (``ChunkedGenerator``; recommended: on, paper: off; only for ``chunked``). It lets q
+            (``ChunkedGenerator``; ours: on, paper: off; other generators leave it out). It lets q
             take a dense low-rank covariance (docs/posterior_check.md); it costs
             C * width * k parameters (2,048 with the recommended options).
         last_layer: ``sampled`` (default): the output layer is generated with the rest;
@@ -384,77 +192,36 @@ class BayesByHypernet(TemperedKL, Method):
         torch.Size([8, 3])
     """
 
-    @staticmethod
-    def resolve_options(
-        options: Mapping[str, Any], dim: int | None = None, net_dim: int | None = None
-    ) -> dict[str, Any]:
-        """The preset's options overridden by those in ``options`` that are given (not ``None``;
-        for ``weight_noise``, present and not ``UNSET``), with ``preset`` as its name. With the
-        net's number of generated weights ``dim``, the recommended preset of a small net takes
-        ``small_net_options`` (each bundle only where none of its keys is given); the samples'
-        bundles (``num_samples``, ``nll``) only where the whole net, ``net_dim`` parameters
-        with its point estimates (default: ``dim``), is that small too."""
-        preset = parse_enum(Preset, options.get("preset", Preset.RECOMMENDED), "preset")
-        chosen = dict(PRESETS[preset])
+    #: the named option sets ``preset=`` takes in ``bbh.build`` and run configs
+    PRESETS = PRESETS
+    #: what a run records and hashes for the options a config gives (``bbh.experiments``)
+    resolve_options = staticmethod(recorded_options)
+    #: the options that rebuild a saved state (``bbh.load``)
+    options_for_state_dict = staticmethod(options_for_state_dict)
 
-        def given(key: str) -> bool:
-            value = options.get(key, UNSET)
-            return not isinstance(value, _Unset) and (value is not None or key == "weight_noise")
+    @classmethod
+    def paper(cls, net: nn.Module, **overrides: Any) -> BayesByHypernet:
+        """BbH in the paper's setting (``bbh.methods.bbh_options.PAPER``: a layer-wise
+        generator with hidden sizes 64-256-512, 5 samples, the full-vector nearest-neighbour
+        KL, the likelihood of sample 0, purely implicit, ``N(0, I)``, ``T = 1``).
 
-        if preset is Preset.RECOMMENDED and dim is not None and dim <= SMALL_NET_WEIGHTS:
-            whole_small = (dim if net_dim is None else net_dim) <= SMALL_NET_WEIGHTS
-            for name, bundle in small_net_options(dim).items():
-                if name != "generator" and not whole_small:
-                    continue  # each of the 64 samples would be a pass through the whole net
-                # the chunked generator's own options ask for it
-                keys = [*bundle, *(_CHUNKED_ONLY if name == "generator" else ())]
-                if not any(given(key) for key in keys):
-                    chosen.update(bundle)
-        for key in chosen:
-            value = options.get(key, UNSET)
-            if key == "weight_noise":
-                if not isinstance(value, _Unset):
-                    chosen[key] = value
-            elif value is not None and not isinstance(value, _Unset):
-                chosen[key] = value
-        if given("prior") and not given("prior_scale"):  # the scale that goes with the prior
-            chosen["prior_scale"] = FAN_IN_GAIN if chosen["prior"] == "fan_in" else 1.0
-        return dict(chosen, preset=preset.value)
+        Args:
+            net: Any ``nn.Module``.
+            **overrides: Options that replace the paper's (any of ``BayesByHypernet``'s).
 
-    @staticmethod
-    def options_for_state_dict(
-        options: Mapping[str, Any], state_dict: Mapping[str, Any]
-    ) -> dict[str, Any]:
-        """``options`` that rebuild the module ``state_dict`` was saved from: a chunked
-        generator saved without the linear noise path (model files written before it became
-        the default) gets ``noise_mixing=False``, a chunked generator saved without an
-        explicit ``generator`` keeps it (a small net saved before ``small_net_options``), and
-        its chunk size is the saved one unless ``chunk_size`` or an int ``num_chunks`` is given,
-        and a model saved before the fan-in prior and the temperature (no ``temperature`` in
-        its state) gets the model it was trained as (``N(0, I)``, ``T = 1``, ``sigma_rate``
-        1e-3) where its options do not say; ``bbh.load`` uses this."""
-        options = dict(options)
-        chunked_keys = "hypernet.generator.embeddings" in state_dict
-        if chunked_keys and options.get("generator") is None:
-            # a small net saved before the small-net options: it had the chunked generator
-            options["generator"] = GeneratorName.CHUNKED.value
-        layers = [k for k in state_dict if k.startswith("hypernet.generator.net.")]
-        sized = options.get("chunk_size") is not None or isinstance(options.get("num_chunks"), int)
-        if chunked_keys and layers and not sized:  # the saved chunk size, whatever the rule
-            last = max(layers, key=lambda k: int(k.split(".")[3]))
-            options["chunk_size"] = int(state_dict[last].shape[0])
-            options.pop("num_chunks", None)
-        if "temperature" not in state_dict:  # a model of before the fan-in prior (issue 25)
-            for key, value in PRESETS[Preset.PAPER].items():
-                if key in ("prior", "prior_scale", "temperature", "sigma_rate"):
-                    options.setdefault(key, value)  # the ELBO under N(0, I), sigma_rate 1e-3
-        saved_without_path = chunked_keys and "hypernet.generator.noise_mixing" not in state_dict
-        if saved_without_path and "noise_mixing" not in options:
-            options["noise_mixing"] = False
-        return options
+        Returns:
+            The method.
+
+        Example:
+            >>> import bbh
+            >>> from bbh.nets import MLP
+            >>> model = bbh.BayesByHypernet.paper(MLP(4, [16], 3), num_samples=3)
+            >>> model.num_samples, model.resolved_options["kl"]
+            (3, 'nn_full')
+        """
+        return cls(net, **{**PAPER, **overrides})
 
     @checked_args(
-        noise_dim=at_least(1),
         prior_scale=positive(),
         sigma_rate=positive(),
         embedding_dim=at_least(1),
@@ -463,23 +230,22 @@ class BayesByHypernet(TemperedKL, Method):
     def __init__(
         self,
         net: nn.Module,
-        noise_dim: int | None = None,
-        num_samples: int | None = None,
+        noise_dim: int | str = AUTO,
+        num_samples: int | str = AUTO,
         *,
-        preset: Preset | str = Preset.RECOMMENDED,
-        generator: GeneratorName | str | None = None,
-        hidden: Sequence[int] | None = None,
-        noise: NoiseMode | str | None = None,
-        kl: str | None = None,
-        weight_noise: float | _Unset | None = UNSET,
-        antithetic: bool | None = None,
+        generator: GeneratorName | str = AUTO,
+        hidden: Sequence[int] | str = AUTO,
+        noise: NoiseMode | str = NoiseMode.ALIGNED,
+        kl: KLName | str = KLName.JACOBIAN,
+        weight_noise: float | None = 0.01,
+        antithetic: bool = True,
         jacobian_samples: int = 1,
-        jacobian_chunks: int | str | None = "auto",
+        jacobian_chunks: int | str | None = AUTO,
+        prior: str | GaussianPrior = "fan_in",
         prior_scale: float | None = None,
-        prior: str | GaussianPrior | None = None,
-        temperature: float | str | None = None,
-        nll: NLLMode | str | None = None,
-        likelihood: str = "categorical",
+        temperature: float | str = "validation",
+        nll: NLLMode | str = AUTO,
+        likelihood: LikelihoodName | str = LikelihoodName.CATEGORICAL,
         noise_scale: float | None = None,
         include: ParamPredicate | None = None,
         deterministic: Sequence[str] = (),
@@ -487,10 +253,10 @@ class BayesByHypernet(TemperedKL, Method):
         chunk_size: int | None = None,
         num_chunks: int | str | None = None,
         embedding_dim: int = 64,
-        noise_mixing: bool | None = None,
+        noise_mixing: bool = True,
         sigma_per: SigmaPer | str = SigmaPer.WEIGHT,
-        sigma_rate: float | None = None,
-        sigma_tensor_scale: bool | None = None,
+        sigma_rate: float = SIGMA_RATE,
+        sigma_tensor_scale: bool = True,
         last_layer: LastLayer | str = LastLayer.SAMPLED,
         sample_batch: int = 25,
         sigma_noise: WeightNoise | str = WeightNoise.SAMPLE,
@@ -499,53 +265,46 @@ class BayesByHypernet(TemperedKL, Method):
         include = _combined(include, deterministic_predicate(net, deterministic))
         #: every parameter a weight sample holds (the output layer's too, with ``exact``)
         full_spec = ParamSpec.from_module(net, include)
-        readout: tuple[str, nn.Linear] | None = None
+        #: with ``last_layer="exact"``: the integrated output layer
+        self.readout: ExactReadout | None = None
+        spec = full_spec  # names and shapes: the copy's too
         if last_mode is LastLayer.EXACT:
-            readout = _check_exact_readout(net, likelihood, noise_scale, nll, include)
-            prefix = f"{readout[0]}."
-            generated_full = set(full_spec.names)
-
-            def without_readout(name: str, param: nn.Parameter) -> bool:
-                return name in generated_full and not name.startswith(prefix)
-
-            spec = ParamSpec.from_module(net, without_readout)
-        else:
-            spec = full_spec  # names and shapes: the copy's too
-        chosen = self.resolve_options(
-            dict(
-                preset=preset,
-                noise_dim=noise_dim,
-                num_samples=num_samples,
-                generator=generator,
-                hidden=hidden,
-                noise=noise,
-                kl=kl,
-                nll=nll,
-                weight_noise=weight_noise,
-                antithetic=antithetic,
-                noise_mixing=noise_mixing,
-                chunk_size=chunk_size,
-                num_chunks=None if num_chunks == "auto" else num_chunks,
-                prior=prior,
-                prior_scale=prior_scale,
-                temperature=temperature,
-                sigma_rate=sigma_rate,
-                sigma_tensor_scale=sigma_tensor_scale,
-            ),
-            dim=spec.dim,  # the small-net options depend on D
-            net_dim=sum(p.numel() for p in net.parameters()),  # what every pass runs
+            readout = ExactReadout.of(net, likelihood, noise_scale, nll, include)
+            spec = readout.without(net, full_spec)
+        given = dict(
+            noise_dim=noise_dim,
+            num_samples=num_samples,
+            generator=generator.value if isinstance(generator, GeneratorName) else generator,
+            hidden=hidden if isinstance(hidden, str) else tuple(hidden),
+            noise=parse_enum(NoiseMode, noise, "noise").value,
+            kl=parse_enum(KLName, kl, "kl").value if isinstance(kl, KLName) else kl,
+            nll=nll.value if isinstance(nll, NLLMode) else nll,
+            weight_noise=weight_noise,
+            antithetic=antithetic,
+            noise_mixing=noise_mixing,
+            prior=prior,
+            prior_scale=default_prior_scale(prior) if prior_scale is None else prior_scale,
+            temperature=temperature,
+            sigma_rate=sigma_rate,
+            sigma_tensor_scale=sigma_tensor_scale,
         )
-        #: the options in force after the preset and the explicit arguments (for run records)
+        auto_given = dict(given, chunk_size=chunk_size, num_chunks=num_chunks)
+        net_dim = sum(p.numel() for p in net.parameters())  # what every pass runs
+        resolved = resolve_auto(auto_given, spec.dim, net_dim)
+        chosen = {key: resolved[key] for key in given}
+        k = chosen["noise_dim"]
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"noise_dim must be an int >= 1 or 'auto', got {k!r}")
+        if isinstance(chosen["num_samples"], str):
+            raise ValueError(f"num_samples must be an int >= 1 or 'auto', got {num_samples!r}")
+        #: the options in force after "auto" (for run records)
         self.resolved_options = chosen
         sigma_noise = parse_enum(WeightNoise, sigma_noise, "sigma_noise")
         if sigma_noise is not WeightNoise.SAMPLE:  # recorded only where it is not the default
             chosen["sigma_noise"] = sigma_noise.value
-        noise_dim, num_samples, generator = (
-            chosen["noise_dim"],
-            chosen["num_samples"],
-            chosen["generator"],
-        )
-        hidden, noise, kl, nll = chosen["hidden"], chosen["noise"], chosen["kl"], chosen["nll"]
+        noise_dim, samples = int(chosen["noise_dim"]), chosen["num_samples"]
+        generator, hidden = chosen["generator"], tuple(chosen["hidden"])
+        noise, kl, nll = chosen["noise"], chosen["kl"], chosen["nll"]
         sigma0: float | None = chosen["weight_noise"]
         #: training steps draw their S samples in mirrored pairs (``ImplicitPosterior.sample``)
         self.antithetic = bool(chosen["antithetic"])
@@ -557,7 +316,6 @@ class BayesByHypernet(TemperedKL, Method):
         self.likelihood = make_likelihood(likelihood, noise_scale)
         prior_module = make_prior(chosen["prior"], chosen["prior_scale"])
         self.init_temperature(chosen["temperature"])
-        sigma_rate_given = sigma_rate
         sigma_rate = float(chosen["sigma_rate"])
         self.net = copy.deepcopy(net)
         self.spec = spec
@@ -573,10 +331,6 @@ class BayesByHypernet(TemperedKL, Method):
             )
         noise_mode = parse_enum(NoiseMode, noise, "noise")
         sigma_mode = parse_enum(SigmaPer, sigma_per, "sigma_per")
-        if isinstance(jacobian_chunks, str) and jacobian_chunks != "auto":
-            raise ValueError(
-                f"jacobian_chunks must be an int >= 1, None or 'auto', got {jacobian_chunks!r}"
-            )
         if uses_posterior(kl) and sigma0 is None:
             raise ValueError(
                 f"kl={kl!r} needs weight_noise > 0 (the semi-implicit posterior's initial sigma, "
@@ -587,80 +341,46 @@ class BayesByHypernet(TemperedKL, Method):
                 f"sigma_per={sigma_mode.value!r} needs weight_noise (a semi-implicit q)"
             )
         # the estimators of the posterior need one sample; the others compare samples
-        check_num_samples(num_samples, minimum=1 if uses_posterior(kl) else 2)
-        self.num_samples = num_samples
+        check_num_samples(samples, minimum=1 if uses_posterior(kl) else 2)
+        #: S, weight samples per training step
+        self.num_samples: int = samples
         self.sample_batch = sample_batch
 
         #: the layout of a predictive weight sample (``self.spec`` plus an exact output layer)
         self.predictive_spec = full_spec
         self.last_layer = last_mode
-        #: with ``last_layer="exact"``: the integrated output layer
-        self.readout: Readout | None = None
-        if readout is not None:
-            name, layer = readout
-            self.readout = Readout(
-                name,
-                f"{name}.weight",
-                f"{name}.bias" if layer.bias is not None else None,
-                layer.in_features,
-                layer.out_features,
-                float(noise_scale),  # type: ignore[arg-type]  # checked: not None
-            )
+        if last_mode is LastLayer.EXACT:
+            self.readout = readout
             # the data the readout's posterior is conditioned on (the last full-batch step's)
             self.register_buffer("conditioning_x", torch.zeros(0))
             self.register_buffer("conditioning_y", torch.zeros(0))
-            self._readout_checked = False
         generated = set(full_spec.names)
         for name, p in self.net.named_parameters():
             if name in generated:
                 p.requires_grad_(False)  # replaced by samples in every forward pass
-        gen_options: dict[str, Any] = {"noise_dim": noise_dim, "hidden": hidden, "noise": noise}
-        if jacobian_chunks not in ("auto", None) and (
-            gen_name is not GeneratorName.CHUNKED or noise_mode is not NoiseMode.ALIGNED
-        ):
-            raise ValueError("jacobian_chunks needs generator='chunked' with noise='aligned'")
-        if num_chunks == "auto":
-            num_chunks = None
-            if gen_name is GeneratorName.CHUNKED and chunk_size is None:
-                width = tuple(hidden)[-1] if tuple(hidden) else noise_dim + embedding_dim
-                num_chunks = auto_num_chunks(
-                    self.spec.dim, width, embedding_dim, noise_dim, bool(chosen["noise_mixing"])
-                )
-        elif isinstance(num_chunks, str):
-            raise ValueError(f"num_chunks must be an int >= 1, None or 'auto', got {num_chunks!r}")
-        if gen_name is GeneratorName.CHUNKED:
-            gen_options.update(
-                chunk_size=chunk_size,
-                num_chunks=num_chunks,
-                embedding_dim=embedding_dim,
-                init=self.spec.from_module_values(self.net)[0],
-                noise_mixing=bool(chosen["noise_mixing"]),
-            )
-        elif chunk_size is not None or num_chunks is not None or noise_mixing is not None:
-            raise ValueError(
-                "chunk_size, num_chunks and noise_mixing apply only to generator='chunked'"
-            )
-        affine = gen_name is GeneratorName.LAYERWISE and not tuple(hidden)
-        if affine:  # ours: starts at the net's init with a spread of about sigma0
-            gen_options.update(
-                init=self.spec.from_module_values(self.net)[0],
-                init_noise_scale=sigma0 if sigma0 is not None else 0.01,
-            )
-        hypernet = GENERATORS[gen_name.value](self.spec, **gen_options)
-        jacobian_chunks = _resolve_jacobian_chunks(
-            jacobian_chunks,
+        hypernet = build_generator(
+            gen_name,
+            spec,
+            spec.from_module_values(self.net)[0],
+            noise_dim=noise_dim,
+            hidden=hidden,
+            noise=noise,
+            chunk_size=chunk_size,
+            num_chunks=num_chunks,
+            embedding_dim=embedding_dim,
+            noise_mixing=bool(chosen["noise_mixing"]),
+            init_sigma=sigma0,
+        )
+        self.kl_estimator = build_kl(
             kl,
+            hypernet,
             gen_name,
             noise_mode,
-            self.spec.dim,
-            getattr(hypernet, "num_chunks", None),
+            spec.dim,
+            jacobian_samples=jacobian_samples,
+            jacobian_chunks=jacobian_chunks,
         )
-        kl_options: dict[str, Any] = {}
-        if kl == "jacobian":
-            kl_options = dict(jacobian_samples=jacobian_samples, jacobian_chunks=jacobian_chunks)
-        elif jacobian_samples != 1 or jacobian_chunks is not None:
-            raise ValueError("jacobian_samples and jacobian_chunks apply only to kl='jacobian'")
-        self.kl_estimator = make_kl_estimator(kl, **kl_options)
+        affine = is_affine(gen_name, hidden)
         # the layer-wise output layers move each weight by ~hidden[-1] x lr per Adam step
         self.default_lr = 1e-4 if gen_name is GeneratorName.LAYERWISE and not affine else 1e-3
         #: the posterior: ``self.hypernet(S)`` draws ``[S, D]``; ``.generator`` is the hypernet
@@ -674,8 +394,10 @@ class BayesByHypernet(TemperedKL, Method):
             sigma_columns=sigma_mode is SigmaPer.FACTORED,
             tensor_sizes=[e.numel for e in self.spec] if chosen["sigma_tensor_scale"] else None,
         )
-        if sigma_rate_given is None:  # files of before the saved scale: the old default rate
-            self.hypernet.legacy_log_sigma_scale = SIGMA_RATE_PAPER / self.default_lr
+        # a file written before the stored scale was saved holds log sigma at its own rate,
+        # which was 1e-3 unless given: no such file was trained at today's default rate
+        legacy_rate = SIGMA_RATE_PAPER if sigma_rate == SIGMA_RATE else sigma_rate
+        self.hypernet.legacy_log_sigma_scale = legacy_rate / self.default_lr
         self._release_generated()
         #: how training steps draw ``sigma * eps`` (see the class docstring)
         self.sigma_noise = sigma_noise
@@ -701,19 +423,7 @@ class BayesByHypernet(TemperedKL, Method):
             )
         # checked on the user's net: the copy's generated tensors are no longer parameters
         layers = select_layers(net, self.spec.names, method="bbh", option=option)
-        local = copy.deepcopy(self.net)
-        for name, _ in layers:
-            layer = local.get_submodule(name)
-            make_local(layer, noise)
-            # every generated tensor and variance is supplied per call: no D numbers held here
-            for key, buffer in layer._buffers.items():
-                if key.endswith("_log_var") and buffer is not None:
-                    layer._buffers[key] = _zeros_like_shape(buffer)
-            for attr in ("weight", "bias"):
-                t = getattr(layer, attr, None)
-                if isinstance(t, Tensor) and not isinstance(t, nn.Parameter):
-                    setattr(layer, attr, _zeros_like_shape(t))
-        return local
+        return local_noise_copy(self.net, [name for name, _ in layers], noise)
 
     def _local_forward(self, means: Tensor, x: Inputs) -> Tensor:
         """Outputs ``[S, B, C]`` with per-example weight noise: sample s's layers have mean
@@ -721,17 +431,10 @@ class BayesByHypernet(TemperedKL, Method):
         (local,) = self._local_nets
         local.train(self.training)
         shared = {**dict(self.net.named_parameters()), **dict(self.net.named_buffers())}
-        log_var = self.spec.unflatten(2 * self.hypernet.log_sigma[None])
-        shared.update({k + "_log_var": v[0] for k, v in log_var.items()})
-        args, kwargs = call_args(local, x)
-        per_sample = self.spec.unflatten(means)
-        outs = [
-            functional_call(
-                local, {**shared, **{k: v[i] for k, v in per_sample.items()}}, args, kwargs
-            )
-            for i in range(means.shape[0])
-        ]
-        return torch.stack(outs)
+        log_var = {
+            k: v[0] for k, v in self.spec.unflatten(2 * self.hypernet.log_sigma[None]).items()
+        }
+        return local_noise_forward(local, shared, log_var, self.spec.unflatten(means), x)
 
     def _released_slots(self) -> Iterator[tuple[nn.Module, str]]:
         """``(module, attribute)`` of every generated tensor of the net copy."""
@@ -806,11 +509,7 @@ class BayesByHypernet(TemperedKL, Method):
         else:
             phi = self.features(theta, self.conditioning_x)
             y = self.conditioning_y.reshape(phi.shape[1], -1)
-        v = sample_readout(phi, y, r.noise_scale, self.readout_prior).to(theta.dtype)  # [S, F, O]
-        params = dict(self.spec.unflatten(theta))
-        params[r.weight] = v[:, : r.in_features].transpose(1, 2)  # [S, O, in]
-        if r.bias is not None:
-            params[r.bias] = v[:, r.in_features]
+        params = r.draw(dict(self.spec.unflatten(theta)), phi, y, self.readout_prior)
         return self.predictive_spec.flatten(params)
 
     def forward_samples(self, flat: Tensor, x: Inputs) -> Tensor:
@@ -846,70 +545,28 @@ class BayesByHypernet(TemperedKL, Method):
         Raises:
             RuntimeError: The model was built without ``last_layer="exact"``.
         """
-        r = self.readout
-        if r is None:
+        if self.readout is None:
             raise RuntimeError("features() is for last_layer='exact'")
-        parent_name, _, child = r.name.rpartition(".")
-        parent = self.net.get_submodule(parent_name)
-        layer = getattr(parent, child)
-        setattr(parent, child, nn.Identity())  # the net now returns the layer's input
-        try:
-            phi = sampled_forward(self.net, self.spec.unflatten(theta), x, mode=self.forward_mode)
-        finally:
-            setattr(parent, child, layer)
-        if phi.dim() != 3 or phi.shape[-1] != r.in_features:
-            raise ValueError(
-                f"last_layer='exact': the net must end with its output layer {r.name!r} on "
-                f"[B, {r.in_features}] features; without it the net returned "
-                f"{list(phi.shape[1:])}"
-            )
-        if r.bias is not None:
-            phi = torch.cat([phi, torch.ones_like(phi[..., :1])], dim=-1)
-        return phi
+        return self.readout.inputs(self.net, self.spec.unflatten(theta), x, self.forward_mode)
 
     def _exact_readout_nll(self, flat: Tensor, x: Inputs, y: Tensor, num_data: int) -> Tensor:
         """Minus the collapsed log-likelihood per example (the output layer integrated)."""
         r = self.readout
         assert r is not None
-        if not isinstance(x, Tensor):
-            raise TypeError(
-                "last_layer='exact' keeps the training inputs in a buffer and takes x as one "
-                f"tensor, got a {type(x).__name__} of tensors; use last_layer='sampled'"
-            )
-        if x.shape[0] != num_data:
-            raise ValueError(
-                "last_layer='exact' trains full batch (the output layer is integrated over "
-                f"every example): got a batch of {x.shape[0]} of num_data={num_data}"
-            )
-        phi = self.features(flat, x)
-        targets = y.reshape(x.shape[0], -1)
-        if targets.shape[1] != r.out_features:
-            raise ValueError(
-                f"targets {list(y.shape)} do not match the output layer's {r.out_features} outputs"
-            )
-        if not self._readout_checked:
-            self._check_output_is_readout(flat[:1].detach(), x[:8])
+        prior = self.readout_prior
+        nll = r.collapsed_nll(lambda xs: self.features(flat, xs), x, y, num_data, prior)
+        assert isinstance(x, Tensor)  # collapsed_nll refuses others
+        if not r.checked:  # once: the net's output is its output layer's
+            theta, head = flat[:1].detach(), x[:8]
+            layer = self.net.get_submodule(r.name)
+            with torch.no_grad():
+                own = {k: v.unsqueeze(0) for k, v in layer.named_parameters(prefix=r.name)}
+                whole = self.predictive_spec.flatten({**self.spec.unflatten(theta), **own})
+                direct = self.forward_samples(whole, head)[0]
+                r.check_output(direct, layer, self.features(theta, head)[0])
         self.conditioning_x = x.detach()
         self.conditioning_y = y.detach()
-        log_lik = log_marginal(phi, targets, r.noise_scale, self.readout_prior)  # [S]
-        return -(log_lik.mean() / num_data).to(flat.dtype)
-
-    def _check_output_is_readout(self, theta: Tensor, x: Tensor) -> None:
-        """Once: the net's output is its output layer's (nothing runs after it)."""
-        r = self.readout
-        assert r is not None
-        layer = self.net.get_submodule(r.name)
-        with torch.no_grad():
-            readout = {k: v.unsqueeze(0) for k, v in layer.named_parameters(prefix=r.name)}
-            whole = {**self.spec.unflatten(theta), **readout}
-            direct = self.forward_samples(self.predictive_spec.flatten(whole), x)[0]
-            via = layer(self.features(theta, x)[0, :, : r.in_features])
-        if direct.shape != via.shape or not torch.allclose(direct, via, atol=1e-5, rtol=1e-4):
-            raise ValueError(
-                "last_layer='exact': the net's output must be its last nn.Linear's output "
-                f"({r.name!r}); something runs after it"
-            )
-        self._readout_checked = True
+        return nll.to(flat.dtype)
 
     def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
         # the conditioning data's size is the saved model's

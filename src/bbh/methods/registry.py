@@ -13,6 +13,7 @@ from typing import Any
 from torch import nn
 
 from bbh.methods.base import Method
+from bbh.options import parse_enum
 
 MethodFactory = Callable[..., Method]
 
@@ -52,7 +53,9 @@ def build(name: str, net: nn.Module, **options: Any) -> Method:
             ``mnf``, or one added with ``register`` (``available()`` lists them).
         net: Any ``nn.Module``; the method wraps it (each method's docstring says whether it is
             copied).
-        **options: The method's keyword arguments (see its class).
+        **options: The method's keyword arguments (see its class), and ``preset`` for a
+            method with named option sets (``PRESETS``: BbH's ``"recommended"`` and
+            ``"paper"``), whose options the others override.
 
     Returns:
         The method, a ``bbh.Method``.
@@ -75,6 +78,11 @@ def build(name: str, net: nn.Module, **options: Any) -> Method:
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; available: {available()}")
     factory = METHODS[name]
+    presets = getattr(factory, "PRESETS", None)
+    if presets is not None and "preset" in options:
+        options = dict(options)
+        chosen = parse_enum(type(next(iter(presets))), options.pop("preset"), "preset")
+        options = {**presets[chosen], **options}
     params = inspect.signature(factory).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         allowed = [

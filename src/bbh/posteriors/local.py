@@ -13,15 +13,18 @@ log-variances; both are supplied per call through ``torch.func.functional_call``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import copy
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call
 
 from bbh.enums import WeightNoise
+from bbh.inputs import Inputs, call_args
 
 
 class _LocalMixin:
@@ -136,3 +139,66 @@ def _signs(like: Tensor, axis: int) -> Tensor:
     shape[0] = like.shape[0]
     shape[axis] = like.shape[axis]
     return torch.randint(0, 2, shape, device=like.device, dtype=like.dtype) * 2 - 1
+
+
+def _zeros_like_shape(t: Tensor) -> Tensor:
+    """A tensor of ``t``'s shape on one shared zero (no memory of its size)."""
+    return torch.zeros((), dtype=t.dtype, device=t.device).expand(t.shape)
+
+
+def local_noise_copy(net: nn.Module, layers: Sequence[str], estimator: WeightNoise) -> nn.Module:
+    """A copy of ``net`` whose named layers are local-noise layers holding no tensors of their
+    own: every weight, bias and variance is supplied per call (``local_noise_forward``).
+
+    Args:
+        net: The net (BbH's copy, its generated tensors released).
+        layers: The names of its ``nn.Linear``/``nn.Conv2d`` layers to switch.
+        estimator: ``local`` or ``flipout``.
+
+    Returns:
+        The copy.
+    """
+    local = copy.deepcopy(net)
+    for name in layers:
+        layer = local.get_submodule(name)
+        make_local(layer, estimator)
+        # every generated tensor and variance is supplied per call: no D numbers held here
+        for key, buffer in layer._buffers.items():
+            if key.endswith("_log_var") and buffer is not None:
+                layer._buffers[key] = _zeros_like_shape(buffer)
+        for attr in ("weight", "bias"):
+            t = getattr(layer, attr, None)
+            if isinstance(t, Tensor) and not isinstance(t, nn.Parameter):
+                setattr(layer, attr, _zeros_like_shape(t))
+    return local
+
+
+def local_noise_forward(
+    local: nn.Module,
+    shared: Mapping[str, Tensor],
+    log_var: Mapping[str, Tensor],
+    means: Mapping[str, Tensor],
+    x: Inputs,
+) -> Tensor:
+    """Outputs ``[S, B, C]`` of ``local_noise_copy``'s net with per-example weight noise: sample
+    s's layers have mean weights ``means[name][s]`` and log-variances ``log_var`` (Kingma et
+    al. 2015), the S samples in a loop.
+
+    Args:
+        local: The copy.
+        shared: Its other parameters and buffers by name.
+        log_var: ``log sigma^2`` per generated tensor, by the tensor's name.
+        means: The generated tensors ``[S, ...]`` by name.
+        x: Inputs ``[B, ...]``.
+
+    Returns:
+        Outputs ``[S, B, C]``.
+    """
+    fixed = {**shared, **{k + "_log_var": v for k, v in log_var.items()}}
+    args, kwargs = call_args(local, x)
+    samples = next(iter(means.values())).shape[0]
+    outs = [
+        functional_call(local, {**fixed, **{k: v[i] for k, v in means.items()}}, args, kwargs)
+        for i in range(samples)
+    ]
+    return torch.stack(outs)
