@@ -206,6 +206,38 @@ class ParamSpec:
         named = dict(module.named_parameters())
         return self.flatten({n: named[n].detach().unsqueeze(0) for n in self.names})
 
+    def _slots(self, module: nn.Module) -> Iterator[tuple[nn.Module, str]]:
+        """``(owner, attribute)`` of each of the spec's tensors in ``module``."""
+        for name in self.names:
+            owner_name, _, attr = name.rpartition(".")
+            yield module.get_submodule(owner_name), attr
+
+    def release(self, module: nn.Module) -> None:
+        """Turn the spec's parameters of ``module`` into plain tensor attributes of their shape
+        on one shared zero, for a module whose every forward pass supplies them (BbH's net
+        copy): as parameters their D numbers would stay resident and be saved with every
+        checkpoint. They leave ``parameters()`` and ``state_dict()``.
+
+        Args:
+            module: A module with the spec's parameters.
+        """
+        for owner, attr in self._slots(module):
+            p = owner._parameters.pop(attr)
+            assert p is not None  # the spec lists registered parameters only
+            setattr(owner, attr, torch.zeros((), dtype=p.dtype, device=p.device).expand(p.shape))
+
+    def apply_to_released(self, module: nn.Module, fn: Callable[[Tensor], Tensor]) -> None:
+        """Apply ``fn`` (``.to()``, ``.double()``, ...) to the tensors ``release`` left.
+
+        Args:
+            module: The module ``release`` was called on.
+            fn: What ``nn.Module._apply`` applies.
+        """
+        for owner, attr in self._slots(module):
+            t = getattr(owner, attr)
+            zero = fn(torch.zeros((), dtype=t.dtype, device=t.device))
+            setattr(owner, attr, zero.expand(t.shape))
+
 
 def has_running_stats(net: nn.Module) -> bool:
     """True if ``net`` has a normalisation layer that updates running statistics in training.

@@ -53,7 +53,7 @@ def test_split_with_uneven_batch_matches_manual_split():
     _, logs = m.loss(x, y, num_data=10, kl_weight=0.0)
     torch.manual_seed(1)
     w = m.hypernet.sample(3, antithetic=m.antithetic).weights  # the training step's draw
-    out = [m.forward_samples(w[i : i + 1], xi)[0] for i, xi in enumerate(x.tensor_split(3))]
+    out = [m.predict_logits_with(w[i : i + 1], xi)[0] for i, xi in enumerate(x.tensor_split(3))]
     ce = nn.functional.cross_entropy(torch.cat(out), y)
     torch.testing.assert_close(logs["nll"], ce)
 
@@ -66,7 +66,7 @@ def test_first_mode_uses_sample_zero_only():
     _, logs = m.loss(x, y, num_data=10, kl_weight=0.0)
     torch.manual_seed(2)
     w = m.hypernet.sample(3, antithetic=m.antithetic).weights
-    ce = nn.functional.cross_entropy(m.forward_samples(w[:1], x)[0], y)
+    ce = nn.functional.cross_entropy(m.predict_logits_with(w[:1], x)[0], y)
     torch.testing.assert_close(logs["nll"], ce)
 
 

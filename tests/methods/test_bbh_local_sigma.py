@@ -52,7 +52,7 @@ def _nll_draws(model: BayesByHypernet, mean: Tensor, x: Tensor, y: Tensor, draws
         if model.sigma_noise.value == "sample":
             sigma = model.hypernet.sigma()
             flat = mean + sigma * torch.randn(draws, mean.shape[0])
-            out = model.forward_samples(flat, x)
+            out = model.predict_logits_with(flat, x)
         else:
             out = model._local_forward(mean.expand(draws, -1), x)
         return -model.likelihood.log_prob(out, y).mean(1)

@@ -18,7 +18,7 @@ per-example output noise (the local reparameterisation trick, Kingma, Salimans a
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -35,152 +35,87 @@ from bbh.methods.bbh_options import (
     AUTO,
     PAPER,
     PRESETS,
+    RECOMMENDED,
     SIGMA_RATE,
-    SIGMA_RATE_PAPER,
-    build_generator,
-    build_kl,
-    default_prior_scale,
-    is_affine,
+    build_posterior_and_kl,
+    in_force,
     options_for_state_dict,
     recorded_options,
-    resolve_auto,
-    sigma_blocks,
 )
 from bbh.methods.exact_last_layer import ExactReadout
 from bbh.methods.temperature import TemperedKL
 from bbh.options import parse_enum
-from bbh.posteriors.implicit import ImplicitPosterior
-from bbh.posteriors.layers import deterministic_predicate, select_layers
+from bbh.posteriors.layers import both, deterministic_predicate
 from bbh.posteriors.local import WeightNoise, local_noise_copy, local_noise_forward
 from bbh.priors import GaussianPrior, make_prior
 from bbh.validation import at_least, checked_args, positive
 
 
-def _combined(include: ParamPredicate | None, kept: ParamPredicate) -> ParamPredicate:
-    """Generate a parameter only where ``include`` (if any) and ``deterministic`` both allow it."""
-    if include is None:
-        return kept
-    chosen = include
-    return lambda name, param: chosen(name, param) and kept(name, param)
-
-
 class BayesByHypernet(TemperedKL, Method):
     """The BbH posterior around an unmodified ``net`` (which is copied, not changed).
 
-    The defaults are ours (docs/methods.md says why each); ``BayesByHypernet.paper(net)`` builds
-    the paper's setting (``bbh.methods.bbh_options.PAPER``), and ``bbh.build("bbh", net,
-    preset="paper")`` does the same from a name.
+    The defaults are ours; docs/methods.md says why each, and what every option was measured
+    to give. ``BayesByHypernet.paper(net)`` builds the paper's setting
+    (``bbh.methods.bbh_options.PAPER``); ``bbh.build("bbh", net, preset="paper")`` does the same
+    from a name. ``"auto"`` depends on the net's size (``bbh_options.resolve_auto``).
 
     Args:
         net: any ``nn.Module``; its generated parameters are replaced by hypernet samples.
-        noise_dim: k, the size of the noise z (the paper: 1, 8 or 64); ``"auto"``: 8, or
-            ``min(D, 512)`` for the affine generator.
-        num_samples: S, weight samples per training step (the paper: 5); ``"auto"``: 64 on a
-            net of at most ``SMALL_NET_WEIGHTS`` parameters, else 2. The KL estimators of the
-            posterior (``jacobian``, ``sivi``) allow S = 1; the others need S >= 2.
-        generator: ``layerwise`` (the paper's, one MLP per tensor), ``chunked`` (ours, one
-            shared MLP) or ``affine`` (ours, ``G(z) = A z + b``, so ``q = N(b, A A^T + diag
-            sigma^2)`` with an exact Jacobian KL); ``"auto"``: ``affine`` on a net of at most
-            ``SMALL_NET_WEIGHTS`` generated weights where none of ``hidden``, ``noise_dim``,
-            ``chunk_size``, ``num_chunks`` is given, else ``chunked``
-            (``bbh.methods.bbh_options.resolve_auto``).
-        hidden: generator hidden sizes (the paper: 64, 256, 512); ``"auto"``: ``(64, 16)``,
-            none for the affine generator.
+        noise_dim: k, the size of the noise z; ``"auto"``: 8, or ``min(D, 512)`` for the affine
+            generator.
+        num_samples: S, weight samples per training step; ``"auto"``: 64 on a net of at most
+            ``SMALL_NET_WEIGHTS`` parameters, else 2. ``jacobian`` and ``sivi`` allow S = 1.
+        generator: ``layerwise`` (the paper's, one MLP per tensor), ``chunked`` (one shared
+            MLP) or ``affine`` (``G(z) = A z + b``: ``q = N(b, A A^T + diag sigma^2)``);
+            ``"auto"``: ``affine`` on a net of at most ``SMALL_NET_WEIGHTS`` generated weights
+            unless ``hidden``, ``noise_dim``, ``chunk_size`` or ``num_chunks`` is given, else
+            ``chunked``.
+        hidden: generator hidden sizes; ``"auto"``: ``(64, 16)``, none for the affine one.
         noise: ``aligned`` (one z for every generator) or ``independent``.
-        kl: ``nn_full``, ``nn_coordinate``, ``entropy``, ``entropy_coordinate``,
-            ``discriminator`` or ``jacobian`` (see ``bbh.divergences``).
-        weight_noise: initial sigma of semi-implicit per-weight noise, ``w = G(z) + sigma * eps``
-            with sigma learned (``bbh.posteriors.ImplicitPosterior``); ``None`` for the paper's
-            purely implicit ``w = G(z)``. ``kl="jacobian"`` needs it.
-        antithetic: training steps draw the S samples in mirrored pairs ``(z, eps)``,
-            ``(-z, -eps)`` (``ImplicitPosterior.sample``): still unbiased, with less gradient
-            noise and half the random draws (recommended: on; paper: off).
+        kl: a ``KLName`` (``bbh.divergences``): ``jacobian`` is exact for the affine generator.
+        weight_noise: the initial sigma of the semi-implicit noise, ``w = G(z) + sigma * eps``
+            with sigma learned; ``None``: the paper's purely implicit ``w = G(z)``.
+        antithetic: draw the S samples in mirrored pairs ``(z, eps)``, ``(-z, -eps)``.
         jacobian_samples: noise draws per step for the log-determinant of ``kl="jacobian"``.
-        jacobian_chunks: ``kl="jacobian"`` with the chunked generator: the Jacobian's Gram from
-            this many random chunks per step (cheaper; biases the KL up, see ``JacobianKL``);
-            ``None``: all chunks, exact; ``"auto"`` (default): a quarter of the chunks, at least
-            4 (4 of the default 16), where the net has at least ``AUTO_JACOBIAN_CHUNKS_FROM``
-            generated weights (chunked generator, aligned noise; a net of 4 chunks or fewer
-            gets all of them; its saving on LeNet-5: docs/results.md), else all.
-        prior: ``fan_in`` (recommended): ``N(0, prior_scale^2 / fan_in)`` per tensor
-            (``bbh.priors``); ``isotropic`` (paper): ``N(0, prior_scale^2 I)``;
-            ``empirical_bayes``: a scale per tensor set by the ELBO (``kl="jacobian"`` only); or
-            a ``bbh.priors.GaussianPrior`` (then ``prior_scale`` does not apply).
-        prior_scale: the isotropic prior's s (paper: 1), or the fan-in prior's gain; None:
-            the prior's own, ``bbh.priors.FAN_IN_GAIN`` = 3 for ``fan_in``, else 1.
-        temperature: the KL's weight T in ``NLL + kl_weight * T * KL / N`` (1: the ELBO);
-            ``"validation"`` (recommended) chooses it from ``TEMPERATURE_CANDIDATES`` by the
-            validation NLL when ``bbh.training.fit`` is given ``validation=`` data
-            (``bbh.methods.temperature``); the paper: 1.
-        nll: ``first``, ``mean``, ``split`` or ``predictive`` (see ``NLLMode``); ``"auto"``:
-            ``mean`` where ``num_samples="auto"`` gives 64, else ``split``.
+        jacobian_chunks: the Jacobian KL's Gram from this many random chunks per step (chunked
+            generator, aligned noise; biases the KL up); ``None``: all; ``"auto"``: a quarter
+            of them, at least 4, from ``AUTO_JACOBIAN_CHUNKS_FROM`` generated weights on.
+        prior: ``fan_in`` (``N(0, prior_scale^2 / fan_in)`` per tensor), ``isotropic``
+            (``N(0, prior_scale^2 I)``), ``empirical_bayes`` (a scale per tensor set by the
+            ELBO; ``kl="jacobian"`` only) or a ``bbh.priors.GaussianPrior``.
+        prior_scale: the isotropic prior's s or the fan-in prior's gain; None: 3 for
+            ``fan_in`` (``bbh.priors.FAN_IN_GAIN``), else 1.
+        temperature: T in ``NLL + kl_weight * T * KL / N`` (1: the ELBO); ``"validation"``:
+            chosen by the validation NLL when ``fit`` gets ``validation=`` data
+            (``bbh.methods.temperature``).
+        nll: which samples the likelihood sees (``NLLMode``); ``"auto"``: ``mean`` where
+            ``num_samples="auto"`` gives 64, else ``split``.
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
-        noise_scale: the Gaussian likelihood's observation noise (its standard deviation),
-            required with ``likelihood="gaussian"`` and refused with ``categorical``.
-        include: predicate ``(name, param) -> bool`` choosing generated parameters (default all);
-            the others stay ordinary deterministic parameters, trained by point estimate.
+        noise_scale: the Gaussian likelihood's observation noise (standard deviation).
+        include: predicate ``(name, param) -> bool`` choosing generated parameters (default
+            all); the others are trained by point estimate.
         deterministic: module names (or ``"norm"`` for every normalisation layer) whose
-            parameters stay point estimates, as for ``bbb`` and ``mnf``; with ``include`` a
-            parameter is generated only where both choose it. A Bayesian subnetwork: on
-            LeNet-5, ``deterministic=["fc1"]`` generates 31k of the 431k weights
-            (docs/performance.md: its step time and calibration).
-        forward_mode: ``auto``, ``vmap`` or ``loop`` (see ``bbh.functional.sampled_forward``).
+            parameters stay point estimates; with ``include``, generated where both choose.
+        forward_mode: ``auto``, ``vmap`` or ``loop`` (``bbh.functional.sampled_forward``).
         chunk_size: weights per chunk of the chunked generator.
-        embedding_dim: the size of each chunk's learned embedding (chunked generator).
-        num_chunks: the chunked generator's number of chunks (give
-            ``chunk_size`` or ``num_chunks``; default ``hidden[-1]`` chunks). Its shared output
-            layer has ``hidden[-1] * D / num_chunks`` parameters, about D by default;
-            ``num_chunks="auto"`` picks the count with the fewest parameters in all
-            (``auto_num_chunks``: 190 on LeNet-5; at a slightly worse MNIST calibration,
-            docs/methods.md).
+        num_chunks: the chunked generator's number of chunks (default ``hidden[-1]``);
+            ``"auto"``: the count with the fewest parameters (``auto_num_chunks``).
+        embedding_dim: the size of each chunk's learned embedding.
+        noise_mixing: the chunked generator's linear path from z into each chunk (a dense
+            low-rank covariance); other generators leave it out.
+        sigma_per: ``weight``: a sigma per weight; ``unit``: per output unit; ``kernel``: per
+            convolution kernel; ``factored``: ``sigma_ij = u_i v_j``.
         sigma_rate: about how far one Adam step at the default lr moves ``log sigma``
-            (recommended 3e-2, ``SIGMA_RATE``: fast enough that sigma reaches its optimum within
-            a run, not a cap on it; every run before the fan-in prior used 1e-3, which held
-            MNIST's sigmas far below their optimum after 5 epochs: docs/posterior_check.md).
-        sigma_tensor_scale: one more learned log-scale per parameter tensor, multiplying its
-            weights' sigmas (recommended: on; paper: off). The same posterior family; the
-            shared scale's gradient sums its tensor's, so Adam moves a tensor's level of sigma
-            at the whole tensor's signal-to-noise ratio: per weight, the entropy's pull on a
-            weakly constrained sigma is far below its gradient's noise and sigma ends near
-            where it started (what it changes, measured from two starts: docs/methods.md,
-            "Where sigma goes").
-        sigma_per: ``weight`` (default): a learned sigma per weight; ``unit``: one per output
-            unit (row or output channel; per entry for vectors); ``kernel``: one per kernel of a
-            convolution (its ``kh x kw`` taps from one input channel to one output channel),
-            per weight elsewhere: about D / 9 scales on a net of 3 x 3 convolutions;
-            ``factored``: ``sigma_ij = u_i v_j``, one scale per unit and one per input of each
-            tensor. ``unit`` and ``factored`` have about D fewer parameters in q and in Adam's
-            state, for large nets (docs/performance.md); the generator's low-rank part still
-            varies weight by weight.
-        noise_mixing: the chunked generator's free linear path from z into each chunk
-            (``ChunkedGenerator``; ours: on, paper: off; other generators leave it out). It lets q
-            take a dense low-rank covariance (docs/posterior_check.md); it costs
-            C * width * k parameters (2,048 with the recommended options).
-        last_layer: ``sampled`` (default): the output layer is generated with the rest;
-            ``exact``: for regression (``likelihood="gaussian"``), the net's last ``nn.Linear``
-            (whose output must be the net's) is integrated out exactly, its conjugate Gaussian
-            posterior given the other weights (``bbh.posteriors.last_layer``), and the hypernet
-            generates only the others. Training is then full batch (the collapsed likelihood
-            needs every example; the model keeps the training data to condition its
-            predictions on) and ``nll`` does not apply. On the toy it brings BbH's predictive
-            std to HMC's (docs/posterior_check.md, docs/results.md).
+            (``SIGMA_RATE``: fast enough for sigma to reach its optimum within a run).
+        sigma_tensor_scale: a learned log-scale per tensor on top of each weight's sigma: the
+            same family, whose level moves at the whole tensor's signal-to-noise ratio.
+        last_layer: ``sampled`` (generated with the rest) or ``exact``: for regression, the
+            net's last ``nn.Linear`` integrated out (``exact_last_layer.ExactReadout``),
+            trained full batch.
         sample_batch: how many weight samples ``predict_logits`` runs at once.
-        sigma_noise: how training steps draw the semi-implicit noise ``sigma * eps``:
-            ``sample`` (default): one ``eps`` per weight sample, shared by the examples it sees;
-            ``local``: the local reparameterisation trick (Kingma, Salimans and Welling 2015),
-            each layer's output ``x G(z_s)^T + sqrt(x^2 sigma^2) * xi`` with ``xi`` per example
-            and unit; ``flipout`` (Wen et al. 2018): one perturbation per sample, decorrelated
-            between examples by random signs. Both keep the mean of the ``log sigma`` gradient;
-            ``local`` cuts its variance, ``flipout`` does not, and both slow a step (measured
-            on LeNet-5: docs/methods.md, docs/results.md). The S
-            samples run in a loop (``forward_mode`` does not apply); the KL and predictions
-            still use whole weight samples ``G(z) + sigma * eps``.
-            Needs ``weight_noise``, ``last_layer="sampled"`` and every generated parameter in
-            an ``nn.Linear`` or ``nn.Conv2d`` (others listed in ``deterministic``). ``local``
-            is exact per example for ``nn.Linear``; for ``nn.Conv2d`` it draws the noise of each
-            output position independently (the weights' share of it is correlated over
-            positions), so its expected NLL differs slightly; ``flipout`` is exact per example
-            for both.
+        sigma_noise: how training draws ``sigma * eps``: ``sample`` (one ``eps`` per weight
+            sample), ``local`` (per example: the local reparameterisation trick, Kingma et al.
+            2015) or ``flipout`` (Wen et al. 2018), both for ``nn.Linear``/``nn.Conv2d`` only.
 
     Example:
         >>> import torch, bbh
@@ -261,8 +196,10 @@ class BayesByHypernet(TemperedKL, Method):
         sample_batch: int = 25,
         sigma_noise: WeightNoise | str = WeightNoise.SAMPLE,
     ):
+        arguments = locals()
+        given = {key: arguments[key] for key in RECOMMENDED}  # the options a run records
         last_mode = parse_enum(LastLayer, last_layer, "last_layer")
-        include = _combined(include, deterministic_predicate(net, deterministic))
+        include = both(include, deterministic_predicate(net, deterministic))
         #: every parameter a weight sample holds (the output layer's too, with ``exact``)
         full_spec = ParamSpec.from_module(net, include)
         #: with ``last_layer="exact"``: the integrated output layer
@@ -271,52 +208,25 @@ class BayesByHypernet(TemperedKL, Method):
         if last_mode is LastLayer.EXACT:
             readout = ExactReadout.of(net, likelihood, noise_scale, nll, include)
             spec = readout.without(net, full_spec)
-        given = dict(
-            noise_dim=noise_dim,
-            num_samples=num_samples,
-            generator=generator.value if isinstance(generator, GeneratorName) else generator,
-            hidden=hidden if isinstance(hidden, str) else tuple(hidden),
-            noise=parse_enum(NoiseMode, noise, "noise").value,
-            kl=parse_enum(KLName, kl, "kl").value if isinstance(kl, KLName) else kl,
-            nll=nll.value if isinstance(nll, NLLMode) else nll,
-            weight_noise=weight_noise,
-            antithetic=antithetic,
-            noise_mixing=noise_mixing,
-            prior=prior,
-            prior_scale=default_prior_scale(prior) if prior_scale is None else prior_scale,
-            temperature=temperature,
-            sigma_rate=sigma_rate,
-            sigma_tensor_scale=sigma_tensor_scale,
-        )
-        auto_given = dict(given, chunk_size=chunk_size, num_chunks=num_chunks)
         net_dim = sum(p.numel() for p in net.parameters())  # what every pass runs
-        resolved = resolve_auto(auto_given, spec.dim, net_dim)
-        chosen = {key: resolved[key] for key in given}
-        k = chosen["noise_dim"]
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"noise_dim must be an int >= 1 or 'auto', got {k!r}")
-        if isinstance(chosen["num_samples"], str):
-            raise ValueError(f"num_samples must be an int >= 1 or 'auto', got {num_samples!r}")
+        resolved = in_force(
+            given, chunk_size=chunk_size, num_chunks=num_chunks, dim=spec.dim, net_dim=net_dim
+        )
         #: the options in force after "auto" (for run records)
-        self.resolved_options = chosen
+        self.resolved_options = chosen = resolved
         sigma_noise = parse_enum(WeightNoise, sigma_noise, "sigma_noise")
         if sigma_noise is not WeightNoise.SAMPLE:  # recorded only where it is not the default
             chosen["sigma_noise"] = sigma_noise.value
-        noise_dim, samples = int(chosen["noise_dim"]), chosen["num_samples"]
-        generator, hidden = chosen["generator"], tuple(chosen["hidden"])
-        noise, kl, nll = chosen["noise"], chosen["kl"], chosen["nll"]
-        sigma0: float | None = chosen["weight_noise"]
+        samples, kl, sigma0 = chosen["num_samples"], chosen["kl"], chosen["weight_noise"]
         #: training steps draw their S samples in mirrored pairs (``ImplicitPosterior.sample``)
         self.antithetic = bool(chosen["antithetic"])
         super().__init__()
         check_num_samples(sample_batch, name="sample_batch")
-        self.nll_mode = parse_enum(NLLMode, nll, "nll")
+        self.nll_mode = parse_enum(NLLMode, chosen["nll"], "nll")
         self.forward_mode = parse_enum(ForwardMode, forward_mode, "forward_mode")
-        gen_name = parse_enum(GeneratorName, generator, "generator")
         self.likelihood = make_likelihood(likelihood, noise_scale)
         prior_module = make_prior(chosen["prior"], chosen["prior_scale"])
         self.init_temperature(chosen["temperature"])
-        sigma_rate = float(chosen["sigma_rate"])
         self.net = copy.deepcopy(net)
         self.spec = spec
         #: the prior over the generated weights (with ``last_layer="exact"``, its output layer's
@@ -329,17 +239,7 @@ class BayesByHypernet(TemperedKL, Method):
                 "prior='empirical_bayes' needs kl='jacobian' and last_layer='sampled' (its scales "
                 "are set in the Jacobian KL's closed-form cross term)"
             )
-        noise_mode = parse_enum(NoiseMode, noise, "noise")
         sigma_mode = parse_enum(SigmaPer, sigma_per, "sigma_per")
-        if uses_posterior(kl) and sigma0 is None:
-            raise ValueError(
-                f"kl={kl!r} needs weight_noise > 0 (the semi-implicit posterior's initial sigma, "
-                "e.g. 0.01): a purely implicit q has no density in R^D"
-            )
-        if sigma_mode is not SigmaPer.WEIGHT and sigma0 is None:
-            raise ValueError(
-                f"sigma_per={sigma_mode.value!r} needs weight_noise (a semi-implicit q)"
-            )
         # the estimators of the posterior need one sample; the others compare samples
         check_num_samples(samples, minimum=1 if uses_posterior(kl) else 2)
         #: S, weight samples per training step
@@ -358,47 +258,19 @@ class BayesByHypernet(TemperedKL, Method):
         for name, p in self.net.named_parameters():
             if name in generated:
                 p.requires_grad_(False)  # replaced by samples in every forward pass
-        hypernet = build_generator(
-            gen_name,
+        self.hypernet, self.kl_estimator, self.default_lr = build_posterior_and_kl(
             spec,
             spec.from_module_values(self.net)[0],
-            noise_dim=noise_dim,
-            hidden=hidden,
-            noise=noise,
+            chosen,
             chunk_size=chunk_size,
             num_chunks=num_chunks,
             embedding_dim=embedding_dim,
-            noise_mixing=bool(chosen["noise_mixing"]),
-            init_sigma=sigma0,
-        )
-        self.kl_estimator = build_kl(
-            kl,
-            hypernet,
-            gen_name,
-            noise_mode,
-            spec.dim,
             jacobian_samples=jacobian_samples,
             jacobian_chunks=jacobian_chunks,
+            sigma_per=sigma_mode,
         )
-        affine = is_affine(gen_name, hidden)
-        # the layer-wise output layers move each weight by ~hidden[-1] x lr per Adam step
-        self.default_lr = 1e-4 if gen_name is GeneratorName.LAYERWISE and not affine else 1e-3
-        #: the posterior: ``self.hypernet(S)`` draws ``[S, D]``; ``.generator`` is the hypernet
-        self.hypernet = ImplicitPosterior(
-            hypernet,
-            sigma0,
-            log_sigma_scale=sigma_rate / self.default_lr,
-            sigma_blocks=(
-                None if sigma_mode is SigmaPer.WEIGHT else sigma_blocks(self.spec, sigma_mode)
-            ),
-            sigma_columns=sigma_mode is SigmaPer.FACTORED,
-            tensor_sizes=[e.numel for e in self.spec] if chosen["sigma_tensor_scale"] else None,
-        )
-        # a file written before the stored scale was saved holds log sigma at its own rate,
-        # which was 1e-3 unless given: no such file was trained at today's default rate
-        legacy_rate = SIGMA_RATE_PAPER if sigma_rate == SIGMA_RATE else sigma_rate
-        self.hypernet.legacy_log_sigma_scale = legacy_rate / self.default_lr
-        self._release_generated()
+        # the generated tensors are supplied by every pass: not held, trained or saved here
+        self.spec.release(self.net)
         #: how training steps draw ``sigma * eps`` (see the class docstring)
         self.sigma_noise = sigma_noise
         #: with ``sigma_noise`` local/flipout: a copy of the net whose generated layers take
@@ -406,24 +278,9 @@ class BayesByHypernet(TemperedKL, Method):
         #: not in ``state_dict``, ``parameters()`` or ``.to()``)
         self._local_nets: tuple[nn.Module, ...] = ()
         if sigma_noise is not WeightNoise.SAMPLE:
-            self._local_nets = (self._local_copy(net, sigma_noise, sigma0, last_mode),)
-
-    def _local_copy(
-        self, net: nn.Module, noise: WeightNoise, sigma0: float | None, last_mode: LastLayer
-    ) -> nn.Module:
-        """The net copy whose generated ``nn.Linear``/``nn.Conv2d`` layers are local-noise
-        layers (``bbh.posteriors.local``), after checking that ``sigma_noise`` applies."""
-        option = f"sigma_noise={noise.value!r}"
-        if sigma0 is None:
-            raise ValueError(f"{option} needs weight_noise (a semi-implicit q with a sigma)")
-        if last_mode is LastLayer.EXACT:
-            raise ValueError(
-                f"{option} does not apply with last_layer='exact' (the output layer is "
-                "integrated and the other weights' likelihood is collapsed over the batch)"
-            )
-        # checked on the user's net: the copy's generated tensors are no longer parameters
-        layers = select_layers(net, self.spec.names, method="bbh", option=option)
-        return local_noise_copy(self.net, [name for name, _ in layers], noise)
+            exact = last_mode is LastLayer.EXACT
+            local = local_noise_copy(net, self.net, spec.names, sigma_noise, sigma0, exact)
+            self._local_nets = (local,)
 
     def _local_forward(self, means: Tensor, x: Inputs) -> Tensor:
         """Outputs ``[S, B, C]`` with per-example weight noise: sample s's layers have mean
@@ -436,32 +293,11 @@ class BayesByHypernet(TemperedKL, Method):
         }
         return local_noise_forward(local, shared, log_var, self.spec.unflatten(means), x)
 
-    def _released_slots(self) -> Iterator[tuple[nn.Module, str]]:
-        """``(module, attribute)`` of every generated tensor of the net copy."""
-        for name in self.spec.names:
-            owner_name, _, attr = name.rpartition(".")
-            yield self.net.get_submodule(owner_name), attr
-
-    def _release_generated(self) -> None:
-        """Turn the net copy's generated parameters into plain tensor attributes of their shape
-        on one shared zero: every forward pass replaces them with samples, and as parameters
-        their D numbers would stay resident (about 3% of a ResNet-18 BbH step's peak memory)
-        and be saved with every checkpoint. They are no longer in ``parameters()`` or
-        ``state_dict()``."""
-        for owner, attr in self._released_slots():
-            p = owner._parameters.pop(attr)
-            assert p is not None  # the spec lists registered parameters only
-            setattr(owner, attr, torch.zeros((), dtype=p.dtype, device=p.device).expand(p.shape))
-
     def _apply(self, fn: Any, recurse: bool = True) -> BayesByHypernet:
         """``.to()``, ``.double()``, ...: the released tensors follow too (the input checks run
         the net copy as it is)."""
         super()._apply(fn, recurse)
-        for owner, attr in self._released_slots():
-            t = getattr(owner, attr)
-            setattr(
-                owner, attr, fn(torch.zeros((), dtype=t.dtype, device=t.device)).expand(t.shape)
-            )
+        self.spec.apply_to_released(self.net, fn)
         return self
 
     def optimizer_groups(self, lr: float) -> list[dict[str, Any]]:
@@ -487,7 +323,8 @@ class BayesByHypernet(TemperedKL, Method):
     def sample_weights(self, num_samples: int) -> Tensor:
         """``num_samples`` joint weight samples ``[S, D]`` (fresh noise each call); with an
         exact output layer, ``D`` counts it too (``predictive_spec``), drawn from its
-        posterior given the generated weights and the training data.
+        posterior given the generated weights and the training data. Also the method's
+        ``draw_predictive``, the draws ``predict_logits_with`` applies to any batch.
 
         Args:
             num_samples: S, an int ``>= 1``.
@@ -512,16 +349,8 @@ class BayesByHypernet(TemperedKL, Method):
         params = r.draw(dict(self.spec.unflatten(theta)), phi, y, self.readout_prior)
         return self.predictive_spec.flatten(params)
 
-    def forward_samples(self, flat: Tensor, x: Inputs) -> Tensor:
-        """Outputs ``[S, B, C]`` of the primary net for given flat weights ``[S, D]``.
-
-        Args:
-            flat: Flat weight samples ``[S, D]`` (``sample_weights``).
-            x: Inputs ``[B, ...]``, already checked (``check_input``).
-
-        Returns:
-            Outputs ``[S, B, C]``.
-        """
+    def _forward(self, flat: Tensor, x: Inputs) -> Tensor:
+        """Outputs ``[S, B, C]`` of the net for flat weights ``[S, D]`` (``x`` checked)."""
         params = self.predictive_spec.unflatten(flat)
         return sampled_forward(self.net, params, x, mode=self.forward_mode, share_trunk=True)
 
@@ -553,17 +382,16 @@ class BayesByHypernet(TemperedKL, Method):
         """Minus the collapsed log-likelihood per example (the output layer integrated)."""
         r = self.readout
         assert r is not None
-        prior = self.readout_prior
-        nll = r.collapsed_nll(lambda xs: self.features(flat, xs), x, y, num_data, prior)
+        nll = r.collapsed_nll(
+            lambda xs: self.features(flat, xs), x, y, num_data, self.readout_prior
+        )
         assert isinstance(x, Tensor)  # collapsed_nll refuses others
         if not r.checked:  # once: the net's output is its output layer's
-            theta, head = flat[:1].detach(), x[:8]
-            layer = self.net.get_submodule(r.name)
             with torch.no_grad():
-                own = {k: v.unsqueeze(0) for k, v in layer.named_parameters(prefix=r.name)}
-                whole = self.predictive_spec.flatten({**self.spec.unflatten(theta), **own})
-                direct = self.forward_samples(whole, head)[0]
-                r.check_output(direct, layer, self.features(theta, head)[0])
+                own = r.own_values(self.net, self.spec.unflatten(flat[:1].detach()))
+                direct = self._forward(self.predictive_spec.flatten(own), x[:8])[0]
+                phi = self.features(flat[:1].detach(), x[:8])[0]
+                r.check_output(direct, self.net.get_submodule(r.name), phi)
         self.conditioning_x = x.detach()
         self.conditioning_y = y.detach()
         return nll.to(flat.dtype)
@@ -574,7 +402,7 @@ class BayesByHypernet(TemperedKL, Method):
             saved = state_dict.get(prefix + key)
             if saved is not None and hasattr(self, key):
                 setattr(self, key, torch.empty_like(saved))
-        # files from before ``_release_generated`` hold the net's initial values there
+        # files from before the generated tensors were released hold the net's initial values
         for name in self.spec.names:
             state_dict.pop(f"{prefix}net.{name}", None)
         super()._load_from_state_dict(state_dict, prefix, *args)
@@ -622,20 +450,10 @@ class BayesByHypernet(TemperedKL, Method):
         outs = []
         for start in range(0, num_samples, self.sample_batch):
             n = min(self.sample_batch, num_samples - start)
-            outs.append(self.forward_samples(self.sample_weights(n), x))
+            outs.append(self._forward(self.sample_weights(n), x))
         return torch.cat(outs)
 
-    def draw_predictive(self, num_samples: int) -> Tensor:
-        """Joint weight samples ``[S, D]`` for ``predict_logits_with`` (fresh noise; with
-        an exact output layer, D counts it).
-
-        Args:
-            num_samples: S, an int ``>= 1``.
-
-        Returns:
-            Weight samples ``[S, D]``.
-        """
-        return self.sample_weights(num_samples)
+    draw_predictive = sample_weights  # the Method interface's name for them
 
     def predict_logits_with(self, draws: Tensor, x: Inputs) -> Tensor:
         """Outputs ``[S, B, C]`` of given weight samples ``[S, D]`` on the batch ``x``.
@@ -647,13 +465,13 @@ class BayesByHypernet(TemperedKL, Method):
         Returns:
             Outputs ``[S, B, C]``.
         """
-        return self.forward_samples(draws, self.check_input(x))
+        return self._forward(draws, self.check_input(x))
 
     def _nll(self, flat: Tensor, x: Inputs, y: Tensor, local: bool = False) -> Tensor:
         """The ``nll`` mode's mean NLL of the weight samples ``flat [S, D]``; with ``local``
         they are the means ``G(z_s)`` and the noise ``sigma * eps`` is per example."""
         mode, s, b = self.nll_mode, flat.shape[0], batch_size(x)
-        forward = self._local_forward if local else self.forward_samples
+        forward = self._local_forward if local else self._forward
         if mode is NLLMode.FIRST:
             return -self.likelihood.log_prob(forward(flat[:1], x), y).mean()
         if mode is NLLMode.SPLIT:

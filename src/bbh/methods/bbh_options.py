@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from enum import Enum
 from typing import Any
 
 from torch import Tensor
 
-from bbh.divergences import KLEstimator, make_kl_estimator
+from bbh.divergences import KLEstimator, make_kl_estimator, uses_posterior
 from bbh.enums import GeneratorName, NoiseMode, Preset, SigmaPer
 from bbh.functional import ParamSpec
 from bbh.hypernets import GENERATORS
 from bbh.options import parse_enum
-from bbh.posteriors.implicit import Generator
+from bbh.posteriors.implicit import Generator, ImplicitPosterior
 from bbh.priors import FAN_IN_GAIN
 
 #: the value of the options chosen by the net's size (``resolve_auto``)
@@ -406,3 +407,163 @@ def build_kl(
     if jacobian_samples != 1 or chunks is not None:
         raise ValueError("jacobian_samples and jacobian_chunks apply only to kl='jacobian'")
     return make_kl_estimator(kl)
+
+
+def in_force(
+    given: Mapping[str, Any],
+    *,
+    chunk_size: int | None,
+    num_chunks: int | str | None,
+    dim: int,
+    net_dim: int,
+) -> dict[str, Any]:
+    """The options in force for ``given`` (``RECOMMENDED``'s keys, as ``BayesByHypernet`` got
+    them): enum members as their values, ``prior_scale=None`` as the prior's own and
+    ``"auto"`` resolved (``resolve_auto``), after checking the ones that depend on each other.
+
+    Args:
+        given: The options as given.
+        chunk_size: The chunked generator's option (``"auto"`` reads it).
+        num_chunks: The same.
+        dim: D, the generated weights.
+        net_dim: The net's parameters in all.
+
+    Returns:
+        The options, ``RECOMMENDED``'s keys.
+
+    Raises:
+        ValueError: ``noise_dim`` or ``num_samples`` is neither ``"auto"`` nor an int, or an
+            estimator of the posterior lacks ``weight_noise``.
+    """
+    out = {k: v.value if isinstance(v, Enum) else v for k, v in given.items()}
+    out["noise"] = parse_enum(NoiseMode, out["noise"], "noise").value
+    if not isinstance(out["hidden"], str):
+        out["hidden"] = tuple(out["hidden"])
+    if out["prior_scale"] is None:
+        out["prior_scale"] = default_prior_scale(out["prior"])
+    auto = resolve_auto(dict(out, chunk_size=chunk_size, num_chunks=num_chunks), dim, net_dim)
+    out = {key: auto[key] for key in out}
+    k = out["noise_dim"]
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"noise_dim must be an int >= 1 or 'auto', got {k!r}")
+    if isinstance(out["num_samples"], str):
+        raise ValueError(f"num_samples must be an int >= 1 or 'auto', got {out['num_samples']!r}")
+    if uses_posterior(out["kl"]) and out["weight_noise"] is None:
+        raise ValueError(
+            f"kl={out['kl']!r} needs weight_noise > 0 (the semi-implicit posterior's initial "
+            "sigma, e.g. 0.01): a purely implicit q has no density in R^D"
+        )
+    return out
+
+
+def build_posterior(
+    generator: Generator,
+    spec: ParamSpec,
+    init_sigma: float | None,
+    *,
+    sigma_per: SigmaPer,
+    log_sigma_scale: float,
+    tensor_scale: bool,
+    legacy_scale: float,
+) -> ImplicitPosterior:
+    """The semi-implicit posterior around ``generator``, sigma shared as ``sigma_per`` says.
+
+    Args:
+        generator: The generator.
+        spec: The generated tensors.
+        init_sigma: Sigma's start (None: purely implicit).
+        sigma_per: What shares a sigma (``sigma_blocks``).
+        log_sigma_scale: The scale ``log sigma`` is stored at (its rate over the default lr).
+        tensor_scale: A learned scale per tensor on top.
+        legacy_scale: The scale a file without a saved one was stored at.
+
+    Returns:
+        The posterior.
+
+    Raises:
+        ValueError: ``sigma_per`` other than ``weight`` without ``init_sigma``.
+    """
+    if sigma_per is not SigmaPer.WEIGHT and init_sigma is None:
+        raise ValueError(f"sigma_per={sigma_per.value!r} needs weight_noise (a semi-implicit q)")
+    posterior = ImplicitPosterior(
+        generator,
+        init_sigma,
+        log_sigma_scale=log_sigma_scale,
+        sigma_blocks=None if sigma_per is SigmaPer.WEIGHT else sigma_blocks(spec, sigma_per),
+        sigma_columns=sigma_per is SigmaPer.FACTORED,
+        tensor_sizes=[e.numel for e in spec] if tensor_scale else None,
+    )
+    posterior.legacy_log_sigma_scale = legacy_scale
+    return posterior
+
+
+def build_posterior_and_kl(
+    spec: ParamSpec,
+    init: Tensor,
+    chosen: Mapping[str, Any],
+    *,
+    chunk_size: int | None,
+    num_chunks: int | str | None,
+    embedding_dim: int,
+    jacobian_samples: int,
+    jacobian_chunks: int | str | None,
+    sigma_per: SigmaPer,
+) -> tuple[ImplicitPosterior, KLEstimator, float]:
+    """BbH's posterior (its generator and sigma), its KL estimator and its default learning
+    rate, from the options in force (``in_force``).
+
+    Args:
+        spec: The generated tensors.
+        init: The net's values of them ``[D]``.
+        chosen: The options in force.
+        chunk_size: The chunked generator's option.
+        num_chunks: The same.
+        embedding_dim: The same.
+        jacobian_samples: The Jacobian KL's option.
+        jacobian_chunks: The same.
+        sigma_per: What shares a sigma.
+
+    Returns:
+        ``(posterior, kl_estimator, default_lr)``.
+    """
+    name = parse_enum(GeneratorName, chosen["generator"], "generator")
+    noise = parse_enum(NoiseMode, chosen["noise"], "noise")
+    hidden, init_sigma = tuple(chosen["hidden"]), chosen["weight_noise"]
+    generator = build_generator(
+        name,
+        spec,
+        init,
+        noise_dim=int(chosen["noise_dim"]),
+        hidden=hidden,
+        noise=noise.value,
+        chunk_size=chunk_size,
+        num_chunks=num_chunks,
+        embedding_dim=embedding_dim,
+        noise_mixing=bool(chosen["noise_mixing"]),
+        init_sigma=init_sigma,
+    )
+    kl = build_kl(
+        chosen["kl"],
+        generator,
+        name,
+        noise,
+        spec.dim,
+        jacobian_samples=jacobian_samples,
+        jacobian_chunks=jacobian_chunks,
+    )
+    # the layer-wise output layers move each weight by ~hidden[-1] x lr per Adam step
+    lr = 1e-4 if name is GeneratorName.LAYERWISE and not is_affine(name, hidden) else 1e-3
+    rate = float(chosen["sigma_rate"])
+    # a file written before the stored scale was saved holds log sigma at its own rate, which
+    # was 1e-3 unless given: no such file was trained at today's default rate
+    legacy_rate = SIGMA_RATE_PAPER if rate == SIGMA_RATE else rate
+    posterior = build_posterior(
+        generator,
+        spec,
+        init_sigma,
+        sigma_per=sigma_per,
+        log_sigma_scale=rate / lr,
+        tensor_scale=bool(chosen["sigma_tensor_scale"]),
+        legacy_scale=legacy_rate / lr,
+    )
+    return posterior, kl, lr

@@ -230,6 +230,20 @@ class ExactReadout:
             params[self.bias] = v[:, self.in_features]
         return params
 
+    def own_values(self, net: nn.Module, params: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """``params`` (one sample, ``[1, ...]`` each) and the layer's own values as one sample.
+
+        Args:
+            net: The net copy, whose layer holds its initial values.
+            params: The generated tensors of one sample.
+
+        Returns:
+            Every tensor of a predictive sample.
+        """
+        layer = net.get_submodule(self.name)
+        own = {k: v.unsqueeze(0) for k, v in layer.named_parameters(prefix=self.name)}
+        return {**params, **own}
+
     def check_output(self, direct: Tensor, layer: nn.Module, phi: Tensor) -> None:
         """The net's output ``direct [B, O]`` must be the layer's on its inputs ``phi``.
 

@@ -116,3 +116,20 @@ def set_submodule(net: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, attr = name.rpartition(".")
     parent = net.get_submodule(parent_name) if parent_name else net
     setattr(parent, attr, module)
+
+
+def both(include: ParamPredicate | None, kept: ParamPredicate) -> ParamPredicate:
+    """A predicate true where ``include`` (if any) and ``kept`` both are: a parameter is
+    generated only where the user's ``include`` and ``deterministic`` both allow it.
+
+    Args:
+        include: The user's predicate, or None (every parameter).
+        kept: ``deterministic_predicate``'s.
+
+    Returns:
+        The combined predicate.
+    """
+    if include is None:
+        return kept
+    chosen = include
+    return lambda name, param: chosen(name, param) and kept(name, param)

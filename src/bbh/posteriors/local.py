@@ -25,6 +25,7 @@ from torch.func import functional_call
 
 from bbh.enums import WeightNoise
 from bbh.inputs import Inputs, call_args
+from bbh.posteriors.layers import select_layers
 
 
 class _LocalMixin:
@@ -146,18 +147,42 @@ def _zeros_like_shape(t: Tensor) -> Tensor:
     return torch.zeros((), dtype=t.dtype, device=t.device).expand(t.shape)
 
 
-def local_noise_copy(net: nn.Module, layers: Sequence[str], estimator: WeightNoise) -> nn.Module:
-    """A copy of ``net`` whose named layers are local-noise layers holding no tensors of their
-    own: every weight, bias and variance is supplied per call (``local_noise_forward``).
+def local_noise_copy(
+    user_net: nn.Module,
+    net: nn.Module,
+    generated: Sequence[str],
+    estimator: WeightNoise,
+    init_sigma: float | None,
+    exact_last_layer: bool,
+) -> nn.Module:
+    """A copy of ``net`` whose layers that own the ``generated`` tensors are local-noise layers
+    holding no tensors of their own: every weight, bias and variance is supplied per call
+    (``local_noise_forward``).
 
     Args:
-        net: The net (BbH's copy, its generated tensors released).
-        layers: The names of its ``nn.Linear``/``nn.Conv2d`` layers to switch.
+        user_net: The user's net, where the layers are checked (``select_layers``).
+        net: The net to copy (BbH's copy, its generated tensors released).
+        generated: The generated tensors' names.
         estimator: ``local`` or ``flipout``.
+        init_sigma: BbH's ``weight_noise`` (needed: a semi-implicit q).
+        exact_last_layer: Whether BbH integrates its output layer (then refused).
 
     Returns:
         The copy.
+
+    Raises:
+        ValueError: No ``init_sigma``, an exact last layer, a generated tensor not in an
+            ``nn.Linear`` or ``nn.Conv2d``, or a layer with only some of its tensors generated.
     """
+    option = f"sigma_noise={estimator.value!r}"
+    if init_sigma is None:
+        raise ValueError(f"{option} needs weight_noise (a semi-implicit q with a sigma)")
+    if exact_last_layer:
+        raise ValueError(
+            f"{option} does not apply with last_layer='exact' (the output layer is "
+            "integrated and the other weights' likelihood is collapsed over the batch)"
+        )
+    layers = [name for name, _ in select_layers(user_net, generated, method="bbh", option=option)]
     local = copy.deepcopy(net)
     for name in layers:
         layer = local.get_submodule(name)
