@@ -149,20 +149,21 @@ def entropy_linearised(
     gaussian = log_sigma.sum() + 0.5 * d * math.log(2 * math.pi * math.e)
     loadings = getattr(gen, "noise_loadings", None)
     if getattr(gen, "affine", False) and loadings is not None:  # J = A for every z
-        # in float64: where A A^T carries the covariance (k >= D), sigma is free to shrink by
-        # orders of magnitude, and a float32 Gram of Sigma^-1 then loses positive definiteness
-        a = [t.double() for t in loadings()]
+        a = loadings()
         if len(gen.noise_segments) == 1 and d <= k:
-            # q = N(b, A A^T + Sigma): its log-determinant directly, the smaller matrix and no
-            # cancellation between log det Sigma and log det(I + A^T Sigma^-1 A)
-            whole = torch.cat(a)  # [D, k]
+            # q = N(b, A A^T + Sigma): its log-determinant directly (the smaller matrix), in
+            # float64. Here A A^T carries the covariance and sigma is free to shrink by orders
+            # of magnitude (a direction the ELBO does not see): the lemma's float32 Gram of
+            # Sigma^-1 then lost positive definiteness, and log det Sigma cancelled against
+            # log det(I + A^T Sigma^-1 A)
+            whole = torch.cat(a).double()  # [D, k]
             cov = torch.addmm(torch.diag(torch.exp(2 * log_sigma.double())), whole, whole.t())
             chol, info = torch.linalg.cholesky_ex(cov)
             logdet = 2 * chol.diagonal().log().sum()
             logdet = torch.where(info == 0, logdet, torch.full_like(logdet, math.nan))
             constant = 0.5 * d * math.log(2 * math.pi * math.e)
             return (0.5 * logdet).to(log_sigma.dtype) + constant
-        gram = affine_grams(a, gen.noise_segments, torch.exp(-2 * log_sigma.double()))
+        gram = affine_grams(a, gen.noise_segments, torch.exp(-2 * log_sigma))  # [1, n, k, k]
     elif hasattr(gen, "jacobian_grams"):  # the generator's fused form of the branch below
         gram = gen.jacobian_grams(z, log_sigma, chunks=chunks)  # [J, n, k, k]
     elif chunks is not None:
