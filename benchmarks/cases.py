@@ -459,8 +459,8 @@ def make_training(
 
 
 def hypernet_parameters(method: Method) -> int | None:
-    hypernet = getattr(method, "hypernet", None)
-    if hypernet is None:
+    hypernet = getattr(method, "posterior", None)
+    if getattr(hypernet, "generator", None) is None:  # BbH's posterior holds a generator
         return None
     return sum(p.numel() for p in hypernet.parameters() if p.requires_grad)
 

@@ -196,9 +196,9 @@ def _posterior_step(method: Any, opt: torch.optim.Optimizer):
     weights), their backward and Adam: what a step costs beyond the net's own passes."""
 
     def step() -> None:
-        draw = method.hypernet.sample(method.num_samples, antithetic=method.antithetic)
+        draw = method.posterior.sample(method.num_samples, antithetic=method.antithetic)
         if getattr(method.kl_estimator, "uses_posterior", False):
-            kl = method.kl_estimator(draw, method.prior, method.hypernet)
+            kl = method.kl_estimator(draw, method.prior, method.posterior)
         else:
             kl = method.kl_estimator(draw.weights, method.prior)
         loss = draw.weights.mean() + kl / 10_000

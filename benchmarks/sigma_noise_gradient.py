@@ -29,16 +29,16 @@ def grads(
     model: BayesByHypernet, mean: torch.Tensor, x: torch.Tensor, y: torch.Tensor, draws: int
 ) -> torch.Tensor:
     """``[draws, D]`` gradients of the split NLL w.r.t. ``log sigma``."""
-    param = model.hypernet.log_sigma_param
+    param = model.posterior.log_sigma_param
     out = []
     for _ in range(draws):
         if model.sigma_noise.value == "sample":
-            flat = mean + model.hypernet.sigma() * torch.randn_like(mean)
+            flat = mean + model.posterior.sigma() * torch.randn_like(mean)
             nll = model._nll(flat, x, y)
         else:
             nll = model._nll(mean, x, y, local=True)
         (g,) = torch.autograd.grad(nll, param)
-        out.append(g * model.hypernet.log_sigma_scale)
+        out.append(g * model.posterior.log_sigma_scale)
     return torch.stack(out)
 
 
@@ -62,7 +62,7 @@ def main() -> None:
             "bbh", net, temperature=0.03, weight_noise=args.sigma, sigma_noise=noise
         )
     base = models["sample"]
-    mean = base.hypernet.sample(2, antithetic=True).mean.detach()
+    mean = base.posterior.sample(2, antithetic=True).mean.detach()
     g = {k: grads(m, mean, x, y, args.draws) for k, m in models.items()}
     record: dict[str, dict[str, float]] = {}
     offset = 0

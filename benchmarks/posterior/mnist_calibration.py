@@ -112,7 +112,7 @@ def main() -> None:
 def sigma_by_tensor(model: object) -> dict[str, dict[str, list[float]]]:
     """Each generated tensor's learned sigma (median, 90th percentile, max), to see where sigma
     stopped: a semi-implicit BbH's ``sigma * eps``, Bayes by Backprop's std; ``{}`` otherwise."""
-    hypernet = getattr(model, "hypernet", None)
+    hypernet = getattr(model, "posterior", None)
     mean_field = getattr(model, "posterior", None)
     with torch.no_grad():
         if hypernet is not None and getattr(hypernet, "semi_implicit", False):

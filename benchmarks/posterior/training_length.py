@@ -90,7 +90,7 @@ def load_suite(name: str, data_dir: str | None) -> Suite:
 
 def sigma_of(model: Any) -> tuple[torch.Tensor, list[Any]] | None:
     """Per-weight sigma ``[D]`` of a semi-implicit BbH or of Bayes by Backprop, with the spec."""
-    hypernet = getattr(model, "hypernet", None)
+    hypernet = getattr(model, "posterior", None)
     if hypernet is not None and getattr(hypernet, "semi_implicit", False):
         return hypernet.sigma().detach(), list(model.spec)
     posterior = getattr(model, "posterior", None)

@@ -224,8 +224,8 @@ def test_mnist_calibration_reports_each_tensors_learned_sigma():
     net = nn.Sequential(nn.Linear(40, 30), nn.ReLU(), nn.Linear(30, 3))
     model = bbh.build("bbh", net, hidden=(8,))
     with torch.no_grad():  # fc 0's sigmas spread from 0.01 to 1, the rest at 0.01
-        scale = model.hypernet.log_sigma_scale  # log sigma is stored divided by it
-        model.hypernet.log_sigma_param[:1200] = torch.linspace(math.log(0.01), 0.0, 1200) / scale
+        scale = model.posterior.log_sigma_scale  # log sigma is stored divided by it
+        model.posterior.log_sigma_param[:1200] = torch.linspace(math.log(0.01), 0.0, 1200) / scale
     report = mnist_calibration.sigma_by_tensor(model)["sigma_median_p90_max"]
     assert list(report) == ["0.weight", "0.bias", "2.weight", "2.bias"]
     median, p90, top = report["0.weight"]

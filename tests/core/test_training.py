@@ -200,8 +200,8 @@ def test_fit_warms_up_the_rate_but_not_sigmas_own():
             fit(m, x, y, steps=100, batch_size=10, lr=1e-2, lr_warmup=warmup, hooks=hooks)
         assert hooks.moves[0] == pytest.approx(first, rel=0.01)
     m = build("bbh", copy.deepcopy(net), temperature=1.0)
-    log_sigma = m.hypernet.log_sigma_param
-    scales = (log_sigma, m.hypernet.log_sigma_tensor_param)  # sigma's own group
+    log_sigma = m.posterior.log_sigma_param
+    scales = (log_sigma, m.posterior.log_sigma_tensor_param)  # sigma's own group
     before = log_sigma.detach().clone()
     rest = [p.detach().clone() for p in m.parameters() if all(p is not s for s in scales)]
     with pytest.raises(TrainingInterrupted):

@@ -51,8 +51,8 @@ def test_load_rebuilds_a_bbh_with_shared_sigmas_and_many_chunks(tmp_path):
     run = tmp_path / "run"
     train_run(load_config(write_tiny(tmp_path, options=options, steps=5)), run, progress=False)
     method = bbh.load(run)
-    assert method.hypernet.log_sigma_param.numel() == 8 + 8 + 10 + 10  # units of 784-8-10
-    assert method.hypernet.generator.num_chunks == 64
+    assert method.posterior.log_sigma_param.numel() == 8 + 8 + 10 + 10  # units of 784-8-10
+    assert method.posterior.generator.num_chunks == 64
     saved = torch.load(run / "model.pt", weights_only=True)["state_dict"]
     for key, value in method.state_dict().items():
         assert torch.equal(value, saved[key]), key
@@ -169,17 +169,17 @@ def test_load_reads_a_bbh_model_saved_before_the_linear_noise_path(tmp_path):
     run = tmp_path / "run"
     train_run(load_config(cfg_path), run, progress=False)
     data = torch.load(run / "model.pt", weights_only=True)
-    assert "hypernet.generator.noise_mixing" in data["state_dict"]  # today's default
+    assert "posterior.generator.noise_mixing" in data["state_dict"]  # today's default
     old = {k: v for k, v in data["state_dict"].items() if not k.endswith("noise_mixing")}
     torch.save({**data, "state_dict": old}, tmp_path / "old.pt")
     method = bbh.load(tmp_path / "old.pt")
-    assert method.hypernet.generator.noise_mixing is None
+    assert method.posterior.generator.noise_mixing is None
     loaded = method.state_dict()
     assert loaded.keys() == old.keys()
     assert all(torch.equal(loaded[k], old[k]) for k in old)
     assert torch.isfinite(method.predict_logits(load_embedded_mnist().test.images[:5], 3)).all()
     # a state that matches neither layout is still an error that names the keys
-    del old["hypernet.generator.offset"]
+    del old["posterior.generator.offset"]
     torch.save({**data, "state_dict": old}, tmp_path / "broken.pt")
     with pytest.raises(RunError, match="missing"):
         bbh.load(tmp_path / "broken.pt")

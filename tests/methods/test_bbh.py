@@ -40,7 +40,7 @@ def test_loss_and_gradients(nll, generator):
     torch.testing.assert_close(logs["loss"], logs["nll"] + 0.5 * t * logs["kl"] / 100)
     loss.backward()
     trainable = [(n, p) for n, p in m.named_parameters() if p.requires_grad]
-    assert trainable and all(n.startswith("hypernet.") for n, _ in trainable)
+    assert trainable and all(n.startswith("posterior.") for n, _ in trainable)
     for name, p in trainable:
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
 
@@ -52,7 +52,7 @@ def test_split_with_uneven_batch_matches_manual_split():
     torch.manual_seed(1)
     _, logs = m.loss(x, y, num_data=10, kl_weight=0.0)
     torch.manual_seed(1)
-    w = m.hypernet.sample(3, antithetic=m.antithetic).weights  # the training step's draw
+    w = m.posterior.sample(3, antithetic=m.antithetic).weights  # the training step's draw
     out = [m.predict_logits_with(w[i : i + 1], xi)[0] for i, xi in enumerate(x.tensor_split(3))]
     ce = nn.functional.cross_entropy(torch.cat(out), y)
     torch.testing.assert_close(logs["nll"], ce)
@@ -65,7 +65,7 @@ def test_first_mode_uses_sample_zero_only():
     torch.manual_seed(2)
     _, logs = m.loss(x, y, num_data=10, kl_weight=0.0)
     torch.manual_seed(2)
-    w = m.hypernet.sample(3, antithetic=m.antithetic).weights
+    w = m.posterior.sample(3, antithetic=m.antithetic).weights
     ce = nn.functional.cross_entropy(m.predict_logits_with(w[:1], x)[0], y)
     torch.testing.assert_close(logs["nll"], ce)
 
@@ -214,7 +214,7 @@ def test_one_sample_with_the_jacobian_kl():
     loss, logs = m.loss(torch.randn(6, 6), torch.randint(0, 3, (6,)), num_data=6)
     loss.backward()
     assert torch.isfinite(logs["kl"]) and torch.isfinite(loss)
-    assert m.hypernet.log_sigma_param.grad is not None
+    assert m.posterior.log_sigma_param.grad is not None
 
 
 def test_jacobian_chunks_option():
@@ -233,7 +233,7 @@ def test_antithetic_draws_come_in_mirrored_pairs(num_samples):
     """Sample i + ceil(S/2) is ``(-z, -eps)`` of sample i; an odd S leaves the middle one alone."""
     torch.manual_seed(0)
     m = BayesByHypernet(tiny_net(), hidden=(8,))
-    post = m.hypernet
+    post = m.posterior
     draw = post.sample(num_samples, antithetic=True)
     half = -(-num_samples // 2)
     pairs = num_samples - half
@@ -250,23 +250,23 @@ def test_antithetic_pairs_keep_the_marginal_and_cancel_odd_noise():
     sampler's); the pair mean of an affine generator's weights is its offset exactly."""
     torch.manual_seed(1)
     m = BayesByHypernet(tiny_net(), generator="layerwise", hidden=(), weight_noise=0.3)
-    post = m.hypernet
+    post = m.posterior
     with torch.no_grad():
         paired = torch.cat([post.sample(2, antithetic=True).weights for _ in range(3000)])
         free = torch.cat([post.sample(2).weights for _ in range(3000)])
         torch.testing.assert_close(paired.std(0), free.std(0), rtol=0.1, atol=0.0)
         pair = post.sample(2, antithetic=True).weights
-        offset = post.generator.generate(torch.zeros(1, 1, m.hypernet.generator.noise_dim))[0]
+        offset = post.generator.generate(torch.zeros(1, 1, m.posterior.generator.noise_dim))[0]
     torch.testing.assert_close(pair.mean(0), offset)
 
 
 def test_presets_set_antithetic_and_noise_mixing():
     rec = BayesByHypernet(tiny_net(), hidden=(8,))
-    assert rec.antithetic and rec.hypernet.generator.noise_mixing is not None
+    assert rec.antithetic and rec.posterior.generator.noise_mixing is not None
     paper = BayesByHypernet.paper(tiny_net(), generator="chunked", hidden=(8,))
-    assert not paper.antithetic and paper.hypernet.generator.noise_mixing is None
+    assert not paper.antithetic and paper.posterior.generator.noise_mixing is None
     off = BayesByHypernet(tiny_net(), hidden=(8,), antithetic=False, noise_mixing=False)
-    assert not off.antithetic and off.hypernet.generator.noise_mixing is None
+    assert not off.antithetic and off.posterior.generator.noise_mixing is None
     # the preset's noise_mixing is for the chunked generator; layer-wise ones just leave it out
     BayesByHypernet(tiny_net(), generator="layerwise", hidden=(8,))
 
@@ -298,7 +298,7 @@ def test_jacobian_chunks_auto_subsamples_only_large_nets(monkeypatch):
         BayesByHypernet(tiny_net(), hidden=(8,), jacobian_chunks="some")
     # with more chunks "auto" takes a quarter of them: 83 weights in 28 chunks of 3 -> 7
     many = BayesByHypernet(tiny_net(), hidden=(8,), num_chunks=40)
-    assert many.hypernet.generator.num_chunks == 28
+    assert many.posterior.generator.num_chunks == 28
     assert many.kl_estimator.jacobian_chunks == 7
 
 
@@ -308,21 +308,21 @@ def test_sigma_per_unit_and_num_chunks_shrink_the_hypernet():
     net = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 3))  # D = 387
     base = BayesByHypernet(net, hidden=(8,))
     small = BayesByHypernet(net, hidden=(8,), sigma_per="unit", num_chunks=32)
-    assert base.hypernet.log_sigma_param.numel() == 387
-    assert small.hypernet.log_sigma_param.numel() == 16 + 16 + 3 + 3
+    assert base.posterior.log_sigma_param.numel() == 387
+    assert small.posterior.log_sigma_param.numel() == 16 + 16 + 3 + 3
     factored = BayesByHypernet(net, hidden=(8,), sigma_per="factored")
-    assert factored.hypernet.log_sigma_param.numel() == (16 + 20) + 16 + (3 + 16) + 3
-    assert base.hypernet.generator._out.weight.numel() == 8 * 49  # 8 chunks of 49
-    assert small.hypernet.generator._out.weight.numel() == 8 * 13  # 30 chunks of 13
-    sigma = small.hypernet.log_sigma
+    assert factored.posterior.log_sigma_param.numel() == (16 + 20) + 16 + (3 + 16) + 3
+    assert base.posterior.generator._out.weight.numel() == 8 * 49  # 8 chunks of 49
+    assert small.posterior.generator._out.weight.numel() == 8 * 13  # 30 chunks of 13
+    sigma = small.posterior.log_sigma
     assert sigma.shape == (387,)
     assert torch.equal(sigma[:320].view(16, 20), sigma[:320].view(16, 20)[:, :1].expand(16, 20))
     x, y = torch.randn(12, 20), torch.randint(0, 3, (12,))
     loss, _ = small.loss(x, y, num_data=100)
     loss.backward()
-    for name, p in small.hypernet.named_parameters():
+    for name, p in small.posterior.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
-    assert small.hypernet.log_sigma_param.grad.abs().sum() > 0
+    assert small.posterior.log_sigma_param.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="needs weight_noise"):
         BayesByHypernet.paper(net, generator="chunked", sigma_per="unit")
     with pytest.raises(ValueError, match="sigma_per"):
@@ -339,11 +339,11 @@ def test_sigma_per_kernel_shares_a_scale_over_a_convolution_kernels_taps():
     )
     model = BayesByHypernet(net, hidden=(8,), sigma_per="kernel")
     d = 54 + 3 + 12 + 4 + 720 + 5
-    assert model.hypernet.log_sigma.shape == (d,)
-    assert model.hypernet.log_sigma_param.numel() == 6 + 3 + 12 + 4 + 720 + 5
+    assert model.posterior.log_sigma.shape == (d,)
+    assert model.posterior.log_sigma_param.numel() == 6 + 3 + 12 + 4 + 720 + 5
     with torch.no_grad():
-        model.hypernet.log_sigma_param.uniform_(-3, -1).div_(model.hypernet.log_sigma_scale)
-    sigma = model.hypernet.log_sigma
+        model.posterior.log_sigma_param.uniform_(-3, -1).div_(model.posterior.log_sigma_scale)
+    sigma = model.posterior.log_sigma
     taps = sigma[:54].view(6, 9)  # conv 0's six kernels of nine taps
     assert torch.equal(taps, taps[:, :1].expand(6, 9))
     assert torch.unique(taps[:, 0]).numel() == 6
@@ -351,7 +351,7 @@ def test_sigma_per_kernel_shares_a_scale_over_a_convolution_kernels_taps():
     x, y = torch.randn(4, 2, 8, 8), torch.randint(0, 5, (4,))
     loss, _ = model.loss(x, y, num_data=100)
     loss.backward()
-    assert model.hypernet.log_sigma_param.grad.abs().min() > 0
+    assert model.posterior.log_sigma_param.grad.abs().min() > 0
 
 
 def test_sigma_rate_sets_how_fast_log_sigma_learns():
@@ -363,13 +363,13 @@ def test_sigma_rate_sets_how_fast_log_sigma_learns():
     for rate, shared in ((1e-3, False), (1e-2, False), (1e-2, True)):
         torch.manual_seed(0)
         model = BayesByHypernet(net, hidden=(8,), sigma_rate=rate, sigma_tensor_scale=shared)
-        before = model.hypernet.log_sigma.detach().clone()
+        before = model.posterior.log_sigma.detach().clone()
         torch.testing.assert_close(before, torch.full_like(before, math.log(0.01)))
         opt = torch.optim.Adam(model.parameters(), lr=model.default_lr)
         loss, _ = model.loss(torch.randn(16, 40), torch.randint(0, 3, (16,)), num_data=100)
         loss.backward()
         opt.step()
-        moved[rate, shared] = (model.hypernet.log_sigma.detach() - before).abs().max().item()
+        moved[rate, shared] = (model.posterior.log_sigma.detach() - before).abs().max().item()
     assert moved[1e-3, False] == pytest.approx(1e-3, rel=0.01)
     assert moved[1e-2, False] == pytest.approx(1e-2, rel=0.01)
     assert moved[1e-2, True] == pytest.approx(2e-2, rel=0.01)
@@ -385,7 +385,7 @@ def test_small_nets_get_the_affine_generator_and_64_samples():
     from bbh.methods import bbh_options as bbh_module
 
     small = BayesByHypernet(tiny_net())  # 83 weights
-    gen = small.hypernet.generator
+    gen = small.posterior.generator
     assert isinstance(gen, LayerwiseGenerator) and gen.noise_dim == 83
     assert small.num_samples == 64 and small.nll_mode.value == "mean"
     assert small.resolved_options["generator"] == "affine"
@@ -433,8 +433,8 @@ def test_auto_chunk_count_and_models_saved_with_another_one():
     net = nn.Linear(100, 50)  # D = 5,050
     m = BayesByHypernet(net, num_chunks="auto")
     assert auto_num_chunks(5050, 16, 64, 8, True) == 21
-    assert m.hypernet.generator.num_chunks == 21
-    assert BayesByHypernet(net).hypernet.generator.num_chunks == 16  # the default
+    assert m.posterior.generator.num_chunks == 21
+    assert BayesByHypernet(net).posterior.generator.num_chunks == 16  # the default
     assert auto_num_chunks(431_080, 16, 64, 8, True) == 190  # LeNet-5
     assert auto_num_chunks(2_000, 16, 64, 8, True) == 16
     state = m.state_dict()
@@ -445,6 +445,30 @@ def test_auto_chunk_count_and_models_saved_with_another_one():
     BayesByHypernet(net, **options).load_state_dict(state)
     with pytest.raises(ValueError, match="num_chunks must be"):
         BayesByHypernet(net, num_chunks="many")
+
+
+def test_a_state_saved_under_the_old_hypernet_name_loads_as_the_same_posterior():
+    """Files saved before the posterior was named ``posterior`` hold it under ``hypernet.``:
+    they load to the same weights, and ``options_for_state_dict`` reads their chunk size."""
+    torch.manual_seed(0)
+    net = nn.Linear(100, 50)  # D = 5,050: the chunked generator
+    saved = BayesByHypernet(net, num_chunks="auto")
+    old = {
+        ("hypernet." + k[len("posterior.") :] if k.startswith("posterior.") else k): v
+        for k, v in saved.state_dict().items()
+    }
+    assert any(k.startswith("hypernet.") for k in old)
+    options = BayesByHypernet.options_for_state_dict({}, old)
+    assert options["chunk_size"] == 241
+    loaded = BayesByHypernet(net, **options)
+    result = loaded.load_state_dict(old)
+    assert not result.missing_keys and not result.unexpected_keys
+    for (name, a), b in zip(saved.state_dict().items(), loaded.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+    # the parameters keep their order of old (an optimiser's saved state is by position)
+    disc = BayesByHypernet(net, kl="discriminator", weight_noise=None, num_samples=2)
+    names = [n.split(".")[0] for n, _ in disc.named_parameters()]
+    assert names.index("kl_estimator") < names.index("posterior")
 
 
 def regression_net() -> nn.Module:
@@ -487,7 +511,7 @@ def test_exact_last_layer_trains_the_rest_and_samples_the_readout():
     loss, _ = m.loss(x, y, num_data=30)
     loss.backward()
     trainable = [n for n, p in m.named_parameters() if p.requires_grad]
-    assert all(n.startswith("hypernet.") for n in trainable)
+    assert all(n.startswith("posterior.") for n in trainable)
     assert all(p.grad is not None for n, p in m.named_parameters() if p.requires_grad)
     torch.testing.assert_close(m.conditioning_x, x)
     fit(m, x, y, steps=300, batch_size=30, lr=1e-2, log_every=300)

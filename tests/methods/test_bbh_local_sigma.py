@@ -34,7 +34,7 @@ def _model(net: nn.Module, sigma_noise: str, **options: object) -> BayesByHypern
     options = {"temperature": 1.0, "num_samples": 2, "nll": "split", **options}
     model = bbh.build("bbh", net, sigma_noise=sigma_noise, **options)
     assert isinstance(model, BayesByHypernet)
-    post = model.hypernet
+    post = model.posterior
     with torch.no_grad():  # every sigma at SIGMA
         post.log_sigma_param.fill_(math.log(SIGMA) / post.log_sigma_scale)
     return model
@@ -50,7 +50,7 @@ def _nll_draws(model: BayesByHypernet, mean: Tensor, x: Tensor, y: Tensor, draws
     """Per-draw mean NLL ``[draws]`` of one fixed ``G(z)`` with fresh ``sigma`` noise."""
     with torch.no_grad():
         if model.sigma_noise.value == "sample":
-            sigma = model.hypernet.sigma()
+            sigma = model.posterior.sigma()
             flat = mean + sigma * torch.randn(draws, mean.shape[0])
             out = model.predict_logits_with(flat, x)
         else:
@@ -70,7 +70,7 @@ def test_default_is_sample_and_unchanged() -> None:
         torch.manual_seed(4)
         loss, _ = model.loss(x, y, num_data=100)
         loss.backward()
-        losses.append((loss.detach(), model.hypernet.log_sigma_param.grad.clone()))
+        losses.append((loss.detach(), model.posterior.log_sigma_param.grad.clone()))
     assert torch.equal(losses[0][0], losses[1][0])
     assert torch.equal(losses[0][1], losses[1][1])
 
@@ -86,7 +86,7 @@ def test_expected_nll_matches_sample(make_net: object, noise: str) -> None:
     torch.manual_seed(5)
     sample, other = _model(net, "sample"), _model(net, noise)
     other.load_state_dict(sample.state_dict())
-    mean = sample.hypernet.sample(1).mean[0].detach()
+    mean = sample.posterior.sample(1).mean[0].detach()
     a = _nll_draws(sample, mean, x, y, 1500)
     b = _nll_draws(other, mean, x, y, 1500)
     se = math.sqrt(a.var() / a.numel() + b.var() / b.numel())
@@ -95,17 +95,17 @@ def test_expected_nll_matches_sample(make_net: object, noise: str) -> None:
 
 def _sigma_grads(model: BayesByHypernet, mean: Tensor, x: Tensor, y: Tensor, n: int) -> Tensor:
     """Gradients ``[n, D]`` of the split NLL w.r.t. ``log sigma``, one fixed pair of means."""
-    param = model.hypernet.log_sigma_param
+    param = model.posterior.log_sigma_param
     grads = []
     for _ in range(n):
         if model.sigma_noise.value == "sample":
-            sigma = model.hypernet.sigma()
+            sigma = model.posterior.sigma()
             flat = mean + sigma * torch.randn_like(mean)
             nll = model._nll(flat, x, y)
         else:
             nll = model._nll(mean, x, y, local=True)
         (grad,) = torch.autograd.grad(nll, param)
-        grads.append(grad * model.hypernet.log_sigma_scale)  # d / d log sigma
+        grads.append(grad * model.posterior.log_sigma_scale)  # d / d log sigma
     return torch.stack(grads)
 
 
@@ -121,7 +121,7 @@ def test_sigma_gradient_same_mean_less_variance(noise: str) -> None:
     sample, other = _model(net, "sample"), _model(net, noise)
     other.load_state_dict(sample.state_dict())
     assert sample.nll_mode is NLLMode.SPLIT
-    mean = sample.hypernet.sample(2).mean.detach() * 3  # means away from zero
+    mean = sample.posterior.sample(2).mean.detach() * 3  # means away from zero
     g_s = _sigma_grads(sample, mean, x, y, 200)
     g_o = _sigma_grads(other, mean, x, y, 200)
     # same mean: a z-score per weight, chi-square-like on average

@@ -46,10 +46,10 @@ def _marginal_std(steps: int, **options: float) -> torch.Tensor:
         **options,
     )
     fit(model, x, y, steps=steps, batch_size=NUM_DATA, log_every=steps)
-    gen = model.hypernet.generator
+    gen = model.posterior.generator
     with torch.no_grad():
         loadings = torch.cat(gen.noise_loadings())  # [D, k]
-        return (loadings.pow(2).sum(-1) + model.hypernet.sigma().pow(2)).sqrt()
+        return (loadings.pow(2).sum(-1) + model.posterior.sigma().pow(2)).sqrt()
 
 
 def test_a_short_run_reaches_the_long_runs_sigma_at_the_default_rate() -> None:
@@ -74,19 +74,19 @@ def test_a_saved_sigma_loads_as_the_same_sigma_whatever_the_rate() -> None:
     net = nn.Sequential(nn.Linear(6, 40), nn.ReLU(), nn.Linear(40, 3))  # 1,123 weights: chunked
     slow = bbh.BayesByHypernet(net, sigma_rate=1e-3)
     with torch.no_grad():
-        slow.hypernet.log_sigma_param.uniform_(-5, -1)
-    sigma = slow.hypernet.sigma()
+        slow.posterior.log_sigma_param.uniform_(-5, -1)
+    sigma = slow.posterior.sigma()
     fast = bbh.BayesByHypernet(net)  # the default rate, 30 times the scale
     fast.load_state_dict(slow.state_dict())
-    torch.testing.assert_close(fast.hypernet.sigma(), sigma)
+    torch.testing.assert_close(fast.posterior.sigma(), sigma)
     old = {
         k: v
         for k, v in slow.state_dict().items()
-        if k not in ("temperature", "hypernet.saved_log_sigma_scale")
+        if k not in ("temperature", "posterior.saved_log_sigma_scale")
     }
     legacy = bbh.BayesByHypernet(net)
     legacy.load_state_dict(old)  # a file from before issue 25: trained at 1e-3
-    torch.testing.assert_close(legacy.hypernet.sigma(), sigma)
+    torch.testing.assert_close(legacy.posterior.sigma(), sigma)
     options = bbh.BayesByHypernet.options_for_state_dict({}, old)
     assert options["sigma_rate"] == 1e-3 and options["temperature"] == 1.0
     assert options["prior"] == "isotropic"
@@ -102,7 +102,7 @@ def test_the_shared_tensor_scale_multiplies_each_tensors_sigmas() -> None:
     signal-to-noise ratio), and a file without it loads to the same sigmas."""
     torch.manual_seed(0)
     model = bbh.BayesByHypernet(_lenet_like(), sigma_tensor_scale=True)
-    post = model.hypernet
+    post = model.posterior
     assert post.tensor_sizes == (240, 40, 120, 3)
     with torch.no_grad():
         post.log_sigma_param.uniform_(-5, -2).div_(post.log_sigma_scale)
@@ -131,10 +131,10 @@ def test_the_shared_tensor_scale_multiplies_each_tensors_sigmas() -> None:
     # a file written without the shared scales: the same sigmas (scale 0)
     plain = bbh.BayesByHypernet(_lenet_like(), sigma_tensor_scale=False)
     with torch.no_grad():
-        plain.hypernet.log_sigma_param.uniform_(-5, -2).div_(plain.hypernet.log_sigma_scale)
+        plain.posterior.log_sigma_param.uniform_(-5, -2).div_(plain.posterior.log_sigma_scale)
     shared = bbh.BayesByHypernet(_lenet_like(), sigma_tensor_scale=True)
     shared.load_state_dict(plain.state_dict())
-    torch.testing.assert_close(shared.hypernet.sigma(), plain.hypernet.sigma())
+    torch.testing.assert_close(shared.posterior.sigma(), plain.posterior.sigma())
 
 
 def _median_sigmas(start: float, tensor_scale: bool) -> torch.Tensor:
@@ -149,7 +149,7 @@ def _median_sigmas(start: float, tensor_scale: bool) -> torch.Tensor:
         net, weight_noise=start, sigma_tensor_scale=tensor_scale, temperature=0.03
     )
     fit(model, x, y, steps=300, batch_size=100, log_every=300)
-    sigma = model.hypernet.sigma().detach().split([e.numel for e in model.spec])
+    sigma = model.posterior.sigma().detach().split([e.numel for e in model.spec])
     return torch.stack([s.median() for s in sigma])
 
 

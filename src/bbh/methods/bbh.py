@@ -33,6 +33,7 @@ from bbh.likelihoods import log_mean_exp, make_likelihood
 from bbh.methods.base import Method, check_num_samples
 from bbh.methods.bbh_options import (
     AUTO,
+    LEGACY_POSTERIOR_PREFIX,
     PAPER,
     PRESETS,
     RECOMMENDED,
@@ -258,7 +259,7 @@ class BayesByHypernet(TemperedKL, Method):
         for name, p in self.net.named_parameters():
             if name in generated:
                 p.requires_grad_(False)  # replaced by samples in every forward pass
-        self.hypernet, self.kl_estimator, self.default_lr = build_posterior_and_kl(
+        posterior, kl_estimator, self.default_lr = build_posterior_and_kl(
             spec,
             spec.from_module_values(self.net)[0],
             chosen,
@@ -269,6 +270,9 @@ class BayesByHypernet(TemperedKL, Method):
             jacobian_chunks=jacobian_chunks,
             sigma_per=sigma_mode,
         )
+        self.kl_estimator = kl_estimator  # before the posterior: the parameters' order of old
+        #: the posterior: ``self.posterior(S)`` draws ``[S, D]``; ``.generator`` is the hypernet
+        self.posterior = posterior
         # the generated tensors are supplied by every pass: not held, trained or saved here
         self.spec.release(self.net)
         #: how training steps draw ``sigma * eps`` (see the class docstring)
@@ -289,7 +293,7 @@ class BayesByHypernet(TemperedKL, Method):
         local.train(self.training)
         shared = {**dict(self.net.named_parameters()), **dict(self.net.named_buffers())}
         log_var = {
-            k: v[0] for k, v in self.spec.unflatten(2 * self.hypernet.log_sigma[None]).items()
+            k: v[0] for k, v in self.spec.unflatten(2 * self.posterior.log_sigma[None]).items()
         }
         return local_noise_forward(local, shared, log_var, self.spec.unflatten(means), x)
 
@@ -311,10 +315,10 @@ class BayesByHypernet(TemperedKL, Method):
         Returns:
             ``torch.optim`` parameter groups.
         """
-        log_sigma = getattr(self.hypernet, "log_sigma_param", None)
+        log_sigma = getattr(self.posterior, "log_sigma_param", None)
         if log_sigma is None or not log_sigma.requires_grad:
             return super().optimizer_groups(lr)
-        shared = self.hypernet.log_sigma_tensor_param
+        shared = self.posterior.log_sigma_tensor_param
         scales = [log_sigma] if shared is None else [log_sigma, shared]
         rest = [p for p in self.parameters() if p.requires_grad and all(p is not s for s in scales)]
         sigma_group = {"params": scales, "lr": lr, "lr_schedule": "constant"}
@@ -336,7 +340,7 @@ class BayesByHypernet(TemperedKL, Method):
             ValueError: ``num_samples`` is not an int ``>= 1``.
         """
         check_num_samples(num_samples)
-        theta = self.hypernet(num_samples)
+        theta = self.posterior(num_samples)
         r = self.readout
         if r is None:
             return theta
@@ -402,6 +406,10 @@ class BayesByHypernet(TemperedKL, Method):
             saved = state_dict.get(prefix + key)
             if saved is not None and hasattr(self, key):
                 setattr(self, key, torch.empty_like(saved))
+        # files from before the posterior was named so hold it under ``hypernet.``
+        legacy = prefix + LEGACY_POSTERIOR_PREFIX
+        for key in [k for k in state_dict if k.startswith(legacy)]:
+            state_dict[prefix + "posterior." + key[len(legacy) :]] = state_dict.pop(key)
         # files from before the generated tensors were released hold the net's initial values
         for name in self.spec.names:
             state_dict.pop(f"{prefix}net.{name}", None)
@@ -411,7 +419,7 @@ class BayesByHypernet(TemperedKL, Method):
         self, x: Inputs, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0
     ) -> tuple[Tensor, dict[str, Tensor]]:
         x, y = self.check_batch(x, y, num_data=num_data, kl_weight=kl_weight)
-        draw = self.hypernet.sample(self.num_samples, antithetic=self.antithetic)
+        draw = self.posterior.sample(self.num_samples, antithetic=self.antithetic)
         flat = draw.weights
         if self.readout is not None:
             nll = self._exact_readout_nll(flat, x, y, num_data)
@@ -420,7 +428,7 @@ class BayesByHypernet(TemperedKL, Method):
         else:
             nll = self._nll(flat, x, y)
         if self.kl_estimator.uses_posterior:
-            kl = self.kl_estimator(draw, self.prior, self.hypernet)
+            kl = self.kl_estimator(draw, self.prior, self.posterior)
         else:
             kl = self.kl_estimator(flat, self.prior)
         loss = nll + kl_weight * self.temperature * kl / num_data

@@ -271,10 +271,11 @@ def options_for_state_dict(
         The options to build it with.
     """
     options = dict(options)
-    chunked_keys = "hypernet.generator.embeddings" in state_dict
+    state_dict = {_current_key(k): v for k, v in state_dict.items()}
+    chunked_keys = "posterior.generator.embeddings" in state_dict
     if chunked_keys and options.get("generator") in (None, AUTO):
         options["generator"] = GeneratorName.CHUNKED.value
-    layers = [k for k in state_dict if k.startswith("hypernet.generator.net.")]
+    layers = [k for k in state_dict if k.startswith("posterior.generator.net.")]
     sized = options.get("chunk_size") is not None or isinstance(options.get("num_chunks"), int)
     if chunked_keys and layers and not sized:  # the saved chunk size, whatever the rule
         last = max(layers, key=lambda k: int(k.split(".")[3]))
@@ -283,7 +284,7 @@ def options_for_state_dict(
     if "temperature" not in state_dict:  # a model of before the fan-in prior (issue 25)
         for key in ("prior", "prior_scale", "temperature", "sigma_rate"):
             options.setdefault(key, PAPER[key])  # the ELBO under N(0, I), sigma_rate 1e-3
-    saved_without_path = chunked_keys and "hypernet.generator.noise_mixing" not in state_dict
+    saved_without_path = chunked_keys and "posterior.generator.noise_mixing" not in state_dict
     if saved_without_path and "noise_mixing" not in options:
         options["noise_mixing"] = False
     return options
@@ -567,3 +568,14 @@ def build_posterior_and_kl(
         legacy_scale=legacy_rate / lr,
     )
     return posterior, kl, lr
+
+
+#: the posterior's attribute before it was named ``posterior`` (files saved before 0.3)
+LEGACY_POSTERIOR_PREFIX = "hypernet."
+
+
+def _current_key(key: str) -> str:
+    """A state-dict key as this version names it (``hypernet.*`` -> ``posterior.*``)."""
+    if key.startswith(LEGACY_POSTERIOR_PREFIX):
+        return "posterior." + key[len(LEGACY_POSTERIOR_PREFIX) :]
+    return key

@@ -188,7 +188,7 @@ def _centre_generator(model: Method, net: nn.Module) -> None:
     spread of ``G(z)`` is at most ``weight_noise`` (0.01 without one), then shifts the offsets
     (biases) so that the mean of ``G(z)`` over ``CENTRE_DRAWS`` draws is the trained weights.
     """
-    posterior = getattr(model, "hypernet", None)
+    posterior = getattr(model, "posterior", None)
     gen = getattr(posterior, "generator", None)
     spec = getattr(model, "spec", None)
     if gen is None or spec is None:
