@@ -42,3 +42,26 @@ def test_a_method_without_its_own_loss_docstring_shows_the_base_one() -> None:
 
     assert MAP.loss.__doc__ is None  # else this test checks nothing
     assert inspect.getdoc(MAP.loss) == inspect.getdoc(Method.loss)
+
+
+def test_bayes_by_hypernet_signature_shows_every_default() -> None:
+    """Each option's default is a plain value (a number, string, enum member, tuple or None),
+    never a private marker filled in later; the paper's setting is a constructor of its own,
+    and the class file stays small enough to read (its parts live in their own modules)."""
+    from enum import Enum
+    from pathlib import Path
+
+    from bbh.methods import bbh as bbh_module
+    from bbh.methods.bbh_options import PAPER
+
+    plain = (str, int, float, bool, tuple, Enum, type(None))
+    params = inspect.signature(bbh.BayesByHypernet).parameters
+    for name, p in params.items():
+        if name == "net":
+            continue
+        assert p.default is not p.empty, name
+        assert isinstance(p.default, plain), (name, p.default)
+    assert "preset" not in params and set(PAPER) <= set(params)
+    model = bbh.BayesByHypernet.paper(bbh.nets.MLP(4, [8], 3))
+    assert model.resolved_options["generator"] == "layerwise" and model.num_samples == 5
+    assert len(Path(bbh_module.__file__).read_text().splitlines()) < 500

@@ -255,10 +255,9 @@ class BayesByHypernet(TemperedKL, Method):
             # the data the readout's posterior is conditioned on (the last full-batch step's)
             self.register_buffer("conditioning_x", torch.zeros(0))
             self.register_buffer("conditioning_y", torch.zeros(0))
-        generated = set(full_spec.names)
+        generated = set(full_spec.names)  # replaced by samples in every forward pass
         for name, p in self.net.named_parameters():
-            if name in generated:
-                p.requires_grad_(False)  # replaced by samples in every forward pass
+            p.requires_grad_(p.requires_grad and name not in generated)
         posterior, kl_estimator, self.default_lr = build_posterior_and_kl(
             spec,
             spec.from_module_values(self.net)[0],
@@ -270,9 +269,8 @@ class BayesByHypernet(TemperedKL, Method):
             jacobian_chunks=jacobian_chunks,
             sigma_per=sigma_mode,
         )
-        self.kl_estimator = kl_estimator  # before the posterior: the parameters' order of old
-        #: the posterior: ``self.posterior(S)`` draws ``[S, D]``; ``.generator`` is the hypernet
-        self.posterior = posterior
+        self.kl_estimator = kl_estimator  # first: the parameters' order of earlier versions
+        self.posterior = posterior  #: draws ``[S, D]``; its ``.generator`` is the hypernet
         # the generated tensors are supplied by every pass: not held, trained or saved here
         self.spec.release(self.net)
         #: how training steps draw ``sigma * eps`` (see the class docstring)
