@@ -10,7 +10,8 @@ The continuation carries the run's Adam state (``--continuation-adam carried``, 
 fresh Adam's first steps, about its full rate in the sign of one noisy gradient, move a
 noise-dominated sigma by themselves (on MNIST 1.4-4x within 100 steps, `fresh` in the record).
 The figure has a column per tensor and a row per budget: the run in colour, the continuation
-after the dashed line, medians solid and the 10% / 90% quantiles dotted, one colour per seed::
+after the dashed line, medians solid and the 10% / 90% quantiles dotted, one colour per seed
+(per run where the runs are of several methods)::
 
     python benchmarks/posterior/sigma_continuation.py --out benchmarks/results/NAME.json \\
         runs/tl_cont/demo_bbh-vertex-cont_x1_s0.json ...
@@ -89,9 +90,14 @@ def plot(runs: list[dict[str, Any]], out: Path) -> Path:
     for ax in grid.flat[len(names) :] if len(budgets) == 1 else ():
         ax.set_visible(False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    # one colour per seed, or per run where the runs are of several methods (tags)
+    several = len({r["method"] for r in runs}) > 1
+    keys = sorted({(r["method"] if several else "", r["seed"]) for r in runs})
     for i, budget in enumerate(budgets):
         for run in (r for r in runs if r["multiple"] == budget):
-            colour = colours[run["seed"] % len(colours)]
+            key = (run["method"] if several else "", run["seed"])
+            colour = colours[keys.index(key) % len(colours)]
+            label = f"{key[0]} seed {key[1]}".strip()
             n = run["steps"]
             points = [(p["step"], p["sigma"]) for p in run["sigma_trajectory"]]
             points += [(n + p["step"], p["sigma"]) for p in run["sigma_continued"]["trajectory"]]
@@ -101,7 +107,7 @@ def plot(runs: list[dict[str, Any]], out: Path) -> Path:
                 for q, style in ((1, "-"), (0, ":"), (2, ":")):
                     ax.plot(steps, [sig[name][q] for _, sig in points], style, color=colour,
                             lw=1.2 if q == 1 else 0.8,
-                            label=f"seed {run['seed']}" if q == 1 else None)  # fmt: skip
+                            label=label if q == 1 else None)  # fmt: skip
                 ax.axvline(n, color="grey", ls="--", lw=0.8)
         for j, name in enumerate(names):
             ax = axes[i][j]
@@ -134,7 +140,7 @@ def main() -> None:
             f"{k} {row['before'][k]:.4f}->{row['after'][k]:.4f}"
             for k in ("nll", "ece", "ood_auroc")
         )
-        print(f"{row['multiple']:g}x seed {row['seed']}: drift {drift} | {change}")
+        print(f"{row['method']} {row['multiple']:g}x seed {row['seed']}: drift {drift} | {change}")
 
 
 if __name__ == "__main__":
