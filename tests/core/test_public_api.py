@@ -52,7 +52,7 @@ def test_bayes_by_hypernet_signature_shows_every_default() -> None:
     from pathlib import Path
 
     from bbh.methods import bbh as bbh_module
-    from bbh.methods.bbh_options import PAPER
+    from bbh.methods.bbh_options import AUTO, PAPER, SIGMA_RATE
 
     plain = (str, int, float, bool, tuple, Enum, type(None))
     params = inspect.signature(bbh.BayesByHypernet).parameters
@@ -62,6 +62,7 @@ def test_bayes_by_hypernet_signature_shows_every_default() -> None:
         assert p.default is not p.empty, name
         assert isinstance(p.default, plain), (name, p.default)
     assert "preset" not in params and set(PAPER) <= set(params)
+    assert params["sigma_rate"].default == SIGMA_RATE and params["generator"].default == AUTO
     model = bbh.BayesByHypernet.paper(bbh.nets.MLP(4, [8], 3))
     assert model.resolved_options["generator"] == "layerwise" and model.num_samples == 5
     assert len(Path(bbh_module.__file__).read_text().splitlines()) < 500
