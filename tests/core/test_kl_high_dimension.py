@@ -64,7 +64,7 @@ def _measure(name: str, kind: str) -> tuple[float, torch.Tensor]:
             estimator.pretrain(lambda: mu + sigma * torch.randn(SAMPLES, DIM), prior, 300)
     log_sigma = sigma.log().requires_grad_(True)
     values, grad = [], torch.zeros(DIM)
-    repeats = REPEATS * fits * (5 if fits > 1 else 1)
+    repeats = REPEATS * (5 * fits if name == "discriminator" else 1)
     for i in range(repeats):
         estimator = estimators[i % fits]
         value = estimator(mu + log_sigma.exp() * torch.randn(SAMPLES, DIM), prior)

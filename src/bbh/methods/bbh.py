@@ -208,11 +208,10 @@ class BayesByHypernet(TemperedKL, Method):
             readout = ExactReadout.of(net, likelihood, noise_scale, nll, include)
             spec = readout.without(net, full_spec)
         net_dim = sum(p.numel() for p in net.parameters())  # what every pass runs
-        resolved = in_force(
+        #: the options in force after "auto" (for run records)
+        self.resolved_options = chosen = in_force(
             given, chunk_size=chunk_size, num_chunks=num_chunks, dim=spec.dim, net_dim=net_dim
         )
-        #: the options in force after "auto" (for run records)
-        self.resolved_options = chosen = resolved
         sigma_noise = parse_enum(WeightNoise, sigma_noise, "sigma_noise")
         if sigma_noise is not WeightNoise.SAMPLE:  # recorded only where it is not the default
             chosen["sigma_noise"] = sigma_noise.value
