@@ -15,6 +15,10 @@ For each trained ``map`` run (one per seed), in one process and in turn:
   temperature chosen on the run's validation split (full-length candidates, the default);
 - ``bbh (short search)``: the same with each candidate trained for a fifth of the epoch
   (``temperature_steps``), the cheaper search;
+- ``bbh (last layer)``: the short search with the net's last ``nn.Linear`` alone Bayesian and
+  every other parameter frozen at its trained value (``requires_grad_(False)`` on a copy, which
+  leaves those parameters out of the posterior and out of training): Laplace's own setting,
+  a posterior on the last layer over the trained features;
 - ``map``: the trained net itself, for reference.
 
 Each is scored as ``bbh evaluate`` scores a run (the config's weight samples; accuracy, NLL, ECE,
@@ -26,6 +30,7 @@ NLL and OOD AUROC in at most 3x Laplace's fitting wall time) is printed with eac
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import statistics
 import sys
@@ -46,12 +51,25 @@ from bbh.experiments.runs import load_with_config
 from bbh.experiments.train import validation_pair
 from bbh.peers import train_peer
 
-ROWS = ("map", "laplace", "bbh", "bbh (short search)")
+ROWS = ("map", "laplace", "bbh", "bbh (short search)", "bbh (last layer)")
+#: the fine-tuned rows (each timed against Laplace's fit)
+FINETUNED = ROWS[2:]
 METRICS = ("accuracy", "nll", "ece", "auroc")
 
 
-def one_seed(run: Path, data_dir: str | None) -> dict[str, Any]:
-    """Fit, fine-tune and score every row on the trained net of ``run``."""
+def last_layer_only(net: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``net`` whose parameters are frozen but for its last ``nn.Linear``'s."""
+    out = copy.deepcopy(net)
+    linears = [m for m in out.modules() if isinstance(m, torch.nn.Linear)]
+    if not linears:
+        raise SystemExit(f"{type(net).__name__} has no nn.Linear layer to make Bayesian")
+    out.requires_grad_(False)
+    linears[-1].requires_grad_(True)
+    return out
+
+
+def one_seed(run: Path, data_dir: str | None, rows: tuple[str, ...] = ROWS) -> dict[str, Any]:
+    """Fit, fine-tune and score ``rows`` (``map`` and ``laplace`` always) on ``run``'s net."""
     trained, cfg = load_with_config(run)
     if data_dir is not None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_dir))
@@ -72,11 +90,16 @@ def one_seed(run: Path, data_dir: str | None) -> dict[str, Any]:
                                    pretrained=True)  # fmt: skip
     seconds["laplace"] = time.perf_counter() - clock
     augment = {"transform": data.train_transform} if data.train_transform is not None else {}
-    short = {**augment, "temperature_steps": epoch // 5}
-    for row, options in (("bbh", augment), ("bbh (short search)", short)):
+    short = {**augment, "temperature_steps": max(1, epoch // 5)}
+    starts = {"bbh": (net, augment), "bbh (short search)": (net, short),
+              "bbh (last layer)": (last_layer_only(net), short)}  # fmt: skip
+    for row in FINETUNED:
+        if row not in rows:
+            continue
+        start, options = starts[row]
         torch.manual_seed(seed)
         clock = time.perf_counter()
-        models[row] = bbh.finetune(net, x, y, "bbh", steps=epoch, batch_size=batch,
+        models[row] = bbh.finetune(start, x, y, "bbh", steps=epoch, batch_size=batch,
                                    validation=val, seed=seed, fit_options=options)  # fmt: skip
         seconds[row] = time.perf_counter() - clock
 
@@ -94,7 +117,7 @@ def one_seed(run: Path, data_dir: str | None) -> dict[str, Any]:
         print(f"{run.name} {row:20s} " + " ".join(f"{m} {scores[row][m]:.4f}" for m in METRICS)
               + (f"  {seconds[row]:.1f} s" if row in seconds else ""), file=sys.stderr)  # fmt: skip
     ratios = {row: seconds[row] / seconds["laplace"] for row in seconds}
-    temperature = {row: float(models[row].temperature) for row in ("bbh", "bbh (short search)")}
+    temperature = {row: float(models[row].temperature) for row in seconds if row != "laplace"}
     return {"run": str(run), "seed": seed, "steps": epoch, "scores": scores,
             "seconds": seconds, "seconds_over_laplace_fit": ratios,
             "temperature": temperature}  # fmt: skip
@@ -115,18 +138,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=Path, nargs="+", required=True, help="trained map run folders")
     ap.add_argument("--data-dir", help="data root (default: the runs' own)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rows", nargs="+", choices=FINETUNED, default=list(FINETUNED),
+                    help="fine-tuned rows (default: all; map and laplace always)")  # fmt: skip
     ap.add_argument(
         "--out", type=Path, default=Path("benchmarks/results/finetune_vs_laplace_mnist.json")
     )
     args = ap.parse_args(argv)  # fmt: skip
     torch.set_num_threads(args.threads)
     load = harness.load_guard(allow_busy=True)  # the times are ratios within one process
-    rows = [one_seed(run, args.data_dir) for run in args.runs]
+    chosen = tuple(r for r in ROWS if r in ("map", "laplace", *args.rows))
+    rows = [one_seed(run, args.data_dir, chosen) for run in args.runs]
     means = {
         name: {m: statistics.fmean(r["scores"][name][m] for r in rows) for m in METRICS}
-        for name in ROWS
+        for name in chosen
     }
-    for name in ("bbh", "bbh (short search)"):
+    for name in chosen[2:]:
         ratio = statistics.fmean(r["seconds_over_laplace_fit"][name] for r in rows)
         means[name]["seconds_over_laplace_fit"] = ratio
         verdicts = [verdict(r, name) for r in rows]

@@ -254,12 +254,29 @@ def test_finetune_vs_laplace_scores_every_row_and_times_against_the_fit(tmp_path
     assert set(row["scores"]) == set(finetune_vs_laplace.ROWS)
     for scores in row["scores"].values():
         assert 0.0 <= scores["accuracy"] <= 1.0 and scores["nll"] > 0
-    timed = ("laplace", "bbh", "bbh (short search)")
+    timed = ("laplace", *finetune_vs_laplace.FINETUNED)
     assert set(row["seconds"]) == set(timed) and all(row["seconds"][r] > 0 for r in timed)
-    for name in ("bbh", "bbh (short search)"):  # each ratio is its own time over the fit's
+    for name in finetune_vs_laplace.FINETUNED:  # each ratio is its own time over the fit's
         ratio = row["seconds"][name] / row["seconds"]["laplace"]
         assert row["seconds_over_laplace_fit"][name] == pytest.approx(ratio)
     assert 0 < row["temperature"]["bbh"] <= 1.0
+
+
+def test_finetune_vs_laplace_last_layer_row_keeps_the_trunk_at_its_trained_values():
+    """``bbh (last layer)`` fine-tunes a copy whose only trainable parameters are the last
+    ``nn.Linear``'s: BbH generates those and nothing else, and the caller's net is unchanged."""
+    import finetune_vs_laplace
+    from bbh.nets import LeNet5
+
+    net = LeNet5()
+    start = finetune_vs_laplace.last_layer_only(net)
+    assert all(p.requires_grad for p in net.parameters())
+    trainable = [n for n, p in start.named_parameters() if p.requires_grad]
+    assert trainable == ["fc2.weight", "fc2.bias"]
+    model = bbh.build("bbh", start, temperature=1.0)
+    assert model.spec.names == ("fc2.weight", "fc2.bias")
+    with pytest.raises(SystemExit, match=r"no nn\.Linear"):
+        finetune_vs_laplace.last_layer_only(torch.nn.Conv2d(1, 2, 3))
 
 
 @pytest.mark.skipif(
