@@ -7,7 +7,9 @@ import torch
 from bbh import data as data
 from bbh import nets as nets
 from bbh._version import __version__ as __version__
+from bbh.divergences.options import KLOptions
 from bbh.functional import ParamSpec, sampled_forward
+from bbh.hypernets.options import GeneratorOptions
 from bbh.likelihoods import RegressionPrediction
 from bbh.methods import BayesByHypernet, Method, build
 from bbh.priors import GaussianPrior
@@ -17,6 +19,8 @@ __all__ = [
     "BayesByHypernet",
     "FitResult",
     "GaussianPrior",
+    "GeneratorOptions",
+    "KLOptions",
     "Method",
     "ParamSpec",
     "RegressionPrediction",

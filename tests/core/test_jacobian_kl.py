@@ -71,7 +71,7 @@ def test_entropy_is_exact_for_affine_generators(noise, float64):
     """``hidden=()``: q = N(b, A A^T + Sigma) and the estimate is its entropy, whatever z."""
     spec = _spec()
     for gen in _generators(spec, (), noise):
-        post = ImplicitPosterior(gen, weight_noise=0.05)
+        post = ImplicitPosterior(gen, init_sigma=0.05)
         with torch.no_grad():
             post.log_sigma_param.uniform_(-4, -1)  # anisotropic noise
         z = gen.draw_noise(1)
@@ -87,7 +87,7 @@ def test_entropy_of_an_affine_generator_with_more_noise_than_weights(float64):
     spec = _spec(2, 2, 1)  # D = 9
     torch.manual_seed(0)
     gen = LayerwiseGenerator(spec, noise_dim=16, hidden=())
-    post = ImplicitPosterior(gen, weight_noise=0.05)
+    post = ImplicitPosterior(gen, init_sigma=0.05)
     jac = _full_jacobian(gen, gen.draw_noise(1))  # [9, 16]
     cov = jac @ jac.T + torch.diag(post.sigma() ** 2)
     exact = 0.5 * torch.logdet(2 * math.pi * math.e * cov)
@@ -102,7 +102,7 @@ def test_affine_entropy_stays_finite_when_sigma_collapses(noise_dim):
     spec = _spec(2, 2, 1)  # D = 9
     torch.manual_seed(0)
     gen = LayerwiseGenerator(spec, noise_dim=noise_dim, hidden=())
-    post = ImplicitPosterior(gen, weight_noise=0.05)
+    post = ImplicitPosterior(gen, init_sigma=0.05)
     with torch.no_grad():
         post.log_sigma_param.uniform_(-14, -1)
     got = entropy_linearised(post, gen.draw_noise(1))
@@ -122,7 +122,7 @@ def test_kl_matches_the_closed_form_gaussian_kl(float64):
     layerwise, chunked = _generators(spec, (), "aligned")[:2]
     prior = GaussianPrior(1.5)
     for gen, draws in ((layerwise, 1), (chunked, 20000)):
-        post = ImplicitPosterior(gen, weight_noise=0.3)
+        post = ImplicitPosterior(gen, init_sigma=0.3)
         z = gen.draw_noise(1)
         jac = _full_jacobian(gen, z)
         b = gen.generate(torch.zeros_like(z))[0]
@@ -139,7 +139,7 @@ def test_kl_matches_the_closed_form_gaussian_kl(float64):
 def test_gradients_reach_generator_and_sigma():
     spec = _spec()
     gen = _generators(spec, (8,), "aligned")[1]
-    post = ImplicitPosterior(gen, weight_noise=0.1)
+    post = ImplicitPosterior(gen, init_sigma=0.1)
     kl = JacobianKL(jacobian_samples=2)(post.sample(4), GaussianPrior(), post)
     kl.backward()
     grad = post.log_sigma_param.grad
@@ -161,11 +161,11 @@ def test_block_grams_of_uneven_and_even_segments():
 def test_needs_a_semi_implicit_posterior():
     spec = _spec()
     gen = _generators(spec, (8,), "aligned")[0]
-    post = ImplicitPosterior(gen, weight_noise=None)
+    post = ImplicitPosterior(gen, init_sigma=None)
     with pytest.raises(ValueError, match="semi-implicit"):
         JacobianKL()(post.sample(2), GaussianPrior(), post)
-    with pytest.raises(ValueError, match="weight_noise must be a positive number"):
-        ImplicitPosterior(gen, weight_noise=-1.0)
+    with pytest.raises(ValueError, match="init_sigma must be a positive number"):
+        ImplicitPosterior(gen, init_sigma=-1.0)
     with pytest.raises(ValueError, match="unknown kl estimator 'jacobian'"):
         make_kl_estimator("jacobian", samples_only=True)
 
@@ -174,7 +174,7 @@ def test_semi_implicit_bound_is_exact_when_the_generator_is_constant_and_bounds_
     """SIVI's bound: exact for q = N(b, Sigma) (G ignores z); above the exact KL in expectation."""
     spec = _spec()
     gen = _generators(spec, (), "aligned")[0]
-    post = ImplicitPosterior(gen, weight_noise=0.2)
+    post = ImplicitPosterior(gen, init_sigma=0.2)
     prior = GaussianPrior(1.0)
     sivi = make_kl_estimator("sivi")
     with torch.no_grad():
@@ -252,7 +252,7 @@ def test_fused_chunk_gram_gradcheck(monkeypatch):
 def test_entropy_uses_the_fused_grams_of_the_chunked_generator():
     torch.manual_seed(2)
     gen = ChunkedGenerator(_spec(), 3, (8, 4), chunk_size=7).double()
-    post = ImplicitPosterior(gen, weight_noise=0.1)
+    post = ImplicitPosterior(gen, init_sigma=0.1)
     z = gen.draw_noise(2)
     got = entropy_linearised(post, z)
     gram = _generic_grams(gen, z, post.log_sigma)
@@ -295,7 +295,7 @@ def test_shared_sigmas_give_the_same_kl_as_the_expanded_per_weight_sigma(float64
     torch.testing.assert_close(shared.log_sigma, torch.full((53,), math.log(0.1)))
     with torch.no_grad():
         shared.log_sigma_param.uniform_(-3, -1)
-    per_weight = ImplicitPosterior(gen, weight_noise=0.1)
+    per_weight = ImplicitPosterior(gen, init_sigma=0.1)
     with torch.no_grad():
         per_weight.log_sigma_param.copy_(shared.log_sigma)
     first = shared.log_sigma[:30].view(5, 6)
@@ -321,7 +321,7 @@ def test_shared_sigmas_give_the_same_kl_as_the_expanded_per_weight_sigma(float64
     torch.testing.assert_close(ga, torch.cat(parts) * shared.log_sigma_scale)
     for bad in ([(53, 2)], [(0, 53)], []):
         with pytest.raises(ValueError, match="sigma_blocks must be"):
-            ImplicitPosterior(gen, weight_noise=0.1, sigma_blocks=bad)
+            ImplicitPosterior(gen, init_sigma=0.1, sigma_blocks=bad)
 
 
 @pytest.mark.parametrize("num_samples, antithetic", [(1, False), (3, True), (4, False)])
@@ -333,7 +333,7 @@ def test_large_nets_keep_a_seed_not_the_noise(monkeypatch, num_samples, antithet
 
     torch.manual_seed(0)
     gen = ChunkedGenerator(_spec(), noise_dim=3, hidden=(8,), num_chunks=2)
-    post = ImplicitPosterior(gen, weight_noise=0.1)
+    post = ImplicitPosterior(gen, init_sigma=0.1)
     params = list(post.parameters())
     dim = post.sigma().numel()
     weights_of = torch.linspace(-1, 1, dim)

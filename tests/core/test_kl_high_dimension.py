@@ -145,7 +145,7 @@ def _semi_implicit_q(kind: str) -> tuple[ImplicitPosterior, torch.Tensor]:
     with torch.no_grad():
         gen.generators[0][0].weight.copy_(a / gen.input_scale)  # affine: w = A z + b
         gen.generators[0][0].bias.copy_(mu)
-    post = ImplicitPosterior(gen, weight_noise=1.0)
+    post = ImplicitPosterior(gen, init_sigma=1.0)
     with torch.no_grad():
         post.log_sigma_param.copy_(sigma.log() / post.log_sigma_scale)
     return post, a

@@ -52,17 +52,20 @@ def test_bayes_by_hypernet_signature_shows_every_default() -> None:
     from pathlib import Path
 
     from bbh.methods import bbh as bbh_module
-    from bbh.methods.bbh_options import AUTO, PAPER, SIGMA_RATE
+    from bbh.methods.bbh_options import AUTO, FLAT_OPTIONS, INIT_SIGMA, PAPER, SIGMA_RATE
 
     plain = (str, int, float, bool, tuple, Enum, type(None))
     params = inspect.signature(bbh.BayesByHypernet).parameters
     for name, p in params.items():
-        if name == "net":
+        if name == "net" or p.kind is p.VAR_KEYWORD:  # ``**flat``: the configs' flat names
             continue
         assert p.default is not p.empty, name
         assert isinstance(p.default, plain), (name, p.default)
-    assert "preset" not in params and set(PAPER) <= set(params)
+    assert "preset" not in params and set(PAPER) <= set(params) | set(FLAT_OPTIONS)
     assert params["sigma_rate"].default == SIGMA_RATE and params["generator"].default == AUTO
+    assert params["init_sigma"].default == INIT_SIGMA
+    # the generator's and the KL's options are objects of their own, not top-level arguments
+    assert not {"hidden", "noise_dim", "noise", "chunk_size", "jacobian_chunks"} & set(params)
     model = bbh.BayesByHypernet.paper(bbh.nets.MLP(4, [8], 3))
     assert model.resolved_options["generator"] == "layerwise" and model.num_samples == 5
     assert len(Path(bbh_module.__file__).read_text().splitlines()) < 500

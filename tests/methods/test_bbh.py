@@ -222,7 +222,7 @@ def test_jacobian_chunks_option():
     loss, _ = m.loss(torch.randn(6, 6), torch.randint(0, 3, (6,)), num_data=6)
     loss.backward()
     assert torch.isfinite(loss) and m.kl_estimator.jacobian_chunks == 2
-    with pytest.raises(ValueError, match="needs generator='chunked' with noise='aligned'"):
+    with pytest.raises(ValueError, match="needs generator='chunked' with noise_sharing='aligned'"):
         BayesByHypernet(tiny_net(), hidden=(8,), noise="independent", jacobian_chunks=2)
     with pytest.raises(ValueError, match="apply only to kl='jacobian'"):
         BayesByHypernet(tiny_net(), hidden=(8,), kl="sivi", jacobian_chunks=2)
@@ -323,7 +323,7 @@ def test_sigma_per_unit_and_num_chunks_shrink_the_hypernet():
     for name, p in small.posterior.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
     assert small.posterior.log_sigma_param.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match="needs weight_noise"):
+    with pytest.raises(ValueError, match="needs init_sigma"):
         BayesByHypernet.paper(net, generator="chunked", sigma_per="unit")
     with pytest.raises(ValueError, match="sigma_per"):
         BayesByHypernet(net, sigma_per="tensor")

@@ -167,9 +167,9 @@ def test_refusals() -> None:
     net = _mlp()
     with pytest.raises(ValueError, match="unknown sigma_noise"):
         bbh.build("bbh", net, sigma_noise="dropout")
-    with pytest.raises(ValueError, match="needs weight_noise"):
+    with pytest.raises(ValueError, match="needs init_sigma"):
         bbh.build("bbh", net, sigma_noise="local", weight_noise=None, kl="nn_full")
-    with pytest.raises(ValueError, match="needs weight_noise"):
+    with pytest.raises(ValueError, match="needs init_sigma"):
         bbh.build("bbh", net, preset="paper", sigma_noise="local")
     with pytest.raises(ValueError, match="last_layer='exact'"):
         bbh.build(

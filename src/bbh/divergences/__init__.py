@@ -50,6 +50,7 @@ from bbh.divergences.discriminator import DiscriminatorKL
 from bbh.divergences.entropy import entropy_kl_coordinate, entropy_kl_full
 from bbh.divergences.jacobian import JacobianKL, SemiImplicitBoundKL
 from bbh.divergences.nearest_neighbour import nn_kl_coordinate, nn_kl_full
+from bbh.divergences.options import KLOptions
 from bbh.enums import KLName
 from bbh.options import parse_enum
 from bbh.priors import GaussianPrior
@@ -190,6 +191,7 @@ __all__ = [
     "JacobianKL",
     "KLEstimator",
     "KLName",
+    "KLOptions",
     "NearestNeighbourKL",
     "SemiImplicitBoundKL",
     "make_kl_estimator",

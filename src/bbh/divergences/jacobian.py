@@ -1,6 +1,6 @@
 """Ours: the KL of a semi-implicit hypernet posterior from the generator's Jacobian.
 
-For ``w = G(z) + sigma * eps`` (``bbh.posteriors.ImplicitPosterior`` with ``weight_noise``),
+For ``w = G(z) + sigma * eps`` (``bbh.posteriors.ImplicitPosterior`` with ``init_sigma``),
 ``KL(q || p) = E_q[-log p(w)] - H[q]`` with
 
 - the cross term exact given the noise draws: for ``p = N(0, s^2 I)``,
@@ -79,12 +79,12 @@ class JacobianKL(KLEstimator):
             A scalar tensor.
 
         Raises:
-            ValueError: The posterior is purely implicit (no ``weight_noise``).
+            ValueError: The posterior is purely implicit (no ``init_sigma``).
         """
         if not posterior.semi_implicit:
             raise ValueError(
-                "kl='jacobian' needs a semi-implicit posterior: give BayesByHypernet a "
-                "weight_noise > 0 (a purely implicit q has no density in R^D)"
+                "kl='jacobian' needs a semi-implicit posterior: give BayesByHypernet an "
+                "init_sigma > 0 (a purely implicit q has no density in R^D)"
             )
         sigma = draw.sigma if draw.sigma is not None else posterior.sigma()
         gen = posterior.generator

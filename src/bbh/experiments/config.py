@@ -416,6 +416,8 @@ def resolved_options(factory: Callable[..., Any], options: Mapping[str, Any]) ->
     resolve = getattr(factory, "resolve_options", None)
     if resolve is not None:
         out.update(resolve(options))
+        for name in getattr(factory, "RECORDED_AS", {}):  # recorded under its old name
+            out.pop(name, None)
     return plain_value(out)
 
 
@@ -424,12 +426,16 @@ def check_options(
 ) -> None:
     """Raise ``ConfigError`` for option names that ``factory`` does not take."""
     params = inspect.signature(factory).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+    flat = getattr(factory, "FLAT_OPTIONS", None)  # keywords a ``**`` parameter takes (BbH)
+    if flat is None and any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return
     allowed = sorted(
-        n
-        for n, p in params.items()
-        if n != "net" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        [
+            n
+            for n, p in params.items()
+            if n != "net" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        + list(flat or ())
     )
     if getattr(factory, "PRESETS", None) is not None:  # named option sets (bbh.build)
         allowed = sorted([*allowed, "preset"])

@@ -6,6 +6,7 @@ from bbh.enums import GeneratorName
 from bbh.hypernets.chunked import ChunkedGenerator
 from bbh.hypernets.common import NoiseMode
 from bbh.hypernets.layerwise import LayerwiseGenerator
+from bbh.hypernets.options import GeneratorOptions
 
 GENERATORS = {
     GeneratorName.LAYERWISE.value: LayerwiseGenerator,
@@ -13,4 +14,11 @@ GENERATORS = {
     GeneratorName.AFFINE.value: LayerwiseGenerator,  # with hidden=(): one linear map per tensor
 }
 
-__all__ = ["GENERATORS", "ChunkedGenerator", "GeneratorName", "LayerwiseGenerator", "NoiseMode"]
+__all__ = [
+    "GENERATORS",
+    "ChunkedGenerator",
+    "GeneratorName",
+    "GeneratorOptions",
+    "LayerwiseGenerator",
+    "NoiseMode",
+]

@@ -18,26 +18,31 @@ per-example output noise (the local reparameterisation trick, Kingma, Salimans a
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from bbh.divergences import uses_posterior
+from bbh.divergences.options import KLOptions
 from bbh.enums import KLName, LastLayer, LikelihoodName, NLLMode, SigmaPer
 from bbh.functional import ForwardMode, ParamPredicate, ParamSpec, sampled_forward
-from bbh.hypernets import GeneratorName, NoiseMode
+from bbh.hypernets import GeneratorName
+from bbh.hypernets.options import GeneratorOptions
 from bbh.inputs import Inputs, batch_size, map_tensors, tensor_split
 from bbh.likelihoods import log_mean_exp, make_likelihood
 from bbh.methods.base import Method, check_num_samples
 from bbh.methods.bbh_options import (
+    FLAT_OPTIONS,
     LEGACY_POSTERIOR_PREFIX,
     PAPER,
     PRESETS,
-    RECOMMENDED,
+    RENAMED,
     build_posterior_and_kl,
     in_force,
+    merge_options,
+    nested_options,
     options_for_state_dict,
     recorded_options,
 )
@@ -47,7 +52,7 @@ from bbh.options import parse_enum
 from bbh.posteriors.layers import both, deterministic_predicate
 from bbh.posteriors.local import WeightNoise, local_noise_copy, local_noise_forward
 from bbh.priors import GaussianPrior, make_prior
-from bbh.validation import at_least, checked_args, positive
+from bbh.validation import checked_args, positive
 
 
 class BayesByHypernet(TemperedKL, Method):
@@ -60,25 +65,21 @@ class BayesByHypernet(TemperedKL, Method):
 
     Args:
         net: any ``nn.Module``; its generated parameters are replaced by hypernet samples.
-        noise_dim: k, the size of the noise z; ``"auto"``: 8, or ``min(D, 512)`` for the affine
-            generator.
+        generator: The hypernetwork ``G`` (arXiv 1711.01297, Sec. 3): a
+            ``GeneratorOptions`` (``bbh.hypernets.options``: ``name``, ``hidden``,
+            ``noise_dim``, ``noise_sharing``, the chunked generator's ``chunk_size``,
+            ``num_chunks``, ``embedding_dim``, ``noise_mixing``) or its name: ``layerwise``
+            (the paper's), ``chunked`` or ``affine`` (``q = N(b, A A^T + diag sigma^2)``);
+            ``"auto"``: ``affine`` on a net of at most ``SMALL_NET_WEIGHTS`` generated weights,
+            else ``chunked``.
+        kl: The KL estimator: a ``KLOptions`` (``bbh.divergences.options``: ``name``,
+            ``jacobian_samples``, ``jacobian_chunks``) or a ``KLName``; ``jacobian`` is exact
+            for the affine generator.
+        init_sigma: The initial sigma of the semi-implicit noise, ``w = G(z) + sigma * eps``
+            with sigma learned; ``None``: the paper's purely implicit ``w = G(z)``.
         num_samples: S, weight samples per training step; ``"auto"``: 64 on a net of at most
             ``SMALL_NET_WEIGHTS`` parameters, else 2. ``jacobian`` and ``sivi`` allow S = 1.
-        generator: ``layerwise`` (the paper's, one MLP per tensor), ``chunked`` (one shared
-            MLP) or ``affine`` (``G(z) = A z + b``: ``q = N(b, A A^T + diag sigma^2)``);
-            ``"auto"``: ``affine`` on a net of at most ``SMALL_NET_WEIGHTS`` generated weights
-            unless ``hidden``, ``noise_dim``, ``chunk_size`` or ``num_chunks`` is given, else
-            ``chunked``.
-        hidden: generator hidden sizes; ``"auto"``: ``(64, 16)``, none for the affine one.
-        noise: ``aligned`` (one z for every generator) or ``independent``.
-        kl: a ``KLName`` (``bbh.divergences``): ``jacobian`` is exact for the affine generator.
-        weight_noise: the initial sigma of the semi-implicit noise, ``w = G(z) + sigma * eps``
-            with sigma learned; ``None``: the paper's purely implicit ``w = G(z)``.
         antithetic: draw the S samples in mirrored pairs ``(z, eps)``, ``(-z, -eps)``.
-        jacobian_samples: noise draws per step for the log-determinant of ``kl="jacobian"``.
-        jacobian_chunks: the Jacobian KL's Gram from this many random chunks per step (chunked
-            generator, aligned noise; biases the KL up); ``None``: all; ``"auto"``: a quarter
-            of them, at least 4, from ``AUTO_JACOBIAN_CHUNKS_FROM`` generated weights on.
         prior: ``fan_in`` (``N(0, prior_scale^2 / fan_in)`` per tensor), ``isotropic``
             (``N(0, prior_scale^2 I)``), ``empirical_bayes`` (a scale per tensor set by the
             ELBO; ``kl="jacobian"`` only) or a ``bbh.priors.GaussianPrior``.
@@ -96,12 +97,6 @@ class BayesByHypernet(TemperedKL, Method):
         deterministic: module names (or ``"norm"`` for every normalisation layer) whose
             parameters stay point estimates; with ``include``, generated where both choose.
         forward_mode: ``auto``, ``vmap`` or ``loop`` (``bbh.functional.sampled_forward``).
-        chunk_size: weights per chunk of the chunked generator.
-        num_chunks: the chunked generator's number of chunks (default ``hidden[-1]``);
-            ``"auto"``: the count with the fewest parameters (``auto_num_chunks``).
-        embedding_dim: the size of each chunk's learned embedding.
-        noise_mixing: the chunked generator's linear path from z into each chunk (a dense
-            low-rank covariance); other generators leave it out.
         sigma_per: ``weight``: a sigma per weight; ``unit``: per output unit; ``kernel``: per
             convolution kernel; ``factored``: ``sigma_ij = u_i v_j``.
         sigma_rate: about how far one Adam step at the default lr moves ``log sigma``
@@ -115,6 +110,10 @@ class BayesByHypernet(TemperedKL, Method):
         sigma_noise: how training draws ``sigma * eps``: ``sample`` (one ``eps`` per weight
             sample), ``local`` (per example: the local reparameterisation trick, Kingma et al.
             2015) or ``flipout`` (Wen et al. 2018), both for ``nn.Linear``/``nn.Conv2d`` only.
+        **flat: The generator's and the KL's options by the flat names run configs write
+            (``hidden``, ``noise_dim``, ``noise``, ``chunk_size``, ``num_chunks``,
+            ``embedding_dim``, ``noise_mixing``, ``jacobian_samples``, ``jacobian_chunks``),
+            put on top of ``generator`` and ``kl``; ``weight_noise``: ``init_sigma``'s old name.
 
     Example:
         >>> import torch, bbh
@@ -132,6 +131,13 @@ class BayesByHypernet(TemperedKL, Method):
     resolve_options = staticmethod(recorded_options)
     #: the options that rebuild a saved state (``bbh.load``)
     options_for_state_dict = staticmethod(options_for_state_dict)
+    #: a preset's options with the given ones on top (``bbh.build(..., preset=)``)
+    merge_options = staticmethod(merge_options)
+    #: the keywords taken besides the arguments: the generator's and KL's options by their flat
+    #: names, and the old name ``weight_noise`` (run configs write them so)
+    FLAT_OPTIONS = FLAT_OPTIONS
+    #: arguments that records write under an older name (``weight_noise``)
+    RECORDED_AS = RENAMED
 
     @classmethod
     def paper(cls, net: nn.Module, **overrides: Any) -> BayesByHypernet:
@@ -153,28 +159,18 @@ class BayesByHypernet(TemperedKL, Method):
             >>> model.num_samples, model.resolved_options["kl"]
             (3, 'nn_full')
         """
-        return cls(net, **{**PAPER, **overrides})
+        return cls(net, **merge_options(PAPER, overrides))
 
-    @checked_args(
-        prior_scale=positive(),
-        sigma_rate=positive(),
-        embedding_dim=at_least(1),
-        chunk_size=at_least(1),
-    )
+    @checked_args(prior_scale=positive(), sigma_rate=positive())
     def __init__(
         self,
         net: nn.Module,
-        noise_dim: int | str = "auto",
-        num_samples: int | str = "auto",
         *,
-        generator: GeneratorName | str = "auto",
-        hidden: Sequence[int] | str = "auto",
-        noise: NoiseMode | str = NoiseMode.ALIGNED,
-        kl: KLName | str = KLName.JACOBIAN,
-        weight_noise: float | None = 0.01,
+        generator: GeneratorOptions | GeneratorName | str | Mapping[str, Any] = "auto",
+        kl: KLOptions | KLName | str | Mapping[str, Any] = KLName.JACOBIAN,
+        init_sigma: float | None = 0.01,  # INIT_SIGMA
+        num_samples: int | str = "auto",
         antithetic: bool = True,
-        jacobian_samples: int = 1,
-        jacobian_chunks: int | str | None = "auto",
         prior: str | GaussianPrior = "fan_in",
         prior_scale: float | None = None,
         temperature: float | str = "validation",
@@ -184,19 +180,26 @@ class BayesByHypernet(TemperedKL, Method):
         include: ParamPredicate | None = None,
         deterministic: Sequence[str] = (),
         forward_mode: ForwardMode | str = ForwardMode.AUTO,
-        chunk_size: int | None = None,
-        num_chunks: int | str | None = None,
-        embedding_dim: int = 64,
-        noise_mixing: bool = True,
         sigma_per: SigmaPer | str = SigmaPer.WEIGHT,
         sigma_rate: float = 3e-2,  # SIGMA_RATE
         sigma_tensor_scale: bool = True,
         last_layer: LastLayer | str = LastLayer.SAMPLED,
         sample_batch: int = 25,
         sigma_noise: WeightNoise | str = WeightNoise.SAMPLE,
+        **flat: Any,
     ):
-        arguments = locals()
-        given = {key: arguments[key] for key in RECOMMENDED}  # the options a run records
+        gen, kl_options, init_sigma = nested_options(generator, kl, init_sigma, flat)
+        given = dict(  # the other options a run records, under the names records use
+            num_samples=num_samples,
+            nll=nll,
+            weight_noise=init_sigma,
+            antithetic=antithetic,
+            prior=prior,
+            prior_scale=prior_scale,
+            temperature=temperature,
+            sigma_rate=sigma_rate,
+            sigma_tensor_scale=sigma_tensor_scale,
+        )
         last_mode = parse_enum(LastLayer, last_layer, "last_layer")
         include = both(include, deterministic_predicate(net, deterministic))
         #: every parameter a weight sample holds (the output layer's too, with ``exact``)
@@ -209,16 +212,16 @@ class BayesByHypernet(TemperedKL, Method):
             spec = readout.without(net, full_spec)
         net_dim = sum(p.numel() for p in net.parameters())  # what every pass runs
         #: the options in force after "auto" (for run records)
-        self.resolved_options = chosen = in_force(
-            given, chunk_size=chunk_size, num_chunks=num_chunks, dim=spec.dim, net_dim=net_dim
-        )
+        self.resolved_options = chosen = in_force(gen, kl_options, given, spec.dim, net_dim)
         sigma_noise = parse_enum(WeightNoise, sigma_noise, "sigma_noise")
         if sigma_noise is not WeightNoise.SAMPLE:  # recorded only where it is not the default
             chosen["sigma_noise"] = sigma_noise.value
-        samples, kl, sigma0 = chosen["num_samples"], chosen["kl"], chosen["weight_noise"]
+        samples, sigma0 = chosen["num_samples"], chosen["weight_noise"]
         #: training steps draw their S samples in mirrored pairs (``ImplicitPosterior.sample``)
         self.antithetic = bool(chosen["antithetic"])
         super().__init__()
+        #: the generator's and the KL's options as given (``resolved_options``: in force)
+        self.generator_options, self.kl_options = gen, kl_options
         check_num_samples(sample_batch, name="sample_batch")
         self.nll_mode = parse_enum(NLLMode, chosen["nll"], "nll")
         self.forward_mode = parse_enum(ForwardMode, forward_mode, "forward_mode")
@@ -239,7 +242,7 @@ class BayesByHypernet(TemperedKL, Method):
             )
         sigma_mode = parse_enum(SigmaPer, sigma_per, "sigma_per")
         # the estimators of the posterior need one sample; the others compare samples
-        check_num_samples(samples, minimum=1 if uses_posterior(kl) else 2)
+        check_num_samples(samples, minimum=1 if uses_posterior(kl_options.name) else 2)
         #: S, weight samples per training step
         self.num_samples: int = samples
         self.sample_batch = sample_batch
@@ -259,11 +262,11 @@ class BayesByHypernet(TemperedKL, Method):
             spec,
             spec.from_module_values(self.net)[0],
             chosen,
-            chunk_size=chunk_size,
-            num_chunks=num_chunks,
-            embedding_dim=embedding_dim,
-            jacobian_samples=jacobian_samples,
-            jacobian_chunks=jacobian_chunks,
+            chunk_size=gen.chunk_size,
+            num_chunks=gen.num_chunks,
+            embedding_dim=gen.embedding_dim,
+            jacobian_samples=kl_options.jacobian_samples,
+            jacobian_chunks=kl_options.jacobian_chunks,
             sigma_per=sigma_mode,
         )
         self.kl_estimator = kl_estimator  # first: the parameters' order of earlier versions

@@ -19,9 +19,11 @@ from typing import Any
 from torch import Tensor
 
 from bbh.divergences import KLEstimator, make_kl_estimator, uses_posterior
+from bbh.divergences.options import KLOptions
 from bbh.enums import GeneratorName, NoiseMode, Preset, SigmaPer
 from bbh.functional import ParamSpec
 from bbh.hypernets import GENERATORS
+from bbh.hypernets.options import GeneratorOptions
 from bbh.options import parse_enum
 from bbh.posteriors.implicit import Generator, ImplicitPosterior
 from bbh.priors import FAN_IN_GAIN
@@ -81,6 +83,103 @@ RECOMMENDED: dict[str, Any] = dict(
 #: The named option sets ``preset=`` takes (``bbh.build``, run configs)
 PRESETS: dict[Preset, dict[str, Any]] = {Preset.RECOMMENDED: {}, Preset.PAPER: PAPER}
 
+#: ``init_sigma``'s default, the semi-implicit sigma's start
+INIT_SIGMA = 0.01
+#: the options' old names that configs, records and the presets write: ``weight_noise`` for
+#: ``init_sigma``
+RENAMED = {"init_sigma": "weight_noise"}
+#: the generator's and the KL's options by their flat names (``GeneratorOptions.FLAT_NAMES``,
+#: ``KLOptions.FLAT_NAMES``) and the old names, which ``BayesByHypernet`` takes as keywords
+FLAT_OPTIONS: tuple[str, ...] = (
+    *(n for n in GeneratorOptions.FLAT_NAMES.values() if n != "generator"),
+    *(n for n in KLOptions.FLAT_NAMES.values() if n != "kl"),
+    *RENAMED.values(),
+)
+
+
+def flat_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` as records and presets write them: a ``GeneratorOptions`` or ``KLOptions``
+    (or a config's table of one) as its flat names, with flat names given beside it on top,
+    and ``init_sigma`` as ``weight_noise``.
+
+    Args:
+        options: Options as ``BayesByHypernet`` takes them.
+
+    Returns:
+        The flat options.
+
+    Raises:
+        ValueError: ``init_sigma`` and ``weight_noise`` disagree, or a nested option is bad.
+    """
+    out = dict(options)
+    for new, old in RENAMED.items():
+        if new in out:
+            value = out.pop(new)
+            if old in out and out[old] != value:
+                raise ValueError(f"{new}={value!r} and {old}={out[old]!r} (its old name) disagree")
+            out[old] = value
+    nested: tuple[tuple[Any, str], ...] = ((GeneratorOptions, "generator"), (KLOptions, "kl"))
+    for cls, key in nested:
+        value = out.get(key)
+        if value is not None and not isinstance(value, str | Enum):
+            beside = {k: out.pop(k) for k in cls.FLAT_NAMES.values() if k != key and k in out}
+            out.update(cls.of(value).flat(), **beside)
+    return out
+
+
+def merge_options(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``overrides`` on top of ``base`` (a preset), both flat (``flat_options``): a nested object
+    in ``overrides`` replaces all of ``base``'s generator or KL options, a name alone only the
+    name.
+
+    Args:
+        base: The preset's options.
+        overrides: The options given.
+
+    Returns:
+        The merged flat options.
+    """
+    return {**flat_options(base), **flat_options(overrides)}
+
+
+def nested_options(
+    generator: Any, kl: Any, init_sigma: float | None, flat: Mapping[str, Any]
+) -> tuple[GeneratorOptions, KLOptions, float | None]:
+    """``BayesByHypernet``'s generator, KL and ``init_sigma`` from its arguments and the flat
+    keywords (``FLAT_OPTIONS``), which go on top of the objects.
+
+    Args:
+        generator: A ``GeneratorOptions``, a name or a mapping.
+        kl: A ``KLOptions``, a name or a mapping.
+        init_sigma: The argument.
+        flat: The flat keywords given.
+
+    Returns:
+        The generator's options, the KL's and ``init_sigma``.
+
+    Raises:
+        TypeError: A keyword that is none of ``FLAT_OPTIONS``.
+        ValueError: A bad option, or ``weight_noise`` against a different ``init_sigma``.
+    """
+    unknown = sorted(set(flat) - set(FLAT_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"BayesByHypernet got unexpected option(s) {unknown}; besides its arguments it takes "
+            f"the flat names of the generator's and the KL's options: {sorted(FLAT_OPTIONS)}"
+        )
+    flat = dict(flat)
+    if "weight_noise" in flat:
+        old = flat.pop("weight_noise")
+        if init_sigma not in (INIT_SIGMA, old):
+            raise ValueError(
+                f"init_sigma={init_sigma!r} and weight_noise={old!r} (its old name) disagree"
+            )
+        init_sigma = old
+    gen = GeneratorOptions.of(generator).replace(**GeneratorOptions.from_flat(flat))
+    kl_options = KLOptions.of(kl).replace(**KLOptions.from_flat(flat))
+    return gen, kl_options, init_sigma
+
+
 #: Nets of at most this many generated weights get the small-net options of ``"auto"``:
 #: measured on the posterior check's cases, D = 2 to 500. The samples' options (64 on the whole
 #: batch) also need the whole net, point estimates included, this small: each sample is a pass
@@ -137,14 +236,18 @@ def resolve_auto(options: Mapping[str, Any], dim: int, net_dim: int) -> dict[str
 def recorded_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """The options a run records and hashes for ``options`` as a config gives them (no net):
     ``preset``'s values where ``options`` gives none, ``"auto"`` written as it resolves on a
-    large net, the prior's own scale where none is given, and ``preset`` by name.
+    large net, the prior's own scale where none is given, and ``preset`` by name; the generator's
+    and KL's options flat and ``init_sigma`` as ``weight_noise`` (``flat_options``), as records
+    have always written them, so a config has one hash however it spells them.
 
     Args:
         options: Options as ``BayesByHypernet`` or ``bbh.build("bbh", ...)`` takes them.
 
     Returns:
-        The recorded options (those of ``RECOMMENDED``'s keys, and ``preset``).
+        The recorded options (``RECOMMENDED``'s keys, the other flat generator and KL options,
+        and ``preset``).
     """
+    options = flat_options(options)
     preset = parse_enum(Preset, options.get("preset", Preset.RECOMMENDED), "preset")
     chosen = {**RECOMMENDED, **PRESETS[preset]}
     for key in chosen:
@@ -153,7 +256,9 @@ def recorded_options(options: Mapping[str, Any]) -> dict[str, Any]:
             chosen[key] = value
     if "prior" in options and options.get("prior_scale") is None:
         chosen["prior_scale"] = default_prior_scale(chosen["prior"])
-    return dict(chosen, preset=preset.value)
+    defaults = {**GeneratorOptions().flat(), **KLOptions().flat()}
+    rest = {k: options.get(k, v) for k, v in defaults.items() if k not in chosen}
+    return dict(chosen, **rest, preset=preset.value)
 
 
 def default_prior_scale(prior: object) -> float:
@@ -270,7 +375,7 @@ def options_for_state_dict(
     Returns:
         The options to build it with.
     """
-    options = dict(options)
+    options = flat_options(options)
     state_dict = {_current_key(k): v for k, v in state_dict.items()}
     chunked_keys = "posterior.generator.embeddings" in state_dict
     if chunked_keys and options.get("generator") in (None, AUTO):
@@ -304,7 +409,7 @@ def build_generator(
     noise_mixing: bool,
     init_sigma: float | None,
 ) -> Generator:
-    """The generator ``name`` over ``spec``, after checking the options that belong to one.
+    """The generator ``name`` over ``spec`` (its options checked by ``GeneratorOptions``).
 
     Args:
         name: The generator (``"auto"`` resolved).
@@ -321,10 +426,6 @@ def build_generator(
 
     Returns:
         The generator.
-
-    Raises:
-        ValueError: A chunked-generator option with another generator, hidden layers for the
-            affine one, or a bad ``num_chunks``.
     """
     options: dict[str, Any] = {"noise_dim": noise_dim, "hidden": hidden, "noise": noise}
     if num_chunks == AUTO:
@@ -332,8 +433,6 @@ def build_generator(
         if name is GeneratorName.CHUNKED and chunk_size is None:
             width = hidden[-1] if hidden else noise_dim + embedding_dim
             num_chunks = auto_num_chunks(spec.dim, width, embedding_dim, noise_dim, noise_mixing)
-    elif isinstance(num_chunks, str):
-        raise ValueError(f"num_chunks must be an int >= 1, None or 'auto', got {num_chunks!r}")
     if name is GeneratorName.CHUNKED:
         options.update(
             chunk_size=chunk_size,
@@ -342,10 +441,6 @@ def build_generator(
             init=init,
             noise_mixing=noise_mixing,
         )
-    elif chunk_size is not None or num_chunks is not None:
-        raise ValueError("chunk_size and num_chunks apply only to generator='chunked'")
-    if name is GeneratorName.AFFINE and hidden:
-        raise ValueError(f"generator='affine' has no hidden layers; got hidden={hidden!r}")
     if is_affine(name, hidden):  # ours: starts at the net's init with a spread of about sigma
         options.update(init=init, init_noise_scale=0.01 if init_sigma is None else init_sigma)
     generator: Generator = GENERATORS[name.value](spec, **options)
@@ -391,41 +486,35 @@ def build_kl(
         The estimator.
 
     Raises:
-        ValueError: A Jacobian-KL option with another estimator or generator.
+        ValueError: ``jacobian_chunks`` with a generator other than the chunked one with
+            aligned noise.
     """
-    if isinstance(jacobian_chunks, str) and jacobian_chunks != AUTO:
-        raise ValueError(
-            f"jacobian_chunks must be an int >= 1, None or 'auto', got {jacobian_chunks!r}"
-        )
     usable = name is GeneratorName.CHUNKED and noise is NoiseMode.ALIGNED
     if jacobian_chunks not in (AUTO, None) and not usable:
-        raise ValueError("jacobian_chunks needs generator='chunked' with noise='aligned'")
+        raise ValueError("jacobian_chunks needs generator='chunked' with noise_sharing='aligned'")
     chunks = resolve_jacobian_chunks(
         jacobian_chunks, kl, name, noise, dim, getattr(generator, "num_chunks", None)
     )
-    if kl == "jacobian":
+    if kl == "jacobian":  # KLOptions refuses the Jacobian's options with another estimator
         return make_kl_estimator(kl, jacobian_samples=jacobian_samples, jacobian_chunks=chunks)
-    if jacobian_samples != 1 or chunks is not None:
-        raise ValueError("jacobian_samples and jacobian_chunks apply only to kl='jacobian'")
     return make_kl_estimator(kl)
 
 
 def in_force(
+    gen: GeneratorOptions,
+    kl_options: KLOptions,
     given: Mapping[str, Any],
-    *,
-    chunk_size: int | None,
-    num_chunks: int | str | None,
     dim: int,
     net_dim: int,
 ) -> dict[str, Any]:
-    """The options in force for ``given`` (``RECOMMENDED``'s keys, as ``BayesByHypernet`` got
-    them): enum members as their values, ``prior_scale=None`` as the prior's own and
+    """The options in force (``RECOMMENDED``'s keys) for the generator's, the KL's and the
+    ``given`` others: enum members as their values, ``prior_scale=None`` as the prior's own and
     ``"auto"`` resolved (``resolve_auto``), after checking the ones that depend on each other.
 
     Args:
-        given: The options as given.
-        chunk_size: The chunked generator's option (``"auto"`` reads it).
-        num_chunks: The same.
+        gen: The generator's options.
+        kl_options: The KL's options.
+        given: The other recorded options, as given (``init_sigma`` as ``weight_noise``).
         dim: D, the generated weights.
         net_dim: The net's parameters in all.
 
@@ -433,26 +522,23 @@ def in_force(
         The options, ``RECOMMENDED``'s keys.
 
     Raises:
-        ValueError: ``noise_dim`` or ``num_samples`` is neither ``"auto"`` nor an int, or an
-            estimator of the posterior lacks ``weight_noise``.
+        ValueError: ``num_samples`` is neither ``"auto"`` nor an int, or an estimator of the
+            posterior lacks ``init_sigma``.
     """
-    out = {k: v.value if isinstance(v, Enum) else v for k, v in given.items()}
-    out["noise"] = parse_enum(NoiseMode, out["noise"], "noise").value
-    if not isinstance(out["hidden"], str):
-        out["hidden"] = tuple(out["hidden"])
+    flat = {**gen.flat(), **kl_options.flat(), **given}  # the generator's and KL's as values
+    out = {k: flat[k].value if isinstance(flat[k], Enum) else flat[k] for k in RECOMMENDED}
     if out["prior_scale"] is None:
         out["prior_scale"] = default_prior_scale(out["prior"])
-    auto = resolve_auto(dict(out, chunk_size=chunk_size, num_chunks=num_chunks), dim, net_dim)
+    auto = resolve_auto(
+        dict(out, chunk_size=gen.chunk_size, num_chunks=gen.num_chunks), dim, net_dim
+    )
     out = {key: auto[key] for key in out}
-    k = out["noise_dim"]
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"noise_dim must be an int >= 1 or 'auto', got {k!r}")
     if isinstance(out["num_samples"], str):
         raise ValueError(f"num_samples must be an int >= 1 or 'auto', got {out['num_samples']!r}")
     if uses_posterior(out["kl"]) and out["weight_noise"] is None:
         raise ValueError(
-            f"kl={out['kl']!r} needs weight_noise > 0 (the semi-implicit posterior's initial "
-            "sigma, e.g. 0.01): a purely implicit q has no density in R^D"
+            f"kl={out['kl']!r} needs init_sigma > 0 (the semi-implicit posterior's initial "
+            "sigma, e.g. 0.01; weight_noise in configs): a purely implicit q has no density in R^D"
         )
     return out
 
@@ -485,7 +571,7 @@ def build_posterior(
         ValueError: ``sigma_per`` other than ``weight`` without ``init_sigma``.
     """
     if sigma_per is not SigmaPer.WEIGHT and init_sigma is None:
-        raise ValueError(f"sigma_per={sigma_per.value!r} needs weight_noise (a semi-implicit q)")
+        raise ValueError(f"sigma_per={sigma_per.value!r} needs init_sigma (a semi-implicit q)")
     posterior = ImplicitPosterior(
         generator,
         init_sigma,

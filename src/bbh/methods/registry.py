@@ -82,14 +82,16 @@ def build(name: str, net: nn.Module, **options: Any) -> Method:
     if presets is not None and "preset" in options:
         options = dict(options)
         chosen = parse_enum(type(next(iter(presets))), options.pop("preset"), "preset")
-        options = {**presets[chosen], **options}
+        merge = getattr(factory, "merge_options", None)  # BbH: nested options merge by field
+        options = merge(presets[chosen], options) if merge else {**presets[chosen], **options}
     params = inspect.signature(factory).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+    flat = getattr(factory, "FLAT_OPTIONS", None)  # keywords a ``**`` parameter takes (BbH)
+    if flat is not None or not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         allowed = [
             n
             for n, p in params.items()
             if p.kind is p.KEYWORD_ONLY or (p.kind is p.POSITIONAL_OR_KEYWORD and n != "net")
-        ]
+        ] + list(flat or ())
         unknown = sorted(set(options) - set(allowed))
         if unknown:
             raise ValueError(

@@ -5,7 +5,7 @@ per-weight ``sigma``:
 
     q(w) = integral N(w; G(z), diag(sigma^2)) N(z; 0, I) dz.
 
-With ``sigma = 0`` (``weight_noise=None``) this is the paper's implicit posterior: the samples lie
+With ``sigma = 0`` (``init_sigma=None``) this is the paper's implicit posterior: the samples lie
 on the k-dimensional image of the generator, so ``KL(q || p)`` to a Gaussian prior in R^D is
 infinite and only sample-based estimates of it exist. With ``sigma > 0`` (semi-implicit; Yin and
 Zhou 2018) the density exists everywhere and ``bbh.divergences.JacobianKL`` estimates its entropy
@@ -93,7 +93,7 @@ class ImplicitPosterior(nn.Module):
 
     Args:
         generator: a ``bbh.hypernets`` generator (noise ``[S, n_blocks, k]`` -> ``[S, D]``).
-        weight_noise: initial ``sigma`` of the semi-implicit noise (the same for every weight,
+        init_sigma: initial ``sigma`` of the semi-implicit noise (the same for every weight,
             then learned as ``log sigma``); ``None`` for the paper's purely implicit posterior.
         sigma_blocks: ``(rows, cols)`` per contiguous block of ``[D]`` (row-major, sum of
             ``rows * cols`` = D) whose rows share one learned sigma; ``None``: one sigma per
@@ -112,7 +112,7 @@ class ImplicitPosterior(nn.Module):
     def __init__(
         self,
         generator: Generator,
-        weight_noise: float | None = None,
+        init_sigma: float | None = None,
         *,
         log_sigma_scale: float = 1.0,
         sigma_blocks: Sequence[tuple[int, int]] | None = None,
@@ -120,12 +120,10 @@ class ImplicitPosterior(nn.Module):
         tensor_sizes: Sequence[int] | None = None,
     ):
         super().__init__()
-        if weight_noise is not None and not (
-            isinstance(weight_noise, (int, float)) and 0 < weight_noise < math.inf
+        if init_sigma is not None and not (
+            isinstance(init_sigma, (int, float)) and 0 < init_sigma < math.inf
         ):
-            raise ValueError(
-                f"weight_noise must be a positive number or None, got {weight_noise!r}"
-            )
+            raise ValueError(f"init_sigma must be a positive number or None, got {init_sigma!r}")
         if not log_sigma_scale > 0:
             raise ValueError(f"log_sigma_scale must be positive, got {log_sigma_scale!r}")
         self.generator: Generator = generator  # an nn.Module: registered as a submodule
@@ -160,7 +158,7 @@ class ImplicitPosterior(nn.Module):
             self.sigma_blocks = tuple((r, c, f) for r, c, f in blocks)
         #: how many of ``log_sigma_param`` each block holds (rows, then columns if factored)
         self._sigma_counts = [r + (c if f else 0) for r, c, f in self.sigma_blocks or ()]
-        start = math.log(weight_noise) / log_sigma_scale if weight_noise is not None else 0.0
+        start = math.log(init_sigma) / log_sigma_scale if init_sigma is not None else 0.0
         if self.sigma_blocks is None:
             initial = torch.full((dim,), start, dtype=ref.dtype)
         else:  # row scales at sigma0, column scales at 1 (log 0)
@@ -170,12 +168,12 @@ class ImplicitPosterior(nn.Module):
                     for r, c, f in self.sigma_blocks
                 ]
             ).to(ref.dtype)
-        self.log_sigma_param = None if weight_noise is None else nn.Parameter(initial)
+        self.log_sigma_param = None if init_sigma is None else nn.Parameter(initial)
         #: the runs of ``[D]`` that share a learned log-scale (``tensor_sizes``), or ``()``
         self.tensor_sizes: tuple[int, ...] = ()
         #: one log-scale per run, stored as ``log_sigma_param`` is; ``None`` without
         self.log_sigma_tensor_param: nn.Parameter | None = None
-        if tensor_sizes is not None and weight_noise is not None:
+        if tensor_sizes is not None and init_sigma is not None:
             self.tensor_sizes = checked_tensor_sizes(tensor_sizes, dim)
             self.log_sigma_tensor_param = nn.Parameter(
                 torch.zeros(len(self.tensor_sizes), dtype=ref.dtype)
@@ -202,14 +200,14 @@ class ImplicitPosterior(nn.Module):
 
     @property
     def semi_implicit(self) -> bool:
-        """Whether the posterior adds Gaussian noise to the generated weights (``weight_noise``)."""
+        """Whether the posterior adds Gaussian noise to the generated weights (``init_sigma``)."""
         return self.log_sigma_param is not None
 
     @property
     def log_sigma(self) -> Tensor:
         """Per-weight ``log sigma`` ``[D]`` (only for a semi-implicit posterior)."""
         if self.log_sigma_param is None:
-            raise RuntimeError("this posterior is purely implicit (weight_noise=None): no sigma")
+            raise RuntimeError("this posterior is purely implicit (init_sigma=None): no sigma")
         log_sigma = self._per_weight_log_sigma(self.log_sigma_param * self.log_sigma_scale)
         if self.log_sigma_tensor_param is None:
             return log_sigma

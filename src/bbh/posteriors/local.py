@@ -164,7 +164,7 @@ def local_noise_copy(
         net: The net to copy (BbH's copy, its generated tensors released).
         generated: The generated tensors' names.
         estimator: ``local`` or ``flipout``.
-        init_sigma: BbH's ``weight_noise`` (needed: a semi-implicit q).
+        init_sigma: BbH's ``init_sigma`` (needed: a semi-implicit q).
         exact_last_layer: Whether BbH integrates its output layer (then refused).
 
     Returns:
@@ -176,7 +176,7 @@ def local_noise_copy(
     """
     option = f"sigma_noise={estimator.value!r}"
     if init_sigma is None:
-        raise ValueError(f"{option} needs weight_noise (a semi-implicit q with a sigma)")
+        raise ValueError(f"{option} needs init_sigma (a semi-implicit q with a sigma)")
     if exact_last_layer:
         raise ValueError(
             f"{option} does not apply with last_layer='exact' (the output layer is "

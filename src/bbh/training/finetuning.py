@@ -7,8 +7,8 @@ its predictive is the trained net's (up to the posterior's initial spread);
 
 - ``bbh``: the generator's per-weight means (the chunked generator's offset, the layer-wise
   generators' output biases) at the trained weights; the generated spread around them scaled
-  down to at most ``weight_noise`` (0.01 with the purely implicit posterior) and its mean over
-  the noise put back on the trained weights; the semi-implicit ``sigma`` at ``weight_noise``;
+  down to at most ``init_sigma`` (0.01 with the purely implicit posterior) and its mean over
+  the noise put back on the trained weights; the semi-implicit ``sigma`` at ``init_sigma``;
 - ``bbb``: the Gaussian means at the trained weights, ``sigma = exp(init_log_var / 2)`` (0.011);
 - ``mc_dropout``: the trained net with dropout (``p``, default 0.5) kept on: the masks change the
   function from the first prediction (a small ``p`` keeps it closer);
@@ -36,7 +36,7 @@ from bbh.training.loop import fit
 
 #: The methods ``start_from`` and ``finetune`` take, and where each starts.
 FINETUNE_STARTS: dict[str, str] = {
-    "bbh": "the generator's means at the trained weights, its spread at most weight_noise",
+    "bbh": "the generator's means at the trained weights, its spread at most init_sigma",
     "bbb": "the Gaussian means at the trained weights, sigma from init_log_var",
     "mc_dropout": "the trained net with dropout kept on (p): the masks change the function",
     "map": "the trained net itself (the point estimate trains on)",
@@ -185,7 +185,7 @@ def _centre_generator(model: Method, net: nn.Module) -> None:
     already, but the chunked generator's noise path adds a spread (and, through its LeakyReLUs,
     a mean) of its own, and the paper's layer-wise generators start at zero means: this scales
     the output layers' weights (the only path of the noise into the weights) so that the RMS
-    spread of ``G(z)`` is at most ``weight_noise`` (0.01 without one), then shifts the offsets
+    spread of ``G(z)`` is at most ``init_sigma`` (0.01 without one), then shifts the offsets
     (biases) so that the mean of ``G(z)`` over ``CENTRE_DRAWS`` draws is the trained weights.
     """
     posterior = getattr(model, "posterior", None)
@@ -194,6 +194,7 @@ def _centre_generator(model: Method, net: nn.Module) -> None:
     if gen is None or spec is None:
         return
     target = spec.from_module_values(net)[0].to(next(gen.parameters()).device)
+    # init_sigma, which the options in force write under its old name
     sigma0 = getattr(model, "resolved_options", {}).get("weight_noise") or 0.01
     outputs: list[nn.Linear]
     if isinstance(gen, ChunkedGenerator):
