@@ -207,8 +207,8 @@ BASELINES: list[MethodCase] = [
         "ensemble (M=5, no adversarial)", "ensemble", {"num_members": 5, "adversarial": False}
     ),
     MethodCase("bbb (sample)", "bbb"),
-    MethodCase("bbb (local)", "bbb", {"weight_noise": "local"}),
-    MethodCase("bbb (flipout)", "bbb", {"weight_noise": "flipout"}),
+    MethodCase("bbb (local)", "bbb", {"sigma_noise": "local"}),
+    MethodCase("bbb (flipout)", "bbb", {"sigma_noise": "flipout"}),
     MethodCase("mnf", "mnf", tiny_options={"flow_hidden": 8, "aux_flow_hidden": 8}),
 ]
 
@@ -368,14 +368,14 @@ BBH_CONFIGS: list[MethodCase] = [
 def registry_grid(extra: dict[str, Any] | None = None) -> list[MethodCase]:
     """Every generator x KL estimator of the registries, BbH's other options at their defaults.
 
-    The estimators that need a semi-implicit posterior get the default ``weight_noise``; the
+    The estimators that need a semi-implicit posterior get the default ``init_sigma``; the
     others the paper's purely implicit one. Labels start with ``bbh grid:``, so a record keyed
     by label never mixes them up with a configuration of ``BBH_CONFIGS``.
     """
     cases = []
     for gen in GENERATORS:
         for kl in KL_ESTIMATORS:
-            noise = {} if uses_posterior(kl) else {"weight_noise": None}
+            noise = {} if uses_posterior(kl) else {"init_sigma": None}
             options = {"generator": gen, "kl": kl, **noise, **(extra or {})}
             label = f"bbh grid: {gen}, {kl}"  # never one of BBH_CONFIGS' labels
             cases.append(MethodCase(label, "bbh", options, _TINY_HYPERNET))

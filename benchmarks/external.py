@@ -3,7 +3,7 @@
     pip install --no-deps bayesian-torch    # optional; see benchmarks/README.md for why --no-deps
     python benchmarks/external.py
 
-- Bayes by Backprop: ours (``bbb``, ``weight_noise="sample"`` and ``"flipout"``) against
+- Bayes by Backprop: ours (``bbb``, ``sigma_noise="sample"`` and ``"flipout"``) against
   bayesian-torch's ``dnn_to_bnn`` conversion of the same LeNet-5 (``Reparameterization`` and
   ``Flipout`` layers), each with its closed-form KL, fused Adam, CE + KL / N. Skipped (and said
   so in the record) when bayesian-torch is not installed. Target: ours no slower.
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             bayesian_torch_step(net_case.make(), "Reparameterization", x, y, n),
         ),
         "bbb flipout vs bayesian-torch Flipout": (
-            ours(MethodCase("bbb", "bbb", {"weight_noise": "flipout"})),
+            ours(MethodCase("bbb", "bbb", {"sigma_noise": "flipout"})),
             bayesian_torch_step(net_case.make(), "Flipout", x, y, n),
         ),
         "mc_dropout vs plain PyTorch": (

@@ -86,7 +86,7 @@ def test_local_noise_on_unsupported_layers_is_an_error_at_construction() -> None
         build("bbb", net, weight_noise="local")
     method = build("bbb", net, weight_noise="flipout", deterministic=["1"])
     assert method.spec.names == ("0.weight", "0.bias", "2.weight", "2.bias")
-    with pytest.raises(ValueError, match="weight_noise"):
+    with pytest.raises(ValueError, match=r"unknown sigma_noise 'exact'"):
         build("bbb", net, weight_noise="exact")
 
 

@@ -7,10 +7,10 @@ closed form. It takes the same model as ``BayesByHypernet``'s recommended one (`
 fan-in prior, the temperature T chosen on validation data, ``log sigma`` free to reach its
 optimum), so the two differ only in the posterior family; ``prior="isotropic", prior_scale=1,
 temperature=1, sigma_rate=5e-4`` is the paper's (at lr 1e-3). The posterior acts on the
-unmodified net from outside (``ParamSpec`` + ``sampled_forward``), so ``weight_noise="sample"``
+unmodified net from outside (``ParamSpec`` + ``sampled_forward``), so ``sigma_noise="sample"``
 works for any module.
 
-``weight_noise``:
+``sigma_noise`` (``weight_noise``, its old name, in configs and records), as BbH's:
 
 - ``sample`` (default; Blundell et al. and the paper's code): ``num_train_samples`` weight
   samples per step, each shared by the whole batch (the paper: 1);
@@ -31,8 +31,8 @@ step; no annealing (``kl_weight=1``). The means start from the net's own initial
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -44,6 +44,7 @@ from bbh.inputs import Inputs, call_args
 from bbh.likelihoods import make_likelihood
 from bbh.methods.base import Method, check_num_samples
 from bbh.methods.temperature import TemperedKL
+from bbh.options import parse_enum
 from bbh.posteriors.gaussian import MeanFieldGaussian
 from bbh.posteriors.layers import deterministic_predicate, select_layers
 from bbh.posteriors.local import WeightNoise, make_local, plain_weights
@@ -74,13 +75,14 @@ class BayesByBackprop(TemperedKL, Method):
             within the run (docs/methods.md, "Where sigma goes").
         init_log_var: initial log-variance of every weight (jittered by ``init_log_var_std``).
         init_log_var_std: the standard deviation of the initial log-variances' jitter.
-        weight_noise: ``sample``, ``local`` or ``flipout`` (see the module docstring).
+        sigma_noise: how training draws the weights' noise: ``sample``, ``local`` or
+            ``flipout`` (see the module docstring).
         num_train_samples: forward passes per training step (each with its own noise).
         deterministic: module names (or ``"norm"``) whose parameters stay point estimates.
         likelihood: ``categorical`` or ``gaussian`` (with ``noise_scale``).
         noise_scale: the Gaussian likelihood's observation noise (its standard deviation),
             required with ``likelihood="gaussian"`` and refused with ``categorical``.
-        forward_mode: ``auto``, ``vmap`` or ``loop`` for ``weight_noise="sample"``.
+        forward_mode: ``auto``, ``vmap`` or ``loop`` for ``sigma_noise="sample"``.
         sample_batch: weight samples run at once by ``predict_logits``.
         predict_noise: ``weights`` (one weight sample per draw, shared by the batch) or
             ``training`` (the training noise; per example for ``local``/``flipout``).
@@ -89,7 +91,26 @@ class BayesByBackprop(TemperedKL, Method):
             posterior samples: the paper's MNIST variants ``bbb_klapprox``,
             ``bbb_klapprox_fullkernel`` and ``bbb_disc``.
         kl_samples: the posterior samples (at least 2) a sample-based ``kl`` estimates from.
+        **flat: ``weight_noise``, ``sigma_noise``'s old name (run configs and records write it).
     """
+
+    #: the old names taken as keywords (``weight_noise`` for ``sigma_noise``)
+    FLAT_OPTIONS: ClassVar[tuple[str, ...]] = ("weight_noise",)
+    #: arguments that records write under their old name
+    RECORDED_AS: ClassVar[dict[str, str]] = {"sigma_noise": "weight_noise"}
+
+    @staticmethod
+    def resolve_options(options: Mapping[str, Any]) -> dict[str, Any]:
+        """What a run records for ``options``: ``sigma_noise`` under its old name.
+
+        Args:
+            options: The options a config gives.
+
+        Returns:
+            ``{"weight_noise": ...}``, the value given under either name (default ``sample``).
+        """
+        value = options.get("sigma_noise", options.get("weight_noise", WeightNoise.SAMPLE))
+        return {"weight_noise": getattr(value, "value", value)}
 
     @checked_args(prior_scale=positive(), init_log_var_std=at_least(0), sigma_rate=positive())
     def __init__(
@@ -103,7 +124,7 @@ class BayesByBackprop(TemperedKL, Method):
         sigma_tensor_scale: bool = True,
         init_log_var: float = -9.0,
         init_log_var_std: float = 0.05,
-        weight_noise: WeightNoise | str = WeightNoise.SAMPLE,
+        sigma_noise: WeightNoise | str = WeightNoise.SAMPLE,
         num_train_samples: int = 1,
         deterministic: Sequence[str] = (),
         likelihood: str = "categorical",
@@ -113,7 +134,18 @@ class BayesByBackprop(TemperedKL, Method):
         predict_noise: str = "weights",
         kl: str = "closed_form",
         kl_samples: int = 5,
+        **flat: Any,
     ):
+        unknown = sorted(set(flat) - set(self.FLAT_OPTIONS))
+        if unknown:
+            raise TypeError(f"BayesByBackprop got unexpected option(s) {unknown}")
+        if "weight_noise" in flat:
+            old = flat["weight_noise"]
+            if sigma_noise not in (WeightNoise.SAMPLE, old):
+                raise ValueError(
+                    f"sigma_noise={sigma_noise!r} and weight_noise={old!r} (its old name) disagree"
+                )
+            sigma_noise = old
         super().__init__()
         check_num_samples(kl_samples, minimum=2, name="kl_samples")
         if kl != "closed_form" and (kl not in KL_ESTIMATORS or uses_posterior(kl)):
@@ -123,12 +155,8 @@ class BayesByBackprop(TemperedKL, Method):
         self.kl_samples = kl_samples
         check_num_samples(num_train_samples, name="num_train_samples")
         check_num_samples(sample_batch, name="sample_batch")
-        try:
-            self.weight_noise = WeightNoise(weight_noise)
-        except ValueError:
-            raise ValueError(
-                f"unknown weight_noise {weight_noise!r}; allowed: {[w.value for w in WeightNoise]}"
-            ) from None
+        #: how training draws the weights' noise
+        self.sigma_noise = parse_enum(WeightNoise, sigma_noise, "sigma_noise")
         if predict_noise not in ("weights", "training"):
             raise ValueError(
                 f"unknown predict_noise {predict_noise!r}; allowed: ['training', 'weights']"
@@ -151,10 +179,10 @@ class BayesByBackprop(TemperedKL, Method):
         self.spec = ParamSpec.from_module(
             self.net, deterministic_predicate(self.net, deterministic)
         )
-        if self.weight_noise is not WeightNoise.SAMPLE:
-            option = f"weight_noise={self.weight_noise.value!r}"
+        if self.sigma_noise is not WeightNoise.SAMPLE:
+            option = f"sigma_noise={self.sigma_noise.value!r}"
             for _, layer in select_layers(self.net, self.spec.names, method="bbb", option=option):
-                make_local(layer, self.weight_noise)
+                make_local(layer, self.sigma_noise)
         generated = set(self.spec.names)
         for name, p in self.net.named_parameters():
             if name in generated:
@@ -218,18 +246,18 @@ class BayesByBackprop(TemperedKL, Method):
     ) -> Tensor:
         """Outputs ``[S, B, C]`` for S independent draws of the weight noise.
 
-        ``noise`` defaults to the training ``weight_noise``; ``sample`` runs S weight samples,
+        ``noise`` defaults to the training ``sigma_noise``; ``sample`` runs S weight samples,
         each shared by the whole batch, also on a net switched to local noise.
 
         Args:
             num_samples: S.
             x: Inputs ``[B, ...]``, already checked (``check_input``).
-            noise: How the weight noise is drawn (default: the training ``weight_noise``).
+            noise: How the weight noise is drawn (default: the training ``sigma_noise``).
 
         Returns:
             Outputs ``[S, B, C]``.
         """
-        noise = self.weight_noise if noise is None else noise
+        noise = self.sigma_noise if noise is None else noise
         if noise is WeightNoise.SAMPLE:
             return self._forward_weights(self.posterior.rsample(num_samples), x)
         params = {k: v[0] for k, v in self.spec.unflatten(self.posterior.mean[None]).items()}
@@ -290,7 +318,7 @@ class BayesByBackprop(TemperedKL, Method):
     def _forward_weights(self, flat: Tensor, x: Inputs) -> Tensor:
         """The net on each weight sample ``[S, D]`` (each shared by the batch), ``[S, B, C]``."""
         # a shared trunk only for plain layers: local-noise layers read their mode in forward
-        share = self.weight_noise is WeightNoise.SAMPLE
+        share = self.sigma_noise is WeightNoise.SAMPLE
         with plain_weights(self.net):
             return sampled_forward(
                 self.net, self.spec.unflatten(flat), x, mode=self.forward_mode, share_trunk=share
@@ -301,7 +329,7 @@ class BayesByBackprop(TemperedKL, Method):
 
         With ``predict_noise="weights"`` (default) each draw is one weight sample shared by the
         batch (coherent function draws, the paper's evaluation); with ``"training"`` the noise is
-        the training ``weight_noise`` (per example for ``local``/``flipout``).
+        the training ``sigma_noise`` (per example for ``local``/``flipout``).
 
         Args:
             x: Inputs ``[B, ...]``, as for ``loss``.
@@ -315,7 +343,7 @@ class BayesByBackprop(TemperedKL, Method):
         """
         check_num_samples(num_samples)
         x = self.check_input(x)
-        noise = WeightNoise.SAMPLE if self.predict_noise == "weights" else self.weight_noise
+        noise = WeightNoise.SAMPLE if self.predict_noise == "weights" else self.sigma_noise
         outs = []
         for start in range(0, num_samples, self.sample_batch):
             n = min(self.sample_batch, num_samples - start)
