@@ -154,3 +154,25 @@ def test_a_saved_flat_run_loads_into_a_model_built_with_objects():
     result = new.load_state_dict(old.state_dict())
     assert not result.missing_keys and not result.unexpected_keys
     assert same_state(old, new)
+
+
+def test_a_run_config_may_write_the_generator_as_a_table():
+    """``method.options.generator = {name = ..., hidden = [...]}`` and ``init_sigma`` in a run
+    config give the run hash of the flat spelling (the shipped configs' form)."""
+    from bbh.experiments.builders import method_options
+    from bbh.experiments.config import config_hash, load_config
+
+    nested = load_config(
+        "demo/bbh",
+        overrides=['method.options.generator={name="chunked", hidden=[8]}',
+                   "method.options.init_sigma=0.02"],
+    )  # fmt: skip
+    flat = load_config(
+        "demo/bbh",
+        overrides=['method.options.generator="chunked"', "method.options.hidden=[8]",
+                   "method.options.weight_noise=0.02"],
+    )  # fmt: skip
+    assert config_hash(nested, method_options(nested)) == config_hash(flat, method_options(flat))
+    model = bbh.build("bbh", tiny_net(), **nested.method.options)
+    assert model.resolved_options["hidden"] == (8,)
+    assert model.resolved_options["weight_noise"] == 0.02
