@@ -107,7 +107,7 @@ class BayesByBackprop(TemperedKL, Method):
             options: The options a config gives.
 
         Returns:
-            ``{"weight_noise": ...}``, the value given under either name (default ``sample``).
+            ``weight_noise`` alone, the value given under either name (default ``sample``).
         """
         value = options.get("sigma_noise", options.get("weight_noise", WeightNoise.SAMPLE))
         return {"weight_noise": getattr(value, "value", value)}
