@@ -151,6 +151,9 @@ def test_a_saved_flat_run_loads_into_a_model_built_with_objects():
         {"generator": {"hidden": [8]}, "init_sigma": 0.02}, old.state_dict()
     )
     new = BayesByHypernet(tiny_net(), temperature=1.0, **options)
+    shapes = {k: v.shape for k, v in new.state_dict().items()}  # the same structure, built anew
+    assert shapes == {k: v.shape for k, v in old.state_dict().items()}
+    assert not same_state(old, new)  # fresh parameters, until the saved ones load
     result = new.load_state_dict(old.state_dict())
     assert not result.missing_keys and not result.unexpected_keys
     assert same_state(old, new)
