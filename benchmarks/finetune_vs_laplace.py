@@ -68,8 +68,11 @@ def last_layer_only(net: torch.nn.Module) -> torch.nn.Module:
     return out
 
 
-def one_seed(run: Path, data_dir: str | None, rows: tuple[str, ...] = ROWS) -> dict[str, Any]:
-    """Fit, fine-tune and score ``rows`` (``map`` and ``laplace`` always) on ``run``'s net."""
+def one_seed(
+    run: Path, data_dir: str | None, rows: tuple[str, ...] = ROWS, num_samples: int | None = None
+) -> dict[str, Any]:
+    """Fit, fine-tune and score ``rows`` (``map`` and ``laplace`` always) on ``run``'s net, with
+    ``num_samples`` weight draws per test input (None: the run config's)."""
     trained, cfg = load_with_config(run)
     if data_dir is not None:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, root=data_dir))
@@ -104,22 +107,27 @@ def one_seed(run: Path, data_dir: str | None, rows: tuple[str, ...] = ROWS) -> d
         seconds[row] = time.perf_counter() - clock
 
     scores: dict[str, dict[str, float]] = {}
+    predict_seconds: dict[str, float] = {}
+    draws = cfg.eval.num_samples if num_samples is None else num_samples
     for row, model in models.items():
         torch.manual_seed(seed)
+        clock = time.perf_counter()
         ext = evaluate(
             model.eval(), data.test.images, data.test.labels, ood_x=data.ood.images,
-            num_samples=cfg.eval.num_samples, batch_size=cfg.eval.batch_size, attacks=None,
+            num_samples=draws, batch_size=cfg.eval.batch_size, attacks=None,
             input_transform=data.input_transform, progress=False,
             generator=torch.Generator().manual_seed(seed),
         )["extended"]  # fmt: skip
+        predict_seconds[row] = time.perf_counter() - clock
         scores[row] = {"accuracy": ext["accuracy"], "nll": ext["nll"], "ece": ext["ece"],
                        "auroc": ext["ood"]["entropy"]["auroc"]}  # fmt: skip
         print(f"{run.name} {row:20s} " + " ".join(f"{m} {scores[row][m]:.4f}" for m in METRICS)
               + (f"  {seconds[row]:.1f} s" if row in seconds else ""), file=sys.stderr)  # fmt: skip
     ratios = {row: seconds[row] / seconds["laplace"] for row in seconds}
     temperature = {row: float(models[row].temperature) for row in seconds if row != "laplace"}
-    return {"run": str(run), "seed": seed, "steps": epoch, "scores": scores,
-            "seconds": seconds, "seconds_over_laplace_fit": ratios,
+    return {"run": str(run), "seed": seed, "steps": epoch, "num_samples": draws,
+            "scores": scores, "seconds": seconds, "seconds_over_laplace_fit": ratios,
+            "evaluate_seconds": predict_seconds,
             "temperature": temperature}  # fmt: skip
 
 
@@ -138,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=Path, nargs="+", required=True, help="trained map run folders")
     ap.add_argument("--data-dir", help="data root (default: the runs' own)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--num-samples", type=int, default=None,
+                    help="weight draws per test input (default: the run config's eval.num_samples;"
+                    " Laplace's probit predictive takes none)")  # fmt: skip
     ap.add_argument("--rows", nargs="+", choices=FINETUNED, default=list(FINETUNED),
                     help="fine-tuned rows (default: all; map and laplace always)")  # fmt: skip
     ap.add_argument(
@@ -147,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     load = harness.load_guard(allow_busy=True)  # the times are ratios within one process
     chosen = tuple(r for r in ROWS if r in ("map", "laplace", *args.rows))
-    rows = [one_seed(run, args.data_dir, chosen) for run in args.runs]
+    rows = [one_seed(run, args.data_dir, chosen, args.num_samples) for run in args.runs]
     means = {
         name: {m: statistics.fmean(r["scores"][name][m] for r in rows) for m in METRICS}
         for name in chosen

@@ -8,6 +8,10 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any, ClassVar, TypeVar
 
+#: the value of an option chosen from the net and the other options (BbH's generator and KL
+#: options: ``bbh_options.resolve_auto``)
+AUTO = "auto"
+
 E = TypeVar("E", bound=Enum)
 N = TypeVar("N", bound="NestedOptions")
 

@@ -248,10 +248,13 @@ def test_finetune_vs_laplace_scores_every_row_and_times_against_the_fit(tmp_path
     cfg = load_config("demo/map", overrides=["train.epochs=1", "eval.num_samples=2"])
     train_run(cfg, run, resume=None, progress=False)
     out = tmp_path / "ft.json"
-    assert finetune_vs_laplace.main(["--runs", str(run), "--out", str(out)]) == 0
+    argv = ["--runs", str(run), "--out", str(out), "--num-samples", "3"]
+    assert finetune_vs_laplace.main(argv) == 0
     record = json.loads(out.read_text())
     row = record["rows"][0]
     assert set(row["scores"]) == set(finetune_vs_laplace.ROWS)
+    assert row["num_samples"] == 3  # not the config's eval.num_samples (2)
+    assert set(row["evaluate_seconds"]) == set(finetune_vs_laplace.ROWS)
     for scores in row["scores"].values():
         assert 0.0 <= scores["accuracy"] <= 1.0 and scores["nll"] > 0
     timed = ("laplace", *finetune_vs_laplace.FINETUNED)

@@ -11,10 +11,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from bbh.enums import KLName
-from bbh.options import NestedOptions, parse_enum
-
-#: ``jacobian_chunks``'s value chosen by the generator and the net's size
-AUTO = "auto"
+from bbh.options import AUTO, NestedOptions, parse_enum
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from bbh.enums import GeneratorName, NoiseMode
-from bbh.options import NestedOptions, parse_enum
-
-#: the value of an option chosen by the net's size
-AUTO = "auto"
+from bbh.options import AUTO, NestedOptions, parse_enum
 
 
 def _int_at_least_one(value: object, name: str, *, allow: tuple[object, ...] = ()) -> None:

@@ -24,12 +24,9 @@ from bbh.enums import GeneratorName, NoiseMode, Preset, SigmaPer
 from bbh.functional import ParamSpec
 from bbh.hypernets import GENERATORS
 from bbh.hypernets.options import GeneratorOptions
-from bbh.options import parse_enum
+from bbh.options import AUTO, parse_enum
 from bbh.posteriors.implicit import Generator, ImplicitPosterior
 from bbh.priors import FAN_IN_GAIN
-
-#: the value of the options chosen by the net's size (``resolve_auto``)
-AUTO = "auto"
 
 #: ``sigma_rate``'s default: an Adam step moves ``log sigma`` by up to this much, so a sigma
 #: whose gradient keeps its sign crosses a factor of 10 in about 80 steps (where the gradient is
