@@ -139,3 +139,45 @@ def test_mc_dropout_starts_at_the_net_with_dropout(small_net):
     with torch.no_grad():
         reference = small_net(x).softmax(-1)
     assert (model.predict(x, num_samples=50) - reference).abs().mean() < 0.05
+
+
+def _frozen_trunk(affine: bool = True) -> torch.nn.Module:
+    """A BatchNorm trunk with trained-looking statistics, frozen but for the last layer."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(16, 12), torch.nn.BatchNorm1d(12, affine=affine), torch.nn.ReLU(),
+        torch.nn.Linear(12, 12), torch.nn.BatchNorm1d(12), torch.nn.ReLU(), torch.nn.Linear(12, 3),
+    )  # fmt: skip
+    with torch.no_grad():
+        for bn in (net[1], net[4]):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+    net.requires_grad_(False)
+    net[6].requires_grad_(True)
+    return net
+
+
+@pytest.mark.parametrize("method", ["bbh", "map"])
+def test_frozen_batchnorm_keeps_its_statistics_through_a_finetune(method):
+    """``frozen_norms="eval"`` (default): the frozen BatchNorm stays in eval mode in training,
+    so its running statistics are the trained net's after the fine-tune; with ``"train"`` the
+    fine-tune's batches move them. A BatchNorm without parameters is left to PyTorch."""
+    net = _frozen_trunk(affine=False)
+    assert bbh.training.frozen_batchnorms(net) == ["4"]
+    x, y = _data(200)
+    options = {"temperature": 1.0} if method == "bbh" else {}
+    kept = bbh.finetune(net, x, y, method, steps=4, batch_size=50, **options)
+    moved = bbh.finetune(net, x, y, method, steps=4, batch_size=50, frozen_norms="train",
+                         **options)  # fmt: skip
+    assert torch.equal(kept.net[4].running_mean, net[4].running_mean)
+    assert torch.equal(kept.net[4].running_var, net[4].running_var)
+    assert not torch.equal(moved.net[4].running_mean, net[4].running_mean)
+    assert not torch.equal(kept.net[1].running_mean, net[1].running_mean)  # affine=False: moved
+    kept.train()
+    assert kept.training and kept.net[1].training and not kept.net[4].training
+    assert moved.train().net[4].training
+
+
+def test_frozen_norms_is_checked():
+    with pytest.raises(ValueError, match="frozen_norms must be one of"):
+        start_from(_frozen_trunk(), "map", frozen_norms="frozen")

@@ -51,6 +51,24 @@ class Method(nn.Module):
     #: The Adam learning rate ``bbh.training.fit`` uses when none is given.
     default_lr: float = 1e-3
     likelihood: Likelihood
+    #: Modules that ``train()`` leaves in eval mode: ``bbh.finetune``'s frozen BatchNorm
+    #: layers, whose running statistics stay frozen with their parameters (a plain tuple, so
+    #: not registered twice as submodules)
+    frozen_in_eval: tuple[nn.Module, ...] = ()
+
+    def train(self, mode: bool = True) -> Method:
+        """``nn.Module.train``, with the modules of ``frozen_in_eval`` kept in eval mode.
+
+        Args:
+            mode: True for training mode, False for eval mode.
+
+        Returns:
+            The method.
+        """
+        super().train(mode)
+        for module in self.frozen_in_eval:
+            module.train(False)
+        return self
 
     def loss(
         self, x: Inputs, y: Tensor, *, num_data: int, kl_weight: float | Tensor = 1.0

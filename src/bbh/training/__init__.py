@@ -13,8 +13,10 @@ from bbh.training.distributed import DDPSettings, DistributedError, process_grou
 from bbh.training.finetuning import (
     FINETUNE_STARTS,
     FINETUNE_WARMUP,
+    FROZEN_NORMS,
     check_finetune_method,
     finetune,
+    frozen_batchnorms,
     start_from,
 )
 from bbh.training.guards import TrainingDiverged, TrainingGuard, TrainingWarning
@@ -26,6 +28,7 @@ from bbh.training.temperature import TemperatureSearch, validation_nll
 __all__ = [
     "FINETUNE_STARTS",
     "FINETUNE_WARMUP",
+    "FROZEN_NORMS",
     "CheckpointError",
     "DDPSettings",
     "DistributedError",
@@ -43,6 +46,7 @@ __all__ = [
     "constant",
     "finetune",
     "fit",
+    "frozen_batchnorms",
     "kl_annealing",
     "list_checkpoints",
     "load_checkpoint",

@@ -14,6 +14,13 @@ its predictive is the trained net's (up to the posterior's initial spread);
   function from the first prediction (a small ``p`` keeps it closer);
 - ``map``: the trained net itself (further training of the point estimate, a control).
 
+A BatchNorm layer whose parameters are all frozen (``requires_grad=False``: a frozen trunk, as
+in a last-layer fine-tune) stays in eval mode while the method trains (``frozen_norms="eval"``,
+the default): its running statistics are frozen with its parameters, so the trunk computes in
+training what it computes in predictions, and the fine-tune's batches (augmented, say) do not
+shift them. ``frozen_norms="train"`` leaves them to PyTorch's default (batch statistics in
+training, running statistics updated).
+
 ``ensemble`` is refused: its members start from their own initialisations, so it is not a
 fine-tuning method (train it with ``bbh.build("ensemble", net)``). ``mnf`` is refused: its
 multiplicative noise and flows start at their own initialisation, far from the trained function.
@@ -50,6 +57,9 @@ NOT_FINETUNABLE: dict[str, str] = {
     "their own initialisation, far from the trained function",
 }
 
+#: ``frozen_norms``'s choices: what a BatchNorm layer with frozen parameters does in training
+FROZEN_NORMS = ("eval", "train")
+
 #: The fraction of a fine-tune over which the rate rises from near 0 (``fit``'s ``lr_warmup``):
 #: a fresh Adam's first steps at the full rate throw the trained net off its minimum (measured
 #: in docs/finetune.md, "Cost and warm-up")
@@ -76,7 +86,30 @@ def check_finetune_method(method: str) -> None:
         raise ValueError(f"{known} {method!r}; fine-tuning takes {sorted(FINETUNE_STARTS)}")
 
 
-def start_from(net: nn.Module, method: str = "bbh", **options: Any) -> Method:
+def frozen_batchnorms(net: nn.Module) -> list[str]:
+    """The names of ``net``'s BatchNorm layers whose affine parameters are all frozen.
+
+    A layer without affine parameters (``affine=False``) is not counted: nothing says whether
+    it belongs to a frozen part of the net.
+
+    Args:
+        net: A network.
+
+    Returns:
+        Module names, in ``named_modules`` order.
+    """
+    out = []
+    for name, module in net.named_modules():
+        params = list(module.parameters(recurse=False))
+        norm = isinstance(module, nn.modules.batchnorm._BatchNorm)
+        if norm and params and not any(p.requires_grad for p in params):
+            out.append(name)
+    return out
+
+
+def start_from(
+    net: nn.Module, method: str = "bbh", *, frozen_norms: str = "eval", **options: Any
+) -> Method:
     """The method ``method`` around a trained ``net``, untrained, starting at its function.
 
     ``net`` is copied, not changed. See the module docstring for what starts where.
@@ -85,20 +118,29 @@ def start_from(net: nn.Module, method: str = "bbh", **options: Any) -> Method:
         net: The trained network (any ``nn.Module``; its current parameters and buffers are
             the start).
         method: ``bbh``, ``bbb``, ``mc_dropout`` or ``map`` (``FINETUNE_STARTS``).
+        frozen_norms: ``"eval"`` (default): BatchNorm layers whose parameters are all frozen
+            (``frozen_batchnorms``) stay in eval mode when the method trains
+            (``Method.frozen_in_eval``); ``"train"``: PyTorch's default.
         **options: The method's options (as for ``bbh.build``).
 
     Returns:
         The method, in training mode, whose predictions before any step are close to ``net``'s.
 
     Raises:
-        ValueError: ``method`` cannot fine-tune (``check_finetune_method``) or an option is
-            not one of the method's.
+        ValueError: ``method`` cannot fine-tune (``check_finetune_method``), an option is
+            not one of the method's, or ``frozen_norms`` is not one of ``FROZEN_NORMS``.
     """
     check_finetune_method(method)
+    if frozen_norms not in FROZEN_NORMS:
+        raise ValueError(f"frozen_norms must be one of {FROZEN_NORMS}, got {frozen_norms!r}")
+    frozen = frozen_batchnorms(net) if frozen_norms == "eval" else []
     model = build(method, net, **options)
     if method == "bbh":
         _centre_generator(model, net)
-    return model
+    copy_of_net = cast(nn.Module, model.net)  # the method's copy of net: the same names
+    copies = dict(copy_of_net.named_modules())
+    model.frozen_in_eval = tuple(copies[name] for name in frozen)
+    return model.train()
 
 
 def finetune(
@@ -113,6 +155,7 @@ def finetune(
     lr: float | None = None,
     seed: int = 0,
     fit_options: Mapping[str, Any] | None = None,
+    frozen_norms: str = "eval",
     **options: Any,
 ) -> Method:
     """Bayesian fine-tuning: ``start_from(net, method)`` trained on ``(x, y)`` for a short budget.
@@ -137,6 +180,8 @@ def finetune(
         fit_options: Further keyword arguments of ``bbh.fit`` (``kl_schedule``, ``num_data``,
             ``transform``, ``hooks``, ``verbose``, ``temperature_steps``, ...); ``lr_warmup``
             defaults to ``FINETUNE_WARMUP`` here.
+        frozen_norms: What BatchNorm layers with frozen parameters do in training: ``"eval"``
+            (default: their statistics frozen too) or ``"train"`` (``start_from``).
         **options: The method's options (as for ``bbh.build``).
 
     Returns:
@@ -160,7 +205,7 @@ def finetune(
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
-    model = start_from(net, method, **options)
+    model = start_from(net, method, frozen_norms=frozen_norms, **options)
     if steps is None:
         steps = max(1, rows(x) // batch_size)
     fit(
