@@ -107,7 +107,7 @@ def one_seed(
         seconds[row] = time.perf_counter() - clock
 
     scores: dict[str, dict[str, float]] = {}
-    predict_seconds: dict[str, float] = {}
+    evaluate_seconds: dict[str, float] = {}
     draws = cfg.eval.num_samples if num_samples is None else num_samples
     for row, model in models.items():
         torch.manual_seed(seed)
@@ -118,7 +118,7 @@ def one_seed(
             input_transform=data.input_transform, progress=False,
             generator=torch.Generator().manual_seed(seed),
         )["extended"]  # fmt: skip
-        predict_seconds[row] = time.perf_counter() - clock
+        evaluate_seconds[row] = time.perf_counter() - clock
         scores[row] = {"accuracy": ext["accuracy"], "nll": ext["nll"], "ece": ext["ece"],
                        "auroc": ext["ood"]["entropy"]["auroc"]}  # fmt: skip
         print(f"{run.name} {row:20s} " + " ".join(f"{m} {scores[row][m]:.4f}" for m in METRICS)
@@ -127,7 +127,7 @@ def one_seed(
     temperature = {row: float(models[row].temperature) for row in seconds if row != "laplace"}
     return {"run": str(run), "seed": seed, "steps": epoch, "num_samples": draws,
             "scores": scores, "seconds": seconds, "seconds_over_laplace_fit": ratios,
-            "evaluate_seconds": predict_seconds,
+            "evaluate_seconds": evaluate_seconds,
             "temperature": temperature}  # fmt: skip
 
 
@@ -147,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", help="data root (default: the runs' own)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--num-samples", type=int, default=None,
-                    help="weight draws per test input (default: the run config's eval.num_samples;"
-                    " Laplace's probit predictive takes none)")  # fmt: skip
+                    help="weight draws per test input for every sampled row, Laplace's GLM samples"
+                    " included (default: the run config's eval.num_samples)")  # fmt: skip
     ap.add_argument("--rows", nargs="+", choices=FINETUNED, default=list(FINETUNED),
                     help="fine-tuned rows (default: all; map and laplace always)")  # fmt: skip
     ap.add_argument(

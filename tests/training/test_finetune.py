@@ -141,11 +141,12 @@ def test_mc_dropout_starts_at_the_net_with_dropout(small_net):
     assert (model.predict(x, num_samples=50) - reference).abs().mean() < 0.05
 
 
-def _frozen_trunk(affine: bool = True) -> torch.nn.Module:
-    """A BatchNorm trunk with trained-looking statistics, frozen but for the last layer."""
+def _frozen_trunk() -> torch.nn.Module:
+    """A BatchNorm trunk with trained-looking statistics, frozen but for the last layer; its
+    first BatchNorm has no parameters (``affine=False``)."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(
-        torch.nn.Linear(16, 12), torch.nn.BatchNorm1d(12, affine=affine), torch.nn.ReLU(),
+        torch.nn.Linear(16, 12), torch.nn.BatchNorm1d(12, affine=False), torch.nn.ReLU(),
         torch.nn.Linear(12, 12), torch.nn.BatchNorm1d(12), torch.nn.ReLU(), torch.nn.Linear(12, 3),
     )  # fmt: skip
     with torch.no_grad():
@@ -162,7 +163,7 @@ def test_frozen_batchnorm_keeps_its_statistics_through_a_finetune(method):
     """``frozen_norms="eval"`` (default): the frozen BatchNorm stays in eval mode in training,
     so its running statistics are the trained net's after the fine-tune; with ``"train"`` the
     fine-tune's batches move them. A BatchNorm without parameters is left to PyTorch."""
-    net = _frozen_trunk(affine=False)
+    net = _frozen_trunk()
     assert bbh.training.frozen_batchnorms(net) == ["4"]
     x, y = _data(200)
     options = {"temperature": 1.0} if method == "bbh" else {}
