@@ -19,6 +19,9 @@ For each trained ``map`` run (one per seed), in one process and in turn:
   every other parameter frozen at its trained value (``requires_grad_(False)`` on a copy, which
   leaves those parameters out of the posterior and out of training): Laplace's own setting,
   a posterior on the last layer over the trained features;
+- ``bbh (last layer, kronecker)``: the same with the Kronecker-factored generator
+  (``generator="kronecker"``: a matrix-normal posterior on the layer, KFAC's family, trained by
+  the ELBO with its exact KL);
 - ``map``: the trained net itself, for reference.
 
 Each is scored as ``bbh evaluate`` scores a run (the config's weight samples; accuracy, NLL, ECE,
@@ -51,7 +54,8 @@ from bbh.experiments.runs import load_with_config
 from bbh.experiments.train import validation_pair
 from bbh.peers import train_peer
 
-ROWS = ("map", "laplace", "bbh", "bbh (short search)", "bbh (last layer)")
+ROWS = ("map", "laplace", "bbh", "bbh (short search)", "bbh (last layer)",
+        "bbh (last layer, kronecker)")  # fmt: skip
 #: the fine-tuned rows (each timed against Laplace's fit)
 FINETUNED = ROWS[2:]
 METRICS = ("accuracy", "nll", "ece", "auroc")
@@ -94,16 +98,19 @@ def one_seed(
     seconds["laplace"] = time.perf_counter() - clock
     augment = {"transform": data.train_transform} if data.train_transform is not None else {}
     short = {**augment, "temperature_steps": max(1, epoch // 5)}
-    starts = {"bbh": (net, augment), "bbh (short search)": (net, short),
-              "bbh (last layer)": (last_layer_only(net), short)}  # fmt: skip
+    kronecker = {"generator": "kronecker"}
+    starts = {"bbh": (net, augment, {}), "bbh (short search)": (net, short, {}),
+              "bbh (last layer)": (last_layer_only(net), short, {}),
+              "bbh (last layer, kronecker)": (last_layer_only(net), short, kronecker)}  # fmt: skip
     for row in FINETUNED:
         if row not in rows:
             continue
-        start, options = starts[row]
+        start, options, method_options = starts[row]
         torch.manual_seed(seed)
         clock = time.perf_counter()
         models[row] = bbh.finetune(start, x, y, "bbh", steps=epoch, batch_size=batch,
-                                   validation=val, seed=seed, fit_options=options)  # fmt: skip
+                                   validation=val, seed=seed, fit_options=options,
+                                   **method_options)  # fmt: skip
         seconds[row] = time.perf_counter() - clock
 
     scores: dict[str, dict[str, float]] = {}

@@ -24,6 +24,7 @@ class GeneratorName(str, Enum):
     LAYERWISE = "layerwise"  # the paper's: one MLP per tensor
     CHUNKED = "chunked"  # ours: one shared MLP with chunk embeddings
     AFFINE = "affine"  # ours, for small nets: G(z) = A z + b (the layer-wise one, no hidden layer)
+    KRONECKER = "kronecker"  # ours: W = M + L_r E L_c^T per layer, a matrix-normal q
 
 
 class NoiseMode(str, Enum):

@@ -17,6 +17,9 @@ For ``w = G(z) + sigma * eps`` (``bbh.posteriors.ImplicitPosterior`` with ``init
   posterior ``q(z | w)``, which sharpens as D grows; it over-counts entropy only where G folds
   (several z giving the same w).
 
+A generator that knows its own Gaussian density (``gaussian_terms``: the Kronecker one, with
+no semi-implicit noise on top) gives its second moments and entropy, and the KL is exact.
+
 Unlike nearest-neighbour estimates it uses no distances between the S samples, so it neither
 concentrates in high dimension nor needs many samples: the expectation over z is estimated from
 ``jacobian_samples`` of the step's noise draws (default 1, unbiased). Cost per step: k forward-mode
@@ -81,6 +84,11 @@ class JacobianKL(KLEstimator):
         Raises:
             ValueError: The posterior is purely implicit (no ``init_sigma``).
         """
+        exact = getattr(posterior.generator, "gaussian_terms", None)
+        if exact is not None and not posterior.semi_implicit:
+            # a Gaussian generator with its own exact entropy (``KroneckerGenerator``)
+            second_moments, entropy = exact()
+            return prior.cross_entropy(second_moments) - entropy
         if not posterior.semi_implicit:
             raise ValueError(
                 "kl='jacobian' needs a semi-implicit posterior: give BayesByHypernet an "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bbh.enums import GeneratorName
 from bbh.hypernets.chunked import ChunkedGenerator
 from bbh.hypernets.common import NoiseMode
+from bbh.hypernets.kronecker import KroneckerGenerator
 from bbh.hypernets.layerwise import LayerwiseGenerator
 from bbh.hypernets.options import GeneratorOptions
 
@@ -12,6 +13,7 @@ GENERATORS = {
     GeneratorName.LAYERWISE.value: LayerwiseGenerator,
     GeneratorName.CHUNKED.value: ChunkedGenerator,
     GeneratorName.AFFINE.value: LayerwiseGenerator,  # with hidden=(): one linear map per tensor
+    GeneratorName.KRONECKER.value: KroneckerGenerator,
 }
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "ChunkedGenerator",
     "GeneratorName",
     "GeneratorOptions",
+    "KroneckerGenerator",
     "LayerwiseGenerator",
     "NoiseMode",
 ]

@@ -36,13 +36,16 @@ class GeneratorOptions(NestedOptions):
     Args:
         name: ``layerwise`` (the paper's: one MLP per weight tensor), ``chunked`` (one MLP
             shared by chunks of the flat weight vector, each with a learned embedding) or
-            ``affine`` (``G(z) = A z + b``, a Gaussian ``N(b, A A^T)``); ``"auto"``: ``affine``
+            ``affine`` (``G(z) = A z + b``, a Gaussian ``N(b, A A^T)``) or ``kronecker`` (per
+            layer ``W = M + L_r E L_c^T``, a matrix-normal Gaussian with full row and column
+            covariances and an exact KL: ``bbh.hypernets.kronecker``); ``"auto"``: ``affine``
             on a net of at most ``bbh_options.SMALL_NET_WEIGHTS`` generated weights unless
             ``hidden``, ``noise_dim``, ``chunk_size`` or ``num_chunks`` is given, else
             ``chunked``.
-        hidden: The generator's hidden sizes; ``"auto"``: ``(64, 16)``, none for ``affine``.
+        hidden: The generator's hidden sizes; ``"auto"``: ``(64, 16)``, none for ``affine``
+            and ``kronecker``.
         noise_dim: k, the size of the noise z; ``"auto"``: 8, or ``min(D, 512)`` for
-            ``affine``.
+            ``affine``; ``kronecker``'s noise is D (``"auto"`` only).
         noise_sharing: ``aligned`` (one z for every tensor's generator, the paper's default) or
             ``independent`` (a z per tensor).
         chunk_size: The chunked generator's weights per chunk (default: from ``num_chunks``).
@@ -115,5 +118,13 @@ class GeneratorOptions(NestedOptions):
             self.chunk_size is not None or self.num_chunks is not None
         ):
             raise ValueError("chunk_size and num_chunks apply only to generator='chunked'")
-        if named is GeneratorName.AFFINE and self.hidden not in (AUTO, ()):
-            raise ValueError(f"generator='affine' has no hidden layers; got hidden={self.hidden!r}")
+        linear = (GeneratorName.AFFINE, GeneratorName.KRONECKER)
+        if named in linear and self.hidden not in (AUTO, ()):
+            raise ValueError(
+                f"generator={named.value!r} has no hidden layers; got hidden={self.hidden!r}"
+            )
+        if named is GeneratorName.KRONECKER and self.noise_dim != AUTO:
+            raise ValueError(
+                "generator='kronecker' draws one noise value per weight (its noise size is D); "
+                f"got noise_dim={self.noise_dim!r}"
+            )

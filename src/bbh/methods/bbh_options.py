@@ -22,7 +22,7 @@ from bbh.divergences import KLEstimator, make_kl_estimator, uses_posterior
 from bbh.divergences.options import KLOptions
 from bbh.enums import GeneratorName, NoiseMode, Preset, SigmaPer
 from bbh.functional import ParamSpec
-from bbh.hypernets import GENERATORS
+from bbh.hypernets import GENERATORS, KroneckerGenerator
 from bbh.hypernets.options import GeneratorOptions
 from bbh.options import AUTO, parse_enum
 from bbh.posteriors.implicit import Generator, ImplicitPosterior
@@ -197,7 +197,8 @@ def resolve_auto(options: Mapping[str, Any], dim: int, net_dim: int) -> dict[str
       whose Jacobian KL is exact) where ``dim <= SMALL_NET_WEIGHTS`` and none of ``hidden``,
       ``noise_dim``, ``chunk_size``, ``num_chunks`` is given; else ``chunked``.
     - ``hidden``: ``()`` for the affine generator, ``(64, 16)`` otherwise.
-    - ``noise_dim``: ``min(D, 512)`` for the affine generator, 8 otherwise.
+    - ``noise_dim``: ``min(D, 512)`` for the affine generator, D for the Kronecker one, 8
+      otherwise.
     - ``num_samples`` and ``nll``: 64 samples on the whole batch (``mean``) where the whole net
       is small too, else two that split it (``split``): a small net pays little for 64 samples,
       whose gradient noise two leave too large (docs/posterior_check.md: linear-150's std
@@ -217,9 +218,12 @@ def resolve_auto(options: Mapping[str, Any], dim: int, net_dim: int) -> dict[str
         given = [k for k in ("hidden", "noise_dim") if out[k] != AUTO]
         given += [k for k in ("chunk_size", "num_chunks") if out.get(k) is not None]
         out["generator"] = "affine" if small and not given else "chunked"
-    affine = parse_enum(GeneratorName, out["generator"], "generator") is GeneratorName.AFFINE
+    name = parse_enum(GeneratorName, out["generator"], "generator")
+    affine = name is GeneratorName.AFFINE
     if out["hidden"] == AUTO:
-        out["hidden"] = () if affine else RECOMMENDED["hidden"]
+        out["hidden"] = () if affine or name is GeneratorName.KRONECKER else RECOMMENDED["hidden"]
+    if name is GeneratorName.KRONECKER:  # one noise value per weight
+        out["noise_dim"] = dim
     if out["noise_dim"] == AUTO:
         out["noise_dim"] = min(dim, SMALL_NET_MAX_NOISE) if affine else RECOMMENDED["noise_dim"]
     whole_small = small and net_dim <= SMALL_NET_WEIGHTS
@@ -405,6 +409,7 @@ def build_generator(
     embedding_dim: int,
     noise_mixing: bool,
     init_sigma: float | None,
+    log_scale: float = 1.0,
 ) -> Generator:
     """The generator ``name`` over ``spec`` (its options checked by ``GeneratorOptions``).
 
@@ -420,10 +425,15 @@ def build_generator(
         embedding_dim: Its chunk embeddings' size.
         noise_mixing: Its linear noise path (other generators leave it out).
         init_sigma: The semi-implicit sigma's start; the affine generator's spread starts there.
+        log_scale: The rate multiplier of the Kronecker generator's log-scales (as
+            ``ImplicitPosterior``'s ``log_sigma_scale``).
 
     Returns:
         The generator.
     """
+    if name is GeneratorName.KRONECKER:  # a Gaussian of its own: starts at the net, spread sigma0
+        spread = INIT_SIGMA if init_sigma is None else init_sigma
+        return KroneckerGenerator(spec, init, init_noise_scale=spread, log_scale=log_scale)
     options: dict[str, Any] = {"noise_dim": noise_dim, "hidden": hidden, "noise": noise}
     if num_chunks == AUTO:
         num_chunks = None
@@ -532,7 +542,15 @@ def in_force(
     out = {key: auto[key] for key in out}
     if isinstance(out["num_samples"], str):
         raise ValueError(f"num_samples must be an int >= 1 or 'auto', got {out['num_samples']!r}")
-    if uses_posterior(out["kl"]) and out["weight_noise"] is None:
+    if out["generator"] == GeneratorName.KRONECKER.value:
+        # a Gaussian with its own covariance and exact entropy: no semi-implicit noise on top
+        if out["weight_noise"] not in (None, INIT_SIGMA):
+            raise ValueError(
+                "generator='kronecker' is a Gaussian of its own (no semi-implicit noise): give "
+                f"init_sigma=None or leave it at its default, got {out['weight_noise']!r}"
+            )
+        out["weight_noise"] = None
+    elif uses_posterior(out["kl"]) and out["weight_noise"] is None:
         raise ValueError(
             f"kl={out['kl']!r} needs init_sigma > 0 (the semi-implicit posterior's initial "
             "sigma, e.g. 0.01; weight_noise in configs): a purely implicit q has no density in R^D"
@@ -613,6 +631,9 @@ def build_posterior_and_kl(
     name = parse_enum(GeneratorName, chosen["generator"], "generator")
     noise = parse_enum(NoiseMode, chosen["noise"], "noise")
     hidden, init_sigma = tuple(chosen["hidden"]), chosen["weight_noise"]
+    # the layer-wise output layers move each weight by ~hidden[-1] x lr per Adam step
+    lr = 1e-4 if name is GeneratorName.LAYERWISE and not is_affine(name, hidden) else 1e-3
+    rate = float(chosen["sigma_rate"])
     generator = build_generator(
         name,
         spec,
@@ -625,6 +646,7 @@ def build_posterior_and_kl(
         embedding_dim=embedding_dim,
         noise_mixing=bool(chosen["noise_mixing"]),
         init_sigma=init_sigma,
+        log_scale=rate / lr,
     )
     kl = build_kl(
         chosen["kl"],
@@ -635,9 +657,6 @@ def build_posterior_and_kl(
         jacobian_samples=jacobian_samples,
         jacobian_chunks=jacobian_chunks,
     )
-    # the layer-wise output layers move each weight by ~hidden[-1] x lr per Adam step
-    lr = 1e-4 if name is GeneratorName.LAYERWISE and not is_affine(name, hidden) else 1e-3
-    rate = float(chosen["sigma_rate"])
     # a file written before the stored scale was saved holds log sigma at its own rate, which
     # was 1e-3 unless given: no such file was trained at today's default rate
     legacy_rate = SIGMA_RATE_PAPER if rate == SIGMA_RATE else rate
