@@ -550,6 +550,12 @@ def in_force(
                 f"init_sigma=None or leave it at its default, got {out['weight_noise']!r}"
             )
         out["weight_noise"] = None
+        if uses_posterior(out["kl"]) and out["kl"] != "jacobian":
+            raise ValueError(
+                f"kl={out['kl']!r} bounds a semi-implicit posterior's entropy, and "
+                "generator='kronecker' has no semi-implicit noise: use kl='jacobian' (exact for "
+                "it) or a sample-based estimator"
+            )
     elif uses_posterior(out["kl"]) and out["weight_noise"] is None:
         raise ValueError(
             f"kl={out['kl']!r} needs init_sigma > 0 (the semi-implicit posterior's initial "
