@@ -107,6 +107,9 @@ def test_options_it_does_not_have_are_refused(options: dict[str, object], match:
 def test_it_is_its_own_gaussian_so_a_semi_implicit_sigma_is_refused() -> None:
     with pytest.raises(ValueError, match="Gaussian of its own"):
         bbh.BayesByHypernet(nn.Linear(3, 2), generator="kronecker", init_sigma=0.1)
+    for sigma_option in ({"sigma_per": "unit"}, {"sigma_noise": "local"}, {"kl": "sivi"}):
+        with pytest.raises(ValueError, match="no semi-implicit"):
+            bbh.BayesByHypernet(nn.Linear(3, 2), generator="kronecker", **sigma_option)
     model = bbh.BayesByHypernet(nn.Linear(3, 2), generator="kronecker", temperature=1.0)
     assert not model.posterior.semi_implicit
     assert model.resolved_options["weight_noise"] is None

@@ -165,8 +165,6 @@ class KroneckerGenerator(nn.Module):
             positive.
     """
 
-    #: the noise is one block of D standard normals (``noise_segments``)
-    noise_sharing = "aligned"
     _spec_order: Tensor  # each spec value's position in the matrices' concatenated layout
 
     def __init__(
