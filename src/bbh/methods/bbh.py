@@ -241,13 +241,6 @@ class BayesByHypernet(TemperedKL, Method):
                 "are set in the Jacobian KL's closed-form cross term)"
             )
         sigma_mode = parse_enum(SigmaPer, sigma_per, "sigma_per")
-        if chosen["generator"] == GeneratorName.KRONECKER.value and (
-            sigma_mode is not SigmaPer.WEIGHT or sigma_noise is not WeightNoise.SAMPLE
-        ):
-            raise ValueError(
-                "generator='kronecker' has no semi-implicit sigma (its covariance is its own): "
-                "sigma_per and sigma_noise take no other value than their defaults with it"
-            )
         # the estimators of the posterior need one sample; the others compare samples
         check_num_samples(samples, minimum=1 if uses_posterior(kl_options.name) else 2)
         #: S, weight samples per training step

@@ -592,7 +592,10 @@ def build_posterior(
         ValueError: ``sigma_per`` other than ``weight`` without ``init_sigma``.
     """
     if sigma_per is not SigmaPer.WEIGHT and init_sigma is None:
-        raise ValueError(f"sigma_per={sigma_per.value!r} needs init_sigma (a semi-implicit q)")
+        raise ValueError(
+            f"sigma_per={sigma_per.value!r} needs init_sigma (a semi-implicit q); with none, or "
+            "with generator='kronecker' (no semi-implicit noise), keep the default"
+        )
     posterior = ImplicitPosterior(
         generator,
         init_sigma,

@@ -176,7 +176,10 @@ def local_noise_copy(
     """
     option = f"sigma_noise={estimator.value!r}"
     if init_sigma is None:
-        raise ValueError(f"{option} needs init_sigma (a semi-implicit q with a sigma)")
+        raise ValueError(
+            f"{option} needs init_sigma (a semi-implicit q with a sigma); with none, or with "
+            "generator='kronecker' (no semi-implicit noise), keep the default"
+        )
     if exact_last_layer:
         raise ValueError(
             f"{option} does not apply with last_layer='exact' (the output layer is "
