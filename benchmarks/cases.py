@@ -237,6 +237,7 @@ BBH_CONFIGS: list[MethodCase] = [
     ),
     # cheaper variants of it a user can choose (docs/performance.md: their cost and accuracy)
     MethodCase("bbh recommended, S=1", "bbh", {"num_samples": 1}, {"noise_dim": 4}),
+    MethodCase("bbh kronecker", "bbh", {"generator": "kronecker"}),
     MethodCase("bbh recommended, S=1, k=4", "bbh", {"num_samples": 1, "noise_dim": 4}),
     MethodCase(
         "bbh recommended, S=1, jacobian_chunks=4",
