@@ -223,12 +223,6 @@ class KroneckerGenerator(nn.Module):
         """One noise block of D entries."""
         return (self.spec.dim,)
 
-    @property
-    def affine(self) -> bool:
-        """False: affine in its noise, but without the dense loadings ``noise_loadings`` gives
-        (``gaussian_terms`` gives its KL instead)."""
-        return False
-
     def draw_noise(self, num_samples: int, *, generator: torch.Generator | None = None) -> Tensor:
         """Fresh noise: one standard normal per weight.
 
