@@ -431,9 +431,8 @@ def build_generator(
     Returns:
         The generator.
     """
-    if name is GeneratorName.KRONECKER:  # a Gaussian of its own: starts at the net, spread sigma0
-        spread = INIT_SIGMA if init_sigma is None else init_sigma
-        return KroneckerGenerator(spec, init, init_noise_scale=spread, log_scale=log_scale)
+    if name is GeneratorName.KRONECKER:  # a Gaussian of its own (``in_force`` drops init_sigma)
+        return KroneckerGenerator(spec, init, init_noise_scale=INIT_SIGMA, log_scale=log_scale)
     options: dict[str, Any] = {"noise_dim": noise_dim, "hidden": hidden, "noise": noise}
     if num_chunks == AUTO:
         num_chunks = None
