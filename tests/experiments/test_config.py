@@ -115,6 +115,29 @@ def test_overrides_are_typed_and_checked():
         load_config("mnist/map", overrides=["train.epochs=many"])
 
 
+def test_a_label_names_what_set_changed_in_the_method():
+    shipped = load_config("mnist/bbh", scale="cpu")
+    assert shipped.display_name == "BbH (recommended)"
+    changed = load_config(
+        "mnist/bbh",
+        scale="cpu",
+        overrides=["method.options.generator=kronecker", "train.lr=3e-4"],
+    )
+    assert changed.display_name == "BbH (recommended) [--set method.options.generator=kronecker]"
+    # the net, schedule, data and evaluation do not change the method the label names
+    same = load_config(
+        "mnist/bbh",
+        scale="cpu",
+        overrides=["net.options.num_classes=10", "train.epochs=1", "data.root=/d"],
+    )
+    assert same.display_name == "BbH (recommended)"
+    # the user's own label wins
+    own = load_config(
+        "mnist/bbh", scale="cpu", overrides=["method.options.kl=sivi", "label='mine'"]
+    )
+    assert own.display_name == "mine"
+
+
 def _write(tmp_path, text):
     path = tmp_path / "run.toml"
     path.write_text(text)

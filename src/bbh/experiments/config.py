@@ -291,10 +291,18 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     )
 
 
+#: the sections whose ``--set`` overrides a config's label names (a label names the method)
+LABELLED_SECTIONS = {"method"}
+
+
 def load_config(
     name_or_path: str | Path, *, scale: str = "paper", overrides: Sequence[str] = ()
 ) -> AnyConfig:
-    """Load, merge and check a config (see the module docstring); raises ``ConfigError``."""
+    """Load, merge and check a config (see the module docstring); raises ``ConfigError``.
+
+    An override of a ``method`` key (``LABELLED_SECTIONS``) is appended to the file's label,
+    unless the overrides set ``label`` themselves.
+    """
     if scale not in SCALES:
         raise ConfigError(f"unknown scale {scale!r}; allowed: {list(SCALES)}")
     path = resolve_config_path(name_or_path)
@@ -304,11 +312,18 @@ def load_config(
         extra = sorted(set(scales) - set(SCALES)) if isinstance(scales, dict) else scales
         raise ConfigError(f"{path}: scale: unknown scale table(s) {extra}; allowed: {SCALES}")
     raw = merge_tables(raw, _expand_dotted(scales.get(scale, {}), f"{path} [scale.{scale}]"))
+    changed: list[str] = []
     for item in overrides:
         over = parse_override(item)
         _resolve_data_paths(over, Path.cwd(), "--set")
         raw = merge_tables(raw, over)
+        if set(over) & LABELLED_SECTIONS:
+            changed.append(item.strip())
     raw.setdefault("name", _default_name(path))
+    if changed and raw.get("label") and not any(parse_override(i).get("label") for i in overrides):
+        # a shipped label ("BbH (recommended)") names the file's method: say what --set changed
+        # in it, so that reports do not credit the shipped method with another one's numbers
+        raw["label"] = f"{raw['label']} [--set {', '.join(changed)}]"
     source = f"{path}" + (" (with --set)" if overrides else "")
     return config_from_dict(raw, source=source)
 
