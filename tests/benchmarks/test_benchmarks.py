@@ -263,6 +263,8 @@ def test_finetune_vs_laplace_scores_every_row_and_times_against_the_fit(tmp_path
     assert set(row["evaluate_seconds"]) == set(finetune_vs_laplace.ROWS)
     for scores in row["scores"].values():
         assert 0.0 <= scores["accuracy"] <= 1.0 and scores["nll"] > 0
+    # one fit, two predictives: the draws' and the probit link's
+    assert row["scores"]["laplace (probit)"]["nll"] != row["scores"]["laplace"]["nll"]
     timed = ("laplace", *finetune_vs_laplace.FINETUNED)
     assert set(row["seconds"]) == set(timed) and all(row["seconds"][r] > 0 for r in timed)
     for name in finetune_vs_laplace.FINETUNED:  # each ratio is its own time over the fit's

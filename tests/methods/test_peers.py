@@ -133,6 +133,14 @@ def test_laplace_matches_closed_form_on_logistic_regression(data):
     assert torch.all((draws.mean(0) - f_mu).abs() < 0.05 * var.sqrt() + 1e-3)
     ratio = draws.var(0) / var
     assert torch.all((ratio - 1).abs() < 0.05), ratio
+    # the probit view scores that closed form through predict_logits (one draw of log-probs)
+    probit = model.with_link("probit")
+    logits = probit.predict_logits(xs, num_samples=7)
+    assert logits.shape == (1, 6, 3) and model.link == "mc"
+    torch.testing.assert_close(logits[0].softmax(-1), torch.softmax(kappa * f_mu, -1), atol=1e-4,
+                               rtol=0)  # fmt: skip
+    with pytest.raises(ValueError, match="link must be one of"):
+        model.with_link("bridge")
 
 
 @needs_laplace

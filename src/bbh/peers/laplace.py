@@ -7,11 +7,15 @@ the probit approximation of the softmax. ``subset="all"`` with ``hessian="diag"`
 is the Laplace over every weight, where its Jacobians fit in memory.
 
 - ``predict`` returns laplace-torch's GLM probit predictive.
-- ``predict_logits`` (for the attacks' expectation over transformation, EOT) returns S draws of
-  the logits from the GLM's Gaussian over the outputs, ``N(f(x), J Sigma J^T)``, with gradients
-  to ``x`` (laplace-torch's ``functional_samples`` with ``enable_backprop=True``). For last-layer
-  Laplace the net is linear in the sampled weights, so these are exactly the outputs under
-  last-layer weight draws; their mean softmax is the Monte Carlo form of the probit predictive.
+- ``predict_logits`` (what ``bbh.evaluation`` scores and the attacks' expectation over
+  transformation, EOT, differentiates) returns S draws of the logits from the GLM's Gaussian over
+  the outputs, ``N(f(x), J Sigma J^T)``, with gradients to ``x`` (laplace-torch's
+  ``functional_samples`` with ``enable_backprop=True``). For last-layer Laplace the net is linear
+  in the sampled weights, so these are exactly the outputs under last-layer weight draws; their
+  mean softmax is the GLM predictive up to Monte Carlo error (laplace-torch's
+  ``link_approx="mc"``), of which the probit link is a closed-form approximation.
+  ``with_link("probit")`` gives a view whose ``predict_logits`` is instead one "draw", the log
+  of the probit predictive, so that the same scoring measures laplace-torch's recommended link.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from bbh.peers._common import require
 
 SUBSETS = ("last_layer", "all")
 HESSIANS = ("kron", "diag", "full")
+#: how ``predict_logits`` gives the GLM predictive (``LaplacePeer.with_link``)
+LINKS = ("mc", "probit")
 #: ``backend`` -> laplace-torch's GGN class of that curvature back-end
 BACKENDS = {"curvlinops": "CurvlinopsGGN", "asdl": "AsdlGGN", "backpack": "BackPackGGN"}
 
@@ -52,6 +58,26 @@ class LaplacePeer(Method):
         self.net: nn.Module = la.model  # laplace-torch's copy (a FeatureExtractor for last-layer)
         self.likelihood = make_likelihood("categorical")
         self.fit_seconds = fit_seconds
+        self.link = "mc"
+
+    def with_link(self, link: str) -> LaplacePeer:
+        """This fitted approximation with ``predict_logits`` scoring another predictive link.
+
+        Args:
+            link: ``mc`` (S draws from the GLM's Gaussian; the default) or ``probit``
+                (laplace-torch's closed-form approximation, as one draw of log-probabilities).
+
+        Returns:
+            A shallow copy sharing the fit.
+
+        Raises:
+            ValueError: ``link`` is not one of ``LINKS``.
+        """
+        if link not in LINKS:
+            raise ValueError(f"link must be one of {LINKS}, got {link!r}")
+        view = copy.copy(self)
+        view.link = link
+        return view
 
     @property
     def prior_precision(self) -> Tensor:
@@ -74,7 +100,8 @@ class LaplacePeer(Method):
             num_samples: S, an int ``>= 1``.
 
         Returns:
-            The logits ``[S, B, C]``; gradients flow to ``x``.
+            The logits ``[S, B, C]``; gradients flow to ``x``. With the ``probit`` link
+            (``with_link``), ``[1, B, C]``: the log of the probit predictive.
 
         Raises:
             ValueError: ``num_samples`` is not an int ``>= 1`` or ``x`` fails the input checks.
@@ -82,6 +109,9 @@ class LaplacePeer(Method):
         check_num_samples(num_samples)
         x = self.check_input(x)
         with torch.enable_grad():
+            if self.link == "probit":
+                probs = self.la(x, pred_type="glm", link_approx="probit")
+                return probs.clamp_min(torch.finfo(probs.dtype).tiny).log().unsqueeze(0)
             return self.la.functional_samples(x, pred_type="glm", n_samples=num_samples)
 
     @torch.no_grad()
