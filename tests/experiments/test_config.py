@@ -239,6 +239,40 @@ def test_validation_draws_count_where_they_choose_the_temperature():
     assert config_hash(other, method_options(other)) == config_hash(plain, method_options(plain))
 
 
+def test_search_patience_counts_where_a_search_runs_and_patience_1_is_the_old_walk(monkeypatch):
+    """``train.temperature_patience`` changes which candidates a search trains and so the
+    weights: in the hash of a searching method, away from 1 (the walk of runs trained before
+    it existed: they hash as before, without the key); never in a fixed-temperature run's."""
+    from bbh.training.temperature import TEMPERATURE_PATIENCE
+
+    cfg = load_config("mnist/bbh", scale="cpu")
+    assert cfg.train.temperature_patience == TEMPERATURE_PATIENCE == 2
+    resolved = resolved_options(METHODS["bbh"], {})
+
+    def with_patience(p):
+        return dataclasses.replace(
+            cfg, train=dataclasses.replace(cfg.train, temperature_patience=p)
+        )
+
+    hashes = {p: config_hash(with_patience(p), resolved) for p in (1, 2, 3)}
+    assert len(set(hashes.values())) == 3
+    # the code before the option knew no such key: its hash is patience 1's
+    import bbh.experiments.config as config_module
+
+    def without_the_key(c):
+        d = config_to_dict(c)
+        del d["train"]["temperature_patience"]
+        return d
+
+    monkeypatch.setattr(config_module, "config_to_dict", without_the_key)
+    assert config_hash(cfg, resolved) == hashes[1]
+    monkeypatch.undo()
+    fixed = {**resolved, "temperature": 0.01}
+    assert config_hash(with_patience(1), fixed) == config_hash(with_patience(3), fixed)
+    with pytest.raises(ConfigError, match="temperature_patience"):
+        load_config("mnist/bbh", overrides=["train.temperature_patience=0"])
+
+
 def test_a_warm_up_counts_in_the_hash_and_must_be_a_fraction():
     cfg = load_config("mnist/map", scale="cpu")
     warm = load_config("mnist/map", scale="cpu", overrides=["train.lr_warmup=0.1"])

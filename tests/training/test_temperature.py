@@ -51,9 +51,10 @@ def test_the_walk_goes_on_in_the_better_direction_and_stops_at_the_best() -> Non
     )  # fmt: skip
     assert search.chosen == 0.01 and float(model.temperature) == pytest.approx(0.01)
     assert search.grid_best == 0.01
-    assert search.candidates == (0.03, 0.1, 0.01, 0.003)  # warmer is worse: it turns colder
-    assert search.val_nll == (2.5, 3.0, 2.0, 2.2)
-    assert len(resets) == 5  # before each candidate and at the end
+    # warmer is worse: it turns colder, and stops after two candidates in a row fail to beat 0.01
+    assert search.candidates == (0.03, 0.1, 0.01, 0.003, 0.001)
+    assert search.val_nll == (2.5, 3.0, 2.0, 2.2, 3.0)
+    assert len(resets) == 6  # before each candidate and at the end
     # refined: the vertex of the parabola through (0.03, 2.5), (0.01, 2.0), (0.003, 2.2) in
     # log T, between the best and its better neighbour, at no extra candidate run
     scored: list[float] = []
@@ -66,10 +67,36 @@ def test_the_walk_goes_on_in_the_better_direction_and_stops_at_the_best() -> Non
         model, 0.03, train=lambda: None, score=score, reset=lambda: None, steps_each=1,
         val_examples=1, val_samples=1,
     )  # fmt: skip
-    assert refined.candidates == search.candidates and len(scored) == 4
+    assert refined.candidates == search.candidates and len(scored) == 5
     assert refined.grid_best == 0.01 and 0.003 < refined.chosen < 0.01
     assert float(model.temperature) == pytest.approx(refined.chosen)
     assert "parabola's vertex" in refined.summary()
+
+
+def test_patience_carries_the_walk_over_one_noisy_rise() -> None:
+    """CIFAR-5's seed 0: 0.01 beat 0.03, 0.003 scored 0.008 worse than 0.01, and the NLL fell on
+    below it. Patience 1 (the walk of runs trained before the option) stops at the rise;
+    the default, 2, walks on to the deeper minimum and stops two rises after it."""
+    noisy = {0.1: 1.22, 0.03: 1.15, 0.01: 1.011, 0.003: 1.019, 0.001: 0.95, 3e-4: 0.93,
+             1e-4: 0.96, 3e-5: 0.97, 1e-5: 0.99}  # fmt: skip
+
+    def walk(**patience: int) -> object:
+        model = bbh.build("bbb", MLP(6, [5], 2))
+        return choose_temperature(
+            model, 0.03, train=lambda: None,
+            score=lambda: noisy[round(float(model.temperature), 8)], reset=lambda: None,
+            steps_each=1, val_examples=1, val_samples=1, refine=False, **patience,
+        )  # fmt: skip
+
+    first_rise = walk(patience=1)
+    assert first_rise.grid_best == 0.01 and first_rise.candidates == (0.03, 0.1, 0.01, 0.003)  # type: ignore[attr-defined]
+    deeper = walk()
+    assert deeper.grid_best == 3e-4  # type: ignore[attr-defined]
+    assert deeper.candidates == (0.03, 0.1, 0.01, 0.003, 0.001, 3e-4, 1e-4, 3e-5)  # type: ignore[attr-defined]
+    # at the grid's end the walk stops whatever the patience
+    assert walk(patience=5).candidates[-1] == 1e-5  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="patience must be an int >= 1"):
+        walk(patience=0)
 
 
 def test_known_scores_are_reused_without_training_and_the_walk_is_unchanged() -> None:
@@ -87,13 +114,13 @@ def test_known_scores_are_reused_without_training_and_the_walk_is_unchanged() ->
         )  # fmt: skip
 
     whole = search(None)
-    # the walk goes past 1e-3 into the grid's cold end and stops where the NLL rises
-    assert whole.grid_best == 3e-4 and whole.candidates[-1] == 1e-4  # type: ignore[attr-defined]
+    # the walk goes past 1e-3 into the grid's cold end and stops two rises after the best
+    assert whole.grid_best == 3e-4 and whole.candidates[-1] == 3e-5  # type: ignore[attr-defined]
     first = len(trained)
     reports.clear()
     # an interrupted search knew 0.03, 0.1 and 0.01: only the rest are trained again
     resumed = search({0.03: valley[0.03], 0.1: valley[0.1], 0.01: valley[0.01], 7.0: 0.0})
-    assert trained[first:] == pytest.approx([0.003, 0.001, 3e-4, 1e-4])
+    assert trained[first:] == pytest.approx([0.003, 0.001, 3e-4, 1e-4, 3e-5])
     assert resumed == whole
     assert reports[:2] == [(0.03, valley[0.03]), (0.1, valley[0.1])]  # reported, not trained
     assert (0.003, None) in reports

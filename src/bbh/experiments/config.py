@@ -163,6 +163,9 @@ class TrainConfig:
     checkpoint_every: int = field(default=500, metadata={"min": 1})
     #: weight samples for the per-epoch validation accuracy and NLL
     val_samples: int = field(default=10, metadata={"min": 1})
+    #: a temperature search's candidates in a row past the best that may fail to beat it
+    #: (``fit``'s ``temperature_patience``; = ``TEMPERATURE_PATIENCE``, tested)
+    temperature_patience: int = field(default=2, metadata={"min": 1})
     device: str = field(default="cpu", metadata=_choices(*DEVICES))
     #: CPU threads for training and evaluation (None: torch's default). Small nets, and any net
     #: on a machine shared with other jobs, run far faster on 1 thread.
@@ -403,6 +406,9 @@ def config_hash(
             # it only scores the epochs unless it scores a temperature search's candidates,
             # and at its default every run trained before this counted hashes as it did
             d["train"].pop("val_samples", None)
+        if not searches or cfg.train.temperature_patience == 1:
+            # patience 1 is the walk of every search trained before the option existed
+            d["train"].pop("temperature_patience", None)
         if d["train"].get("lr_schedule") == "constant":  # as every run before the option existed
             del d["train"]["lr_schedule"]
         if d["train"].get("lr_warmup") == 0.0:  # likewise

@@ -390,6 +390,7 @@ def _fit(
                     ddp=DDPSettings(find_unused_parameters=cfg.distributed.find_unused_parameters),
                     validation=validation_pair(data, dev),
                     val_samples=cfg.train.val_samples,
+                    temperature_patience=cfg.train.temperature_patience,
                 )
         except TrainingInterrupted as stop:  # every rank stops at the same step
             hooks.log.write({"event": "interrupted", "step": stop.step})

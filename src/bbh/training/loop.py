@@ -49,7 +49,12 @@ from bbh.training.guards import TrainingGuard, TrainingWarning
 from bbh.training.rng import rng_state, set_rng_state
 from bbh.training.sampler import ShuffleSampler
 from bbh.training.schedules import LR_SCHEDULES, KLSchedule, constant, lr_factor
-from bbh.training.temperature import TemperatureSearch, choose_temperature, validation_nll
+from bbh.training.temperature import (
+    TEMPERATURE_PATIENCE,
+    TemperatureSearch,
+    choose_temperature,
+    validation_nll,
+)
 from bbh.validation import at_least, check_finite, checked_args, positive, values_prechecked
 
 #: ``transform(batch, generator) -> batch``: a tensor, or a batch structure (``bbh.inputs``)
@@ -200,6 +205,7 @@ def make_optimizer(
     num_data=at_least(1),
     log_every=at_least(1),
     val_samples=at_least(1),
+    temperature_patience=at_least(1),
 )
 def fit(
     method: Method,
@@ -222,6 +228,7 @@ def fit(
     validation: tuple[Inputs, Tensor] | None = None,
     val_samples: int = 20,
     temperature_steps: int | None = None,
+    temperature_patience: int = TEMPERATURE_PATIENCE,
     lr_schedule: str = "cooldown",
     lr_warmup: float = 0.0,
 ) -> FitResult:
@@ -267,6 +274,8 @@ def fit(
         val_samples: Weight draws of the validation predictive.
         temperature_steps: Steps per temperature candidate; None: ``steps`` (shorter runs
             ranked the temperatures differently on the demo).
+        temperature_patience: Candidates in a row, past the best, that may fail to beat it
+            before the search stops (``bbh.training.temperature.TEMPERATURE_PATIENCE``).
         lr_schedule: ``"cooldown"`` (the rate falls linearly to near 0 over the last fifth of
             the run, so that it ends at a settled iterate), ``"cosine"`` or ``"constant"`` (the
             paper's; ``bbh.training.schedules.lr_factor``), for every parameter group of
@@ -381,7 +390,8 @@ def fit(
         if start_step == 0:  # a resumed run chose its temperature before (it is in its state)
             result.temperature = _search_temperature(
                 method, validation, train_step, guard, sampler, opt, schedule,
-                steps=steps, each=temperature_steps, val_samples=val_samples, seed=seed,
+                steps=steps, each=temperature_steps, patience=temperature_patience,
+                val_samples=val_samples, seed=seed,
                 ranks=ranks, announce=verbose and main, warn=main,
                 report=hooks.on_temperature_candidate if main else None,
                 known=hooks.scored_temperatures if main else dict,
@@ -441,6 +451,7 @@ def _search_temperature(
     *,
     steps: int,
     each: int | None,
+    patience: int,
     val_samples: int,
     seed: int,
     ranks: Ranks | None,
@@ -494,7 +505,7 @@ def _search_temperature(
     search = choose_temperature(
         method, START_TEMPERATURE, train=short_run, score=score, reset=reset,
         steps_each=each, val_examples=len(yv), val_samples=val_samples, grid=grid,
-        report=report, known=scored,
+        report=report, known=scored, patience=patience,
     )  # fmt: skip
     if announce:
         print(search.summary(), file=sys.stderr)
