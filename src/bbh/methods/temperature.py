@@ -18,7 +18,8 @@ import torch
 
 #: the temperatures ``temperature="validation"`` chooses from: a log grid by half decades (the
 #: walk from the start stops where the validation NLL has risen for ``TEMPERATURE_PATIENCE``
-#: candidates, so a cold end costs nothing where it is not reached; CIFAR-5's ResNet and Bayes by Backprop on MNIST were still improving at 1e-3)
+#: candidates, so a cold end costs nothing where it is not reached; CIFAR-5's ResNet and Bayes
+#: by Backprop on MNIST were still improving at 1e-3)
 TEMPERATURE_CANDIDATES = (1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001, 3e-4, 1e-4, 3e-5, 1e-5)
 #: where the search starts; also what a model that asks for the search keeps when ``fit`` is
 #: given no validation data (with a warning): the best on the demo and on MNIST (docs/methods.md)
