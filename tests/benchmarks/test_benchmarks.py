@@ -405,3 +405,30 @@ def test_the_carried_sigma_continuation_moves_sigma_alone_from_the_runs_adam_sta
     for name, p in model.named_parameters():
         moved = not torch.equal(p, before[name])
         assert moved == (name in sigma), name
+
+
+def test_temperature_under_shift_trains_each_temperature_and_scores_rotations(tmp_path):
+    import temperature_under_shift
+    from bbh.experiments.config import load_config
+    from bbh.experiments.train import train_run
+
+    run = tmp_path / "map"
+    cfg = load_config("demo/map", overrides=["train.epochs=1", "eval.num_samples=2"])
+    train_run(cfg, run, resume=None, progress=False)
+    out, runs = tmp_path / "shift.json", tmp_path / "runs"
+    argv = ["--map-run", str(run), "--config", "demo/bbh", "--temperatures", "1", "0.01",
+            "--set", "train.epochs=1", "--set", "train.kl_schedule.kind=constant",
+            "--out-runs", str(runs), "--out", str(out)]  # fmt: skip
+    assert temperature_under_shift.main(argv) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["temperature"] for r in rows] == [1.0, 0.01]
+    for r in rows:
+        assert r["status"] == "trained" and 0 <= r["shift_accuracy"] <= r["accuracy"] <= 1
+        # the fixed temperature, no search
+        assert float(bbh.load(r["run"]).temperature) == pytest.approx(r["temperature"])
+    assert rows[0]["nll"] != rows[1]["nll"]
+    # a second call reuses the finished runs
+    assert temperature_under_shift.main([*argv[:-2], "--out", str(tmp_path / "again.json")]) == 0
+    again = json.loads((tmp_path / "again.json").read_text())["rows"]
+    assert [r["status"] for r in again] == ["already finished"] * 2
+    assert [r["nll"] for r in again] == [r["nll"] for r in rows]
