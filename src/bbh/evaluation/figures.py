@@ -167,12 +167,18 @@ def shift_plot(
         xlabel = "rotation (degrees)" if kinds == {"rotation"} else "severity (band: min-max)"
     for ax, m in zip(axes[0], metrics, strict=True):
         ax.set(xlabel=xlabel, ylabel=_SHIFT_LABELS.get(m, m))
-        if m in ("accuracy", "ece", "rejection_area"):
+        if m in ("accuracy", "rejection_area"):
             ax.set_ylim(-0.02, 1.02)
-    axes[0, 0].legend(fontsize=8)
+        elif m == "ece":  # from 0 to the highest band: methods' ECEs differ by a few points
+            top = max(max(r["by_intensity"]["ece_max"]) for r in results.values())
+            ax.set_ylim(0.0, min(1.02, 1.1 * top + 0.01))
+    # below the panels, not over a panel's lines
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    rows = -(-len(labels) // 4)
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06 * rows, 1, 1))
     return _save(fig, path)
 
 
